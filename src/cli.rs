@@ -1,0 +1,166 @@
+//! The command line, as the user types it. Names here are a contract (DESIGN.md §2): scripts
+//! and other tools call them, so they change only with a major version.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Deploy N app instances behind nginx with shared PostgreSQL and Redis (optionally Redis HA
+/// with Sentinels) on Docker, and prove the deployment works.
+#[derive(Debug, Parser)]
+#[command(name = "radar-deploy", version, propagate_version = true)]
+pub struct Cli {
+    /// The env file holding the configuration and secrets.
+    #[arg(
+        long,
+        global = true,
+        env = "RADAR_ENV_FILE",
+        default_value = ".env.multi-instance",
+        value_name = "PATH"
+    )]
+    pub env_file: PathBuf,
+
+    /// Project name: every Docker object is named and labelled from it.
+    #[arg(
+        long,
+        global = true,
+        env = "RADAR_PROJECT",
+        default_value = "reporadar",
+        value_name = "NAME"
+    )]
+    pub project: String,
+
+    /// Never colour the output (NO_COLOR is honoured too).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Print only errors and results.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more detail (repeat for even more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the env file with strong generated secrets (mode 0600).
+    Init(InitArgs),
+    /// Write the deployment files (Compose file, nginx.conf, sentinel.conf).
+    Render(RenderArgs),
+    /// Create or update the stack, wait until it is healthy, then verify it.
+    Up(UpArgs),
+    /// Prove a running deployment works; exit 1 when a check fails.
+    Verify(VerifyArgs),
+    /// Change the number of app instances without failing a request.
+    Scale(ScaleArgs),
+    /// Show services, instances, health and published ports.
+    Status(StatusArgs),
+    /// Show container logs.
+    Logs(LogsArgs),
+    /// Remove everything the project created (volumes only with --volumes).
+    Down(DownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing env file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Directory to write the files into.
+    #[arg(long, default_value = "docker", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Include the Redis replica and three Sentinels (Compose profile `ha`).
+    #[arg(long)]
+    pub ha: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Add a Redis replica and three Sentinels.
+    #[arg(long)]
+    pub ha: bool,
+    /// Number of app instances (overrides APP_INSTANCES).
+    #[arg(long, value_name = "N")]
+    pub instances: Option<u32>,
+    /// Deadline in seconds for every wait.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
+    /// Do not run `verify` after the stack is up.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Requests for the load-distribution check.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub requests: u32,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Also check the Sentinels and the replica.
+    #[arg(long)]
+    pub ha: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The new number of app instances (1..=64).
+    #[arg(value_name = "N")]
+    pub instances: u32,
+    /// Deadline in seconds for every wait.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this service (e.g. nginx, app, app-2, postgres).
+    pub service: Option<String>,
+    /// Keep printing new lines.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Lines to show from the end of each log.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also delete the data volumes (Postgres and Redis data are lost).
+    #[arg(long)]
+    pub volumes: bool,
+}

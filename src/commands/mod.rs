@@ -1,0 +1,35 @@
+//! One file per subcommand. Each only turns its arguments into the operation's inputs, calls
+//! the operation, and reports; the operations live in the modules named in lib.rs.
+
+pub mod down;
+pub mod init;
+pub mod logs;
+pub mod render;
+pub mod scale;
+pub mod status;
+pub mod up;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::config::{self, Config, Overrides};
+use crate::ui::Ui;
+
+/// The global options every subcommand sees.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub env_file: PathBuf,
+    pub project: String,
+    pub ui: Ui,
+}
+
+impl Globals {
+    /// The validated configuration for this run; every problem is reported at once.
+    pub fn config(&self, overrides: Overrides) -> Result<Config> {
+        let inputs =
+            config::Inputs::from_process(self.env_file.clone(), self.project.clone(), overrides);
+        Ok(config::resolve(&inputs)?)
+    }
+}

@@ -1,0 +1,576 @@
+//! One typed, validated configuration, merged from env file < process environment < flags.
+//!
+//! Validation collects every problem before it reports, so a user fixes a file in one pass.
+
+pub mod secret;
+pub mod source;
+pub mod types;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use secret::Secret;
+pub use source::{Origin, RawValues};
+pub use types::{ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port, ProjectName};
+use vars::{Need, APP_PASSTHROUGH_PREFIX};
+
+/// Connections Postgres keeps back for administration beyond what the app pools may use.
+pub const POSTGRES_RESERVED_CONNECTIONS: u32 = 10;
+/// The HA profile always runs three Sentinels: a quorum of 2 needs a majority of 3.
+pub const SENTINELS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub project: ProjectName,
+    pub http_port: Port,
+    pub lb_strategy: LbStrategy,
+    pub nginx_image: ImageRef,
+    pub app: AppConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub session_secret: Secret,
+    pub encryption_key: Secret,
+    pub ha_enabled: bool,
+    pub sentinel: SentinelConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub instances: InstanceCount,
+    pub image: ImageRef,
+    pub port: Port,
+    pub cpus: NanoCpus,
+    pub memory: MemoryBytes,
+    /// `None`: rely on the image's own HEALTHCHECK.
+    pub healthcheck: Option<Vec<String>>,
+    pub db_pool_size: u32,
+    pub log_level: String,
+    pub github_token: Option<Secret>,
+    /// `APP_ENV_*` variables with the prefix removed.
+    pub passthrough: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub image: ImageRef,
+    pub user: String,
+    pub db: String,
+    pub password: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub image: ImageRef,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    pub master_name: String,
+    pub quorum: u32,
+    pub down_after_ms: u32,
+    pub failover_timeout_ms: u32,
+}
+
+/// One thing wrong with the configuration: which variable, where it was set, what is wrong and
+/// what to do. Never carries a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: String,
+    pub origin: Option<Origin>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Problem {
+    fn file(path: &Path, message: String, fix: &str) -> Problem {
+        Problem {
+            variable: "(env file)".into(),
+            origin: Some(Origin::File {
+                path: path.to_path_buf(),
+                line: 0,
+            }),
+            message,
+            fix: fix.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.variable, self.message)?;
+        match &self.origin {
+            Some(Origin::File { path, line: 0 }) => write!(f, " ({})", path.display())?,
+            Some(origin) => write!(f, " ({origin})")?,
+            None => {}
+        }
+        write!(f, ": {}", self.fix)
+    }
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub env_file: PathBuf,
+    pub env_file_missing: bool,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        if self.env_file_missing {
+            write!(
+                f,
+                "the env file {} does not exist: create one with strong secrets with `radar-deploy init`, or pass --env-file",
+                self.env_file.display()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What the command line contributes on top of file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub ha: bool,
+    pub instances: Option<u32>,
+}
+
+/// The inputs of [`resolve`], gathered by the caller so resolving stays pure and testable.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub env_file: PathBuf,
+    pub project: String,
+    pub process_env: Vec<(String, String)>,
+    pub overrides: Overrides,
+}
+
+impl Inputs {
+    /// Inputs from the real process environment.
+    pub fn from_process(env_file: PathBuf, project: String, overrides: Overrides) -> Inputs {
+        Inputs {
+            env_file,
+            project,
+            process_env: std::env::vars().collect(),
+            overrides,
+        }
+    }
+}
+
+/// Reads the env file and merges all sources into a validated [`Config`].
+pub fn resolve(inputs: &Inputs) -> Result<Config, ConfigError> {
+    let Inputs {
+        env_file,
+        project,
+        process_env,
+        overrides,
+    } = inputs;
+    let mut problems = Vec::new();
+    let mut raw = RawValues::default();
+    let file_exists = raw.read_env_file(env_file, &mut problems);
+    raw.read_process_env(process_env.iter().cloned());
+    let Overrides { ha, instances } = overrides;
+    if *ha {
+        raw.set("HA_ENABLED", "true", Origin::Flag("--ha"));
+    }
+    if let Some(n) = instances {
+        raw.set("APP_INSTANCES", n.to_string(), Origin::Flag("--instances"));
+    }
+    let project = match project.parse::<ProjectName>() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(Problem {
+                variable: "RADAR_PROJECT".into(),
+                origin: Some(Origin::Flag("--project")),
+                message: e,
+                fix: "pass --project with a name like `reporadar` or `staging-2`".into(),
+            });
+            None
+        }
+    };
+    let result = validate(&raw, &mut problems);
+    match (project, result) {
+        (Some(project), Some(partial)) if problems.is_empty() => Ok(partial.into_config(project)),
+        _ => Err(ConfigError {
+            env_file: env_file.clone(),
+            env_file_missing: !file_exists,
+            problems,
+        }),
+    }
+}
+
+/// Everything but the project name; built only when every variable parsed.
+struct Validated {
+    http_port: Port,
+    lb_strategy: LbStrategy,
+    nginx_image: ImageRef,
+    app: AppConfig,
+    postgres: PostgresConfig,
+    redis: RedisConfig,
+    session_secret: Secret,
+    encryption_key: Secret,
+    ha_enabled: bool,
+    sentinel: SentinelConfig,
+}
+
+impl Validated {
+    fn into_config(self, project: ProjectName) -> Config {
+        let Validated {
+            http_port,
+            lb_strategy,
+            nginx_image,
+            app,
+            postgres,
+            redis,
+            session_secret,
+            encryption_key,
+            ha_enabled,
+            sentinel,
+        } = self;
+        Config {
+            project,
+            http_port,
+            lb_strategy,
+            nginx_image,
+            app,
+            postgres,
+            redis,
+            session_secret,
+            encryption_key,
+            ha_enabled,
+            sentinel,
+        }
+    }
+}
+
+/// Reads variables one by one, remembering every problem instead of stopping at the first.
+struct Reader<'a> {
+    raw: &'a RawValues,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> (Option<String>, Option<Origin>) {
+        match self.raw.get(name) {
+            Some(v) => (Some(v.value.clone()), Some(v.origin.clone())),
+            None => (None, None),
+        }
+    }
+
+    fn problem(&mut self, name: &str, origin: Option<Origin>, message: String, fix: String) {
+        self.problems.push(Problem {
+            variable: name.into(),
+            origin,
+            message,
+            fix,
+        });
+    }
+
+    /// A value with a default from the variable table, parsed by `FromStr`.
+    fn parse<T: std::str::FromStr<Err = String>>(&mut self, name: &str) -> Option<T> {
+        let var = vars::lookup(name).expect("every variable read is in the table");
+        let (value, origin) = self.raw(name);
+        let value = match (value, var.need) {
+            (Some(v), _) if !v.trim().is_empty() => v,
+            (_, Need::Default(d)) => d.to_string(),
+            _ => {
+                self.problem(
+                    name,
+                    origin,
+                    "is not set".into(),
+                    format!("set {name} in the env file"),
+                );
+                return None;
+            }
+        };
+        match value.parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(
+                    name,
+                    origin,
+                    e,
+                    format!("correct {name}; see .env.multi-instance.example"),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, name: &str, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
+        let n: u32 = self.parse::<Number>(name)?.0;
+        if range.contains(&n) {
+            Some(n)
+        } else {
+            let origin = self.raw(name).1;
+            self.problem(
+                name,
+                origin,
+                format!(
+                    "must be between {} and {} (got {n})",
+                    range.start(),
+                    range.end()
+                ),
+                format!("set {name} within that range"),
+            );
+            None
+        }
+    }
+
+    /// A required plain value: a Postgres identifier.
+    fn identifier(&mut self, name: &str) -> Option<String> {
+        let (value, origin) = self.raw(name);
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            self.problem(
+                name,
+                origin,
+                "is not set".into(),
+                format!("set {name} in the env file (`radar-deploy init` writes one)"),
+            );
+            return None;
+        };
+        let valid = v.len() <= 63
+            && v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && v.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if valid {
+            Some(v)
+        } else {
+            self.problem(
+                name,
+                origin,
+                format!("is not a plain identifier (got {v:?})"),
+                "use up to 63 lowercase letters, digits and _, starting with a letter".into(),
+            );
+            None
+        }
+    }
+
+    fn secret(&mut self, name: &str, min_len: usize) -> Option<Secret> {
+        let (value, origin) = self.raw(name);
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            self.problem(name, origin, "is not set".into(), format!("set {name} to a random value, or run `radar-deploy init` to generate all secrets"));
+            return None;
+        };
+        match secret::weakness(&v, min_len) {
+            None => Some(Secret::new(v)),
+            Some(why) => {
+                self.problem(name, origin, format!("is too weak: it {why}"), "generate one with `openssl rand -base64 32`, or run `radar-deploy init --force` to write new secrets".into());
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, name: &str) -> Option<bool> {
+        self.parse::<Flag>(name).map(|f| f.0)
+    }
+}
+
+struct Number(u32);
+impl std::str::FromStr for Number {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.trim()
+            .parse()
+            .map(Number)
+            .map_err(|_| format!("must be a whole number (got {s:?})"))
+    }
+}
+
+struct Flag(bool);
+impl std::str::FromStr for Flag {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Flag(true)),
+            "false" | "0" | "no" | "off" => Ok(Flag(false)),
+            _ => Err(format!("must be true or false (got {s:?})")),
+        }
+    }
+}
+
+struct Healthcheck(Option<Vec<String>>);
+impl std::str::FromStr for Healthcheck {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "none" => Ok(Healthcheck(None)),
+            "" => Err("must be a command or `none`".into()),
+            cmd => Ok(Healthcheck(Some(
+                cmd.split_whitespace().map(String::from).collect(),
+            ))),
+        }
+    }
+}
+
+struct LogLevel(String);
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-,=:".contains(c))
+        {
+            Ok(LogLevel(s.to_string()))
+        } else {
+            Err(format!(
+                "must be a log level such as info or debug (got {s:?})"
+            ))
+        }
+    }
+}
+
+struct MasterName(String);
+impl std::str::FromStr for MasterName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let valid = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if valid {
+            Ok(MasterName(s.to_string()))
+        } else {
+            Err(format!("must be letters, digits, _ - or . (got {s:?})"))
+        }
+    }
+}
+
+fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
+    let mut r = Reader { raw, problems };
+    let http_port = r.parse::<Port>("HTTP_PORT");
+    let lb_strategy = r.parse::<LbStrategy>("LB_STRATEGY");
+    let nginx_image = r.parse::<ImageRef>("NGINX_IMAGE");
+    let instances = r.parse::<InstanceCount>("APP_INSTANCES");
+    let app_image = r.parse::<ImageRef>("APP_IMAGE");
+    let app_port = r.parse::<Port>("APP_PORT");
+    let cpus = r.parse::<NanoCpus>("APP_CPUS");
+    let memory = r.parse::<MemoryBytes>("APP_MEMORY");
+    let healthcheck = r.parse::<Healthcheck>("APP_HEALTHCHECK");
+    let db_pool_size = r.number("DB_POOL_SIZE", 1..=100);
+    let log_level = r.parse::<LogLevel>("LOG_LEVEL");
+    let github_token = r
+        .raw("GITHUB_TOKEN")
+        .0
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    let postgres_image = r.parse::<ImageRef>("POSTGRES_IMAGE");
+    let postgres_user = r.identifier("POSTGRES_USER");
+    let postgres_db = r.identifier("POSTGRES_DB");
+    let postgres_password = r.secret("POSTGRES_PASSWORD", 16);
+    let max_connections = r.number("POSTGRES_MAX_CONNECTIONS", 20..=10_000);
+    let redis_image = r.parse::<ImageRef>("REDIS_IMAGE");
+    let redis_password = r.secret("REDIS_PASSWORD", 16);
+    let session_secret = r.secret("SESSION_SECRET", 32);
+    let encryption_key = r.secret("ENCRYPTION_KEY", 32);
+    let ha_enabled = r.flag("HA_ENABLED");
+    let master_name = r.parse::<MasterName>("REDIS_MASTER_NAME");
+    let quorum = r.number("SENTINEL_QUORUM", 1..=SENTINELS);
+    let down_after_ms = r.number("SENTINEL_DOWN_AFTER_MS", 100..=600_000);
+    let failover_timeout_ms = r.number("SENTINEL_FAILOVER_TIMEOUT_MS", 1_000..=3_600_000);
+
+    // Rules across variables.
+    if let (Some(n), Some(pool), Some(max)) = (instances, db_pool_size, max_connections) {
+        let needed = n.get() * pool;
+        let usable = max.saturating_sub(POSTGRES_RESERVED_CONNECTIONS);
+        if needed > usable {
+            let origin = r.raw("APP_INSTANCES").1;
+            r.problem(
+                "APP_INSTANCES",
+                origin,
+                format!("x DB_POOL_SIZE needs {n} x {pool} = {needed} Postgres connections, but POSTGRES_MAX_CONNECTIONS={max} leaves {usable} ({POSTGRES_RESERVED_CONNECTIONS} are kept for administration)", n = n.get()),
+                format!("lower APP_INSTANCES or DB_POOL_SIZE, or raise POSTGRES_MAX_CONNECTIONS to at least {}", needed + POSTGRES_RESERVED_CONNECTIONS),
+            );
+        }
+    }
+    if let (Some(a), Some(b)) = (&postgres_password, &redis_password) {
+        if a == b {
+            r.problem(
+                "REDIS_PASSWORD",
+                r.raw.get("REDIS_PASSWORD").map(|v| v.origin.clone()),
+                "is the same as POSTGRES_PASSWORD".into(),
+                "use a different random value for each secret".into(),
+            );
+        }
+    }
+
+    let passthrough: BTreeMap<String, String> = raw
+        .values
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(APP_PASSTHROUGH_PREFIX)
+                .map(|name| (name.to_string(), v.value.clone()))
+        })
+        .collect();
+    for name in passthrough.keys() {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            let origin = raw
+                .get(&format!("{APP_PASSTHROUGH_PREFIX}{name}"))
+                .map(|v| v.origin.clone());
+            problems.push(Problem {
+                variable: format!("{APP_PASSTHROUGH_PREFIX}{name}"),
+                origin,
+                message: "does not name a valid environment variable after the prefix".into(),
+                fix: "use APP_ENV_ followed by letters, digits and _".into(),
+            });
+        }
+    }
+
+    Some(Validated {
+        http_port: http_port?,
+        lb_strategy: lb_strategy?,
+        nginx_image: nginx_image?,
+        app: AppConfig {
+            instances: instances?,
+            image: app_image?,
+            port: app_port?,
+            cpus: cpus?,
+            memory: memory?,
+            healthcheck: healthcheck?.0,
+            db_pool_size: db_pool_size?,
+            log_level: log_level?.0,
+            github_token,
+            passthrough,
+        },
+        postgres: PostgresConfig {
+            image: postgres_image?,
+            user: postgres_user?,
+            db: postgres_db?,
+            password: postgres_password?,
+            max_connections: max_connections?,
+        },
+        redis: RedisConfig {
+            image: redis_image?,
+            password: redis_password?,
+        },
+        session_secret: session_secret?,
+        encryption_key: encryption_key?,
+        ha_enabled: ha_enabled?,
+        sentinel: SentinelConfig {
+            master_name: master_name?.0,
+            quorum: quorum?,
+            down_after_ms: down_after_ms?,
+            failover_timeout_ms: failover_timeout_ms?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

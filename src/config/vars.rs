@@ -1,0 +1,129 @@
+//! The table of every configuration variable: its name, default and meaning.
+//!
+//! This table is the single source for `.env.multi-instance.example`, for `init` and for the
+//! configuration reference, so a variable cannot exist without being documented.
+
+/// How a variable must be supplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Has a default; setting it is optional.
+    Default(&'static str),
+    /// Must be set; not a secret (e.g. a database user name).
+    Required,
+    /// Must be set, must be strong, is never printed.
+    Secret,
+    /// Optional secret (e.g. an API token): never printed, no strength rule.
+    OptionalSecret,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    pub need: Need,
+    pub group: &'static str,
+    pub doc: &'static str,
+}
+
+const fn var(name: &'static str, need: Need, group: &'static str, doc: &'static str) -> Var {
+    Var {
+        name,
+        need,
+        group,
+        doc,
+    }
+}
+
+use Need::*;
+
+/// The default app image: the reference app this project ships (see `scripts/build-app-image.sh`).
+pub const REFERENCE_APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
+
+pub const VARS: &[Var] = &[
+    var("HTTP_PORT", Default("80"), "Load balancer", "Host port nginx publishes (1..=65535). The only published port of the stack."),
+    var("LB_STRATEGY", Default("least_conn"), "Load balancer", "nginx balancing: least_conn | round_robin | ip_hash (ip_hash pins a client to an instance; not needed with Redis sessions)."),
+    var("NGINX_IMAGE", Default("nginx:stable-bookworm"), "Load balancer", "nginx image (official Debian-based by default; scripts/offline-images.sh builds a local one)."),
+    var("APP_INSTANCES", Default("3"), "App", "Number of app instances behind nginx (1..=64)."),
+    var("APP_IMAGE", Default(REFERENCE_APP_IMAGE), "App", "The app image. Defaults to the reference app built by scripts/build-app-image.sh."),
+    var("APP_PORT", Default("3000"), "App", "Port the app listens on inside its container (1..=65535)."),
+    var("APP_CPUS", Default("0.5"), "App", "CPU limit per instance, in CPUs (e.g. 0.5)."),
+    var("APP_MEMORY", Default("256m"), "App", "Memory limit per instance (bytes, or with k/m/g suffix; at least 16m)."),
+    var("APP_HEALTHCHECK", Default("/radar-app healthcheck"), "App", "Command Docker runs inside each instance to probe it (split on spaces); `none` uses the image's own HEALTHCHECK."),
+    var("DB_POOL_SIZE", Default("4"), "App", "Postgres connections each instance may hold; APP_INSTANCES x DB_POOL_SIZE must fit in POSTGRES_MAX_CONNECTIONS."),
+    var("LOG_LEVEL", Default("info"), "App", "Passed to the app as LOG_LEVEL."),
+    var("GITHUB_TOKEN", OptionalSecret, "App", "Optional token passed to the app as a secret file (GITHUB_TOKEN_FILE)."),
+    var("POSTGRES_IMAGE", Default("postgres:15-bookworm"), "PostgreSQL", "Postgres image (official Debian-based by default)."),
+    var("POSTGRES_USER", Required, "PostgreSQL", "Database user the app connects as."),
+    var("POSTGRES_DB", Required, "PostgreSQL", "Database name."),
+    var("POSTGRES_PASSWORD", Secret, "PostgreSQL", "Database password (at least 16 characters, random)."),
+    var("POSTGRES_MAX_CONNECTIONS", Default("300"), "PostgreSQL", "Postgres max_connections; 10 are kept back for administration."),
+    var("REDIS_IMAGE", Default("redis:7.2-bookworm"), "Redis", "Redis image, also used for the replica and the Sentinels (official Debian-based by default)."),
+    var("REDIS_PASSWORD", Secret, "Redis", "Password of the Redis master and replica (requirepass and masterauth)."),
+    var("SESSION_SECRET", Secret, "Secrets", "Key that signs session cookies (at least 32 characters)."),
+    var("ENCRYPTION_KEY", Secret, "Secrets", "Application encryption key (at least 32 characters)."),
+    var("HA_ENABLED", Default("false"), "High availability", "true adds a Redis replica and three Sentinels (same as --ha)."),
+    var("REDIS_MASTER_NAME", Default("mymaster"), "High availability", "Name the Sentinels monitor the master under."),
+    var("SENTINEL_QUORUM", Default("2"), "High availability", "Sentinels that must agree the master is down (1..=3; 2 is a majority of the three)."),
+    var("SENTINEL_DOWN_AFTER_MS", Default("5000"), "High availability", "Milliseconds without a reply before a Sentinel considers the master down."),
+    var("SENTINEL_FAILOVER_TIMEOUT_MS", Default("10000"), "High availability", "Sentinel failover-timeout in milliseconds."),
+];
+
+/// Variables whose value is passed to the app unchanged, with the prefix removed
+/// (`APP_ENV_FEATURE_X=1` reaches the app as `FEATURE_X=1`).
+pub const APP_PASSTHROUGH_PREFIX: &str = "APP_ENV_";
+
+pub fn lookup(name: &str) -> Option<&'static Var> {
+    VARS.iter().find(|v| v.name == name)
+}
+
+/// The text of `.env.multi-instance.example`: every variable, grouped, with its default.
+/// Required values carry a placeholder that validation refuses, so the example cannot be
+/// deployed as is by accident.
+pub fn example_file() -> String {
+    let mut out = String::from(
+        "# radar-deploy configuration. Generate a ready-to-use file with strong secrets:\n\
+         #   radar-deploy init\n\
+         # Precedence: this file < process environment < command-line flags.\n\
+         # Any APP_ENV_<NAME>=value is passed to the app as <NAME>=value.\n",
+    );
+    let mut group = "";
+    for v in VARS {
+        if v.group != group {
+            group = v.group;
+            out.push_str(&format!("\n# --- {group} ---\n"));
+        }
+        out.push_str(&format!("# {}\n", v.doc));
+        let value = match v.need {
+            Default(d) => d.to_string(),
+            Required => placeholder(v.name).to_string(),
+            Secret => placeholder(v.name).to_string(),
+            OptionalSecret => String::new(),
+        };
+        out.push_str(&format!("{}={}\n", v.name, dotenv_quote(&value)));
+    }
+    out
+}
+
+/// A value as dotenv syntax needs it: single-quoted when it holds spaces, quotes, `#` or `$`.
+pub fn dotenv_quote(value: &str) -> String {
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || "#'\"$\\".contains(c))
+    {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    } else {
+        value.to_string()
+    }
+}
+
+/// Placeholder values of the example file; validation refuses them as secrets.
+pub fn placeholder(name: &str) -> &'static str {
+    match name {
+        "POSTGRES_USER" => "reporadar",
+        "POSTGRES_DB" => "reporadar",
+        "POSTGRES_PASSWORD" => "change-me-postgres-password",
+        "REDIS_PASSWORD" => "change-me-redis-password",
+        "SESSION_SECRET" => "change-me-session-secret-at-least-32-chars",
+        "ENCRYPTION_KEY" => "change-me-encryption-key-at-least-32-chars",
+        _ => "change-me",
+    }
+}

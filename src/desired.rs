@@ -1,0 +1,570 @@
+//! The desired state: one pure model of the whole stack, built from a [`Config`].
+//!
+//! Both outputs come from here — the Compose file (`compose.rs`) and the containers the engine
+//! creates — so the two can never drift apart. Every container is described completely
+//! (image, command, environment, secrets, files, volumes, healthcheck, limits, start order),
+//! which is also what its config hash is computed over.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, LbStrategy, Secret, SENTINELS};
+use crate::templates;
+
+/// The Compose profile the HA services belong to.
+pub const HA_PROFILE: &str = "ha";
+/// Where secrets appear inside containers, as with Compose and Swarm secrets.
+pub const SECRETS_DIR: &str = "/run/secrets";
+/// Label keys of the tool's own, next to Compose's.
+pub const LABEL_ROLE: &str = "io.radar-deploy.role";
+pub const LABEL_INSTANCE: &str = "io.radar-deploy.instance";
+pub const LABEL_CONFIG_HASH: &str = "io.radar-deploy.config-hash";
+pub const LABEL_RELOAD_HASH: &str = "io.radar-deploy.reload-hash";
+
+const REDIS_PORT: u16 = 6379;
+const SENTINEL_PORT: u16 = 26379;
+const POSTGRES_PORT: u16 = 5432;
+const NGINX_PORT: u16 = 80;
+/// The unprivileged user the app runs as (the reference image's own user).
+pub const APP_USER: &str = "65532:65532";
+const APP_LOG_DIR: &str = "/var/log/app";
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub project: String,
+    /// The one user-defined bridge network (`{project}_default`, as Compose names it).
+    pub network: String,
+    pub containers: Vec<Container>,
+    pub volumes: Vec<String>,
+    pub secrets: Vec<SecretSpec>,
+    pub files: Vec<ConfigFile>,
+}
+
+/// What a container does, once started; decides the start order and what "ready" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Postgres,
+    Redis,
+    RedisReplica,
+    Sentinel,
+    App,
+    Nginx,
+}
+
+impl Role {
+    pub fn service(self) -> &'static str {
+        match self {
+            Role::Postgres => "postgres",
+            Role::Redis => "redis",
+            Role::RedisReplica => "redis-replica",
+            Role::Sentinel => "sentinel",
+            Role::App => "app",
+            Role::Nginx => "nginx",
+        }
+    }
+
+    /// Services with several numbered instances get one Compose service per instance
+    /// (`app-1`, `app-2`), so each can carry its own `INSTANCE_ID` and log volume.
+    pub fn is_numbered(self) -> bool {
+        matches!(self, Role::App | Role::Sentinel)
+    }
+}
+
+/// One container of the stack, fully described.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    pub role: Role,
+    /// 1-based instance number (`com.docker.compose.container-number`).
+    pub number: u32,
+    /// The name other containers reach it by on the network, and its Compose service name.
+    pub alias: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    pub files: Vec<FileMount>,
+    pub volumes: Vec<VolumeMount>,
+    pub healthcheck: Option<Healthcheck>,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub published: Vec<PublishedPort>,
+    pub no_new_privileges: bool,
+    pub stop_grace_secs: u32,
+    /// Aliases of the containers that must be healthy before this one starts.
+    pub depends_on: Vec<String>,
+    pub profile: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMount {
+    /// Key into [`Deployment::files`].
+    pub file: String,
+    pub target: String,
+    /// A reloadable file (nginx.conf) is applied by upload + reload, so a change to it is not
+    /// part of the container's config hash and does not recreate the container.
+    pub reload: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedPort {
+    pub host: u16,
+    pub container: u16,
+}
+
+/// A Docker healthcheck; durations in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Healthcheck {
+    /// `["CMD", ...]` or `["CMD-SHELL", "..."]`, as the Engine API and Compose take it.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// A secret delivered as a file under `/run/secrets/{name}`; its value comes from the variable
+/// `env_var` of the configuration (Compose reads the same variable from the env file).
+#[derive(Debug, Clone)]
+pub struct SecretSpec {
+    pub name: String,
+    pub env_var: String,
+    pub value: Secret,
+}
+
+/// A rendered configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub name: String,
+    /// Path relative to the render directory (`nginx/nginx.conf`).
+    pub path: String,
+    pub content: String,
+}
+
+impl Deployment {
+    pub fn file(&self, name: &str) -> Option<&ConfigFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    pub fn containers_of(&self, role: Role) -> impl Iterator<Item = &Container> {
+        self.containers.iter().filter(move |c| c.role == role)
+    }
+
+    /// The container's name on the daemon: `{project}-{service}-{n}`, as Compose names them.
+    pub fn container_name(&self, c: &Container) -> String {
+        format!("{}-{}-{}", self.project, c.role.service(), c.number)
+    }
+
+    /// The volume's name on the daemon: `{project}_{volume}`, as Compose names them.
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}_{volume}", self.project)
+    }
+
+    /// Stable hash of everything that, when changed, requires recreating the container: its
+    /// spec in canonical JSON (struct fields in declaration order, maps sorted), the content
+    /// of every non-reloadable file it mounts, and its secrets. The instance count is not in
+    /// any container's spec, so scaling never recreates a running instance.
+    pub fn config_hash(&self, c: &Container) -> String {
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(c).expect("container specs always serialize"));
+        for m in c.files.iter().filter(|m| !m.reload) {
+            if let Some(f) = self.file(&m.file) {
+                h.update(f.name.as_bytes());
+                h.update(Sha256::digest(f.content.as_bytes()));
+            }
+        }
+        for name in &c.secrets {
+            if let Some(s) = self.secrets.iter().find(|s| &s.name == name) {
+                // A digest of the secret, salted with the project: changing a password
+                // recreates its users, and the label reveals nothing usable.
+                h.update(Sha256::digest(format!(
+                    "{}\0{}",
+                    self.project,
+                    s.value.expose()
+                )));
+            }
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// Hash of the reloadable files a container mounts (nginx.conf): when it differs from the
+    /// running container's label, the engine uploads the file and reloads instead of recreating.
+    pub fn reload_hash(&self, c: &Container) -> Option<String> {
+        let mut reloadable = c.files.iter().filter(|m| m.reload).peekable();
+        reloadable.peek()?;
+        let mut h = Sha256::new();
+        for m in reloadable {
+            if let Some(f) = self.file(&m.file) {
+                h.update(f.content.as_bytes());
+            }
+        }
+        Some(hex::encode(&h.finalize()[..16]))
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn secret_path(name: &str) -> String {
+    format!("{SECRETS_DIR}/{name}")
+}
+
+const SECOND_MS: u64 = 1000;
+
+fn healthcheck(test: Vec<String>, start_period_ms: u64) -> Healthcheck {
+    // Short intervals: readiness is what `up` waits for, and the first probe only runs one
+    // interval after start.
+    Healthcheck {
+        test,
+        interval_ms: 2 * SECOND_MS,
+        timeout_ms: 3 * SECOND_MS,
+        retries: 5,
+        start_period_ms,
+    }
+}
+
+/// The Redis start script. Passwords are read from the secret file at start so that they
+/// never appear in the container's command, environment or `docker inspect`.
+fn redis_command(alias: &str, replica_of: Option<&str>) -> Vec<String> {
+    let replicaof = replica_of
+        .map(|m| format!(" --replicaof {m} {REDIS_PORT}"))
+        .unwrap_or_default();
+    let script = format!(
+        "set -eu; umask 077; pw=\"$(cat {secret})\"; \
+         printf 'requirepass \"%s\"\\nmasterauth \"%s\"\\n' \"$pw\" \"$pw\" > /tmp/redis-auth.conf; \
+         exec redis-server --port {REDIS_PORT} --dir /data --appendonly yes --protected-mode no \
+         --replica-announce-ip {alias}{replicaof} --include /tmp/redis-auth.conf",
+        secret = secret_path("redis_password"),
+    );
+    vec!["bash".into(), "-c".into(), script]
+}
+
+fn redis_healthcheck(port: u16) -> Healthcheck {
+    let secret = secret_path("redis_password");
+    let test = if port == SENTINEL_PORT {
+        strings(&["CMD", "redis-cli", "-p", "26379", "ping"])
+    } else {
+        vec![
+            "CMD-SHELL".into(),
+            format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -q PONG"),
+        ]
+    };
+    healthcheck(test, 10 * SECOND_MS)
+}
+
+/// Builds the desired state. Pure: the same config always gives the same deployment.
+pub fn build(cfg: &Config) -> Deployment {
+    let project = cfg.project.as_str().to_string();
+    let ha = cfg.ha_enabled;
+    let mut secrets = vec![
+        secret(
+            "postgres_password",
+            "POSTGRES_PASSWORD",
+            &cfg.postgres.password,
+        ),
+        secret("redis_password", "REDIS_PASSWORD", &cfg.redis.password),
+        secret("session_secret", "SESSION_SECRET", &cfg.session_secret),
+        secret("encryption_key", "ENCRYPTION_KEY", &cfg.encryption_key),
+    ];
+    if let Some(token) = &cfg.app.github_token {
+        secrets.push(secret("github_token", "GITHUB_TOKEN", token));
+    }
+
+    let instances: Vec<templates::Upstream> = (1..=cfg.app.instances.get())
+        .map(|n| templates::Upstream {
+            host: format!("app-{n}"),
+            port: cfg.app.port.get(),
+        })
+        .collect();
+    let nginx = templates::NginxVars {
+        upstream: "app".into(),
+        strategy: match cfg.lb_strategy {
+            LbStrategy::LeastConn => "least_conn",
+            LbStrategy::RoundRobin => "round_robin",
+            LbStrategy::IpHash => "ip_hash",
+        }
+        .into(),
+        instances,
+        listen_port: NGINX_PORT,
+    };
+    let mut files = vec![
+        ConfigFile {
+            name: "nginx.conf".into(),
+            path: "nginx/nginx.conf".into(),
+            content: templates::nginx_conf(&nginx),
+        },
+        ConfigFile {
+            name: "sticky-sessions.conf.example".into(),
+            path: "nginx/conf.d/sticky-sessions.conf.example".into(),
+            content: templates::sticky_example(&nginx),
+        },
+    ];
+    if ha {
+        files.push(ConfigFile {
+            name: "sentinel.conf".into(),
+            path: "redis/sentinel.conf".into(),
+            content: templates::sentinel_conf(&templates::SentinelVars {
+                sentinels: SENTINELS,
+                master_name: cfg.sentinel.master_name.clone(),
+                master_host: "redis".into(),
+                master_port: REDIS_PORT,
+                quorum: cfg.sentinel.quorum,
+                down_after_ms: cfg.sentinel.down_after_ms,
+                failover_timeout_ms: cfg.sentinel.failover_timeout_ms,
+            }),
+        });
+    }
+
+    let mut containers = vec![postgres(cfg), redis("redis", Role::Redis, None, cfg)];
+    let mut volumes = vec!["postgres-data".to_string(), "redis-data".to_string()];
+    if ha {
+        containers.push(redis(
+            "redis-replica",
+            Role::RedisReplica,
+            Some("redis"),
+            cfg,
+        ));
+        volumes.push("redis-replica-data".into());
+        containers.extend((1..=SENTINELS).map(|n| sentinel(n, cfg)));
+    }
+    for n in 1..=cfg.app.instances.get() {
+        containers.push(app(n, cfg));
+        volumes.push(format!("app-{n}-logs"));
+    }
+    containers.push(nginx_container(cfg));
+
+    Deployment {
+        network: format!("{project}_default"),
+        project,
+        containers,
+        volumes,
+        secrets,
+        files,
+    }
+}
+
+fn secret(name: &str, env_var: &str, value: &Secret) -> SecretSpec {
+    SecretSpec {
+        name: name.into(),
+        env_var: env_var.into(),
+        value: value.clone(),
+    }
+}
+
+fn base(role: Role, number: u32, alias: String, image: &str) -> Container {
+    Container {
+        role,
+        number,
+        alias,
+        image: image.into(),
+        command: None,
+        user: None,
+        env: BTreeMap::new(),
+        secrets: vec![],
+        files: vec![],
+        volumes: vec![],
+        healthcheck: None,
+        nano_cpus: 1_000_000_000,
+        memory_bytes: 256 << 20,
+        published: vec![],
+        no_new_privileges: true,
+        stop_grace_secs: 10,
+        depends_on: vec![],
+        profile: None,
+    }
+}
+
+fn postgres(cfg: &Config) -> Container {
+    let pg = &cfg.postgres;
+    let mut c = base(Role::Postgres, 1, "postgres".into(), pg.image.as_str());
+    c.command = Some(vec![
+        "postgres".into(),
+        "-c".into(),
+        format!("max_connections={}", pg.max_connections),
+    ]);
+    c.env = BTreeMap::from([
+        ("POSTGRES_USER".into(), pg.user.clone()),
+        ("POSTGRES_DB".into(), pg.db.clone()),
+        (
+            "POSTGRES_PASSWORD_FILE".into(),
+            secret_path("postgres_password"),
+        ),
+        ("PGDATA".into(), "/var/lib/postgresql/data".into()),
+    ]);
+    c.secrets = vec!["postgres_password".into()];
+    c.volumes = vec![VolumeMount {
+        volume: "postgres-data".into(),
+        target: "/var/lib/postgresql/data".into(),
+    }];
+    // Over TCP on purpose: during first-time initialisation the image runs a temporary server
+    // on the unix socket only, which must not count as ready.
+    c.healthcheck = Some(healthcheck(
+        vec![
+            "CMD".into(),
+            "pg_isready".into(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-U".into(),
+            pg.user.clone(),
+            "-d".into(),
+            pg.db.clone(),
+        ],
+        30 * SECOND_MS,
+    ));
+    c.memory_bytes = 1 << 30;
+    c.stop_grace_secs = 30;
+    c
+}
+
+fn redis(alias: &str, role: Role, replica_of: Option<&str>, cfg: &Config) -> Container {
+    let mut c = base(role, 1, alias.into(), cfg.redis.image.as_str());
+    c.command = Some(redis_command(alias, replica_of));
+    c.user = Some("redis".into());
+    c.secrets = vec!["redis_password".into()];
+    c.volumes = vec![VolumeMount {
+        volume: format!("{alias}-data"),
+        target: "/data".into(),
+    }];
+    c.healthcheck = Some(redis_healthcheck(REDIS_PORT));
+    c.nano_cpus = 500_000_000;
+    if let Some(master) = replica_of {
+        c.depends_on = vec![master.into()];
+        c.profile = Some(HA_PROFILE);
+    }
+    c
+}
+
+fn sentinel(n: u32, cfg: &Config) -> Container {
+    let alias = format!("sentinel-{n}");
+    let mut c = base(Role::Sentinel, n, alias.clone(), cfg.redis.image.as_str());
+    // Each Sentinel needs its own writable config: it rewrites it as it learns the topology.
+    // The copy is kept across restarts so a restarted Sentinel remembers a failover.
+    let script = format!(
+        "set -eu; umask 077; conf=/data/sentinel.conf; \
+         if [ ! -s \"$conf\" ]; then cp /etc/radar-deploy/sentinel.conf \"$conf.tmp\"; \
+         printf 'sentinel auth-pass %s \"%s\"\\nsentinel announce-ip %s\\n' '{master}' \"$(cat {secret})\" '{alias}' >> \"$conf.tmp\"; \
+         mv \"$conf.tmp\" \"$conf\"; fi; exec redis-sentinel \"$conf\"",
+        master = cfg.sentinel.master_name,
+        secret = secret_path("redis_password"),
+    );
+    c.command = Some(vec!["bash".into(), "-c".into(), script]);
+    c.user = Some("redis".into());
+    c.secrets = vec!["redis_password".into()];
+    c.files = vec![FileMount {
+        file: "sentinel.conf".into(),
+        target: "/etc/radar-deploy/sentinel.conf".into(),
+        reload: false,
+    }];
+    c.healthcheck = Some(redis_healthcheck(SENTINEL_PORT));
+    c.nano_cpus = 250_000_000;
+    c.memory_bytes = 64 << 20;
+    c.depends_on = vec!["redis".into()];
+    c.profile = Some(HA_PROFILE);
+    c
+}
+
+fn app(n: u32, cfg: &Config) -> Container {
+    let app = &cfg.app;
+    let mut c = base(Role::App, n, format!("app-{n}"), app.image.as_str());
+    let mut env: BTreeMap<String, String> = app.passthrough.clone();
+    env.extend([
+        ("INSTANCE_ID".to_string(), format!("app-{n}")),
+        ("PORT".into(), app.port.to_string()),
+        ("LOG_LEVEL".into(), app.log_level.clone()),
+        ("LOG_DIR".into(), APP_LOG_DIR.into()),
+        ("DB_POOL_SIZE".into(), app.db_pool_size.to_string()),
+        ("POSTGRES_HOST".into(), "postgres".into()),
+        ("POSTGRES_PORT".into(), POSTGRES_PORT.to_string()),
+        ("POSTGRES_USER".into(), cfg.postgres.user.clone()),
+        ("POSTGRES_DB".into(), cfg.postgres.db.clone()),
+        (
+            "POSTGRES_PASSWORD_FILE".into(),
+            secret_path("postgres_password"),
+        ),
+        ("REDIS_HOST".into(), "redis".into()),
+        ("REDIS_PORT".into(), REDIS_PORT.to_string()),
+        ("REDIS_PASSWORD_FILE".into(), secret_path("redis_password")),
+        ("SESSION_SECRET_FILE".into(), secret_path("session_secret")),
+        ("ENCRYPTION_KEY_FILE".into(), secret_path("encryption_key")),
+    ]);
+    c.secrets = strings(&[
+        "postgres_password",
+        "redis_password",
+        "session_secret",
+        "encryption_key",
+    ]);
+    if app.github_token.is_some() {
+        env.insert("GITHUB_TOKEN_FILE".into(), secret_path("github_token"));
+        c.secrets.push("github_token".into());
+    }
+    if cfg.ha_enabled {
+        // The app asks the Sentinels for the master and follows failovers; REDIS_HOST stays as
+        // the fallback for when no Sentinel answers.
+        let sentinels: Vec<String> = (1..=SENTINELS)
+            .map(|i| format!("sentinel-{i}:{SENTINEL_PORT}"))
+            .collect();
+        env.insert("REDIS_SENTINELS".into(), sentinels.join(","));
+        env.insert("REDIS_MASTER_NAME".into(), cfg.sentinel.master_name.clone());
+    }
+    c.env = env;
+    c.user = Some(APP_USER.into());
+    c.volumes = vec![VolumeMount {
+        volume: format!("app-{n}-logs"),
+        target: APP_LOG_DIR.into(),
+    }];
+    c.healthcheck = app.healthcheck.as_ref().map(|cmd| {
+        let mut test = vec!["CMD".to_string()];
+        test.extend(cmd.iter().cloned());
+        healthcheck(test, 20 * SECOND_MS)
+    });
+    c.nano_cpus = app.cpus.0;
+    c.memory_bytes = app.memory.0;
+    c.stop_grace_secs = 15;
+    c.depends_on = strings(&["postgres", "redis"]);
+    c
+}
+
+fn nginx_container(cfg: &Config) -> Container {
+    let mut c = base(Role::Nginx, 1, "nginx".into(), cfg.nginx_image.as_str());
+    c.files = vec![FileMount {
+        file: "nginx.conf".into(),
+        target: "/etc/nginx/nginx.conf".into(),
+        reload: true,
+    }];
+    c.published = vec![PublishedPort {
+        host: cfg.http_port.get(),
+        container: NGINX_PORT,
+    }];
+    // Neither curl nor wget is promised in the official image; bash is.
+    c.healthcheck = Some(healthcheck(
+        vec![
+            "CMD".into(),
+            "bash".into(),
+            "-c".into(),
+            "exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]".into(),
+        ],
+        10 * SECOND_MS,
+    ));
+    c.nano_cpus = 500_000_000;
+    c.memory_bytes = 128 << 20;
+    c.stop_grace_secs = 30;
+    // nginx must resolve every upstream name when it loads its config.
+    c.depends_on = (1..=cfg.app.instances.get())
+        .map(|n| format!("app-{n}"))
+        .collect();
+    c.no_new_privileges = true;
+    c
+}
+
+#[cfg(test)]
+mod tests;

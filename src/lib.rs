@@ -1,0 +1,66 @@
+//! radar-deploy: deploys N app instances behind nginx with shared PostgreSQL and Redis (and
+//! optional Redis HA with Sentinels) on Docker, then proves the deployment works.
+//!
+//! Data flows one way (DESIGN.md §8):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`cli`] | the command line as typed (clap derive); names are a contract |
+//! | [`commands`] | one thin file per subcommand: arguments → operation → report |
+//! | [`config`] | env file < environment < flags → one validated, typed [`config::Config`] |
+//! | [`config::vars`] | the table of every variable, its default and documentation |
+//! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
+//! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
+//! | [`compose`] | the desired state as a Compose file |
+//! | [`render`] | the `render` operation: write those files, all or none |
+//! | [`envfile`] | the `init` operation: an env file with generated secrets |
+//! | [`fsutil`] | atomic file writes |
+//! | [`ui`] | colour, quiet/verbose |
+//! | [`outcome`] | exit status: 0 ok, 1 a check failed, 2 any error |
+//!
+//! The reference app (`radar-app`) is a separate binary in `src/bin/radar-app/`.
+
+pub mod cli;
+pub mod commands;
+pub mod compose;
+pub mod config;
+pub mod desired;
+pub mod envfile;
+pub mod fsutil;
+pub mod outcome;
+pub mod render;
+pub mod templates;
+pub mod ui;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+use commands::Globals;
+use outcome::Outcome;
+
+/// Runs one invocation; `main` maps the result to the exit status.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let Cli {
+        env_file,
+        project,
+        no_color,
+        quiet,
+        verbose,
+        command,
+    } = cli;
+    let g = Globals {
+        env_file,
+        project,
+        ui: ui::Ui::new(no_color, quiet, verbose),
+    };
+    match command {
+        Command::Init(args) => commands::init::run(&g, args),
+        Command::Render(args) => commands::render::run(&g, args),
+        Command::Up(args) => commands::up::run(&g, args).await,
+        Command::Verify(args) => commands::verify::run(&g, args).await,
+        Command::Scale(args) => commands::scale::run(&g, args).await,
+        Command::Status(args) => commands::status::run(&g, args).await,
+        Command::Logs(args) => commands::logs::run(&g, args).await,
+        Command::Down(args) => commands::down::run(&g, args).await,
+    }
+}

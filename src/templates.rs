@@ -1,0 +1,66 @@
+//! nginx and Sentinel configuration files, rendered from the minijinja templates in `templates/`.
+//!
+//! The templates are compiled into the binary, so a release needs no files beside it.
+
+use minijinja::Environment;
+use serde::Serialize;
+
+const NGINX_CONF: &str = include_str!("../templates/nginx.conf.j2");
+const STICKY_EXAMPLE: &str = include_str!("../templates/sticky-sessions.conf.example.j2");
+const SENTINEL_CONF: &str = include_str!("../templates/sentinel.conf.j2");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NginxVars {
+    pub upstream: String,
+    pub strategy: String,
+    pub instances: Vec<Upstream>,
+    pub listen_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SentinelVars {
+    pub sentinels: u32,
+    pub master_name: String,
+    pub master_host: String,
+    pub master_port: u16,
+    pub quorum: u32,
+    pub down_after_ms: u32,
+    pub failover_timeout_ms: u32,
+}
+
+fn render(name: &str, source: &str, vars: impl Serialize) -> String {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default syntax with kept trailing newlines is valid"),
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // The templates are part of the binary and their variables are typed structs, so a failure
+    // here is a bug in this crate, caught by the snapshot tests, not a user error.
+    env.add_template(name, source)
+        .and_then(|_| {
+            env.get_template(name)?
+                .render(minijinja::value::Serde(&vars))
+        })
+        .unwrap_or_else(|e| panic!("template {name} is broken: {e:#}"))
+}
+
+pub fn nginx_conf(vars: &NginxVars) -> String {
+    render("nginx.conf", NGINX_CONF, vars)
+}
+
+pub fn sticky_example(vars: &NginxVars) -> String {
+    render("sticky-sessions.conf.example", STICKY_EXAMPLE, vars)
+}
+
+pub fn sentinel_conf(vars: &SentinelVars) -> String {
+    render("sentinel.conf", SENTINEL_CONF, vars)
+}

@@ -1,0 +1,70 @@
+//! Terminal output: colour only on a terminal and never with NO_COLOR or --no-color; quiet and
+//! verbose levels. Secrets never reach this module: callers pass text that holds none.
+
+use std::io::IsTerminal;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    pub color: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Ui {
+    pub fn new(no_color: bool, quiet: bool, verbose: u8) -> Ui {
+        let color = !no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stdout().is_terminal();
+        Ui {
+            color,
+            quiet,
+            verbose,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn green(&self, text: &str) -> String {
+        self.paint("32", text)
+    }
+
+    pub fn red(&self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
+    pub fn yellow(&self, text: &str) -> String {
+        self.paint("33", text)
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// A progress or informational line; hidden with --quiet.
+    pub fn info(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    /// A result line: always shown.
+    pub fn result(&self, text: &str) {
+        println!("{text}");
+    }
+
+    pub fn success(&self, text: &str) {
+        self.result(&format!("{} {text}", self.green("✓")));
+    }
+
+    pub fn detail(&self, text: &str) {
+        if self.verbose > 0 {
+            println!("{text}");
+        }
+    }
+}
