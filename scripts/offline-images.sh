@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Builds registry-free stand-ins for the official nginx, redis and postgres images, for machines
+# that reach a Debian mirror but no image registry (see DESIGN.md §9):
+#
+#   radar-offline/base:bookworm      debootstrap --variant=minbase rootfs, `docker import`ed
+#   radar-offline/nginx:bookworm     behaves like nginx:stable-bookworm
+#   radar-offline/redis:bookworm     behaves like redis:7.2-bookworm
+#   radar-offline/postgres:bookworm  behaves like postgres:15-bookworm
+#
+# The thin images are built from scripts/offline-images/{nginx,redis,postgres}/.
+# Idempotent: an image is rebuilt only when it is missing, when its build inputs changed (a hash
+# of them is stored in a label) or with --force. Needs root (debootstrap, chroot) and a Docker
+# daemon. The Debian mirror is the one apt on this machine is configured with.
+#
+# usage: scripts/offline-images.sh [--force] [--no-app] [-q]
+set -euo pipefail
+
+usage() {
+  sed -n '2,/^# usage:/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  cat <<'EOF'
+  --force    rebuild every image, even when it exists and is up to date
+  --no-app   do not run scripts/build-app-image.sh afterwards
+  -q         less output
+EOF
+}
+
+force=0
+app=1
+quiet=0
+for arg in "$@"; do
+  case $arg in
+    --force) force=1 ;;
+    --no-app) app=0 ;;
+    -q|--quiet) quiet=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "offline-images: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+contexts=$here/offline-images
+suite=bookworm
+prefix=radar-offline
+base_image=$prefix/base:$suite
+label=io.radar-deploy.offline
+hash_label=io.radar-deploy.offline.inputs
+# Debian packages of the base rootfs. postgresql pulls locales (en_US.UTF-8 is generated, as the
+# official postgres image does); gosu is what the official images use to drop root; gettext-base
+# gives envsubst for nginx templates; xz-utils/zstd let postgres init scripts be compressed.
+packages=(nginx-light redis-server redis-sentinel postgresql curl ca-certificates
+          gosu locales gettext-base xz-utils zstd less)
+
+log() { [[ $quiet == 1 ]] || echo "offline-images: $*" >&2; }
+die() { echo "offline-images: error: $*" >&2; exit 2; }
+
+# The legacy builder works with every docker CLI/daemon pair seen here (no buildx plugin needed).
+export DOCKER_BUILDKIT=0
+
+command -v docker >/dev/null || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "the Docker daemon is not reachable (is it running? DOCKER_HOST=${DOCKER_HOST:-unset})"
+
+# The label value of an existing image, or nothing when the image does not exist.
+image_inputs() {
+  docker image inspect -f "{{ index .Config.Labels \"$hash_label\" }}" "$1" 2>/dev/null || true
+}
+
+hash_stdin() { sha256sum | cut -c1-16; }
+
+# ---------------------------------------------------------------- base image (debootstrap + import)
+
+# Everything that decides the content of the rootfs; the customisation below is part of this file,
+# so the file's own hash is part of it too.
+base_inputs=$( { echo "$suite"; printf '%s\n' "${packages[@]}"; sed -n '/^# >>> rootfs/,/^# <<< rootfs/p' "${BASH_SOURCE[0]}"; } | hash_stdin)
+
+mirror_uri() {
+  # The URI of the main Debian archive, as apt on this machine already uses it (deb822 .sources
+  # files or one-line sources.list). Never hard-code a host name here.
+  { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+    grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | sed -E 's/\[[^]]*\] *//' || true
+  } | awk '{print $2}' | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true
+}
+
+work=
+cleanup() {
+  local rc=$?
+  if [[ -n $work && -d $work ]]; then
+    # debootstrap mounts proc/sys inside the target; a failed run can leave them mounted.
+    local m
+    for m in $(awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+      umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf --one-file-system "$work"
+  fi
+  return $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# >>> rootfs (everything between these markers is hashed into the base image's inputs label)
+customise_rootfs() {
+  local r=$1
+  # The distribution's main cluster is not wanted: the entrypoint creates one in $PGDATA.
+  rm -rf "$r"/var/lib/postgresql/[0-9]* "$r"/etc/postgresql/[0-9]*
+  sed -ri 's/^#?\s*create_main_cluster\s*=.*/create_main_cluster = false/' \
+    "$r"/etc/postgresql-common/createcluster.conf
+  # en_US.UTF-8, like the official postgres image (which sets LANG=en_US.utf8).
+  echo 'en_US.UTF-8 UTF-8' > "$r"/etc/locale.gen
+  chroot "$r" locale-gen >/dev/null
+  # No daemons may be started by package scripts inside a container build.
+  printf '#!/bin/sh\nexit 101\n' > "$r"/usr/sbin/policy-rc.d
+  chmod 0755 "$r"/usr/sbin/policy-rc.d
+  # Nothing that names this machine or its mirror goes into the image.
+  printf '# offline image: no package sources configured\n' > "$r"/etc/apt/sources.list
+  rm -f "$r"/etc/resolv.conf "$r"/etc/hostname
+  : > "$r"/etc/resolv.conf
+  echo localhost > "$r"/etc/hostname
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r"/etc/hosts
+  # Smaller: apt caches and lists, logs, docs (copyright files stay), man pages, translations.
+  rm -rf "$r"/var/cache/apt/* "$r"/var/lib/apt/lists/* "$r"/var/cache/debconf/*-old \
+         "$r"/var/log/* "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/lintian \
+         "$r"/var/cache/man "$r"/tmp/* "$r"/var/tmp/* "$r"/root/.bash_history
+  find "$r"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
+  find "$r"/usr/share/doc -mindepth 1 -type d -empty -delete
+  find "$r"/usr/share/locale -mindepth 1 -maxdepth 1 -type d -not -name 'en*' -exec rm -rf {} +
+  mkdir -p "$r"/var/lib/apt/lists/partial "$r"/var/cache/apt/archives/partial
+}
+# <<< rootfs
+
+build_base() {
+  command -v debootstrap >/dev/null || {
+    [[ $(id -u) == 0 ]] || die "debootstrap is not installed and this is not root (run as root, or apt-get install debootstrap)"
+    log "installing debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; } \
+      || die "could not install debootstrap with apt-get"
+  }
+  [[ $(id -u) == 0 ]] || die "debootstrap needs root"
+  local mirror; mirror=$(mirror_uri)
+  [[ -n $mirror ]] || die "no Debian mirror found in apt's sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list)"
+
+  # /var/tmp rather than /tmp: the rootfs needs device nodes and exec, which a tmpfs /tmp may forbid.
+  work=$(mktemp -d /var/tmp/radar-offline.XXXXXX)
+  local rootfs=$work/rootfs
+  local pkglist; pkglist=$(IFS=,; echo "${packages[*]}")
+  log "debootstrap $suite (minbase + ${packages[*]}) from the configured apt mirror; about a minute"
+  if ! debootstrap --variant=minbase --components=main --include="$pkglist" \
+        "$suite" "$rootfs" "$mirror" >"$work/debootstrap.out" 2>&1; then
+    tail -n 30 "$work/debootstrap.out" >&2
+    [[ -f $rootfs/debootstrap/debootstrap.log ]] && tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2
+    die "debootstrap failed (output above)"
+  fi
+  customise_rootfs "$rootfs"
+
+  log "importing the rootfs as $base_image"
+  tar -C "$rootfs" --numeric-owner --xattrs --exclude='./dev/*' --exclude='./proc/*' \
+      --exclude='./sys/*' --exclude='./debootstrap' -cf - . \
+    | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' \
+        --change "LABEL $label=true" \
+        --change "LABEL $hash_label=$base_inputs" \
+        --message "debootstrap $suite minbase: ${packages[*]}" \
+        - "$base_image" >/dev/null
+  cleanup
+  work=
+}
+
+if [[ $force == 1 || $(image_inputs "$base_image") != "$base_inputs" ]]; then
+  build_base
+else
+  log "$base_image is up to date"
+fi
+
+# ---------------------------------------------------------------- thin images (docker build)
+
+base_id=$(docker image inspect -f '{{.Id}}' "$base_image")
+
+for svc in nginx redis postgres; do
+  ctx=$contexts/$svc
+  image=$prefix/$svc:$suite
+  [[ -f $ctx/Dockerfile ]] || die "missing build context $ctx/Dockerfile"
+  # Inputs: every file of the context (names, modes and contents) and the base image id.
+  inputs=$( { echo "$base_id"
+              (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum
+               find . -type f -printf '%p %m\n' | sort); } | hash_stdin)
+  if [[ $force == 0 && $(image_inputs "$image") == "$inputs" ]]; then
+    log "$image is up to date"
+    continue
+  fi
+  log "building $image"
+  out=$(mktemp)
+  if ! docker build --pull=false --force-rm --label "$label=true" --label "$hash_label=$inputs" \
+         --build-arg "BASE_IMAGE=$base_image" -t "$image" "$ctx" >"$out" 2>&1; then
+    cat "$out" >&2; rm -f "$out"
+    die "docker build of $image failed (output above)"
+  fi
+  rm -f "$out"
+done
+
+# Dangling leftovers of our own earlier builds (only images carrying our label).
+docker image prune -f --filter "label=$label=true" >/dev/null 2>&1 || true
+
+if [[ $app == 1 && -f $here/build-app-image.sh ]]; then
+  log "running scripts/build-app-image.sh"
+  bash "$here/build-app-image.sh"
+fi
+
+[[ $quiet == 1 ]] || docker images --filter "label=$label=true" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' >&2
+cat <<EOF
+NGINX_IMAGE=$prefix/nginx:$suite
+REDIS_IMAGE=$prefix/redis:$suite
+POSTGRES_IMAGE=$prefix/postgres:$suite
+EOF
