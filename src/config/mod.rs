@@ -573,4 +573,6 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -1,1 +1,320 @@
+use std::io::Write;
 
+use super::*;
+
+const STRONG_PG: &str = "Vx8rT2qLm9ZpK4wN7bYc3HdQ";
+const STRONG_REDIS: &str = "aJ5kP0sW8eR3tY6uI1oL4zXc";
+const STRONG_SESSION: &str = "q7W2e9R4t1Y6u3I8o5P0aS7dF2gH9jK4lZ";
+const STRONG_KEY: &str = "M3n8B1v6C9x4Z7l2K5j0H3g8F1d6S9a4Qw";
+
+fn valid_file() -> String {
+    format!(
+        "POSTGRES_USER=reporadar\nPOSTGRES_DB=reporadar\nPOSTGRES_PASSWORD={STRONG_PG}\n\
+         REDIS_PASSWORD={STRONG_REDIS}\nSESSION_SECRET={STRONG_SESSION}\nENCRYPTION_KEY={STRONG_KEY}\n"
+    )
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    inputs: Inputs,
+}
+
+fn case(file: &str) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.multi-instance");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(file.as_bytes())
+        .unwrap();
+    Case {
+        _dir: dir,
+        inputs: Inputs {
+            env_file: path,
+            project: "reporadar".into(),
+            process_env: vec![],
+            overrides: Overrides::default(),
+        },
+    }
+}
+
+fn problems(c: &Case) -> Vec<Problem> {
+    resolve(&c.inputs).expect_err("should be refused").problems
+}
+
+fn problem_for<'a>(ps: &'a [Problem], var: &str) -> &'a Problem {
+    ps.iter()
+        .find(|p| p.variable == var)
+        .unwrap_or_else(|| panic!("no problem names {var}: {ps:#?}"))
+}
+
+#[test]
+fn valid_file_resolves_with_defaults() {
+    let cfg = resolve(&case(&valid_file()).inputs).unwrap();
+    assert_eq!(cfg.http_port.get(), 80);
+    assert_eq!(cfg.app.instances.get(), 3);
+    assert_eq!(cfg.lb_strategy, LbStrategy::LeastConn);
+    assert_eq!(cfg.app.image.as_str(), vars::REFERENCE_APP_IMAGE);
+    assert!(!cfg.ha_enabled);
+    assert_eq!(cfg.sentinel.quorum, 2);
+    assert_eq!(cfg.sentinel.down_after_ms, 5000);
+    assert_eq!(cfg.sentinel.failover_timeout_ms, 10000);
+}
+
+#[test]
+fn debug_output_holds_no_secret() {
+    let cfg = resolve(&case(&valid_file()).inputs).unwrap();
+    let debug = format!("{cfg:?}");
+    for s in [STRONG_PG, STRONG_REDIS, STRONG_SESSION, STRONG_KEY] {
+        assert!(!debug.contains(s), "secret leaked in Debug");
+    }
+}
+
+#[test]
+fn missing_secrets_are_all_reported_together() {
+    let c = case("POSTGRES_USER=reporadar\nPOSTGRES_DB=reporadar\n");
+    let ps = problems(&c);
+    for var in [
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "SESSION_SECRET",
+        "ENCRYPTION_KEY",
+    ] {
+        assert!(problem_for(&ps, var).message.contains("not set"));
+    }
+}
+
+#[test]
+fn missing_env_file_hints_at_init() {
+    let mut c = case("");
+    c.inputs.env_file = c.inputs.env_file.with_file_name("nope");
+    let e = resolve(&c.inputs).unwrap_err();
+    assert!(e.env_file_missing);
+    assert!(e.to_string().contains("radar-deploy init"));
+}
+
+#[test]
+fn short_secret_is_refused_with_its_length() {
+    let c = case(&valid_file().replace(STRONG_PG, "short1"));
+    let p = problem_for(&problems(&c), "POSTGRES_PASSWORD").clone();
+    assert!(p.message.contains("6 characters"), "{p}");
+    assert_eq!(
+        p.origin,
+        Some(Origin::File {
+            path: c.inputs.env_file.clone(),
+            line: 3
+        })
+    );
+}
+
+#[test]
+fn low_entropy_secret_is_refused() {
+    let c = case(&valid_file().replace(STRONG_SESSION, &"ab".repeat(20)));
+    assert!(problem_for(&problems(&c), "SESSION_SECRET")
+        .message
+        .contains("entropy"));
+}
+
+#[test]
+fn example_file_placeholders_are_refused() {
+    let c = case(&vars::example_file());
+    let ps = problems(&c);
+    for var in [
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "SESSION_SECRET",
+        "ENCRYPTION_KEY",
+    ] {
+        assert!(
+            problem_for(&ps, var).message.contains("placeholder"),
+            "{var}"
+        );
+    }
+}
+
+#[test]
+fn same_password_twice_is_refused() {
+    let c = case(&valid_file().replace(STRONG_REDIS, STRONG_PG));
+    assert!(problem_for(&problems(&c), "REDIS_PASSWORD")
+        .message
+        .contains("same as POSTGRES_PASSWORD"));
+}
+
+#[test]
+fn instance_count_outside_range_is_refused() {
+    for bad in ["0", "65", "-1", "many"] {
+        let c = case(&format!("{}APP_INSTANCES={bad}\n", valid_file()));
+        assert!(
+            problem_for(&problems(&c), "APP_INSTANCES")
+                .message
+                .contains("between 1 and 64"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn ports_outside_range_are_refused() {
+    for (var, bad) in [
+        ("HTTP_PORT", "0"),
+        ("HTTP_PORT", "70000"),
+        ("APP_PORT", "x"),
+    ] {
+        let c = case(&format!("{}{var}={bad}\n", valid_file()));
+        assert!(problem_for(&problems(&c), var)
+            .message
+            .contains("between 1 and 65535"));
+    }
+}
+
+#[test]
+fn unknown_lb_strategy_is_refused() {
+    let c = case(&format!("{}LB_STRATEGY=random\n", valid_file()));
+    assert!(problem_for(&problems(&c), "LB_STRATEGY")
+        .message
+        .contains("least_conn, round_robin, ip_hash"));
+}
+
+#[test]
+fn quorum_larger_than_three_sentinels_is_refused() {
+    let c = case(&format!("{}SENTINEL_QUORUM=4\n", valid_file()));
+    assert!(problem_for(&problems(&c), "SENTINEL_QUORUM")
+        .message
+        .contains("between 1 and 3"));
+}
+
+#[test]
+fn malformed_image_references_are_refused() {
+    for var in ["APP_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE"] {
+        let c = case(&format!("{}{var}=Bad Image:\n", valid_file()));
+        let c2 = case(&format!("{}{var}='Bad Image:'\n", valid_file()));
+        let ps = [problems(&c), problems(&c2)].concat();
+        assert!(ps.iter().any(|p| p.variable == var), "{var}: {ps:#?}");
+    }
+}
+
+#[test]
+fn project_names_docker_would_refuse_are_refused() {
+    let mut c = case(&valid_file());
+    c.inputs.project = "My Project".into();
+    let p = problem_for(&problems(&c), "RADAR_PROJECT").clone();
+    assert!(p.message.contains("not a valid project name"));
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let c = case(&format!("{}BROKEN='unterminated\n", valid_file()));
+    let ps = problems(&c);
+    let p = problem_for(&ps, "BROKEN");
+    assert!(p.message.contains("dotenv syntax"));
+    assert!(
+        matches!(p.origin, Some(Origin::File { line: 7, .. })),
+        "{p}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let c = case(&format!(
+        "{}APP_INSTANCES=0\nHTTP_PORT=0\nLB_STRATEGY=x\nSENTINEL_QUORUM=9\n",
+        valid_file().replace(STRONG_KEY, "weak")
+    ));
+    let vars: Vec<String> = problems(&c).into_iter().map(|p| p.variable).collect();
+    for v in [
+        "APP_INSTANCES",
+        "HTTP_PORT",
+        "LB_STRATEGY",
+        "SENTINEL_QUORUM",
+        "ENCRYPTION_KEY",
+    ] {
+        assert!(vars.contains(&v.to_string()), "{v} missing from {vars:?}");
+    }
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let mut c = case(&format!(
+        "{}APP_INSTANCES=2\nHTTP_PORT=8080\n",
+        valid_file()
+    ));
+    c.inputs.process_env = vec![
+        ("APP_INSTANCES".into(), "4".into()),
+        ("HTTP_PORT".into(), "9090".into()),
+        ("UNRELATED".into(), "ignored".into()),
+    ];
+    let cfg = resolve(&c.inputs).unwrap();
+    assert_eq!(cfg.app.instances.get(), 4);
+    assert_eq!(cfg.http_port.get(), 9090);
+    c.inputs.overrides = Overrides {
+        ha: true,
+        instances: Some(5),
+    };
+    let cfg = resolve(&c.inputs).unwrap();
+    assert_eq!(cfg.app.instances.get(), 5);
+    assert!(cfg.ha_enabled);
+}
+
+#[test]
+fn flag_out_of_range_names_the_flag() {
+    let mut c = case(&valid_file());
+    c.inputs.overrides.instances = Some(65);
+    let p = problem_for(&problems(&c), "APP_INSTANCES").clone();
+    assert_eq!(p.origin, Some(Origin::Flag("--instances")));
+}
+
+#[test]
+fn pool_size_times_instances_must_fit_postgres() {
+    let c = case(&format!(
+        "{}APP_INSTANCES=40\nDB_POOL_SIZE=10\nPOSTGRES_MAX_CONNECTIONS=300\n",
+        valid_file()
+    ));
+    let p = problem_for(&problems(&c), "APP_INSTANCES").clone();
+    assert!(p.message.contains("40 x 10 = 400"), "{p}");
+    assert!(p.fix.contains("at least 410"), "{p}");
+}
+
+#[test]
+fn postgres_identifiers_are_checked() {
+    let c = case(&valid_file().replace("POSTGRES_DB=reporadar", "POSTGRES_DB=Drop-Tables"));
+    assert!(problem_for(&problems(&c), "POSTGRES_DB")
+        .message
+        .contains("identifier"));
+}
+
+#[test]
+fn app_env_passthrough_strips_the_prefix() {
+    let cfg = resolve(&case(&format!("{}APP_ENV_FEATURE_X=on\n", valid_file())).inputs).unwrap();
+    assert_eq!(
+        cfg.app.passthrough.get("FEATURE_X").map(String::as_str),
+        Some("on")
+    );
+}
+
+#[test]
+fn healthcheck_none_uses_the_image_default() {
+    let cfg = resolve(&case(&format!("{}APP_HEALTHCHECK=none\n", valid_file())).inputs).unwrap();
+    assert_eq!(cfg.app.healthcheck, None);
+}
+
+#[test]
+fn problem_messages_never_contain_secret_values() {
+    let weak = "weakpass";
+    let c = case(&valid_file().replace(STRONG_PG, weak));
+    let e = resolve(&c.inputs).unwrap_err().to_string();
+    assert!(!e.contains(weak), "{e}");
+}
+
+/// The example file is generated from the variable table; `RADAR_UPDATE_EXAMPLE=1 cargo test`
+/// rewrites it after a variable is added or changed.
+#[test]
+fn committed_example_file_is_up_to_date() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.multi-instance.example");
+    let generated = vars::example_file();
+    if std::env::var_os("RADAR_UPDATE_EXAMPLE").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        ".env.multi-instance.example is out of date: run `RADAR_UPDATE_EXAMPLE=1 cargo test --lib config`"
+    );
+}

@@ -238,7 +238,7 @@ impl std::str::FromStr for NanoCpus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().parse::<f64>() {
-            Ok(c) if c >= 0.01 && c <= 256.0 => Ok(NanoCpus((c * 1e9).round() as i64)),
+            Ok(c) if (0.01..=256.0).contains(&c) => Ok(NanoCpus((c * 1e9).round() as i64)),
             _ => Err(format!(
                 "must be a number of CPUs between 0.01 and 256, e.g. 0.5 (got {s:?})"
             )),
