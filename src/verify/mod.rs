@@ -1,0 +1,388 @@
+//! `verify`: the proof that a deployment works (DESIGN.md §6).
+//!
+//! Evidence is gathered concurrently — through the balancer over HTTP (`crate::http`), and per
+//! instance through the Docker API (`inside.rs`: an HTTP request made from a container on the
+//! project network, so no instance port is published and it works where the host cannot reach
+//! container addresses) — then judged by the pure rules in `evaluate.rs`.
+
+pub mod evaluate;
+mod inside;
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt};
+use serde::Serialize;
+
+use crate::config::{Config, LbStrategy};
+use crate::docker::DockerClient;
+use crate::http::{HttpClient, HttpError};
+use evaluate::{check, Distribution, SessionSample};
+
+/// Outcome of one check. A skipped check is reported as skipped, never as passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub group: &'static str,
+    pub name: String,
+    pub status: Status,
+    /// What was seen: on failure the evidence (URL, status, body excerpt, dependency).
+    pub detail: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub url: String,
+    pub checks: Vec<Check>,
+    pub distribution: Option<Distribution>,
+    pub duration_ms: u64,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
+    }
+}
+
+pub const GROUP_BALANCER: &str = "Load balancer";
+pub const GROUP_INSTANCES: &str = "Instances";
+pub const GROUP_HEALTH: &str = "Health";
+pub const GROUP_READINESS: &str = "Readiness";
+pub const GROUP_LIVENESS: &str = "Liveness";
+pub const GROUP_DISTRIBUTION: &str = "Load distribution";
+pub const GROUP_SESSION: &str = "Session persistence";
+pub const GROUP_ENDPOINTS: &str = "Health endpoints";
+pub const GROUP_HA: &str = "Redis HA";
+
+/// The order groups are shown in.
+pub const GROUPS: &[&str] = &[
+    GROUP_BALANCER,
+    GROUP_INSTANCES,
+    GROUP_HEALTH,
+    GROUP_READINESS,
+    GROUP_LIVENESS,
+    GROUP_DISTRIBUTION,
+    GROUP_SESSION,
+    GROUP_ENDPOINTS,
+    GROUP_HA,
+];
+
+/// What to verify, resolved by the command from flags and (when valid) the config.
+pub struct Options {
+    pub project: String,
+    pub url: String,
+    pub requests: u32,
+    pub ha: bool,
+    pub app_port: u16,
+    /// Instances the configuration asks for, when known.
+    pub expected_instances: Option<u32>,
+    pub lb_strategy: Option<LbStrategy>,
+    pub master_name: String,
+    /// `None`: no Docker access; per-instance and HA checks are reported as skipped.
+    pub docker: Option<DockerClient>,
+}
+
+impl Options {
+    /// Options for a deployment described by `cfg` (used by `up` after converging).
+    pub fn for_config(cfg: &Config, docker: Option<DockerClient>) -> Options {
+        Options {
+            project: cfg.project.to_string(),
+            url: format!("http://localhost:{}", cfg.http_port),
+            requests: 30,
+            ha: cfg.ha_enabled,
+            app_port: cfg.app.port.get(),
+            expected_instances: Some(cfg.app.instances.get()),
+            lb_strategy: Some(cfg.lb_strategy),
+            master_name: cfg.sentinel.master_name.clone(),
+            docker,
+        }
+    }
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Concurrent requests for the distribution check: enough to be fast, few enough that
+/// `least_conn` still sees a spread of idle instances.
+const CONCURRENCY: usize = 6;
+
+/// Runs every check. Returns an error only when verification could not run at all.
+pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let http = HttpClient::new(REQUEST_TIMEOUT, false)?;
+    let jar = HttpClient::new(REQUEST_TIMEOUT, true)?;
+
+    // Per-instance evidence (Docker) and balancer evidence (HTTP) are independent: gather both
+    // at once.
+    let (instances, balancer) = tokio::join!(
+        inside::instance_checks(opts),
+        balancer_checks(opts, &http, &jar),
+    );
+    let mut checks = instances.checks;
+    let (mut lb_checks, samples, distribution_raw) = balancer;
+    checks.append(&mut lb_checks);
+
+    // Which instance ids should share the load: the ones seen through Docker, else as many as
+    // the configuration asks for.
+    let expected: Vec<String> = if !instances.ids.is_empty() {
+        instances.ids.clone()
+    } else {
+        distribution_raw.counts.keys().cloned().collect()
+    };
+    let pinned = opts.lb_strategy == Some(LbStrategy::IpHash);
+    let mut distribution = distribution_raw;
+    for id in &expected {
+        distribution.counts.entry(id.clone()).or_insert(0);
+    }
+    checks.push(distribution_check(opts, &distribution, &expected, pinned));
+    checks.push(session_check(samples, expected.len(), pinned));
+
+    if opts.ha {
+        checks.extend(inside::ha_checks(opts).await);
+    }
+
+    let passed = checks.iter().all(|c| c.status != Status::Fail);
+    Ok(Report {
+        passed,
+        url: opts.url.clone(),
+        checks,
+        distribution: Some(distribution),
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn distribution_check(
+    opts: &Options,
+    d: &Distribution,
+    expected: &[String],
+    pinned: bool,
+) -> Check {
+    let name = format!("Load distribution over {} requests", d.requests);
+    if pinned {
+        return check(
+            GROUP_DISTRIBUTION,
+            name,
+            (
+                Status::Skip,
+                "LB_STRATEGY=ip_hash pins one client to one instance; spread is not expected"
+                    .into(),
+            ),
+        );
+    }
+    if let Some(n) = opts.expected_instances {
+        if expected.len() != n as usize && opts.docker.is_none() {
+            return check(
+                GROUP_DISTRIBUTION,
+                name,
+                (
+                    Status::Fail,
+                    format!(
+                        "{} distinct instances answered ({}); the configuration asks for {n}",
+                        expected.len(),
+                        expected.join(", ")
+                    ),
+                ),
+            );
+        }
+    }
+    check(
+        GROUP_DISTRIBUTION,
+        name,
+        evaluate::judge_distribution(d, expected),
+    )
+}
+
+fn session_check(
+    samples: Result<Vec<SessionSample>, String>,
+    instances: usize,
+    pinned: bool,
+) -> Check {
+    let name = "Session persistence across instances".to_string();
+    match samples {
+        Err(why) => check(GROUP_SESSION, name, (Status::Fail, why)),
+        Ok(samples) => {
+            // With ip_hash one client always reaches one instance: check the session only.
+            let min = if pinned { 1 } else { instances.min(2) };
+            check(GROUP_SESSION, name, evaluate::judge_session(&samples, min))
+        }
+    }
+}
+
+type BalancerEvidence = (Vec<Check>, Result<Vec<SessionSample>, String>, Distribution);
+
+/// Everything checked through the balancer: its own health, the health endpoints, the
+/// distribution of N requests and one session's life.
+async fn balancer_checks(opts: &Options, http: &HttpClient, jar: &HttpClient) -> BalancerEvidence {
+    let base = &opts.url;
+    let endpoints = [
+        "/health",
+        "/health/backend",
+        "/health/ready",
+        "/health/live",
+    ];
+    let lb_url = format!("{base}/health");
+    let lb_health = timed_get(http, &lb_url);
+    let endpoint_checks = futures_util::future::join_all(
+        endpoints
+            .iter()
+            .map(|path| endpoint_check(http, base, path)),
+    );
+    let distribution = distribute(http, base, opts.requests);
+    let sessions = session_samples(jar, base, opts.expected_instances.unwrap_or(3));
+    let (lb, endpoints, distribution, sessions) =
+        tokio::join!(lb_health, endpoint_checks, distribution, sessions);
+
+    let mut checks = vec![];
+    let lb_name = "Load balancer is healthy".to_string();
+    checks.push(match lb {
+        Ok((r, ms)) if r.status == 200 => Check {
+            group: GROUP_BALANCER,
+            name: lb_name,
+            status: Status::Pass,
+            detail: format!("GET {base}/health → 200 in {ms} ms"),
+            duration_ms: ms,
+        },
+        Ok((r, ms)) => Check {
+            group: GROUP_BALANCER,
+            name: lb_name,
+            status: Status::Fail,
+            detail: format!(
+                "GET {base}/health → {}: {}",
+                r.status,
+                evaluate::excerpt(&r.body)
+            ),
+            duration_ms: ms,
+        },
+        Err(e) => Check {
+            group: GROUP_BALANCER,
+            name: lb_name,
+            status: Status::Fail,
+            detail: format!("GET {e}"),
+            duration_ms: 0,
+        },
+    });
+    checks.extend(endpoints);
+    (checks, sessions, distribution)
+}
+
+async fn timed_get(
+    http: &HttpClient,
+    url: &str,
+) -> Result<(crate::http::HttpResponse, u64), HttpError> {
+    let r = http.get(url).await?;
+    let ms = r.elapsed.as_millis() as u64;
+    Ok((r, ms))
+}
+
+/// One health endpoint through the balancer: 200, and JSON where the contract promises it.
+async fn endpoint_check(http: &HttpClient, base: &str, path: &str) -> Check {
+    let url = format!("{base}{path}");
+    let name = format!("GET {path} through the balancer");
+    let (status, detail, ms) = match timed_get(http, &url).await {
+        Err(e) => (Status::Fail, format!("GET {e}"), 0),
+        Ok((r, ms)) if r.status != 200 => (
+            Status::Fail,
+            format!("GET {url} → {}: {}", r.status, evaluate::excerpt(&r.body)),
+            ms,
+        ),
+        Ok((r, ms)) if path == "/health/backend" => match evaluate::instance_id(&r.body) {
+            Some(id) => (Status::Pass, format!("200, served by {id}"), ms),
+            None => (
+                Status::Fail,
+                format!(
+                    "GET {url} → 200 but no JSON \"instanceId\": {}",
+                    evaluate::excerpt(&r.body)
+                ),
+                ms,
+            ),
+        },
+        Ok((r, ms)) if path == "/health/ready" => {
+            if serde_json::from_str::<serde_json::Value>(&r.body).is_ok() {
+                (Status::Pass, "200 with JSON".into(), ms)
+            } else {
+                (
+                    Status::Fail,
+                    format!(
+                        "GET {url} → 200 but not JSON: {}",
+                        evaluate::excerpt(&r.body)
+                    ),
+                    ms,
+                )
+            }
+        }
+        Ok((_, ms)) => (Status::Pass, "200".into(), ms),
+    };
+    Check {
+        group: GROUP_ENDPOINTS,
+        name,
+        status,
+        detail,
+        duration_ms: ms,
+    }
+}
+
+/// N requests to `/health/backend`, a few at a time, counted by the instance that answered.
+async fn distribute(http: &HttpClient, base: &str, requests: u32) -> Distribution {
+    let url = format!("{base}/health/backend");
+    let answers: Vec<Option<String>> = stream::iter(0..requests)
+        .map(|_| async {
+            match http.get(&url).await {
+                Ok(r) if r.status == 200 => evaluate::instance_id(&r.body),
+                _ => None,
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut d = Distribution {
+        requests,
+        counts: Default::default(),
+        failed: 0,
+    };
+    for a in answers {
+        match a {
+            Some(id) => *d.counts.entry(id).or_insert(0) += 1,
+            None => d.failed += 1,
+        }
+    }
+    d
+}
+
+/// One cookie jar, requests one after another (the counter must rise by one each time).
+async fn session_samples(
+    jar: &HttpClient,
+    base: &str,
+    instances: u32,
+) -> Result<Vec<SessionSample>, String> {
+    let url = format!("{base}/api/session");
+    let n = (2 * instances).clamp(6, 12);
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        let r = jar
+            .get(&url)
+            .await
+            .map_err(|e| format!("request {i}: GET {e}"))?;
+        if r.status != 200 {
+            return Err(format!(
+                "request {i}: GET {url} → {}: {}",
+                r.status,
+                evaluate::excerpt(&r.body)
+            ));
+        }
+        samples.push(
+            evaluate::parse_session(&r.body)
+                .map_err(|e| format!("request {i}: GET {url} → {e}"))?,
+        );
+    }
+    Ok(samples)
+}
