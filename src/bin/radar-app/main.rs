@@ -1,0 +1,182 @@
+//! `radar-app`: the reference implementation of the app contract (DESIGN.md §5), the default
+//! `APP_IMAGE` of radar-deploy, built static and shipped `FROM scratch`.
+//!
+//! - `config`      environment → validated `Config` (`*_FILE` secrets, defaults)
+//! - `routes`      the HTTP endpoints (`/health*`, `/api/session`, diagnostics)
+//! - `session`     session ids and the HMAC-signed `radar.sid` cookie
+//! - `store`       the Redis connection (direct or through Sentinels, follows failovers)
+//! - `pg`          a bounded, self-healing tokio-postgres pool
+//! - `healthcheck` the `radar-app healthcheck` subcommand (the image's HEALTHCHECK)
+//! - `log`         stderr logging with rate-limited dependency errors
+//!
+//! Usage: `radar-app [serve]` runs the server; `radar-app healthcheck` probes a running one.
+
+mod config;
+mod healthcheck;
+mod log;
+mod pg;
+mod routes;
+mod session;
+mod store;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::Config;
+use routes::AppState;
+
+/// After SIGTERM, in-flight requests get this long; Docker's default stop timeout is 10 s.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(9);
+/// How often the background monitor probes the dependencies (only to log changes).
+const MONITOR_EVERY: Duration = Duration::from_secs(5);
+
+const USAGE: &str = "usage: radar-app [serve | healthcheck | --version]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] | ["serve"] => serve(),
+        ["healthcheck"] => healthcheck::run(),
+        ["--version" | "-V"] => {
+            println!("radar-app {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    let started = Instant::now();
+    let cfg = match Config::from_lookup(&|name| std::env::var(name).ok()) {
+        Ok(cfg) => cfg,
+        Err(problems) => {
+            for p in problems {
+                log::info(format_args!("configuration error: {p}"));
+            }
+            return ExitCode::from(2);
+        }
+    };
+    // Few workers: the app is I/O-bound and runs many instances per host.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(2);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::info(format_args!("cannot start the runtime: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(run(cfg, started));
+    // A blocking DNS lookup of a vanished host must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+async fn run(cfg: Config, started: Instant) -> ExitCode {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, cfg.port));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            log::info(format_args!("cannot listen on {addr}: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let pg = pg::PgPool::new(&cfg.postgres, &format!("radar-app {}", cfg.instance_id));
+    let redis = store::RedisStore::new(&cfg.redis);
+    log::info(format_args!(
+        "instance {} listening on {addr}; postgres {}@{}:{}/{} (pool {}); {}{}",
+        cfg.instance_id,
+        cfg.postgres.user,
+        cfg.postgres.host,
+        cfg.postgres.port,
+        cfg.postgres.db,
+        cfg.postgres.pool_size,
+        redis.describe(),
+        if cfg.diagnostics {
+            "; diagnostics endpoints on"
+        } else {
+            ""
+        },
+    ));
+    let state = Arc::new(AppState {
+        instance_id: cfg.instance_id.clone(),
+        started,
+        pg,
+        redis,
+        signer: session::SessionSigner::new(cfg.session_secret.expose()),
+        session_ttl: cfg.session_ttl,
+        deps: log::DependencyLog::default(),
+        diagnostics: cfg.diagnostics,
+    });
+
+    // Probe the dependencies in the background, only so that outages and recoveries are logged
+    // even when nobody asks /health/ready. Readiness itself is always checked live.
+    let monitor_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = routes::check_dependencies(&monitor_state).await;
+            tokio::time::sleep(MONITOR_EVERY).await;
+        }
+    });
+
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let name = wait_for_signal().await;
+        log::info(format_args!(
+            "{name} received: no new connections, draining in-flight requests (at most {} s)",
+            DRAIN_DEADLINE.as_secs()
+        ));
+        let _ = signal_tx.send(true);
+    });
+    let mut graceful_rx = signal_rx.clone();
+    let graceful = async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(graceful);
+    let mut deadline_rx = signal_rx;
+    let deadline = async move {
+        let _ = deadline_rx.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+
+    tokio::select! {
+        result = server => match result {
+            Ok(()) => {
+                log::info("stopped: all requests finished");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::info(format_args!("server error: {e}"));
+                ExitCode::from(1)
+            }
+        },
+        () = deadline => {
+            log::info("stopped: drain deadline passed with requests still in flight");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

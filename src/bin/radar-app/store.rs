@@ -1,0 +1,358 @@
+//! The Redis connection: one shared multiplexed connection, re-established on demand.
+//!
+//! Why not `redis::aio::ConnectionManager`: it reconnects to the address it was built with, but
+//! after a Sentinel failover the master lives elsewhere. Here every (re)connect in Sentinel mode
+//! first asks the Sentinels where the master is (all of them at once, the first answer wins) and
+//! then checks with `ROLE` that the node really is a master. The current connection is dropped:
+//! - when a command fails with a connection error or `READONLY` (the old master came back as a
+//!   replica) — and the command is retried once, immediately, against the re-resolved master;
+//! - when any Sentinel announces `+switch-master` for our master (one watcher task per Sentinel),
+//!   so the app follows a failover as soon as it is decided, even with no traffic.
+//!
+//! Connection attempts are single-flight (one at a time, others wait for its result) and, after a
+//! failure, not repeated for [`RETRY_FLOOR`]: during an outage each request fails fast instead
+//! of queueing behind connect timeouts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError, ServerErrorKind,
+};
+
+use crate::config::{HostPort, RedisConfig, RedisTarget};
+use crate::log;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
+const RETRY_FLOOR: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: RedisTarget,
+    redis_settings: RedisConnectionInfo,
+    sentinel_settings: RedisConnectionInfo,
+    current: RwLock<Option<Current>>,
+    /// Held while connecting; holds the last failed attempt.
+    connecting: tokio::sync::Mutex<Option<Failure>>,
+    next_generation: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Current {
+    generation: u64,
+    addr: HostPort,
+    conn: MultiplexedConnection,
+}
+
+struct Failure {
+    at: Instant,
+    error: String,
+}
+
+/// A request: one command or a pipeline (`MULTI`/`EXEC` when atomic).
+pub enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
+impl RedisStore {
+    /// Creates the store without connecting; in Sentinel mode also starts the `+switch-master`
+    /// watchers. Must be called inside the Tokio runtime.
+    pub fn new(cfg: &RedisConfig) -> RedisStore {
+        let mut redis_settings = RedisConnectionInfo::default();
+        if let Some(pw) = &cfg.password {
+            redis_settings = redis_settings.set_password(pw.expose());
+        }
+        // Sentinels answer few commands; do not send them `CLIENT SETINFO`.
+        let mut sentinel_settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(pw) = &cfg.sentinel_password {
+            sentinel_settings = sentinel_settings.set_password(pw.expose());
+        }
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                target: cfg.target.clone(),
+                redis_settings,
+                sentinel_settings,
+                current: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(None),
+                next_generation: AtomicU64::new(1),
+            }),
+        };
+        if let RedisTarget::Sentinel { sentinels, .. } = &cfg.target {
+            for sentinel in sentinels {
+                tokio::spawn(watch_sentinel(store.inner.clone(), sentinel.clone()));
+            }
+        }
+        store
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.inner.target {
+            RedisTarget::Direct(hp) => format!("redis at {hp}"),
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+            } => {
+                let list: Vec<String> = sentinels.iter().map(ToString::to_string).collect();
+                format!(
+                    "redis master {master_name:?} via sentinels {}",
+                    list.join(",")
+                )
+            }
+        }
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> anyhow::Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.inner.connection().await?;
+            let mut conn = current.conn.clone();
+            let result = match request {
+                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Request::Pipe(pipe) => pipe.query_async(&mut conn).await,
+            };
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let dropped = err.is_connection_dropped() || err.is_io_error();
+            let readonly = is_readonly(&err);
+            if dropped || readonly || err.is_timeout() || err.is_unrecoverable_error() {
+                self.inner.invalidate(current.generation);
+            }
+            // Retry only what cannot have been applied twice: a command on a connection that was
+            // already gone, or one refused by a demoted master. A timeout may have been applied.
+            if attempt == 1 && (readonly || (dropped && !err.is_timeout())) {
+                continue;
+            }
+            return Err(anyhow!(err)).with_context(|| format!("redis at {}", current.addr));
+        }
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let pong: String = self.query(Request::Cmd(&redis::cmd("PING"))).await?;
+        if pong != "PONG" {
+            bail!("unexpected PING reply {pong:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Formats an error with its causes, skipping a cause that only repeats the text before it
+/// (redis-rs errors print their I/O source themselves and also return it as `source()`).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn is_readonly(err: &RedisError) -> bool {
+    // Inside MULTI/EXEC a replica's refusal surfaces as EXECABORT whose text names READONLY.
+    err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || err.to_string().contains("READONLY")
+}
+
+impl Inner {
+    async fn connection(&self) -> anyhow::Result<Current> {
+        if let Some(c) = self.read_current() {
+            return Ok(c);
+        }
+        let mut last_failure = self.connecting.lock().await;
+        if let Some(c) = self.read_current() {
+            return Ok(c);
+        }
+        if let Some(f) = last_failure.as_ref() {
+            if f.at.elapsed() < RETRY_FLOOR {
+                bail!("{}", f.error);
+            }
+        }
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT * 2, self.connect()).await;
+        match attempt.unwrap_or_else(|_| Err(anyhow!("connecting timed out"))) {
+            Ok(c) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+                *last_failure = None;
+                Ok(c)
+            }
+            Err(e) => {
+                let error = error_chain(&e);
+                *last_failure = Some(Failure {
+                    at: Instant::now(),
+                    error: error.clone(),
+                });
+                Err(anyhow!(error))
+            }
+        }
+    }
+
+    fn read_current(&self) -> Option<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drops the connection of `generation`, unless it was already replaced by a newer one.
+    fn invalidate(&self, generation: u64) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|c| c.generation == generation) {
+            *current = None;
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Current> {
+        let addr = match &self.target {
+            RedisTarget::Direct(hp) => hp.clone(),
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+            } => self.ask_sentinels(sentinels, master_name).await?,
+        };
+        let mut conn = open(&addr, &self.redis_settings, CONNECT_TIMEOUT)
+            .await
+            .with_context(|| format!("connect to redis at {addr}"))?;
+        if matches!(self.target, RedisTarget::Sentinel { .. }) {
+            // A Sentinel may still name the old master for a moment after a failover.
+            let role: Vec<redis::Value> = redis::cmd("ROLE")
+                .query_async(&mut conn)
+                .await
+                .with_context(|| format!("ROLE on {addr}"))?;
+            let is_master = matches!(role.first(),
+                Some(redis::Value::BulkString(b)) if b == b"master")
+                || matches!(role.first(), Some(redis::Value::SimpleString(s)) if s == "master");
+            if !is_master {
+                bail!("{addr} was named master by a sentinel but is not a master (yet)");
+            }
+        }
+        Ok(Current {
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            addr,
+            conn,
+        })
+    }
+
+    async fn ask_sentinels(
+        &self,
+        sentinels: &[HostPort],
+        master_name: &str,
+    ) -> anyhow::Result<HostPort> {
+        let asks = sentinels.iter().map(|s| {
+            Box::pin(async move {
+                let ask = async {
+                    let mut conn = open(s, &self.sentinel_settings, SENTINEL_TIMEOUT).await?;
+                    let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(master_name)
+                        .query_async(&mut conn)
+                        .await?;
+                    reply.ok_or_else(|| anyhow!("does not know master {master_name:?}"))
+                };
+                match tokio::time::timeout(SENTINEL_TIMEOUT, ask).await {
+                    Ok(Ok((host, port))) => Ok(HostPort { host, port }),
+                    Ok(Err(e)) => Err(format!("sentinel {s}: {}", error_chain(&e))),
+                    Err(_) => Err(format!("sentinel {s}: timed out")),
+                }
+            })
+        });
+        match futures_util::future::select_ok(asks).await {
+            Ok((addr, _)) => Ok(addr),
+            // select_ok reports the last error; the others are alike in practice.
+            Err(e) => Err(anyhow!("no sentinel answered: {e}")),
+        }
+    }
+
+    async fn on_switch_master(&self, from: &HostPort, payload: &str) {
+        let RedisTarget::Sentinel { master_name, .. } = &self.target else {
+            return;
+        };
+        // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
+        let parts: Vec<&str> = payload.split_whitespace().collect();
+        let [name, _, _, host, port] = parts[..] else {
+            return;
+        };
+        if name != master_name {
+            return;
+        }
+        let Ok(port) = port.parse() else { return };
+        let new_master = HostPort {
+            host: host.to_string(),
+            port,
+        };
+        let stale = {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let stale = current.as_ref().is_some_and(|c| c.addr != new_master);
+            if stale {
+                *current = None;
+            }
+            stale
+        };
+        // Forget a recent failure: the next request must try the new master at once.
+        *self.connecting.lock().await = None;
+        if stale {
+            log::info(format_args!(
+                "sentinel {from}: master {name} switched to {new_master}; reconnecting"
+            ));
+        }
+    }
+}
+
+async fn open(
+    addr: &HostPort,
+    settings: &RedisConnectionInfo,
+    timeout: Duration,
+) -> anyhow::Result<MultiplexedConnection> {
+    let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
+        .into_connection_info()?
+        .set_redis_settings(settings.clone());
+    let client = Client::open(info)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+/// Follows one Sentinel's `+switch-master` channel for the life of the process, reconnecting
+/// after a second when the Sentinel goes away.
+async fn watch_sentinel(inner: Arc<Inner>, sentinel: HostPort) {
+    loop {
+        let subscribed = async {
+            let info = ConnectionAddr::Tcp(sentinel.host.clone(), sentinel.port)
+                .into_connection_info()?
+                .set_redis_settings(inner.sentinel_settings.clone());
+            let mut pubsub = Client::open(info)?.get_async_pubsub().await?;
+            pubsub.subscribe("+switch-master").await?;
+            anyhow::Ok(pubsub)
+        };
+        if let Ok(Ok(pubsub)) = tokio::time::timeout(SENTINEL_TIMEOUT * 2, subscribed).await {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                if let Ok(payload) = msg.get_payload::<String>() {
+                    inner.on_switch_master(&sentinel, &payload).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

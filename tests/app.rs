@@ -1,0 +1,710 @@
+//! Integration tests of the reference app (`radar-app`) against real Redis and Postgres.
+//!
+//! The data stores run in containers from the offline images (`radar-offline/redis:bookworm`,
+//! `radar-offline/postgres:bookworm`; override with `RADAR_TEST_REDIS_IMAGE` /
+//! `RADAR_TEST_POSTGRES_IMAGE`), started with the `docker` CLI. The app under test is the binary
+//! cargo built (`CARGO_BIN_EXE_radar-app`), run on the host against ports published on 127.0.0.1.
+//!
+//! Every container carries the label `io.radar-deploy.test=<run id>` and a unique name, and is
+//! removed by a guard's `Drop`, also when a test panics. Without a reachable Docker daemon these
+//! tests fail loudly (never skip): a green run must mean the behaviour was exercised.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+const APP: &str = env!("CARGO_BIN_EXE_radar-app");
+const TEST_LABEL: &str = "io.radar-deploy.test";
+const REDIS_PASSWORD: &str = "test-redis-password-5f2a9c";
+const PG_PASSWORD: &str = "test-postgres-password-81d3e0";
+const SESSION_SECRET: &str = "test-session-secret-0b7e44c1d2";
+const ENCRYPTION_KEY: &str = "test-encryption-key-93aa01fe5c";
+
+// ---------------------------------------------------------------------------------------------
+// Docker scaffolding
+
+fn run_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+    })
+}
+
+fn unique_name(purpose: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "radar-app-test-{}-{}-{purpose}",
+        run_id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the docker CLI ({e}); these tests need Docker"))
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Fails the test (never skips it) when the daemon cannot be reached.
+fn require_docker() {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECK.get_or_init(|| {
+        let out = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    });
+    if let Err(e) = result {
+        let ci = if std::env::var_os("CI").is_some() {
+            " (CI is set: Docker must be available in CI)"
+        } else {
+            ""
+        };
+        panic!("Docker is unreachable{ci}; the radar-app tests need a Docker daemon: {e}");
+    }
+}
+
+fn image(var: &str, default: &str) -> String {
+    let image = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let out = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert!(
+        out.status.success(),
+        "image {image} is missing: build it with scripts/offline-images.sh (or set {var})"
+    );
+    image
+}
+
+/// A container removed (with its anonymous volumes) when dropped.
+struct Container {
+    name: String,
+    /// The host port the service's port is published on, fixed for the container's life.
+    port: u16,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Container {
+    /// Starts `image` with `container_port` published on 127.0.0.1.
+    ///
+    /// `restartable` publishes on a fixed free host port instead of a random one: Docker picks a
+    /// new random port when a stopped container starts again, which would lose the app.
+    fn start(
+        purpose: &str,
+        image: &str,
+        container_port: u16,
+        restartable: bool,
+        options: &[&str],
+        command: &[&str],
+    ) -> Container {
+        require_docker();
+        for _attempt in 0..5 {
+            let name = unique_name(purpose);
+            let publish = if restartable {
+                format!("127.0.0.1:{}:{container_port}", free_port())
+            } else {
+                format!("127.0.0.1::{container_port}")
+            };
+            let label = format!("{TEST_LABEL}={}", run_id());
+            let mut full: Vec<&str> = vec![
+                "run", "-d", "--name", &name, "--label", &label, "-p", &publish,
+            ];
+            full.extend_from_slice(options);
+            full.push(image);
+            full.extend_from_slice(command);
+            let out = docker(&full);
+            // Guard first, so a half-created container is removed too.
+            let mut container = Container {
+                name: name.clone(),
+                port: 0,
+            };
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if restartable && err.contains("already allocated") {
+                    continue;
+                }
+                panic!("docker {} failed: {}", full.join(" "), err.trim());
+            }
+            let mapping = docker_ok(&["port", &container.name, &container_port.to_string()]);
+            container.port = mapping
+                .lines()
+                .find_map(|l| l.strip_prefix("127.0.0.1:"))
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("unexpected `docker port` output {mapping:?}"));
+            return container;
+        }
+        panic!("no free host port for {purpose} after 5 attempts");
+    }
+
+    fn stop(&self) {
+        docker_ok(&["stop", "-t", "5", &self.name]);
+    }
+
+    fn start_again(&self) {
+        docker_ok(&["start", &self.name]);
+    }
+
+    fn logs(&self) -> String {
+        let out = docker(&["logs", "--tail", "30", &self.name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+fn start_redis(restartable: bool) -> Container {
+    let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
+    Container::start(
+        "redis",
+        &image,
+        6379,
+        restartable,
+        &[],
+        &["redis-server", "--requirepass", REDIS_PASSWORD],
+    )
+}
+
+fn start_postgres(restartable: bool) -> Container {
+    let image = image(
+        "RADAR_TEST_POSTGRES_IMAGE",
+        "radar-offline/postgres:bookworm",
+    );
+    Container::start(
+        "postgres",
+        &image,
+        5432,
+        restartable,
+        &[
+            "-e",
+            "POSTGRES_USER=radar",
+            "-e",
+            &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
+            "-e",
+            "POSTGRES_DB=radar",
+        ],
+        &[],
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The app under test
+
+/// A running `radar-app` process, killed when dropped; its stderr goes to a file that is printed
+/// when a wait fails.
+struct App {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for an app talking to the given stores (None: an address where nothing listens,
+/// which the app must tolerate).
+fn app_env(redis: Option<&Container>, pg: Option<&Container>) -> Vec<(String, String)> {
+    let closed = free_port();
+    let vars = [
+        ("REDIS_HOST", "127.0.0.1".to_string()),
+        ("REDIS_PORT", redis.map_or(closed, |c| c.port).to_string()),
+        ("REDIS_PASSWORD", REDIS_PASSWORD.to_string()),
+        ("POSTGRES_HOST", "127.0.0.1".to_string()),
+        ("POSTGRES_PORT", pg.map_or(closed, |c| c.port).to_string()),
+        ("POSTGRES_USER", "radar".to_string()),
+        ("POSTGRES_DB", "radar".to_string()),
+        ("POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
+        ("SESSION_SECRET", SESSION_SECRET.to_string()),
+        ("ENCRYPTION_KEY", ENCRYPTION_KEY.to_string()),
+        ("DB_POOL_SIZE", "2".to_string()),
+    ];
+    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn spawn_app(instance_id: &str, env: &[(String, String)]) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let port = free_port();
+    let child = Command::new(APP)
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("INSTANCE_ID", instance_id)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn radar-app");
+    let app = App {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    app.wait_for(Duration::from_secs(10), "/health/live answers 200", |app| {
+        get(app.port, "/health/live", None).is_ok_and(|r| r.status == 200)
+    });
+    app
+}
+
+impl App {
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, timeout: Duration, what: &str, mut ok: impl FnMut(&App) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ok(self) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "waited {timeout:?} for: {what}\n--- radar-app log ---\n{}",
+            self.logs()
+        );
+    }
+
+    fn ready(&self) -> Response {
+        get(self.port, "/health/ready", None).expect("GET /health/ready")
+    }
+
+    /// Waits until the app reaches Redis (for tests that need no Postgres).
+    fn wait_redis(&self) {
+        self.wait_for(Duration::from_secs(20), "redis check ok", |app| {
+            app.ready().json()["checks"]["redis"]["ok"] == true
+        });
+    }
+
+    fn wait_ready(&self, timeout: Duration, stores: &[&Container]) {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match get(self.port, "/health/ready", None) {
+                Ok(r) if r.status == 200 => return,
+                other => last = Some(other),
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let store_logs: Vec<String> = stores
+            .iter()
+            .map(|c| format!("--- {} ---\n{}", c.name, c.logs()))
+            .collect();
+        panic!(
+            "not ready within {timeout:?}; last answer {last:?}\n--- radar-app ---\n{}\n{}",
+            self.logs(),
+            store_logs.join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal HTTP/1.0 client (the tests need no HTTP library)
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn get(port: u16, path: &str, cookie: Option<&str>) -> std::io::Result<Response> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{cookie}\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("incomplete response {text:?}")))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// The `name=value` part of a `Set-Cookie` header, as a browser would send it back.
+fn cookie_of(r: &Response) -> String {
+    let set = r
+        .header("set-cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie in {r:?}"));
+    set.split(';').next().unwrap().trim().to_string()
+}
+
+fn session(app: &App, cookie: Option<&str>) -> Response {
+    let r = get(app.port, "/api/session", cookie).expect("GET /api/session");
+    assert_eq!(r.status, 200, "{r:?}\n--- radar-app ---\n{}", app.logs());
+    r
+}
+
+fn failing(r: &Response) -> Vec<String> {
+    r.json()["failing"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn write_secret(dir: &Path, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    // A trailing newline, as `echo` writes it: the app must trim it.
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The behaviours
+
+#[test]
+fn readiness_names_redis_while_it_is_stopped_and_recovers_without_an_app_restart() {
+    let redis = start_redis(true);
+    let pg = start_postgres(false);
+    let app = spawn_app("ready-redis", &app_env(Some(&redis), Some(&pg)));
+    app.wait_ready(Duration::from_secs(30), &[&redis, &pg]);
+
+    redis.stop();
+    let start = Instant::now();
+    app.wait_for(Duration::from_secs(5), "ready 503 naming redis", |app| {
+        let r = app.ready();
+        r.status == 503 && failing(&r) == ["redis"]
+    });
+    let r = app.ready();
+    let error = r.json()["checks"]["redis"]["error"]
+        .as_str()
+        .map(str::to_owned);
+    assert!(error.is_some_and(|e| !e.is_empty()), "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "ready answered slowly"
+    );
+
+    redis.start_again();
+    app.wait_ready(Duration::from_secs(15), &[&redis, &pg]);
+    // The session store works again too, on the same process.
+    let first = session(&app, None);
+    assert_eq!(first.json()["views"], 1);
+    assert!(app.child.id() > 0);
+}
+
+#[test]
+fn readiness_names_postgres_while_it_is_stopped_and_recovers_without_an_app_restart() {
+    let redis = start_redis(false);
+    let pg = start_postgres(true);
+    let app = spawn_app("ready-pg", &app_env(Some(&redis), Some(&pg)));
+    app.wait_ready(Duration::from_secs(30), &[&redis, &pg]);
+
+    pg.stop();
+    app.wait_for(Duration::from_secs(5), "ready 503 naming postgres", |app| {
+        let r = app.ready();
+        r.status == 503 && failing(&r) == ["postgres"]
+    });
+
+    pg.start_again();
+    app.wait_ready(Duration::from_secs(30), &[&redis, &pg]);
+}
+
+#[test]
+fn session_counter_is_shared_by_two_app_processes() {
+    let redis = start_redis(false);
+    let env = app_env(Some(&redis), None);
+    let a = spawn_app("shared-a", &env);
+    let b = spawn_app("shared-b", &env);
+    a.wait_redis();
+    b.wait_redis();
+
+    let first = session(&a, None);
+    let cookie = cookie_of(&first);
+    let set_cookie = first.header("set-cookie").unwrap().to_ascii_lowercase();
+    for attr in ["httponly", "samesite=lax", "path=/"] {
+        assert!(set_cookie.contains(attr), "{set_cookie} lacks {attr}");
+    }
+    assert!(cookie.starts_with("radar.sid="), "{cookie}");
+    let id = first.json()["sessionId"].clone();
+
+    let mut views = vec![first.json()["views"].as_i64().unwrap()];
+    let mut instances = vec![first.json()["instanceId"].as_str().unwrap().to_string()];
+    for app in [&b, &a, &b] {
+        let r = session(app, Some(&cookie));
+        let body = r.json();
+        assert_eq!(body["sessionId"], id, "session id must be stable");
+        assert!(r.header("set-cookie").is_none(), "cookie re-issued: {r:?}");
+        views.push(body["views"].as_i64().unwrap());
+        instances.push(body["instanceId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(views, [1, 2, 3, 4]);
+    assert_eq!(instances, ["shared-a", "shared-b", "shared-a", "shared-b"]);
+}
+
+#[test]
+fn session_counter_counts_every_concurrent_request_exactly_once() {
+    let redis = start_redis(false);
+    let env = app_env(Some(&redis), None);
+    let a = spawn_app("atomic-a", &env);
+    let b = spawn_app("atomic-b", &env);
+    a.wait_redis();
+    b.wait_redis();
+    let cookie = cookie_of(&session(&a, None));
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let port = if i % 2 == 0 { a.port } else { b.port };
+            let cookie = cookie.clone();
+            thread::spawn(move || get(port, "/api/session", Some(&cookie)).unwrap().status)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(session(&b, Some(&cookie)).json()["views"], 22);
+}
+
+#[test]
+fn forged_or_foreign_cookie_starts_a_new_session() {
+    let redis = start_redis(false);
+    let app = spawn_app("forged", &app_env(Some(&redis), None));
+    app.wait_redis();
+    let first = session(&app, None);
+    let cookie = cookie_of(&first);
+    let id = first.json()["sessionId"].as_str().unwrap().to_string();
+    assert!(
+        id.len() >= 22,
+        "a 128-bit id in base64 has 22 characters: {id}"
+    );
+    session(&app, Some(&cookie));
+
+    let (name_id, sig) = cookie.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = [
+        format!("{name_id}.{flipped}{}", &sig[1..]),
+        format!("radar.sid={id}"),
+        format!("radar.sid={id}.{}", "A".repeat(43)),
+        "radar.sid=garbage".to_string(),
+    ];
+    for bad in forged {
+        let r = session(&app, Some(&bad));
+        let body = r.json();
+        assert_ne!(
+            body["sessionId"],
+            id.as_str(),
+            "accepted forged cookie {bad}"
+        );
+        assert_eq!(body["views"], 1, "{bad}");
+        assert!(r.header("set-cookie").is_some(), "no new cookie for {bad}");
+    }
+    // The genuine cookie still works and was not disturbed by the forgeries.
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 3);
+}
+
+#[test]
+fn secrets_are_read_from_file_variables_in_preference_to_plain_ones() {
+    let redis = start_redis(false);
+    let pg = start_postgres(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = app_env(Some(&redis), Some(&pg));
+    for (name, value) in [
+        ("REDIS_PASSWORD", REDIS_PASSWORD),
+        ("POSTGRES_PASSWORD", PG_PASSWORD),
+        ("SESSION_SECRET", SESSION_SECRET),
+        ("ENCRYPTION_KEY", ENCRYPTION_KEY),
+    ] {
+        let path = write_secret(dir.path(), name, value);
+        env.retain(|(k, _)| k != name);
+        // A wrong plain value proves the file wins.
+        env.push((name.to_string(), "wrong-value-that-must-be-ignored".into()));
+        env.push((format!("{name}_FILE"), path));
+    }
+    let from_files = spawn_app("files", &env);
+    from_files.wait_ready(Duration::from_secs(30), &[&redis, &pg]);
+
+    // The file's secret, without its newline, signs the same cookies as the plain variable.
+    let plain = spawn_app("plain", &app_env(Some(&redis), Some(&pg)));
+    let cookie = cookie_of(&session(&from_files, None));
+    let r = session(&plain, Some(&cookie));
+    assert_eq!(r.json()["views"], 2, "{r:?}");
+
+    for app in [&from_files, &plain] {
+        for secret in [REDIS_PASSWORD, PG_PASSWORD, SESSION_SECRET, ENCRYPTION_KEY] {
+            assert!(!app.logs().contains(secret), "a secret was logged");
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_an_in_flight_request_and_exits_in_time() {
+    let mut env = app_env(None, None);
+    env.push(("RADAR_APP_DIAGNOSTICS".into(), "1".into()));
+    let mut app = spawn_app("drain", &env);
+    let port = app.port;
+    let in_flight = thread::spawn(move || get(port, "/api/slow?ms=2500", None));
+    thread::sleep(Duration::from_millis(500));
+
+    let signalled = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &app.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    // New connections are refused soon after the signal...
+    let refusing = (0..40).any(|_| {
+        thread::sleep(Duration::from_millis(50));
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err()
+    });
+    // ...while the request already in flight completes normally.
+    let r = in_flight.join().unwrap().expect("in-flight request failed");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["sleptMs"], 2500);
+
+    let status = wait_exit(&mut app.child, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM\n{}", app.logs()));
+    assert!(status.success(), "exit status {status}\n{}", app.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(refusing, "still accepting connections after SIGTERM");
+    assert!(app.logs().contains("SIGTERM"), "{}", app.logs());
+}
+
+#[test]
+fn diagnostics_endpoint_is_off_by_default() {
+    let app = spawn_app("nodiag", &app_env(None, None));
+    assert_eq!(get(app.port, "/api/slow?ms=1", None).unwrap().status, 404);
+}
+
+#[test]
+fn healthcheck_subcommand_exits_0_against_a_running_app_and_1_when_none_listens() {
+    let app = spawn_app("hc", &app_env(None, None));
+    let probe = |port: u16| {
+        let start = Instant::now();
+        let status = Command::new(APP)
+            .arg("healthcheck")
+            .env_clear()
+            .env("PORT", port.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(3));
+        status.code()
+    };
+    assert_eq!(probe(app.port), Some(0));
+    assert_eq!(probe(free_port()), Some(1));
+}
+
+#[test]
+fn app_without_reachable_stores_is_live_but_not_ready_and_backend_names_the_instance() {
+    let app = spawn_app("nostores", &app_env(None, None));
+    let r = app.ready();
+    assert_eq!(r.status, 503);
+    assert_eq!(failing(&r), ["postgres", "redis"]);
+    let backend = get(app.port, "/health/backend", None).unwrap();
+    assert_eq!(backend.status, 200);
+    assert_eq!(backend.json()["instanceId"], "nostores");
+    assert_eq!(get(app.port, "/health", None).unwrap().status, 200);
+    let s = get(app.port, "/api/session", None).unwrap();
+    assert_eq!(s.status, 503, "{s:?}");
+}
+
+#[test]
+fn missing_secrets_are_a_configuration_error_naming_each_variable() {
+    let out = Command::new(APP)
+        .env_clear()
+        .env("PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SESSION_SECRET"), "{stderr}");
+    assert!(stderr.contains("ENCRYPTION_KEY"), "{stderr}");
+}
