@@ -46,9 +46,10 @@ label=io.radar-deploy.offline
 hash_label=io.radar-deploy.offline.inputs
 # Debian packages of the base rootfs. postgresql pulls locales (en_US.UTF-8 is generated, as the
 # official postgres image does); gosu is what the official images use to drop root; gettext-base
-# gives envsubst for nginx templates; xz-utils/zstd let postgres init scripts be compressed.
+# gives envsubst for nginx templates; xz-utils/zstd let postgres init scripts be compressed;
+# libnss-wrapper lets postgres initdb run under an arbitrary --user, as in the official image.
 packages=(nginx-light redis-server redis-sentinel postgresql curl ca-certificates
-          gosu locales gettext-base xz-utils zstd less)
+          gosu locales gettext-base xz-utils zstd less libnss-wrapper)
 
 log() { [[ $quiet == 1 ]] || echo "offline-images: [${SECONDS}s] $*" >&2; }
 die() { echo "offline-images: error: $*" >&2; exit 2; }
@@ -220,8 +221,9 @@ for svc in nginx redis postgres; do
   fi
   log "building $image"
   [[ -n $work ]] || work=$(mktemp -d /var/tmp/radar-offline.XXXXXX)
+  # $label=true is inherited from the base image (one --label less = one layer commit less)
   docker build --pull=false --force-rm --build-arg "BASE_IMAGE=$base_image" \
-    --label "$label=true" --label "$hash_label=$inputs" -t "$image" "$ctx" >"$work/$svc.log" 2>&1 &
+    --label "$hash_label=$inputs" -t "$image" "$ctx" >"$work/$svc.log" 2>&1 &
   builds+=("$svc:$!")
 done
 failed=()
@@ -233,20 +235,33 @@ for b in "${builds[@]}"; do
   fi
 done
 (( ${#failed[@]} == 0 )) || die "docker build failed for ${failed[*]} (output above)"
+for svc in nginx redis postgres; do
+  [[ $(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$prefix/$svc:$suite") == true ]] \
+    || die "$prefix/$svc:$suite lacks the label $label=true"
+done
 
 # Dangling leftovers of our own earlier builds (only images carrying our label).
 # Superseded images become dangling one generation at a time (a child keeps its parent), so a
 # few passes.
-for _ in 1 2 3; do
-  docker image prune -f --filter "label=$label=true" >/dev/null 2>&1 || true
-done
+# Images still used by a container are kept.
+if (( ${#builds[@]} > 0 )); then
+  for _ in 1 2 3; do
+    docker image prune -f --filter "label=$label=true" >/dev/null 2>&1 || true
+  done
+fi
 
 if [[ $app == 1 && -f $here/build-app-image.sh ]]; then
   log "running scripts/build-app-image.sh"
-  bash "$here/build-app-image.sh"
+  # its output goes to stderr: stdout is kept for the env lines below
+  bash "$here/build-app-image.sh" >&2 || die "scripts/build-app-image.sh failed"
 fi
 
-[[ $quiet == 1 ]] || docker images --filter "label=$label=true" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' >&2
+if [[ $quiet == 0 ]]; then
+  for svc in base nginx redis postgres; do
+    docker image inspect -f "  $prefix/$svc:$suite {{.Size}}" "$prefix/$svc:$suite" \
+      | awk '{printf "  %-32s %4d MB\n", $1, $2 / 1000000}' >&2
+  done
+fi
 cat <<EOF
 NGINX_IMAGE=$prefix/nginx:$suite
 REDIS_IMAGE=$prefix/redis:$suite
