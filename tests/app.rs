@@ -189,6 +189,43 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Starts `image` on the host's network running `script` with bash: every process listens
+    /// on its own 127.0.0.1 port, so Sentinels announce addresses the app on the host can reach.
+    fn start_on_host_network(purpose: &str, image: &str, port: u16, script: &str) -> Container {
+        require_docker();
+        let name = unique_name(purpose);
+        let label = format!("{TEST_LABEL}={}", run_id());
+        let args = [
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            "--network",
+            "host",
+            "--entrypoint",
+            "bash",
+            image,
+            "-c",
+            script,
+        ];
+        let out = docker(&args);
+        let container = Container {
+            name: name.clone(),
+            port,
+        };
+        assert!(
+            out.status.success(),
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        container
+    }
+}
+
 fn start_redis(restartable: bool) -> Container {
     let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
     Container::start(
@@ -220,6 +257,30 @@ fn start_postgres(restartable: bool) -> Container {
             "POSTGRES_DB=radar",
         ],
         &[],
+    )
+}
+
+/// Sends one command to a Redis/Sentinel port in RESP and returns the reply's text parts
+/// (the strings and integers, in order), or None when nothing answers.
+fn resp(port: u16, args: &[&str]) -> Option<Vec<String>> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
+    let mut request = format!("*{}\r\n", args.len());
+    for a in args {
+        request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut buf = [0u8; 8192];
+    let n = stream.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    Some(
+        text.split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
+            .map(|l| l.trim_start_matches([':', '+']).to_string())
+            .collect(),
     )
 }
 
@@ -707,4 +768,120 @@ fn missing_secrets_are_a_configuration_error_naming_each_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SESSION_SECRET"), "{stderr}");
     assert!(stderr.contains("ENCRYPTION_KEY"), "{stderr}");
+}
+
+#[test]
+fn session_follows_a_sentinel_failover_without_an_app_restart() {
+    let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
+    let [master_port, replica_port, s1, s2, s3] = [(); 5].map(|_| free_port());
+    let common = format!(
+        "--bind 127.0.0.1 --requirepass {REDIS_PASSWORD} --masterauth {REDIS_PASSWORD} \
+         --save '' --appendonly no"
+    );
+    let master = Container::start_on_host_network(
+        "redis-master",
+        &image,
+        master_port,
+        &format!("exec redis-server --port {master_port} {common}"),
+    );
+    let _replica = Container::start_on_host_network(
+        "redis-replica",
+        &image,
+        replica_port,
+        &format!(
+            "exec redis-server --port {replica_port} {common} \
+             --replicaof 127.0.0.1 {master_port}"
+        ),
+    );
+    // A quorum of 2 out of 3 Sentinels, with short timings so the test takes seconds.
+    let _sentinels: Vec<Container> = [s1, s2, s3]
+        .iter()
+        .map(|&port| {
+            let conf = [
+                format!("port {port}"),
+                "bind 127.0.0.1".into(),
+                format!("sentinel monitor mymaster 127.0.0.1 {master_port} 2"),
+                format!("sentinel auth-pass mymaster {REDIS_PASSWORD}"),
+                "sentinel down-after-milliseconds mymaster 1000".into(),
+                "sentinel failover-timeout mymaster 5000".into(),
+            ]
+            .join("\\n");
+            let script = format!(
+                "printf '{conf}\\n' > /tmp/sentinel.conf && exec redis-server /tmp/sentinel.conf --sentinel"
+            );
+            Container::start_on_host_network("sentinel", &image, port, &script)
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let quorum = resp(s1, &["SENTINEL", "ckquorum", "mymaster"]).unwrap_or_default();
+        let replicas = resp(s1, &["SENTINEL", "replicas", "mymaster"]).unwrap_or_default();
+        let all_seen = quorum.first().is_some_and(|l| l.contains("3 usable"));
+        if all_seen && replicas.iter().any(|f| f == "slave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sentinels not settled: {quorum:?} {replicas:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut env = app_env(None, None);
+    env.push((
+        "REDIS_SENTINELS".into(),
+        format!("127.0.0.1:{s1},127.0.0.1:{s2},127.0.0.1:{s3}"),
+    ));
+    env.push(("REDIS_MASTER_NAME".into(), "mymaster".into()));
+    let app = spawn_app("failover", &env);
+    app.wait_redis();
+    let cookie = cookie_of(&session(&app, None));
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 2);
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 3);
+    // Let the replica receive the last write before the master goes away.
+    thread::sleep(Duration::from_millis(500));
+
+    master.stop();
+    let stopped = Instant::now();
+    let mut switched: Option<Instant> = None;
+    let mut served = None;
+    while stopped.elapsed() < Duration::from_secs(40) {
+        if switched.is_none() {
+            let named = [s1, s2, s3].iter().any(|&s| {
+                resp(s, &["SENTINEL", "get-master-addr-by-name", "mymaster"])
+                    .is_some_and(|r| r.get(1) == Some(&replica_port.to_string()))
+            });
+            if named {
+                switched = Some(Instant::now());
+            }
+        }
+        let r = get(app.port, "/api/session", Some(&cookie)).unwrap();
+        if r.status == 200 && switched.is_some() {
+            served = Some((Instant::now(), r));
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let switched = switched.unwrap_or_else(|| panic!("no failover within 40 s\n{}", app.logs()));
+    let (at, r) = served.unwrap_or_else(|| panic!("app never recovered\n{}", app.logs()));
+    let lag = at.saturating_duration_since(switched);
+    eprintln!(
+        "failover: sentinels named the new master {:?} after the stop; the app served the session {lag:?} later",
+        switched - stopped
+    );
+    assert_eq!(
+        r.json()["views"],
+        4,
+        "the session survived the failover: {r:?}"
+    );
+    assert!(
+        lag < Duration::from_secs(2),
+        "the app took {lag:?} to follow the failover\n{}",
+        app.logs()
+    );
+    // The +switch-master watchers saw the event too (they may log just after the recovery).
+    app.wait_for(Duration::from_secs(3), "+switch-master logged", |app| {
+        app.logs().contains("switched to")
+    });
 }

@@ -46,6 +46,8 @@ struct Inner {
     /// Held while connecting; holds the last failed attempt.
     connecting: tokio::sync::Mutex<Option<Failure>>,
     next_generation: AtomicU64,
+    /// The master last announced by `+switch-master` (every Sentinel sends it; log it once).
+    announced: std::sync::Mutex<Option<HostPort>>,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,7 @@ impl RedisStore {
                 current: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(None),
                 next_generation: AtomicU64::new(1),
+                announced: std::sync::Mutex::new(None),
             }),
         };
         if let RedisTarget::Sentinel { sentinels, .. } = &cfg.target {
@@ -298,20 +301,20 @@ impl Inner {
             host: host.to_string(),
             port,
         };
-        let stale = {
+        {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-            let stale = current.as_ref().is_some_and(|c| c.addr != new_master);
-            if stale {
+            if current.as_ref().is_some_and(|c| c.addr != new_master) {
                 *current = None;
             }
-            stale
-        };
+        }
         // Forget a recent failure: the next request must try the new master at once.
         *self.connecting.lock().await = None;
-        if stale {
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        if announced.as_ref() != Some(&new_master) {
             log::info(format_args!(
-                "sentinel {from}: master {name} switched to {new_master}; reconnecting"
+                "sentinel {from}: master {name} switched to {new_master}"
             ));
+            *announced = Some(new_master);
         }
     }
 }
