@@ -1,0 +1,381 @@
+//! `verify` against a real stack: a healthy stack passes; each injected fault fails with exit 1
+//! and the right check named; after each fault is mended verify passes again. The stack is
+//! started with `docker compose` from the file `render` writes, which also proves that verify
+//! finds instances by their labels, whoever started them.
+//!
+//! Needs the Docker daemon, Compose v2 and the offline images (`scripts/offline-images.sh`);
+//! fails, never skips, without them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const OFFLINE_IMAGES: &str = "NGINX_IMAGE=radar-offline/nginx:bookworm\n\
+    REDIS_IMAGE=radar-offline/redis:bookworm\nPOSTGRES_IMAGE=radar-offline/postgres:bookworm\n";
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A stack under a unique project name, removed on drop — also when a test fails.
+struct Stack {
+    project: String,
+    dir: tempfile::TempDir,
+    ha: bool,
+}
+
+impl Stack {
+    fn up(tag: &str, ha: bool) -> Stack {
+        let out = run(Command::new("docker").arg("info"));
+        assert!(
+            out.status.success(),
+            "the Docker daemon is unreachable: these tests need it (they never skip)"
+        );
+        let project = format!("rdv-{tag}-{}", std::process::id());
+        let stack = Stack {
+            project,
+            dir: tempfile::tempdir().unwrap(),
+            ha,
+        };
+        let out = run(stack.cli().arg("init"));
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = stack.env_file();
+        let mut text = std::fs::read_to_string(&env).unwrap();
+        text.push_str(OFFLINE_IMAGES);
+        text.push_str(&format!("HTTP_PORT={}\n", free_port()));
+        std::fs::write(&env, text).unwrap();
+        let mut render = stack.cli();
+        render.arg("render");
+        if ha {
+            render.arg("--ha");
+        }
+        let out = run(&mut render);
+        assert!(
+            out.status.success(),
+            "render: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(stack
+            .compose(&[])
+            .args(["up", "-d", "--wait", "--wait-timeout", "120"]));
+        assert!(
+            out.status.success(),
+            "docker compose up failed (are the offline images built? scripts/offline-images.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    fn cli(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_radar-deploy"));
+        c.current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RADAR_ENV_FILE")
+            .args(["--project", &self.project]);
+        c
+    }
+
+    fn compose(&self, extra_files: &[&Path]) -> Command {
+        let mut c = Command::new("docker");
+        c.current_dir(self.dir.path()).args([
+            "compose",
+            "-p",
+            &self.project,
+            "--env-file",
+            ".env.multi-instance",
+            "-f",
+            "docker/docker-compose.multi-instance.yml",
+        ]);
+        for f in extra_files {
+            c.arg("-f").arg(f);
+        }
+        if self.ha {
+            c.args(["--profile", "ha"]);
+        }
+        c
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}-{service}-1", self.project)
+    }
+
+    fn docker(&self, args: &[&str]) {
+        let out = run(Command::new("docker").args(args));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs verify; returns (exit code, stdout).
+    fn verify(&self, extra: &[&str]) -> (i32, String) {
+        let mut c = self.cli();
+        c.arg("verify");
+        if self.ha {
+            c.arg("--ha");
+        }
+        let out = run(c.args(extra));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// Verify until it passes, within a deadline: a mended fault takes a moment to heal.
+    fn verify_passes_again(&self, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (code, out) = self.verify(&[]);
+            if code == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "verify still fails 90 s after mending {after}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Verify must fail with exit 1, and the output must show `check` marked as failed.
+    fn verify_fails_naming(&self, fault: &str, check: &str) -> String {
+        let (code, out) = self.verify(&[]);
+        assert_eq!(code, 1, "{fault}: expected exit 1:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with('✗') && l.contains(check)),
+            "{fault}: no failed check named {check:?}:\n{out}"
+        );
+        out
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self
+            .compose(&[])
+            .args(["down", "-v", "--remove-orphans", "-t", "2"])
+            .output();
+        // Anything compose did not know about (e.g. after a failed override), by label.
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_catches_every_fault_and_passes_again_after_each_is_mended() {
+    let s = Stack::up("faults", false);
+    let mut table = vec![];
+
+    // A healthy stack passes five runs in a row.
+    for i in 1..=5 {
+        let (code, out) = s.verify(&[]);
+        assert_eq!(code, 0, "healthy run {i} failed:\n{out}");
+        assert!(out.contains("All verification checks passed"));
+    }
+
+    // Machine-readable formats parse.
+    let (code, json) = s.verify(&["--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("verify --format json is JSON");
+    assert_eq!(v["passed"], true);
+    assert!(v["checks"].as_array().unwrap().len() >= 15);
+    assert_eq!(v["distribution"]["requests"], 30);
+    let (code, xml) = s.verify(&["--format", "junit"]);
+    assert_eq!(code, 0);
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    assert_eq!(report.test_suites[0].failures, 0);
+    assert!(report.test_suites[0].tests >= 15);
+
+    // 1. An instance stopped.
+    s.docker(&["stop", "-t", "2", &s.container("app-2")]);
+    let out = s.verify_fails_naming("app-2 stopped", "app-2 is healthy");
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with('✗') && l.contains("Load distribution")));
+    table.push((
+        "an instance stopped",
+        "app-2 is healthy/ready/live; Load distribution",
+    ));
+    s.docker(&["start", &s.container("app-2")]);
+    s.verify_passes_again("app-2 stopped");
+
+    // 2. Redis paused.
+    s.docker(&["pause", &s.container("redis")]);
+    let out = s.verify_fails_naming("redis paused", "is ready");
+    assert!(
+        out.contains("redis"),
+        "the failing dependency is named:\n{out}"
+    );
+    table.push((
+        "Redis paused",
+        "app-N is ready (503 naming redis); Session persistence",
+    ));
+    s.docker(&["unpause", &s.container("redis")]);
+    s.verify_passes_again("redis paused");
+
+    // 3. Postgres stopped.
+    s.docker(&["stop", "-t", "5", &s.container("postgres")]);
+    let out = s.verify_fails_naming("postgres stopped", "is ready");
+    assert!(
+        out.contains("postgres"),
+        "the failing dependency is named:\n{out}"
+    );
+    table.push(("Postgres stopped", "app-N is ready (503 naming postgres)"));
+    s.docker(&["start", &s.container("postgres")]);
+    s.verify_passes_again("postgres stopped");
+
+    // 4. nginx reloaded with a single upstream server. The config is bind-mounted from the
+    // rendered file: rewrite it in place (same inode), reload, and restore.
+    let conf = s.dir.path().join("docker/nginx/nginx.conf");
+    let original = std::fs::read_to_string(&conf).unwrap();
+    let single: String = original
+        .lines()
+        .filter(|l| !l.contains("server app-2:") && !l.contains("server app-3:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&conf, single).unwrap();
+    s.docker(&["exec", &s.container("nginx"), "nginx", "-s", "reload"]);
+    std::thread::sleep(Duration::from_millis(500));
+    s.verify_fails_naming("single upstream", "Load distribution");
+    table.push((
+        "nginx reloaded with one upstream server",
+        "Load distribution; Session persistence",
+    ));
+    std::fs::write(&conf, &original).unwrap();
+    s.docker(&["exec", &s.container("nginx"), "nginx", "-s", "reload"]);
+    s.verify_passes_again("single upstream");
+
+    // 5. nginx stopped: an unreachable balancer is a failed check (exit 1), not a crash.
+    s.docker(&["stop", "-t", "2", &s.container("nginx")]);
+    s.verify_fails_naming("nginx stopped", "Load balancer is healthy");
+    table.push((
+        "nginx stopped",
+        "Load balancer is healthy; every check through it",
+    ));
+    s.docker(&["start", &s.container("nginx")]);
+    s.verify_passes_again("nginx stopped");
+
+    // 6. An app variant whose sessions are not shared: app-2 signs cookies with another key,
+    // so a session started elsewhere is a stranger to it.
+    let override_file = s.dir.path().join("unshared-sessions.yml");
+    std::fs::write(
+        &override_file,
+        "services:\n  app-2:\n    environment:\n      SESSION_SECRET_FILE: /run/secrets/encryption_key\n",
+    )
+    .unwrap();
+    let out = run(s.compose(&[&override_file]).args([
+        "up",
+        "-d",
+        "--wait",
+        "--wait-timeout",
+        "60",
+        "app-2",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.verify_fails_naming("sessions not shared", "Session persistence");
+    table.push((
+        "an instance that does not share sessions",
+        "Session persistence",
+    ));
+    let out = run(s
+        .compose(&[])
+        .args(["up", "-d", "--wait", "--wait-timeout", "60", "app-2"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.verify_passes_again("sessions not shared");
+
+    eprintln!("fault | failed check");
+    for (fault, check) in table {
+        eprintln!("{fault} | {check}");
+    }
+}
+
+#[test]
+fn verify_ha_catches_a_stopped_replica() {
+    let s = Stack::up("ha", true);
+    let (code, out) = s.verify(&[]);
+    assert_eq!(code, 0, "healthy HA stack:\n{out}");
+    assert!(out.contains("OK 3 usable Sentinels"), "{out}");
+    s.docker(&["stop", "-t", "2", &s.container("redis-replica")]);
+    s.verify_fails_naming("replica stopped", "Replica linked to the master");
+    s.docker(&["start", &s.container("redis-replica")]);
+    s.verify_passes_again("replica stopped");
+}
+
+#[test]
+fn verify_url_without_docker_reports_instance_checks_as_skipped() {
+    let s = Stack::up("url", false);
+    let port = std::fs::read_to_string(s.env_file())
+        .unwrap()
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("HTTP_PORT=").map(str::to_string))
+        .unwrap();
+    let (code, out) = {
+        let mut c = s.cli();
+        // An unreachable daemon, as on a CI runner that only has HTTP access.
+        c.env("DOCKER_HOST", "tcp://127.0.0.1:1").args([
+            "verify",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+        ]);
+        let o = run(&mut c);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(skipped)"), "{out}");
+    assert!(!out
+        .lines()
+        .any(|l| l.starts_with('✓') && l.contains("app-1 is healthy")));
+
+    // An unreachable URL is a failed check (exit 1), not an error.
+    let mut c = s.cli();
+    c.env("DOCKER_HOST", "tcp://127.0.0.1:1").args([
+        "verify",
+        "--url",
+        &format!("http://127.0.0.1:{}", free_port()),
+    ]);
+    let o = run(&mut c);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
