@@ -226,6 +226,32 @@ impl Container {
     }
 }
 
+/// A user-defined network, removed when dropped (declare it before its containers, so that
+/// they are dropped, and removed, first).
+struct Network {
+    name: String,
+}
+
+impl Network {
+    fn create() -> Network {
+        require_docker();
+        let name = unique_name("net");
+        let label = format!("{TEST_LABEL}={}", run_id());
+        docker_ok(&["network", "create", "--label", &label, &name]);
+        Network { name }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 fn start_redis(restartable: bool) -> Container {
     let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
     Container::start(
@@ -884,4 +910,102 @@ fn session_follows_a_sentinel_failover_without_an_app_restart() {
     app.wait_for(Duration::from_secs(3), "+switch-master logged", |app| {
         app.logs().contains("switched to")
     });
+}
+
+#[test]
+fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy() {
+    require_docker();
+    let app_image = std::env::var("RADAR_TEST_APP_IMAGE")
+        .unwrap_or_else(|_| "radar-deploy/radar-app:latest".to_string());
+    let inspect = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        &app_image,
+    ]);
+    assert!(
+        inspect.status.success(),
+        "image {app_image} is missing: build it with scripts/build-app-image.sh"
+    );
+    let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(config["User"], "65532:65532");
+    assert_eq!(config["Labels"]["io.radar-deploy.app"], "reference");
+    assert_eq!(config["Healthcheck"]["Test"][1], "/radar-app");
+
+    let net = Network::create();
+    let redis_image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
+    let pg_image = image(
+        "RADAR_TEST_POSTGRES_IMAGE",
+        "radar-offline/postgres:bookworm",
+    );
+    let on_net = |alias: &'static str| ["--network", &net.name, "--network-alias", alias];
+    let redis = Container::start(
+        "img-redis",
+        &redis_image,
+        6379,
+        false,
+        &on_net("redis"),
+        &["redis-server", "--requirepass", REDIS_PASSWORD],
+    );
+    let pg_password = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
+    let mut pg_opts = on_net("postgres").to_vec();
+    pg_opts.extend([
+        "-e",
+        "POSTGRES_USER=radar",
+        "-e",
+        "POSTGRES_DB=radar",
+        "-e",
+        &pg_password,
+    ]);
+    let pg = Container::start("img-postgres", &pg_image, 5432, false, &pg_opts, &[]);
+
+    // The app finds both by their service names (POSTGRES_HOST/REDIS_HOST defaults).
+    let env = [
+        format!("REDIS_PASSWORD={REDIS_PASSWORD}"),
+        "POSTGRES_USER=radar".to_string(),
+        "POSTGRES_DB=radar".to_string(),
+        pg_password.clone(),
+        format!("SESSION_SECRET={SESSION_SECRET}"),
+        format!("ENCRYPTION_KEY={ENCRYPTION_KEY}"),
+        "INSTANCE_ID=image-1".to_string(),
+    ];
+    let mut app_opts = vec!["--network", net.name.as_str()];
+    for e in &env {
+        app_opts.extend(["-e", e.as_str()]);
+    }
+    let app = Container::start("img-app", &app_image, 3000, false, &app_opts, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if get(app.port, "/health/ready", None).is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "image never became ready\n{}\n{}\n{}",
+            app.logs(),
+            redis.logs(),
+            pg.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let backend = get(app.port, "/health/backend", None).unwrap().json();
+    assert_eq!(backend["instanceId"], "image-1");
+
+    // The HEALTHCHECK (the binary probing itself) reports healthy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &app.name]);
+        if health == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health is {health:?}");
+        thread::sleep(Duration::from_millis(250));
+    }
+
+    let stopping = Instant::now();
+    docker_ok(&["stop", "-t", "10", &app.name]);
+    assert!(stopping.elapsed() < Duration::from_secs(5), "slow stop");
+    let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", &app.name]);
+    assert_eq!(code, "0", "{}", app.logs());
 }
