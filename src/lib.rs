@@ -12,6 +12,12 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
+//! | [`docker`] | the only bollard user: Docker facade, project errors, readiness as data |
+//! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
+//! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
+//! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
+//! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
+//! | [`lock`] | per-project lock file (a second run waits, then names the holder) |
 //! | [`render`] | the `render` operation: write those files, all or none |
 //! | [`envfile`] | the `init` operation: an env file with generated secrets |
 //! | [`fsutil`] | atomic file writes |
@@ -20,14 +26,20 @@
 //!
 //! The reference app (`radar-app`) is a separate binary in `src/bin/radar-app/`.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod desired;
+pub mod docker;
+pub mod engine;
 pub mod envfile;
 pub mod fsutil;
+pub mod lock;
+pub mod observed;
 pub mod outcome;
+pub mod plan;
 pub mod render;
 pub mod templates;
 pub mod ui;

@@ -1,9 +1,29 @@
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Globals;
 use crate::cli::DownArgs;
+use crate::engine;
 use crate::outcome::Outcome;
 
-pub async fn run(_g: &Globals, _args: DownArgs) -> Result<Outcome> {
-    bail!("`down` needs the Docker engine, which this build does not include yet (see README: Status)")
+pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
+    let DownArgs { volumes } = args;
+    let r = engine::down(&g.project, volumes, &g.ui).await?;
+    let kept = if r.kept_volumes > 0 {
+        format!(
+            "; kept {} volume{} (data; `down --volumes` deletes them)",
+            r.kept_volumes,
+            if r.kept_volumes == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
+    g.ui.success(&format!(
+        "{}: removed {} containers, {} network{}, {} volumes{kept}",
+        g.project,
+        r.containers,
+        r.networks,
+        if r.networks == 1 { "" } else { "s" },
+        r.volumes
+    ));
+    Ok(Outcome::Success)
 }

@@ -1,9 +1,16 @@
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Globals;
 use crate::cli::LogsArgs;
+use crate::engine;
 use crate::outcome::Outcome;
 
-pub async fn run(_g: &Globals, _args: LogsArgs) -> Result<Outcome> {
-    bail!("`logs` needs the Docker engine, which this build does not include yet (see README: Status)")
+pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
+    let LogsArgs {
+        service,
+        follow,
+        tail,
+    } = args;
+    engine::logs(&g.project, service.as_deref(), follow, tail).await?;
+    Ok(Outcome::Success)
 }

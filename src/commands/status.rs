@@ -1,9 +1,16 @@
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Globals;
-use crate::cli::StatusArgs;
+use crate::cli::{StatusArgs, StatusFormat};
+use crate::engine;
 use crate::outcome::Outcome;
 
-pub async fn run(_g: &Globals, _args: StatusArgs) -> Result<Outcome> {
-    bail!("`status` needs the Docker engine, which this build does not include yet (see README: Status)")
+pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
+    let StatusArgs { format } = args;
+    let report = engine::status(&g.project).await?;
+    match format {
+        StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(Outcome::Success)
 }

@@ -1,11 +1,49 @@
-use anyhow::{bail, Result};
+use std::time::Duration;
+
+use anyhow::Result;
 
 use super::Globals;
 use crate::cli::UpArgs;
+use crate::config::Overrides;
 use crate::outcome::Outcome;
+use crate::{desired, engine, verify};
 
-pub async fn run(_g: &Globals, _args: UpArgs) -> Result<Outcome> {
-    bail!(
-        "`up` needs the Docker engine, which this build does not include yet (see README: Status)"
-    )
+pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
+    let UpArgs {
+        ha,
+        instances,
+        timeout,
+        no_verify,
+        dry_run,
+    } = args;
+    let cfg = g.config(Overrides { ha, instances })?;
+    let deployment = desired::build(&cfg);
+    let opts = engine::UpOptions {
+        timeout: Duration::from_secs(timeout),
+        dry_run,
+    };
+    let report = engine::up(&deployment, &opts, &g.ui).await?;
+    if dry_run {
+        return Ok(Outcome::Success);
+    }
+    g.ui.success(&format!(
+        "{} is up: {} containers ready, {} step{} applied in {:.1}s",
+        deployment.project,
+        deployment.containers.len(),
+        report.steps,
+        if report.steps == 1 { "" } else { "s" },
+        report.elapsed.as_secs_f64()
+    ));
+    if no_verify {
+        return Ok(Outcome::Success);
+    }
+    // The stack is up; now prove it works. A failed check is exit 1, as with `verify`.
+    let docker = crate::docker::DockerClient::connect().await?;
+    let report = verify::run(&verify::Options::for_config(&cfg, Some(docker))).await?;
+    print!("{}", verify::report::text(&report, &g.ui));
+    Ok(if report.passed {
+        Outcome::Success
+    } else {
+        Outcome::ChecksFailed
+    })
 }

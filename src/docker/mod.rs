@@ -1,0 +1,956 @@
+//! The one seam to the Docker Engine: the only module that imports bollard (DESIGN.md §8).
+//!
+//! [`DockerClient`] speaks in the project's terms: its errors name the container, image,
+//! network or volume involved ([`DockerError`]: 404 → not found, 409 → conflict), its results
+//! are plain structs ([`crate::observed`]), and readiness is data ([`Readiness`]) judged by a
+//! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
+
+mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerSummaryStateEnum, ExecConfig, HealthStatusEnum, NetworkCreateRequest,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use bollard::{body_full, Docker};
+use futures_util::{Stream, StreamExt};
+
+use crate::desired::{Container, Deployment};
+use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
+
+pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
+
+/// The label every object of a project carries; the only filter used to find or delete.
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const LABEL_NETWORK: &str = "com.docker.compose.network";
+pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
+pub const LABEL_MANAGED_BY: &str = "io.radar-deploy.managed-by";
+pub const MANAGED_BY: &str = "radar-deploy";
+
+/// How often a wait looks again: well under Docker's own probe interval, so `up` moves on as
+/// soon as a service answers rather than at the next scheduled healthcheck.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Docker failures in the project's terms, each naming the object involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot reach the Docker daemon at {host}: {detail}\n  fix: start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at a running daemon")]
+    Unreachable { host: String, detail: String },
+    #[error("permission denied on the Docker socket {host}\n  fix: add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or run with sudo")]
+    PermissionDenied { host: String },
+    #[error("DOCKER_HOST={host} is not usable: {detail}\n  fix: use unix:///var/run/docker.sock, tcp://HOST:2375, or unset DOCKER_HOST")]
+    BadHost { host: String, detail: String },
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name}: conflict: {message}")]
+    Conflict {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name}: Docker answered {status}: {message}")]
+    Api {
+        kind: &'static str,
+        name: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{kind} {name}: {message}")]
+    Other {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+}
+
+impl DockerError {
+    fn from_bollard(kind: &'static str, name: &str, e: bollard::errors::Error) -> DockerError {
+        use bollard::errors::Error as B;
+        let name = name.to_string();
+        match e {
+            B::DockerResponseServerError {
+                status_code: 404, ..
+            } => DockerError::NotFound { kind, name },
+            B::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => DockerError::Conflict {
+                kind,
+                name,
+                message,
+            },
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => DockerError::Api {
+                kind,
+                name,
+                status: status_code,
+                message,
+            },
+            other => DockerError::Other {
+                kind,
+                name,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DockerError::NotFound { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, DockerError>;
+
+/// What "ready" means for a container (DESIGN.md §4: startup is ordered by readiness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Running and its healthcheck passes. `test` is the healthcheck command, which the wait
+    /// also runs itself (exec) between Docker's probes, so a service that is ready is seen at
+    /// once instead of at Docker's next interval. Without a test, Docker's status decides, and
+    /// a container with no healthcheck at all counts as ready when running.
+    Healthy { test: Option<Vec<String>> },
+    /// Running is enough.
+    Running,
+}
+
+impl Readiness {
+    pub fn of(c: &Container) -> Readiness {
+        Readiness::Healthy {
+            test: c.healthcheck.as_ref().map(|h| h.test.clone()),
+        }
+    }
+}
+
+/// One look at a container, as the readiness predicate needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    pub docker_health: Health,
+    /// Output of Docker's last health probe.
+    pub docker_probe_output: Option<String>,
+    /// Exit code and output of our own run of the healthcheck test, when one was run.
+    pub exec: Option<(i64, String)>,
+}
+
+impl Probe {
+    /// The most recent health-probe output, for error reports.
+    pub fn last_output(&self) -> Option<String> {
+        self.exec
+            .as_ref()
+            .map(|(code, out)| format!("exit {code}: {}", out.trim()))
+            .or_else(|| self.docker_probe_output.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ready,
+    NotYet,
+    /// Will not become ready by waiting longer.
+    Failed(String),
+}
+
+/// The readiness predicate: pure, so its cases are unit-tested.
+pub fn assess(readiness: &Readiness, p: &Probe) -> Verdict {
+    match p.state {
+        ContainerState::Running => {}
+        ContainerState::Exited | ContainerState::Dead => {
+            return Verdict::Failed(format!(
+                "the container exited (code {})",
+                p.exit_code.unwrap_or(-1)
+            ))
+        }
+        _ => return Verdict::NotYet,
+    }
+    match readiness {
+        Readiness::Running => Verdict::Ready,
+        Readiness::Healthy { test } => {
+            if p.docker_health == Health::Healthy || matches!(p.exec, Some((0, _))) {
+                Verdict::Ready
+            } else if p.docker_health == Health::Unhealthy {
+                Verdict::Failed("Docker reports it unhealthy".into())
+            } else if test.is_none() && p.docker_health == Health::None {
+                Verdict::Ready
+            } else {
+                Verdict::NotYet
+            }
+        }
+    }
+}
+
+/// A file read from inside a container.
+pub type FileBytes = Vec<u8>;
+
+/// Where the daemon is, for messages and for deciding whether host ports can be checked here.
+#[derive(Debug, Clone)]
+pub struct DaemonAddress {
+    pub host: String,
+    pub local: bool,
+}
+
+impl DaemonAddress {
+    pub fn from_env() -> DaemonAddress {
+        match std::env::var("DOCKER_HOST") {
+            Ok(h) if !h.is_empty() => DaemonAddress {
+                local: h.starts_with("unix://")
+                    || h.starts_with("npipe://")
+                    || h.contains("://localhost")
+                    || h.contains("://127.0.0.1"),
+                host: h,
+            },
+            _ => DaemonAddress {
+                host: if cfg!(windows) {
+                    "npipe:////./pipe/docker_engine".into()
+                } else {
+                    "unix:///var/run/docker.sock".into()
+                },
+                local: true,
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DockerClient {
+    docker: Docker,
+    pub address: DaemonAddress,
+}
+
+/// One line of a container's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub text: String,
+}
+
+impl DockerClient {
+    /// Connects, negotiates the API version (the daemon may be older than bollard's default) and
+    /// pings, so that every later failure is about an object, not about reaching Docker.
+    pub async fn connect() -> Result<DockerClient> {
+        let address = DaemonAddress::from_env();
+        let docker = Docker::connect_with_defaults().map_err(|e| DockerError::BadHost {
+            host: address.host.clone(),
+            detail: e.to_string(),
+        })?;
+        let docker = docker.with_timeout(Duration::from_secs(600));
+        let docker = match docker.negotiate_version().await {
+            Ok(d) => d,
+            Err(e) => return Err(connect_error(&address, e)),
+        };
+        docker
+            .ping()
+            .await
+            .map_err(|e| connect_error(&address, e))?;
+        Ok(DockerClient { docker, address })
+    }
+
+    fn project_filter(project: &str) -> HashMap<&'static str, Vec<String>> {
+        HashMap::from([("label", vec![format!("{LABEL_PROJECT}={project}")])])
+    }
+
+    /// Every container labelled with the project, running or not.
+    pub async fn list_containers(&self, project: &str) -> Result<Vec<ObservedContainer>> {
+        let filters = Self::project_filter(project);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("containers of project", project, e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels: BTreeMap<String, String> =
+                    c.labels.unwrap_or_default().into_iter().collect();
+                let status = c.status.unwrap_or_default();
+                ObservedContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    state: match c.state {
+                        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+                        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+                        Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+                        Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
+                        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+                        Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
+                        Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+                        _ => ContainerState::Other,
+                    },
+                    health: Health::from_status_text(&status),
+                    status,
+                    // Docker lists a published port once per address family.
+                    ports: c
+                        .ports
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|p| p.public_port.map(|host| (host, p.private_port)))
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                    applied_reload_hash: None,
+                    labels,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn list_networks(&self, project: &str) -> Result<Vec<ObservedNetwork>> {
+        let filters = Self::project_filter(project);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("networks of project", project, e))?;
+        Ok(list
+            .into_iter()
+            .map(|n| ObservedNetwork {
+                id: n.id.unwrap_or_default(),
+                name: n.name.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn list_volumes(&self, project: &str) -> Result<Vec<ObservedVolume>> {
+        let filters = Self::project_filter(project);
+        let opts = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("volumes of project", project, e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| ObservedVolume { name: v.name })
+            .collect())
+    }
+
+    /// A file's content from inside a container (`None` when it does not exist).
+    pub async fn read_file(&self, container: &str, path: &str) -> Result<Option<FileBytes>> {
+        let opts = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(container, Some(opts));
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => tar_bytes.extend_from_slice(&b),
+                Err(e) => {
+                    let err = DockerError::from_bollard("container", container, e);
+                    return if err.is_not_found() {
+                        Ok(None)
+                    } else {
+                        Err(err)
+                    };
+                }
+            }
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let entries = archive.entries().map_err(|e| DockerError::Other {
+            kind: "container",
+            name: container.into(),
+            message: format!("reading {path}: {e}"),
+        })?;
+        for entry in entries.flatten() {
+            let mut entry = entry;
+            if entry.header().entry_type().is_file() {
+                let mut out = Vec::new();
+                if entry.read_to_end(&mut out).is_ok() {
+                    return Ok(Some(out));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = DockerError::from_bollard("image", image, e);
+                if err.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Pulls an image, reporting progress as (layer id, status, current, total).
+    pub async fn pull(
+        &self,
+        image: &str,
+        mut progress: impl FnMut(&str, &str, Option<i64>, Option<i64>),
+    ) -> Result<()> {
+        let (name, tag) = split_image(image);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(name)
+            .tag(tag)
+            .build();
+        let mut s = self.docker.create_image(Some(opts), None, None);
+        while let Some(info) = s.next().await {
+            let info = info.map_err(|e| DockerError::from_bollard("image", image, e))?;
+            let (cur, total) = info
+                .progress_detail
+                .as_ref()
+                .map_or((None, None), |p| (p.current, p.total));
+            progress(
+                info.id.as_deref().unwrap_or(""),
+                info.status.as_deref().unwrap_or(""),
+                cur,
+                total,
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn create_network(&self, project: &str, name: &str) -> Result<()> {
+        let labels = HashMap::from([
+            (LABEL_PROJECT.to_string(), project.to_string()),
+            (LABEL_NETWORK.to_string(), "default".to_string()),
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        ]);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| DockerError::from_bollard("network", name, e))?;
+        Ok(())
+    }
+
+    pub async fn create_volume(&self, project: &str, volume: &str, name: &str) -> Result<()> {
+        let labels = HashMap::from([
+            (LABEL_PROJECT.to_string(), project.to_string()),
+            (LABEL_VOLUME.to_string(), volume.to_string()),
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        ]);
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                driver: Some("local".into()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| DockerError::from_bollard("volume", name, e))?;
+        Ok(())
+    }
+
+    /// Creates (does not start) the container for `c`; returns its id.
+    pub async fn create_container(&self, d: &Deployment, c: &Container) -> Result<String> {
+        let name = d.container_name(c);
+        let body = spec::container_body(d, c);
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", &name, e))?;
+        Ok(created.id)
+    }
+
+    /// Extracts a tar archive at `/` inside the container (works while it is only created).
+    pub async fn upload(&self, container: &str, tar: Vec<u8>) -> Result<()> {
+        let opts = UploadToContainerOptionsBuilder::default().path("/").build();
+        self.docker
+            .upload_to_container(container, Some(opts), body_full(tar.into()))
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))
+    }
+
+    pub async fn start(&self, container: &str) -> Result<()> {
+        match self
+            .docker
+            .start_container(container, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already started.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(DockerError::from_bollard("container", container, e)),
+        }
+    }
+
+    /// Stops (with the grace period) and removes a container; absent is fine.
+    pub async fn stop_and_remove(&self, container: &str, grace_secs: u32) -> Result<()> {
+        let stop = self
+            .docker
+            .stop_container(
+                container,
+                Some(
+                    StopContainerOptionsBuilder::default()
+                        .t(grace_secs as i32)
+                        .build(),
+                ),
+            )
+            .await;
+        match stop {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => {}
+            Err(e) => return Err(DockerError::from_bollard("container", container, e)),
+        }
+        self.remove_container(container).await
+    }
+
+    pub async fn remove_container(&self, container: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(container, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = DockerError::from_bollard("container", container, e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = DockerError::from_bollard("network", name, e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let opts = RemoveVolumeOptionsBuilder::default().force(false).build();
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = DockerError::from_bollard("volume", name, e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Runs a command inside a running container; returns its exit code and combined output.
+    pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)> {
+        let map = |e| DockerError::from_bollard("container", container, e);
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(map)?;
+        let mut out = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(c) => out.push_str(&c.to_string()),
+                    Err(e) => return Err(DockerError::from_bollard("container", container, e)),
+                }
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, out))
+    }
+
+    /// One look at a container for a wait: its state and Docker's health; when it is running
+    /// but not yet reported healthy, also one run of the healthcheck test.
+    pub async fn probe(&self, container: &str, readiness: &Readiness) -> Result<Probe> {
+        let info = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))?;
+        let state = info.state.unwrap_or_default();
+        let health = state.health.clone().unwrap_or_default();
+        let mut probe = Probe {
+            state: match state.status {
+                Some(bollard::models::ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+                Some(bollard::models::ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+                Some(bollard::models::ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
+                Some(bollard::models::ContainerStateStatusEnum::RESTARTING) => {
+                    ContainerState::Restarting
+                }
+                Some(bollard::models::ContainerStateStatusEnum::EXITED) => ContainerState::Exited,
+                Some(bollard::models::ContainerStateStatusEnum::DEAD) => ContainerState::Dead,
+                Some(bollard::models::ContainerStateStatusEnum::REMOVING) => {
+                    ContainerState::Removing
+                }
+                _ => ContainerState::Other,
+            },
+            exit_code: state.exit_code,
+            docker_health: match health.status {
+                Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+                Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+                Some(HealthStatusEnum::STARTING) => Health::Starting,
+                _ => Health::None,
+            },
+            docker_probe_output: health.log.unwrap_or_default().last().map(|r| {
+                format!(
+                    "exit {}: {}",
+                    r.exit_code.unwrap_or(-1),
+                    r.output.clone().unwrap_or_default().trim()
+                )
+            }),
+            exec: None,
+        };
+        if let Readiness::Healthy { test: Some(test) } = readiness {
+            if probe.state == ContainerState::Running && probe.docker_health != Health::Healthy {
+                if let Some(argv) = test_argv(test) {
+                    // A failed exec (the process is restarting) is "not yet", not an error.
+                    probe.exec = self.exec(container, &argv).await.ok();
+                }
+            }
+        }
+        Ok(probe)
+    }
+
+    /// The polling loop of every wait: one predicate ([`assess`]), one deadline.
+    pub async fn wait_ready(
+        &self,
+        container: &str,
+        readiness: &Readiness,
+        deadline: Instant,
+    ) -> std::result::Result<(), WaitFailure> {
+        let mut last = Probe::default();
+        loop {
+            match self.probe(container, readiness).await {
+                Ok(p) => {
+                    let verdict = assess(readiness, &p);
+                    last = p;
+                    match verdict {
+                        Verdict::Ready => return Ok(()),
+                        Verdict::Failed(why) => return Err(WaitFailure { why, probe: last }),
+                        Verdict::NotYet => {}
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    return Err(WaitFailure {
+                        why: e.to_string(),
+                        probe: last,
+                    })
+                }
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(WaitFailure {
+                    why: "did not become ready before the deadline (--timeout)".into(),
+                    probe: last,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The last `tail` lines of a container's log.
+    pub async fn tail_logs(&self, container: &str, tail: u32) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut s = Box::pin(self.logs(container, Some(tail), false));
+        while let Some(line) = s.next().await {
+            lines.push(line?.text);
+        }
+        Ok(lines)
+    }
+
+    /// A container's log as lines (stdout and stderr interleaved as Docker stores them).
+    pub fn logs(
+        &self,
+        container: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        let name = container.to_string();
+        let raw = self.docker.logs(container, Some(opts));
+        // Docker frames are writes, not lines: split and carry partial lines over.
+        futures_util::stream::unfold(
+            (
+                Box::pin(raw),
+                String::new(),
+                std::collections::VecDeque::new(),
+                false,
+            ),
+            move |(mut raw, mut partial, mut ready, mut done)| {
+                let name = name.clone();
+                async move {
+                    loop {
+                        if let Some(line) = ready.pop_front() {
+                            return Some((Ok(LogLine { text: line }), (raw, partial, ready, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match raw.next().await {
+                            Some(Ok(chunk)) => {
+                                let text = match chunk {
+                                    LogOutput::StdOut { message }
+                                    | LogOutput::StdErr { message }
+                                    | LogOutput::Console { message }
+                                    | LogOutput::StdIn { message } => {
+                                        String::from_utf8_lossy(&message).into_owned()
+                                    }
+                                };
+                                partial.push_str(&text);
+                                while let Some(i) = partial.find('\n') {
+                                    let line: String = partial.drain(..=i).collect();
+                                    ready
+                                        .push_back(line.trim_end_matches(['\n', '\r']).to_string());
+                                }
+                            }
+                            Some(Err(e)) => {
+                                done = true;
+                                return Some((
+                                    Err(DockerError::from_bollard("container", &name, e)),
+                                    (raw, partial, ready, done),
+                                ));
+                            }
+                            None => {
+                                done = true;
+                                if !partial.is_empty() {
+                                    ready.push_back(std::mem::take(&mut partial));
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// Sends SIGKILL to a container's main process: a crash, not a graceful stop, so its
+    /// restart policy brings it back (used by `drill instance`).
+    pub async fn kill(&self, container: &str) -> Result<()> {
+        let opts = bollard::query_parameters::KillContainerOptions {
+            signal: "SIGKILL".to_string(),
+        };
+        self.docker
+            .kill_container(container, Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))
+    }
+
+    /// Stops a container (SIGTERM, then SIGKILL after the grace period) and keeps it, so it
+    /// can be started again; a manual stop also keeps its restart policy from reviving it.
+    pub async fn stop(&self, container: &str, grace_secs: u32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(grace_secs as i32)
+            .build();
+        match self.docker.stop_container(container, Some(opts)).await {
+            // 304: already stopped.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(DockerError::from_bollard("container", container, e)),
+        }
+    }
+}
+
+/// Why a wait failed, with the last probe for the report.
+#[derive(Debug)]
+pub struct WaitFailure {
+    pub why: String,
+    pub probe: Probe,
+}
+
+/// The healthcheck test as an argv for exec: `CMD` runs as is, `CMD-SHELL` through `/bin/sh`.
+fn test_argv(test: &[String]) -> Option<Vec<String>> {
+    match test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+        Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
+            Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+        }
+        _ => None,
+    }
+}
+
+fn split_image(image: &str) -> (&str, &str) {
+    if let Some((name, digest)) = image.split_once('@') {
+        return (name, digest);
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+/// Turns a failed connect/ping into the message a person can act on.
+fn connect_error(address: &DaemonAddress, e: bollard::errors::Error) -> DockerError {
+    let detail = error_chain(&e);
+    let lower = detail.to_lowercase();
+    if lower.contains("permission denied") {
+        DockerError::PermissionDenied {
+            host: address.host.clone(),
+        }
+    } else if matches!(e, bollard::errors::Error::UnsupportedURISchemeError { .. })
+        || lower.contains("invalid uri")
+        || lower.contains("unable to parse")
+    {
+        DockerError::BadHost {
+            host: address.host.clone(),
+            detail,
+        }
+    } else {
+        DockerError::Unreachable {
+            host: address.host.clone(),
+            detail,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(health: Health) -> Probe {
+        Probe {
+            state: ContainerState::Running,
+            docker_health: health,
+            ..Default::default()
+        }
+    }
+
+    fn healthy_with_test() -> Readiness {
+        Readiness::Healthy {
+            test: Some(vec!["CMD".into(), "true".into()]),
+        }
+    }
+
+    #[test]
+    fn healthy_by_docker_or_by_our_own_probe() {
+        assert_eq!(
+            assess(&healthy_with_test(), &running(Health::Healthy)),
+            Verdict::Ready
+        );
+        let mut p = running(Health::Starting);
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
+        p.exec = Some((1, "no".into()));
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
+        p.exec = Some((0, "ok".into()));
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::Ready);
+    }
+
+    #[test]
+    fn exited_or_unhealthy_fails_at_once() {
+        let p = Probe {
+            state: ContainerState::Exited,
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        assert!(matches!(
+            assess(&healthy_with_test(), &p),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            assess(&healthy_with_test(), &running(Health::Unhealthy)),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn no_healthcheck_means_running_is_ready() {
+        let r = Readiness::Healthy { test: None };
+        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
+        assert_eq!(assess(&r, &running(Health::Starting)), Verdict::NotYet);
+        let created = Probe::default();
+        assert_eq!(assess(&Readiness::Running, &created), Verdict::NotYet);
+    }
+
+    #[test]
+    fn shell_tests_run_through_sh() {
+        assert_eq!(
+            test_argv(&["CMD-SHELL".into(), "pg_isready".into()]),
+            Some(vec!["/bin/sh".into(), "-c".into(), "pg_isready".into()])
+        );
+        assert_eq!(test_argv(&["NONE".into()]), None);
+    }
+}

@@ -1,0 +1,390 @@
+//! The engine's operations behind `up`, `down`, `status` and `logs`: preflight, lock,
+//! snapshot → plan → apply, and the read-only views. Commands call these; tests run the CLI.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::apply::{self, ApplyOptions};
+use crate::config::vars::REFERENCE_APP_IMAGE;
+use crate::desired::{Deployment, Role};
+use crate::docker::DockerClient;
+use crate::lock::ProjectLock;
+use crate::observed::{ContainerState, Health, Observed};
+use crate::plan;
+use crate::ui::Ui;
+
+/// How long a run waits for another run on the same project before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+pub struct UpOptions {
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// What `up` did, for the caller's report.
+pub struct UpReport {
+    pub steps: usize,
+    pub elapsed: Duration,
+}
+
+/// The variable a role's image comes from, for messages.
+fn image_var(role: Role) -> &'static str {
+    match role {
+        Role::Postgres => "POSTGRES_IMAGE",
+        Role::Redis | Role::RedisReplica | Role::Sentinel => "REDIS_IMAGE",
+        Role::App => "APP_IMAGE",
+        Role::Nginx => "NGINX_IMAGE",
+    }
+}
+
+async fn lock(client: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
+    ProjectLock::acquire(&client.address.host, project, LOCK_WAIT, |pid| {
+        ui.info(&format!(
+            "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
+        ))
+    })
+    .await
+}
+
+/// Converges the running stack to `d`.
+pub async fn up(d: &Deployment, opts: &UpOptions, ui: &Ui) -> Result<UpReport> {
+    let t0 = Instant::now();
+    let client = DockerClient::connect().await?;
+    if opts.dry_run {
+        let observed = Observed::snapshot(&client, &d.project).await?;
+        ui.result(&plan::plan(d, &observed).to_string());
+        return Ok(UpReport {
+            steps: 0,
+            elapsed: t0.elapsed(),
+        });
+    }
+    let _lock = lock(&client, &d.project, ui).await?;
+    let observed = Observed::snapshot(&client, &d.project).await?;
+    let plan = plan::plan(d, &observed);
+    if plan.is_empty() {
+        ui.detail(&plan.to_string());
+    } else {
+        ui.info(plan.to_string().trim_end());
+        preflight_images(&client, d, ui).await?;
+        preflight_port(&client, d, &observed)?;
+    }
+    let apply_opts = ApplyOptions {
+        timeout: opts.timeout,
+    };
+    let run = apply::apply(&client, d, &plan, &apply_opts, ui);
+    tokio::select! {
+        r = run => r?,
+        _ = tokio::signal::ctrl_c() => bail!(
+            "interrupted: the stack is partly converged; run `radar-deploy up` again to finish"
+        ),
+    }
+    Ok(UpReport {
+        steps: plan.steps.len(),
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Every image present, or pulled now; a failed pull names the image and its variable.
+async fn preflight_images(client: &DockerClient, d: &Deployment, ui: &Ui) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for c in &d.containers {
+        if !seen.insert(c.image.as_str()) {
+            continue;
+        }
+        if client.image_exists(&c.image).await? {
+            continue;
+        }
+        let var = image_var(c.role);
+        if c.image == REFERENCE_APP_IMAGE {
+            bail!(
+                "the reference app image {REFERENCE_APP_IMAGE} ({var}) is not on this Docker host\n  \
+                 fix: build it with `scripts/build-app-image.sh`, or set {var} to your app's image"
+            );
+        }
+        pull(client, &c.image, ui).await.map_err(|e| {
+            anyhow!(
+                "cannot pull {image} (set by {var}): {e}\n  fix: check the name and the registry; \
+                 without a registry, build local stand-ins with `scripts/offline-images.sh` and set \
+                 {var} to one (e.g. {var}=radar-offline/{svc}:bookworm)",
+                image = c.image,
+                svc = match c.role {
+                    Role::Postgres => "postgres",
+                    Role::Nginx => "nginx",
+                    _ => "redis",
+                }
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn pull(client: &DockerClient, image: &str, ui: &Ui) -> Result<()> {
+    if std::io::stderr().is_terminal() && !ui.quiet {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("pulling {image}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let r = client
+            .pull(image, |layer, status, cur, total| {
+                let amount = match (cur, total) {
+                    (Some(c), Some(t)) if t > 0 => format!(" {}/{} MB", c >> 20, t >> 20),
+                    _ => String::new(),
+                };
+                bar.set_message(format!("pulling {image}: {layer} {status}{amount}"));
+            })
+            .await;
+        bar.finish_and_clear();
+        r?;
+    } else {
+        let mut last = String::new();
+        client
+            .pull(image, |layer, status, _, _| {
+                let line = format!("pulling {image}: {layer} {status}");
+                if line != last
+                    && !status.starts_with("Downloading")
+                    && !status.starts_with("Extracting")
+                {
+                    ui.info(&line);
+                    last = line;
+                }
+            })
+            .await?;
+    }
+    ui.info(&format!("pulled {image}"));
+    Ok(())
+}
+
+/// On a local daemon, HTTP_PORT must be free, unless our own nginx is the one holding it.
+fn preflight_port(client: &DockerClient, d: &Deployment, observed: &Observed) -> Result<()> {
+    if !client.address.local {
+        return Ok(());
+    }
+    for port in d.containers.iter().flat_map(|c| c.published.iter()) {
+        let ours = observed
+            .containers
+            .iter()
+            .any(|o| o.ports.iter().any(|(host, _)| *host == port.host));
+        if ours {
+            continue;
+        }
+        if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port.host)) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                bail!(
+                    "HTTP_PORT={} is already in use on this machine\n  fix: stop what listens there, or set HTTP_PORT to a free port in the env file",
+                    port.host
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub struct DownReport {
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+    pub kept_volumes: usize,
+}
+
+/// Removes every object labelled with the project, and nothing else.
+pub async fn down(project: &str, volumes: bool, ui: &Ui) -> Result<DownReport> {
+    let client = DockerClient::connect().await?;
+    let _lock = lock(&client, project, ui).await?;
+    let observed = Observed::snapshot(&client, project).await?;
+    // nginx first, so no request reaches an instance that is stopping.
+    let (front, rest): (Vec<_>, Vec<_>) = observed
+        .containers
+        .iter()
+        .partition(|c| c.role() == Some(Role::Nginx.service()));
+    for group in [front, rest] {
+        futures_util::future::try_join_all(group.iter().map(|c| {
+            let client = &client;
+            async move {
+                client
+                    .stop_and_remove(&c.name, 30)
+                    .await
+                    .with_context(|| format!("removing {}", c.name))?;
+                ui.detail(&format!("  removed {}", c.name));
+                Ok::<_, anyhow::Error>(())
+            }
+        }))
+        .await?;
+    }
+    for n in &observed.networks {
+        client.remove_network(&n.name).await?;
+    }
+    if volumes {
+        for v in &observed.volumes {
+            client.remove_volume(&v.name).await?;
+        }
+    }
+    Ok(DownReport {
+        containers: observed.containers.len(),
+        networks: observed.networks.len(),
+        volumes: if volumes { observed.volumes.len() } else { 0 },
+        kept_volumes: if volumes { 0 } else { observed.volumes.len() },
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub project: String,
+    pub containers: Vec<ContainerStatus>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerStatus {
+    pub service: String,
+    pub instance: String,
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub health: Health,
+    pub status: String,
+    pub ports: Vec<PortStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortStatus {
+    pub host: u16,
+    pub container: u16,
+}
+
+pub async fn status(project: &str) -> Result<StatusReport> {
+    let client = DockerClient::connect().await?;
+    let (containers, networks, volumes) = tokio::try_join!(
+        client.list_containers(project),
+        client.list_networks(project),
+        client.list_volumes(project),
+    )?;
+    let mut containers: Vec<ContainerStatus> = containers
+        .into_iter()
+        .map(|c| ContainerStatus {
+            service: c.role().unwrap_or("?").to_string(),
+            instance: c.alias(),
+            id: c.id.chars().take(12).collect(),
+            image: c.image.clone(),
+            state: c.state,
+            health: c.health,
+            status: c.status.clone(),
+            ports: c
+                .ports
+                .iter()
+                .map(|(host, container)| PortStatus {
+                    host: *host,
+                    container: *container,
+                })
+                .collect(),
+            name: c.name,
+        })
+        .collect();
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(StatusReport {
+        project: project.to_string(),
+        containers,
+        networks: networks.into_iter().map(|n| n.name).collect(),
+        volumes: volumes.into_iter().map(|v| v.name).collect(),
+    })
+}
+
+impl StatusReport {
+    pub fn to_text(&self, ui: &Ui) -> String {
+        if self.containers.is_empty() {
+            return format!("project {}: no containers\n", self.project);
+        }
+        let mut out = format!(
+            "{:<16} {:<28} {:<10} {:<10} {:<13} {}\n",
+            "INSTANCE", "NAME", "STATE", "HEALTH", "CONTAINER", "PORTS"
+        );
+        for c in &self.containers {
+            let health = format!("{:?}", c.health).to_lowercase();
+            let health_col = format!("{health:<10}");
+            let health_col = match c.health {
+                Health::Healthy => ui.green(&health_col),
+                Health::Unhealthy => ui.red(&health_col),
+                Health::Starting => ui.yellow(&health_col),
+                Health::None => health_col,
+            };
+            let ports: Vec<String> = c
+                .ports
+                .iter()
+                .map(|p| format!("{}->{}/tcp", p.host, p.container))
+                .collect();
+            out.push_str(&format!(
+                "{:<16} {:<28} {:<10} {} {:<13} {}\n",
+                c.instance,
+                c.name,
+                format!("{:?}", c.state).to_lowercase(),
+                health_col,
+                c.id,
+                ports.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// Prints the logs of the project's containers, each line prefixed with `instance | `.
+/// `service` selects a service (`app`: every instance) or one instance (`app-2`).
+pub async fn logs(
+    project: &str,
+    service: Option<&str>,
+    follow: bool,
+    tail: Option<u32>,
+) -> Result<()> {
+    let client = DockerClient::connect().await?;
+    let mut containers = client.list_containers(project).await?;
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    if containers.is_empty() {
+        bail!("project {project} has no containers\n  fix: `radar-deploy up` first, or pass --project");
+    }
+    let selected: Vec<_> = containers
+        .iter()
+        .filter(|c| service.is_none_or(|s| c.role() == Some(s) || c.alias() == s))
+        .collect();
+    if selected.is_empty() {
+        let known: BTreeSet<String> = containers
+            .iter()
+            .flat_map(|c| [c.role().unwrap_or("?").to_string(), c.alias()])
+            .collect();
+        bail!(
+            "no service or instance {:?} in project {project}; known: {}",
+            service.unwrap_or_default(),
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let width = selected.iter().map(|c| c.alias().len()).max().unwrap_or(0);
+    let streams = selected.iter().map(|c| {
+        let prefix = format!("{:<width$} | ", c.alias());
+        client
+            .logs(&c.id, tail, follow)
+            .map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
+            .boxed()
+    });
+    if follow {
+        let mut merged = futures_util::stream::select_all(streams);
+        loop {
+            tokio::select! {
+                line = merged.next() => match line {
+                    Some(line) => println!("{}", line?),
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+    } else {
+        for mut s in streams {
+            while let Some(line) = s.next().await {
+                println!("{}", line?);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! What Docker reports for one project: one snapshot of its labelled containers, networks and
+//! volumes, as plain structs, so planning stays a pure function testable without a daemon.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::desired::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
+use crate::docker::{DockerClient, DockerError, RELOAD_MARKER};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created and never started: an interrupted `up` may have left its files incomplete.
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+    Removing,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No healthcheck.
+    #[default]
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    /// Docker's list call reports health only inside the status text ("Up 3s (healthy)").
+    pub fn from_status_text(status: &str) -> Health {
+        if status.contains("(healthy)") {
+            Health::Healthy
+        } else if status.contains("(unhealthy)") {
+            Health::Unhealthy
+        } else if status.contains("(health: starting)") {
+            Health::Starting
+        } else {
+            Health::None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub health: Health,
+    /// Docker's own status text ("Up 5 minutes (healthy)").
+    pub status: String,
+    /// Published ports as (host, container).
+    pub ports: Vec<(u16, u16)>,
+    pub labels: BTreeMap<String, String>,
+    /// The reload hash last applied by a reload, when one was; else the creation label holds.
+    pub applied_reload_hash: Option<String>,
+}
+
+impl ObservedContainer {
+    pub fn config_hash(&self) -> Option<&str> {
+        self.labels.get(LABEL_CONFIG_HASH).map(String::as_str)
+    }
+
+    pub fn reload_hash(&self) -> Option<&str> {
+        self.applied_reload_hash
+            .as_deref()
+            .or_else(|| self.labels.get(LABEL_RELOAD_HASH).map(String::as_str))
+    }
+
+    pub fn role(&self) -> Option<&str> {
+        self.labels.get(LABEL_ROLE).map(String::as_str)
+    }
+
+    /// The alias it is known by on the network (`app-2`, `postgres`), as the model names it.
+    pub fn alias(&self) -> String {
+        let role = self.role().unwrap_or("?");
+        match self.labels.get(LABEL_INSTANCE) {
+            Some(n) => format!("{role}-{n}"),
+            None => role.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObservedNetwork {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObservedVolume {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub containers: Vec<ObservedContainer>,
+    pub networks: Vec<ObservedNetwork>,
+    pub volumes: Vec<ObservedVolume>,
+}
+
+impl Observed {
+    pub fn container(&self, name: &str) -> Option<&ObservedContainer> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    pub fn has_network(&self, name: &str) -> bool {
+        self.networks.iter().any(|n| n.name == name)
+    }
+
+    pub fn has_volume(&self, name: &str) -> bool {
+        self.volumes.iter().any(|v| v.name == name)
+    }
+
+    /// One snapshot of the project's objects, found by the project label only.
+    pub async fn snapshot(client: &DockerClient, project: &str) -> Result<Observed, DockerError> {
+        let (containers, networks, volumes) = tokio::try_join!(
+            client.list_containers(project),
+            client.list_networks(project),
+            client.list_volumes(project),
+        )?;
+        let mut containers = containers;
+        // A reload cannot relabel a container, so the applied hash is read back from the
+        // marker the reload wrote (only for running containers that have reloadable files).
+        for c in containers.iter_mut().filter(|c| {
+            c.state == ContainerState::Running && c.labels.contains_key(LABEL_RELOAD_HASH)
+        }) {
+            if let Some(bytes) = client.read_file(&c.id, RELOAD_MARKER).await? {
+                c.applied_reload_hash = Some(String::from_utf8_lossy(&bytes).trim().to_string());
+            }
+        }
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Observed {
+            containers,
+            networks,
+            volumes,
+        })
+    }
+}
