@@ -64,6 +64,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Remove everything the project created (volumes only with --volumes).
     Down(DownArgs),
+    /// Inject a fault under load (kill an instance, stop the Redis master) and measure what
+    /// clients saw; exit 1 when a budget is exceeded.
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -163,4 +166,43 @@ pub struct DownArgs {
     /// Also delete the data volumes (Postgres and Redis data are lost).
     #[arg(long)]
     pub volumes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DrillKind {
+    /// SIGKILL one app instance; its restart policy brings it back.
+    Instance,
+    /// Stop the Redis master (HA stack); the Sentinels promote the replica.
+    Redis,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The fault to inject.
+    #[arg(value_enum)]
+    pub kind: DrillKind,
+    /// Seconds the load runs at least (it runs on until full health is back).
+    #[arg(long, default_value_t = 20, value_name = "S")]
+    pub duration: u64,
+    /// Concurrent keep-alive clients (plus one session client).
+    #[arg(long, default_value_t = 8, value_name = "C")]
+    pub concurrency: u32,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// The instance to kill (e.g. app-2); default the highest numbered.
+    #[arg(long, value_name = "SERVICE")]
+    pub target: Option<String>,
+    /// Failed requests allowed (default: 0 for `instance`, not judged for `redis`).
+    #[arg(long, value_name = "N")]
+    pub max_failed: Option<u64>,
+    /// Longest outage allowed in ms: the session client's for `redis` (default 7000), the
+    /// worst client's for `instance` (default: not judged).
+    #[arg(long, value_name = "N")]
+    pub max_outage_ms: Option<u64>,
+    /// Deadline in seconds for each recovery.
+    #[arg(long, default_value_t = 90, value_name = "SECS")]
+    pub timeout: u64,
+    /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
+    #[arg(long)]
+    pub url: Option<String>,
 }

@@ -21,6 +21,9 @@
 //! | [`render`] | the `render` operation: write those files, all or none |
 //! | [`envfile`] | the `init` operation: an env file with generated secrets |
 //! | [`fsutil`] | atomic file writes |
+//! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel |
+//! | [`drill`] | a fault under load (instance killed, Redis master stopped), measured and judged |
+//! | [`http`] | the only module that speaks HTTP (reqwest) |
 //! | [`ui`] | colour, quiet/verbose |
 //! | [`outcome`] | exit status: 0 ok, 1 a check failed, 2 any error |
 //!
@@ -33,9 +36,11 @@ pub mod compose;
 pub mod config;
 pub mod desired;
 pub mod docker;
+pub mod drill;
 pub mod engine;
 pub mod envfile;
 pub mod fsutil;
+pub mod http;
 pub mod lock;
 pub mod observed;
 pub mod outcome;
@@ -43,6 +48,7 @@ pub mod plan;
 pub mod render;
 pub mod templates;
 pub mod ui;
+pub mod verify;
 
 use anyhow::Result;
 
@@ -74,5 +80,6 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Status(args) => commands::status::run(&g, args).await,
         Command::Logs(args) => commands::logs::run(&g, args).await,
         Command::Down(args) => commands::down::run(&g, args).await,
+        Command::Drill(args) => commands::drill::run(&g, args).await,
     }
 }

@@ -2,6 +2,7 @@
 //! the operation, and reports; the operations live in the modules named in lib.rs.
 
 pub mod down;
+pub mod drill;
 pub mod init;
 pub mod logs;
 pub mod render;

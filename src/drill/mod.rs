@@ -1,0 +1,396 @@
+//! `drill`: inject a fault into a running deployment while a built-in load runs, and measure
+//! what its clients saw (issue 6, DESIGN.md §7).
+//!
+//! - `load.rs`: the load generator (keep-alive clients through the balancer, and one session
+//!   client whose counter must never go back).
+//! - `instance.rs`: SIGKILL one app instance; its restart policy brings it back, nginx must
+//!   route around it meanwhile.
+//! - `redis.rs`: stop the Redis master; the Sentinels promote the replica, the app follows, the
+//!   old master rejoins as a replica.
+//! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
+//!
+//! A drill always tries to leave the deployment as it found it: a stopped master is started
+//! again, an instance that does not come back by itself is started.
+
+mod instance;
+pub mod load;
+mod redis;
+pub mod report;
+pub mod stats;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::desired::{Role, LABEL_INSTANCE};
+use crate::docker::{DockerClient, Readiness};
+use crate::http::HttpClient;
+use crate::observed::{ContainerState, ObservedContainer};
+use load::{LoadOptions, LoadResult};
+use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Instance,
+    Redis,
+}
+
+/// Default budgets (issue 6): no failed request when an instance crashes; at most 7 s without
+/// sessions when the Redis master goes away.
+pub const DEFAULT_MAX_FAILED_INSTANCE: u64 = 0;
+pub const DEFAULT_MAX_OUTAGE_MS_REDIS: u64 = 7000;
+
+pub struct Options {
+    pub kind: Kind,
+    pub project: String,
+    /// Base URL of the balancer.
+    pub url: String,
+    /// How long the load runs at least; it runs on until full health is back (or `timeout`).
+    pub duration: Duration,
+    pub concurrency: usize,
+    /// `drill instance`: the instance to kill (`app-2`); default the highest numbered.
+    pub target: Option<String>,
+    pub max_failed: Option<u64>,
+    pub max_outage_ms: Option<u64>,
+    /// Deadline for each recovery, from the fault.
+    pub timeout: Duration,
+    pub master_name: String,
+    /// What "healthy" means for an app instance (its healthcheck, as `up` waits for it).
+    pub app_readiness: Readiness,
+    pub docker: DockerClient,
+}
+
+impl Options {
+    /// Load before the fault, so the report shows the steady state it disturbed.
+    fn warmup(&self) -> Duration {
+        (self.duration / 4).clamp(Duration::from_millis(500), Duration::from_secs(2))
+    }
+
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            base_url: self.url.clone(),
+            concurrency: self.concurrency,
+            paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
+        }
+    }
+}
+
+/// One moment of the drill, in milliseconds since the load started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at_ms: u64,
+    pub what: String,
+}
+
+/// Recovery figures, in milliseconds after the fault; absent when not reached (or not
+/// applicable to this drill).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_full_health_ms: Option<u64>,
+    // drill instance
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_after_ms: Option<u64>,
+    // drill redis
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_master: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_back_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_outage_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_master_restarted_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_master_rejoined_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub clients: usize,
+    pub paths: Vec<String>,
+    pub duration_ms: u64,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub requests_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub requests: u64,
+    /// The session client's longest span without a successful answer.
+    pub longest_gap: Gap,
+    pub integrity: SessionIntegrity,
+    /// The load clients' own sessions checked too, and how many were intact.
+    pub client_sessions_checked: usize,
+    pub client_sessions_intact: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub drill: Kind,
+    pub project: String,
+    pub url: String,
+    pub passed: bool,
+    pub fault: String,
+    /// When the fault was injected, in ms since the load started.
+    pub fault_at_ms: u64,
+    pub load: LoadSummary,
+    pub failures: Failures,
+    pub latency: Latency,
+    /// The longest span in which no client got a successful answer.
+    pub longest_gap: Gap,
+    /// Each load client's longest gap (the session client's is under `session`).
+    pub client_gaps: Vec<Gap>,
+    pub session: SessionSummary,
+    pub recovery: Recovery,
+    pub timeline: Vec<Event>,
+    pub budgets: Vec<Verdict>,
+    /// Things a person should know that are not a budget (e.g. a figure that could not be
+    /// measured).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The worst gap any one load client saw.
+    pub fn worst_client_gap(&self) -> Gap {
+        self.client_gaps
+            .iter()
+            .copied()
+            .max_by_key(|g| g.ms)
+            .unwrap_or_default()
+    }
+}
+
+/// Runs the drill. An error means it could not run (exit 2); budgets decide `passed`.
+pub async fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
+    if opts.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let containers = opts.docker.list_containers(&opts.project).await?;
+    if containers.is_empty() {
+        bail!(
+            "project {} has no containers: is the stack up (radar-deploy up), and is --project right?",
+            opts.project
+        );
+    }
+    balancer_answers(&opts.url).await?;
+    match opts.kind {
+        Kind::Instance => instance::run(opts, &containers, progress).await,
+        Kind::Redis => redis::run(opts, &containers, progress).await,
+    }
+}
+
+/// The drill measures a working deployment: the balancer must answer before anything starts.
+async fn balancer_answers(url: &str) -> Result<()> {
+    let http = HttpClient::new(Duration::from_secs(5), true)?;
+    for path in ["/health/backend", load::SESSION_PATH] {
+        let u = format!("{url}{path}");
+        match http.get(&u).await {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => bail!(
+                "GET {u} → {} before the drill: {}\n  a drill starts from a working deployment; run `radar-deploy verify` first",
+                r.status,
+                crate::verify::evaluate::excerpt(&r.body)
+            ),
+            Err(e) => bail!(
+                "GET {e} before the drill\n  is the stack up, and is HTTP_PORT (or --url) right?"
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn role_of(c: &ObservedContainer) -> Option<Role> {
+    [
+        Role::Postgres,
+        Role::Redis,
+        Role::RedisReplica,
+        Role::Sentinel,
+        Role::App,
+        Role::Nginx,
+    ]
+    .into_iter()
+    .find(|r| c.role() == Some(r.service()))
+}
+
+fn instance_number(c: &ObservedContainer) -> u32 {
+    c.labels
+        .get(LABEL_INSTANCE)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_running(c: &ObservedContainer) -> bool {
+    c.state == ContainerState::Running
+}
+
+/// What a drill gathered, before judgement.
+struct Measured {
+    fault: String,
+    fault_at_ms: u64,
+    result: LoadResult,
+    recovery: Recovery,
+    timeline: Vec<Event>,
+    /// The drill's own verdicts (recovery deadlines).
+    budgets: Vec<Verdict>,
+    notes: Vec<String>,
+}
+
+/// Turns what the load saw into the report's figures and verdicts.
+fn assemble(opts: &Options, m: Measured) -> Report {
+    let Measured {
+        fault,
+        fault_at_ms,
+        result,
+        recovery,
+        timeline,
+        mut budgets,
+        notes,
+    } = m;
+    let window = (0, result.duration_ms);
+    let session_client = opts.concurrency;
+    let load_samples: Vec<stats::Sample> = result
+        .samples
+        .iter()
+        .filter(|s| s.client != session_client)
+        .cloned()
+        .collect();
+    let (client_gaps, _) = stats::gaps(&load_samples, opts.concurrency, window);
+    let (_, longest_gap) = stats::gaps(&result.samples, opts.concurrency + 1, window);
+    let session_gap = session_gap(&result, session_client);
+    let session_requests = result
+        .samples
+        .iter()
+        .filter(|s| s.client == session_client)
+        .count() as u64;
+    let failures = stats::failures(&result.samples);
+    let succeeded = result.samples.iter().filter(|s| s.ok()).count() as u64;
+    let requests = result.samples.len() as u64;
+
+    let integrity = stats::session_integrity(&result.sessions);
+    let client_checks: Vec<SessionIntegrity> = result
+        .client_sessions
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| stats::session_integrity(s))
+        .collect();
+    let client_intact = client_checks.iter().filter(|c| c.intact).count();
+
+    // The session verdict covers every session: the session client's first, then any load
+    // client whose own session went back.
+    let mut session_verdict = stats::judge_session(&integrity);
+    if session_verdict.passed {
+        if let Some((i, bad)) = client_checks.iter().enumerate().find(|(_, c)| !c.intact) {
+            session_verdict.passed = false;
+            session_verdict.measured = format!(
+                "load client {}'s session: {}",
+                i + 1,
+                bad.problem.clone().unwrap_or_default()
+            );
+        }
+    }
+    if !client_checks.is_empty() && session_verdict.passed {
+        session_verdict.measured +=
+            &format!(" (and {} load-client sessions intact)", client_checks.len());
+    }
+
+    let mut verdicts = vec![];
+    let max_failed = opts.max_failed.or(match opts.kind {
+        Kind::Instance => Some(DEFAULT_MAX_FAILED_INSTANCE),
+        Kind::Redis => None,
+    });
+    if let Some(max) = max_failed {
+        verdicts.push(stats::judge_failed(failures.total, max));
+    }
+    let max_outage = opts.max_outage_ms.or(match opts.kind {
+        Kind::Instance => None,
+        Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
+    });
+    if let Some(max) = max_outage {
+        verdicts.push(match opts.kind {
+            Kind::Instance => stats::judge_outage(
+                "longest gap (worst client)",
+                client_gaps
+                    .iter()
+                    .copied()
+                    .max_by_key(|g| g.ms)
+                    .unwrap_or_default(),
+                max,
+            ),
+            Kind::Redis => stats::judge_outage("session outage", session_gap, max),
+        });
+    }
+    verdicts.push(session_verdict);
+    verdicts.append(&mut budgets);
+
+    let passed = verdicts.iter().all(|v| v.passed);
+    let secs = result.duration_ms as f64 / 1000.0;
+    Report {
+        drill: opts.kind,
+        project: opts.project.clone(),
+        url: opts.url.clone(),
+        passed,
+        fault,
+        fault_at_ms,
+        load: LoadSummary {
+            clients: opts.concurrency,
+            paths: opts.load_options().paths,
+            duration_ms: result.duration_ms,
+            requests,
+            succeeded,
+            requests_per_second: if secs > 0.0 {
+                (requests as f64 / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+        },
+        failures,
+        latency: stats::latency(&result.samples),
+        longest_gap,
+        client_gaps,
+        session: SessionSummary {
+            requests: session_requests,
+            longest_gap: session_gap,
+            integrity,
+            client_sessions_checked: client_checks.len(),
+            client_sessions_intact: client_intact,
+        },
+        recovery,
+        timeline,
+        budgets: verdicts,
+        notes,
+    }
+}
+
+/// The first successful answer from `instance` that arrived after `after_ms`.
+fn first_served_by(samples: &[stats::Sample], instance: &str, after_ms: u64) -> Option<u64> {
+    samples
+        .iter()
+        .filter(|s| s.done_ms > after_ms)
+        .filter(|s| matches!(&s.result, Ok(Some(id)) if id == instance))
+        .map(|s| s.done_ms)
+        .min()
+}
+
+/// The session client's longest span without a successful answer: the session outage.
+fn session_gap(result: &LoadResult, session_client: usize) -> Gap {
+    let own: Vec<stats::Sample> = result
+        .samples
+        .iter()
+        .filter(|s| s.client == session_client)
+        .map(|s| stats::Sample {
+            client: 0,
+            ..s.clone()
+        })
+        .collect();
+    stats::gaps(&own, 1, (0, result.duration_ms)).1
+}

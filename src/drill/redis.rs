@@ -1,0 +1,345 @@
+//! `drill redis`: stop the Redis master under load (HA stack only). The Sentinels must promote
+//! the replica, the app must follow the new master (sessions keep their data), and the old
+//! master, started again, must rejoin as a linked replica.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+
+use super::load::Load;
+use super::stats;
+use super::{
+    assemble, instance_number, is_running, role_of, session_gap, Event, Measured, Options,
+    Recovery, Report,
+};
+use crate::desired::Role;
+use crate::docker::DockerClient;
+use crate::observed::ObservedContainer;
+
+const POLL: Duration = Duration::from_millis(250);
+const EXEC_DEADLINE: Duration = Duration::from_secs(5);
+/// Redis saves and exits on SIGTERM well within this.
+const STOP_GRACE_SECS: u32 = 10;
+const REPLICATION_SCRIPT: &str =
+    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
+
+pub async fn run(
+    opts: &Options,
+    containers: &[ObservedContainer],
+    progress: &dyn Fn(&str),
+) -> Result<Report> {
+    let docker = &opts.docker;
+    let mut sentinels: Vec<&ObservedContainer> = containers
+        .iter()
+        .filter(|c| role_of(c) == Some(Role::Sentinel))
+        .collect();
+    if sentinels.is_empty() {
+        bail!(
+            "project {} has no Sentinels: `drill redis` needs the HA stack (radar-deploy up --ha)",
+            opts.project
+        );
+    }
+    sentinels.sort_by_key(|c| instance_number(c));
+    let sentinels: Vec<String> = sentinels
+        .iter()
+        .filter(|c| is_running(c))
+        .map(|c| c.name.clone())
+        .collect();
+    let nodes: Vec<&ObservedContainer> = containers
+        .iter()
+        .filter(|c| matches!(role_of(c), Some(Role::Redis | Role::RedisReplica)))
+        .collect();
+    let master_alias = ask_master(docker, &sentinels, &opts.master_name)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot ask the Sentinels for master {}: {e}",
+                opts.master_name
+            )
+        })?;
+    let Some(master) = nodes.iter().find(|c| c.alias() == master_alias) else {
+        bail!(
+            "the Sentinels name {master_alias} as master {}, which is none of the project's Redis containers ({})",
+            opts.master_name,
+            nodes.iter().map(|c| c.alias()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let Some(replica) = nodes.iter().find(|c| c.alias() != master_alias) else {
+        bail!("no Redis replica next to the master {master_alias}: nothing to fail over to");
+    };
+    if !linked_replica(docker, &replica.name).await {
+        bail!(
+            "{} is not a linked replica of {master_alias} before the drill: a drill starts from a healthy deployment; run `radar-deploy verify --ha`",
+            replica.alias()
+        );
+    }
+
+    let load = Load::start(&opts.load_options())?;
+    let mut timeline = vec![Event {
+        at_ms: 0,
+        what: format!(
+            "load started: {} clients + 1 session client",
+            opts.concurrency
+        ),
+    }];
+    progress(&format!(
+        "load: {} clients + 1 session client against {}",
+        opts.concurrency, opts.url
+    ));
+    tokio::time::sleep(opts.warmup()).await;
+
+    let fault_at_ms = load.now_ms();
+    let deadline = Instant::now() + opts.timeout;
+    progress(&format!(
+        "stopping the Redis master {master_alias} ({})",
+        master.name
+    ));
+    timeline.push(Event {
+        at_ms: fault_at_ms,
+        what: format!("Redis master {master_alias} stopping (docker stop)"),
+    });
+    if let Err(e) = docker.stop(&master.name, STOP_GRACE_SECS).await {
+        load.stop().await;
+        let _ = docker.start(&master.name).await;
+        return Err(e.into());
+    }
+    let stopped = load.now_ms();
+    timeline.push(Event {
+        at_ms: stopped,
+        what: format!("{master_alias} stopped"),
+    });
+
+    // 1. A Sentinel names another master.
+    let mut promoted = None;
+    let mut new_master = None;
+    while Instant::now() < deadline {
+        if let Ok(m) = ask_master(docker, &sentinels, &opts.master_name).await {
+            if m != master_alias {
+                let now = load.now_ms();
+                progress(&format!("the Sentinels promoted {m}"));
+                timeline.push(Event {
+                    at_ms: now,
+                    what: format!("a Sentinel names {m} as the new master"),
+                });
+                promoted = Some(now);
+                new_master = Some(m);
+                break;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+
+    // 2. The app serves sessions again (seen by the session client).
+    let mut sessions_back = false;
+    if let Some(p) = promoted {
+        while Instant::now() < deadline {
+            let ok = load
+                .live
+                .session_last_ok
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let failed = load
+                .live
+                .session_last_failure
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if ok > p && ok > failed {
+                progress("the app serves sessions again");
+                sessions_back = true;
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    // 3. The old master comes back, and must rejoin as a replica. Started whatever happened
+    // above: a drill leaves the deployment as it found it.
+    let restarted = load.now_ms();
+    progress(&format!("starting {master_alias} again"));
+    let mut notes = vec![];
+    let mut rejoined = None;
+    match docker.start(&master.name).await {
+        Err(e) => notes.push(format!("{master_alias} could not be started again: {e}")),
+        Ok(()) => {
+            timeline.push(Event {
+                at_ms: restarted,
+                what: format!("{master_alias} started again"),
+            });
+            // It may rejoin after the deadline of the failover; give it its own.
+            let rejoin_deadline = Instant::now() + opts.timeout;
+            while Instant::now() < rejoin_deadline {
+                if linked_replica(docker, &master.name).await {
+                    let now = load.now_ms();
+                    progress(&format!("{master_alias} rejoined as a replica"));
+                    timeline.push(Event {
+                        at_ms: now,
+                        what: format!("{master_alias} linked as a replica (master_link_status:up)"),
+                    });
+                    rejoined = Some(now);
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+    if promoted.is_none() {
+        notes.push(format!(
+            "no Sentinel named a new master within {}s (--timeout)",
+            opts.timeout.as_secs()
+        ));
+    } else if !sessions_back {
+        notes.push("the app did not serve sessions again before the deadline".into());
+    }
+
+    // Let the load run its full duration, so the steady state after the drill shows too.
+    let duration_ms = opts.duration.as_millis() as u64;
+    while load.now_ms() < duration_ms {
+        tokio::time::sleep(POLL).await;
+    }
+    let result = load.stop().await;
+    timeline.push(Event {
+        at_ms: result.duration_ms,
+        what: "load stopped".into(),
+    });
+
+    // The outage is the session client's longest span without an answer; it ends with the
+    // first session served again.
+    let outage = session_gap(&result, opts.concurrency);
+    let back = (outage.to_ms > fault_at_ms).then_some(outage.to_ms);
+    if let Some(t) = back {
+        timeline.push(Event {
+            at_ms: outage.from_ms,
+            what: "last session answer before the outage".into(),
+        });
+        timeline.push(Event {
+            at_ms: t,
+            what: "first session answer after the outage".into(),
+        });
+    }
+    timeline.sort_by_key(|e| e.at_ms);
+
+    let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));
+    let full = match (promoted, back) {
+        (Some(p), Some(b)) if sessions_back => Some(p.max(b)),
+        (Some(p), None) if sessions_back => Some(p),
+        _ => None,
+    };
+    let timeout_ms = opts.timeout.as_millis() as u64;
+    let recovery = Recovery {
+        target: master_alias.clone(),
+        time_to_full_health_ms: after(full),
+        new_master,
+        promoted_after_ms: after(promoted),
+        sessions_back_after_ms: after(back),
+        session_outage_ms: Some(outage.ms),
+        old_master_restarted_after_ms: after(Some(restarted)),
+        old_master_rejoined_after_ms: after(rejoined),
+        ..Default::default()
+    };
+    let budgets = vec![
+        stats::judge_recovery(
+            "time to full health (new master, sessions served)",
+            recovery.time_to_full_health_ms,
+            timeout_ms,
+        ),
+        stats::judge_recovery(
+            "old master rejoined as a replica (after its restart)",
+            rejoined.map(|t| t.saturating_sub(restarted)),
+            timeout_ms,
+        ),
+    ];
+    Ok(assemble(
+        opts,
+        Measured {
+            fault: format!(
+                "Redis master {master_alias} ({}) stopped (docker stop)",
+                master.name
+            ),
+            fault_at_ms,
+            result,
+            recovery,
+            timeline,
+            budgets,
+            notes,
+        },
+    ))
+}
+
+async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<String, String> {
+    let cmd: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
+    match tokio::time::timeout(EXEC_DEADLINE, docker.exec(container, &cmd)).await {
+        Ok(Ok((0, out))) => Ok(out),
+        Ok(Ok((code, out))) => Err(format!("{container}: exit {code}: {}", out.trim())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{container}: no answer within {EXEC_DEADLINE:?}")),
+    }
+}
+
+/// The master's host as the first Sentinel that answers names it (its alias on the network,
+/// as the HA stack announces hostnames).
+async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> Result<String> {
+    let mut last = "no Sentinel is running".to_string();
+    for s in sentinels {
+        let cmd = [
+            "redis-cli",
+            "-p",
+            "26379",
+            "sentinel",
+            "get-master-addr-by-name",
+            name,
+        ];
+        match exec(docker, s, &cmd).await {
+            Ok(out) => match parse_master_addr(&out) {
+                Some(host) => return Ok(host),
+                None => last = format!("{s}: unexpected answer {:?}", out.trim()),
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(anyhow!(last))
+}
+
+/// `redis-cli` prints the host and the port on two lines; `(nil)` for an unknown master.
+fn parse_master_addr(out: &str) -> Option<String> {
+    let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
+    let host = lines.next()?;
+    let port = lines.next()?;
+    (port.parse::<u16>().is_ok() && host != "(nil)").then(|| host.to_string())
+}
+
+async fn linked_replica(docker: &DockerClient, container: &str) -> bool {
+    match exec(docker, container, &["bash", "-c", REPLICATION_SCRIPT]).await {
+        Ok(out) => is_linked_replica(&out),
+        Err(_) => false,
+    }
+}
+
+/// `info replication` of a replica whose link to its master is up.
+fn is_linked_replica(info: &str) -> bool {
+    let field = |k: &str| info.lines().find_map(|l| l.trim().strip_prefix(k));
+    field("role:") == Some("slave") && field("master_link_status:") == Some("up")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_address_is_the_host_line() {
+        assert_eq!(
+            parse_master_addr("redis-replica\n6379\n").as_deref(),
+            Some("redis-replica")
+        );
+        assert_eq!(parse_master_addr("(nil)\n"), None);
+        assert_eq!(parse_master_addr("ERR no such master\n"), None);
+    }
+
+    #[test]
+    fn a_linked_replica_reports_slave_with_its_link_up() {
+        let up =
+            "# Replication\r\nrole:slave\r\nmaster_host:redis-replica\r\nmaster_link_status:up\r\n";
+        assert!(is_linked_replica(up));
+        assert!(!is_linked_replica(&up.replace(":up", ":down")));
+        assert!(!is_linked_replica(
+            "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
+        ));
+    }
+}
