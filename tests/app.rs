@@ -310,6 +310,23 @@ fn resp(port: u16, args: &[&str]) -> Option<Vec<String>> {
     )
 }
 
+/// Runs `redis-cli` inside `container` against `port` (authenticated), returning its output.
+fn redis_cli(container: &Container, port: u16, args: &[&str]) -> String {
+    let port = port.to_string();
+    let mut full = vec![
+        "exec",
+        container.name.as_str(),
+        "redis-cli",
+        "--no-auth-warning",
+        "-a",
+        REDIS_PASSWORD,
+        "-p",
+        &port,
+    ];
+    full.extend_from_slice(args);
+    String::from_utf8_lossy(&docker(&full).stdout).to_string()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
@@ -796,70 +813,114 @@ fn missing_secrets_are_a_configuration_error_naming_each_variable() {
     assert!(stderr.contains("ENCRYPTION_KEY"), "{stderr}");
 }
 
-#[test]
-fn session_follows_a_sentinel_failover_without_an_app_restart() {
-    let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
-    let [master_port, replica_port, s1, s2, s3] = [(); 5].map(|_| free_port());
-    let common = format!(
-        "--bind 127.0.0.1 --requirepass {REDIS_PASSWORD} --masterauth {REDIS_PASSWORD} \
-         --save '' --appendonly no"
-    );
-    let master = Container::start_on_host_network(
-        "redis-master",
-        &image,
-        master_port,
-        &format!("exec redis-server --port {master_port} {common}"),
-    );
-    let _replica = Container::start_on_host_network(
-        "redis-replica",
-        &image,
-        replica_port,
-        &format!(
-            "exec redis-server --port {replica_port} {common} \
-             --replicaof 127.0.0.1 {master_port}"
-        ),
-    );
-    // A quorum of 2 out of 3 Sentinels, with short timings so the test takes seconds.
-    let _sentinels: Vec<Container> = [s1, s2, s3]
-        .iter()
-        .map(|&port| {
-            let conf = [
-                format!("port {port}"),
-                "bind 127.0.0.1".into(),
-                format!("sentinel monitor mymaster 127.0.0.1 {master_port} 2"),
-                format!("sentinel auth-pass mymaster {REDIS_PASSWORD}"),
-                "sentinel down-after-milliseconds mymaster 1000".into(),
-                "sentinel failover-timeout mymaster 5000".into(),
-            ]
-            .join("\\n");
-            let script = format!(
-                "printf '{conf}\\n' > /tmp/sentinel.conf && exec redis-server /tmp/sentinel.conf --sentinel"
-            );
-            Container::start_on_host_network("sentinel", &image, port, &script)
-        })
-        .collect();
+/// A Redis master, its replica and three Sentinels (quorum 2) on the host network, with short
+/// Sentinel timings so a failover takes seconds.
+struct SentinelSet {
+    master: Container,
+    _replica: Container,
+    _sentinels: Vec<Container>,
+    master_port: u16,
+    replica_port: u16,
+    sentinel_ports: [u16; 3],
+}
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let quorum = resp(s1, &["SENTINEL", "ckquorum", "mymaster"]).unwrap_or_default();
-        let replicas = resp(s1, &["SENTINEL", "replicas", "mymaster"]).unwrap_or_default();
-        let all_seen = quorum.first().is_some_and(|l| l.contains("3 usable"));
-        if all_seen && replicas.iter().any(|f| f == "slave") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sentinels not settled: {quorum:?} {replicas:?}"
+impl SentinelSet {
+    fn start() -> SentinelSet {
+        let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
+        let [master_port, replica_port, s1, s2, s3] = [(); 5].map(|_| free_port());
+        let common = format!(
+            "--bind 127.0.0.1 --requirepass {REDIS_PASSWORD} --masterauth {REDIS_PASSWORD} \
+             --save '' --appendonly no"
         );
-        thread::sleep(Duration::from_millis(200));
+        let master = Container::start_on_host_network(
+            "redis-master",
+            &image,
+            master_port,
+            &format!("exec redis-server --port {master_port} {common}"),
+        );
+        let replica = Container::start_on_host_network(
+            "redis-replica",
+            &image,
+            replica_port,
+            &format!(
+                "exec redis-server --port {replica_port} {common} \
+                 --replicaof 127.0.0.1 {master_port}"
+            ),
+        );
+        // A quorum of 2 out of 3 Sentinels, with short timings so the test takes seconds.
+        let _sentinels: Vec<Container> = [s1, s2, s3]
+            .iter()
+            .map(|&port| {
+                let conf = [
+                    format!("port {port}"),
+                    "bind 127.0.0.1".into(),
+                    format!("sentinel monitor mymaster 127.0.0.1 {master_port} 2"),
+                    format!("sentinel auth-pass mymaster {REDIS_PASSWORD}"),
+                    "sentinel down-after-milliseconds mymaster 1000".into(),
+                    "sentinel failover-timeout mymaster 5000".into(),
+                ]
+                .join("\\n");
+                let script = format!(
+                    "printf '{conf}\\n' > /tmp/sentinel.conf && exec redis-server /tmp/sentinel.conf --sentinel"
+                );
+                Container::start_on_host_network("sentinel", &image, port, &script)
+            })
+            .collect();
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let quorum = resp(s1, &["SENTINEL", "ckquorum", "mymaster"]).unwrap_or_default();
+            let replicas = resp(s1, &["SENTINEL", "replicas", "mymaster"]).unwrap_or_default();
+            let all_seen = quorum.first().is_some_and(|l| l.contains("3 usable"));
+            // A replica promoted before its first sync completes would come up empty.
+            let synced = redis_cli(&replica, replica_port, &["INFO", "replication"])
+                .contains("master_link_status:up");
+            if all_seen && synced && replicas.iter().any(|f| f == "slave") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sentinels not settled: {quorum:?} {replicas:?}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+
+        SentinelSet {
+            master,
+            _replica: replica,
+            _sentinels,
+            master_port,
+            replica_port,
+            sentinel_ports: [s1, s2, s3],
+        }
     }
 
-    let mut env = app_env(None, None);
-    env.push((
-        "REDIS_SENTINELS".into(),
-        format!("127.0.0.1:{s1},127.0.0.1:{s2},127.0.0.1:{s3}"),
-    ));
-    env.push(("REDIS_MASTER_NAME".into(), "mymaster".into()));
+    fn app_env(&self) -> Vec<(String, String)> {
+        let mut env = app_env(None, None);
+        let [s1, s2, s3] = self.sentinel_ports;
+        env.push((
+            "REDIS_SENTINELS".into(),
+            format!("127.0.0.1:{s1},127.0.0.1:{s2},127.0.0.1:{s3}"),
+        ));
+        env.push(("REDIS_MASTER_NAME".into(), "mymaster".into()));
+        env
+    }
+
+    /// The master's port as any Sentinel names it.
+    fn named_master(&self) -> Vec<u16> {
+        self.sentinel_ports
+            .iter()
+            .filter_map(|&s| resp(s, &["SENTINEL", "get-master-addr-by-name", "mymaster"]))
+            .filter_map(|r| r.get(1).and_then(|p| p.parse().ok()))
+            .collect()
+    }
+}
+
+#[test]
+fn session_follows_a_sentinel_failover_without_an_app_restart() {
+    let set = SentinelSet::start();
+    let (master, replica_port) = (&set.master, set.replica_port);
+    let env = set.app_env();
     let app = spawn_app("failover", &env);
     app.wait_redis();
     let cookie = cookie_of(&session(&app, None));
@@ -873,14 +934,8 @@ fn session_follows_a_sentinel_failover_without_an_app_restart() {
     let mut switched: Option<Instant> = None;
     let mut served = None;
     while stopped.elapsed() < Duration::from_secs(40) {
-        if switched.is_none() {
-            let named = [s1, s2, s3].iter().any(|&s| {
-                resp(s, &["SENTINEL", "get-master-addr-by-name", "mymaster"])
-                    .is_some_and(|r| r.get(1) == Some(&replica_port.to_string()))
-            });
-            if named {
-                switched = Some(Instant::now());
-            }
+        if switched.is_none() && set.named_master().contains(&replica_port) {
+            switched = Some(Instant::now());
         }
         let r = get(app.port, "/api/session", Some(&cookie)).unwrap();
         if r.status == 200 && switched.is_some() {
@@ -1008,4 +1063,72 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
     assert!(stopping.elapsed() < Duration::from_secs(5), "slow stop");
     let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", &app.name]);
     assert_eq!(code, "0", "{}", app.logs());
+}
+
+#[test]
+fn session_follows_a_manual_failover_that_demotes_the_live_master() {
+    let set = SentinelSet::start();
+    let app = spawn_app("manual-failover", &set.app_env());
+    app.wait_redis();
+    let cookie = cookie_of(&session(&app, None));
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 2);
+    thread::sleep(Duration::from_millis(500));
+
+    // The old master stays up and becomes a replica: the app's open connection to it now leads
+    // to a read-only node, which the app must notice (READONLY, a dropped link or the
+    // +switch-master event) and leave for the new master.
+    let [s1, _, _] = set.sentinel_ports;
+    let reply = resp(s1, &["SENTINEL", "FAILOVER", "mymaster"]);
+    assert_eq!(reply, Some(vec!["OK".to_string()]), "SENTINEL FAILOVER");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !set.named_master().contains(&set.replica_port) {
+        assert!(
+            Instant::now() < deadline,
+            "no switch after SENTINEL FAILOVER"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The old master goes on accepting writes for several seconds until Sentinel reconfigures it
+    // as a replica, and whatever it accepts then is lost. So once the app has seen the switch
+    // (+switch-master), its next write must reach the new master, although its connection to
+    // the old one still works...
+    app.wait_for(Duration::from_secs(3), "+switch-master logged", |app| {
+        app.logs().contains("switched to")
+    });
+    let r = session(&app, Some(&cookie));
+    assert_eq!(r.json()["views"], 3, "{r:?}");
+
+    // ...which the count proves once the old master has been turned into a replica (had the write
+    // gone to it, its resync from the new master would have dropped it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replicas = resp(s1, &["SENTINEL", "replicas", "mymaster"]).unwrap_or_default();
+        let field = |name: &str| {
+            replicas
+                .windows(2)
+                .find(|w| w[0] == name)
+                .map(|w| w[1].clone())
+        };
+        if field("port") == Some(set.master_port.to_string())
+            && field("role-reported").as_deref() == Some("slave")
+            && field("master-link-status").as_deref() == Some("ok")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old master not demoted and linked: {replicas:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let r = session(&app, Some(&cookie));
+    assert_eq!(
+        r.json()["views"],
+        4,
+        "{r:?}\nsentinels name {:?} (master {}, replica {})\n{}",
+        set.named_master(),
+        set.master_port,
+        set.replica_port,
+        app.logs()
+    );
 }
