@@ -1,0 +1,296 @@
+//! The engine against a real Docker daemon: `up`, `down`, `status` through the built CLI.
+//!
+//! Each test deploys under its own project name and removes everything labelled with it when it
+//! ends, also on failure (the guard's Drop). These tests need the daemon and FAIL when it is
+//! unreachable: a CI without Docker must not pass them silently. Images: the offline stand-ins
+//! (`scripts/offline-images.sh`) and the reference app (`scripts/build-app-image.sh`), or
+//! whatever NGINX_IMAGE / POSTGRES_IMAGE / REDIS_IMAGE / APP_IMAGE name.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use radar_deploy::docker::DockerClient;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn image(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// A project of its own: a temp dir with an env file, a free port, and cleanup on drop.
+struct Project {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(extra_env: &str) -> Project {
+        let name = format!(
+            "rdtest-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = Project { name, dir };
+        let out = p.run(&["init"]);
+        assert!(out.status.success(), "init: {}", text(&out));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
+        env.push_str(&format!(
+            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\n{extra_env}",
+            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
+            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
+            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+        ));
+        std::fs::write(p.env_file(), env).expect("write env file");
+        p
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--env-file")
+            .arg(self.env_file())
+            .arg("--project")
+            .arg(&self.name)
+            .arg("--no-color")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RADAR_ENV_FILE")
+            .env_remove("RADAR_PROJECT");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run radar-deploy")
+    }
+
+    /// Runs and asserts success, returning stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "radar-deploy {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--format", "json"])).expect("status json")
+    }
+
+    /// (name, id) of every container, sorted.
+    fn container_ids(&self) -> Vec<(String, String)> {
+        let s = self.status();
+        let mut v: Vec<(String, String)> = s["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until Docker itself reports every container healthy.
+    fn assert_all_healthy(&self, expected: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.status();
+            let cs = s["containers"].as_array().unwrap();
+            let healthy = cs.iter().filter(|c| c["health"] == "healthy").count();
+            if cs.len() == expected && healthy == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every container became healthy: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn exec(&self, container: &str, cmd: &[&str]) -> (i64, String) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let d = DockerClient::connect().await.expect("Docker reachable");
+            d.exec(
+                &format!("{}-{container}", self.name),
+                &cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .await
+            .expect("exec")
+        })
+    }
+
+    /// Every object still labelled with the project: (containers, networks, volumes).
+    fn leftovers(&self) -> (usize, usize, usize) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let d = DockerClient::connect().await.expect("Docker reachable");
+            (
+                d.list_containers(&self.name).await.unwrap().len(),
+                d.list_networks(&self.name).await.unwrap().len(),
+                d.list_volumes(&self.name).await.unwrap().len(),
+            )
+        })
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        // Only this project's label: other tests and people share the daemon.
+        let _ = self.command(&["down", "--volumes"]).output();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn up_converges_reruns_touch_nothing_data_survives_down_and_down_volumes_leaves_nothing() {
+    let p = Project::new("");
+    let out = p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
+    assert!(out.contains("is up"), "{out}");
+    // postgres, redis, app-1, app-2, nginx
+    p.assert_all_healthy(5);
+    let ids = p.container_ids();
+
+    let again = p.ok(&["up", "--instances", "2", "--no-verify"]);
+    assert!(again.contains("0 steps applied"), "{again}");
+    assert_eq!(
+        p.container_ids(),
+        ids,
+        "a second up must not touch any container"
+    );
+
+    let dry = p.ok(&["up", "--instances", "2", "--dry-run"]);
+    assert!(dry.contains("nothing to do"), "{dry}");
+
+    // Secrets are files, not environment: inspect shows none of them.
+    let env = std::fs::read_to_string(p.env_file()).unwrap();
+    let pg_password = env
+        .lines()
+        .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD="))
+        .unwrap()
+        .trim_matches(['"', '\''])
+        .to_string();
+    let (code, secret) = p.exec("postgres-1", &["cat", "/run/secrets/postgres_password"]);
+    assert_eq!((code, secret.trim()), (0, pg_password.as_str()));
+
+    let sql = |q: &str| {
+        p.exec(
+            "postgres-1",
+            &["psql", "-U", "reporadar", "-d", "reporadar", "-tAc", q],
+        )
+    };
+    let (code, out) = sql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives');");
+    assert_eq!(code, 0, "{out}");
+
+    let down = p.ok(&["down"]);
+    assert!(down.contains("kept"), "{down}");
+    assert_eq!(p.leftovers().0, 0);
+    p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
+    let (code, out) = sql("SELECT v FROM kept;");
+    assert_eq!((code, out.trim()), (0, "survives"));
+
+    p.ok(&["down", "--volumes"]);
+    assert_eq!(p.leftovers(), (0, 0, 0));
+}
+
+#[test]
+fn up_ha_runs_a_replica_and_three_sentinels() {
+    let p = Project::new("");
+    p.ok(&[
+        "up",
+        "--ha",
+        "--instances",
+        "1",
+        "--no-verify",
+        "--timeout",
+        "90",
+    ]);
+    // postgres, redis, redis-replica, 3 sentinels, app-1, nginx
+    p.assert_all_healthy(8);
+    let (code, out) = p.exec(
+        "sentinel-1",
+        &[
+            "redis-cli",
+            "-p",
+            "26379",
+            "sentinel",
+            "ckquorum",
+            "mymaster",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn an_app_that_never_becomes_healthy_fails_up_with_exit_2_and_its_logs() {
+    // A container that runs but whose healthcheck never passes.
+    let redis = image("REDIS_IMAGE", "radar-offline/redis:bookworm");
+    let p = Project::new(&format!(
+        "APP_IMAGE={redis}\nAPP_HEALTHCHECK='redis-cli -p 1 ping'\n"
+    ));
+    let out = p.run(&["up", "--instances", "1", "--no-verify", "--timeout", "20"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("app-1) did not become healthy"), "{all}");
+    assert!(stderr.contains("last health probe"), "{all}");
+    assert!(stderr.contains("log lines"), "{all}");
+    // The container's own log (redis-server's start-up lines) is quoted.
+    assert!(stderr.to_lowercase().contains("redis"), "{all}");
+}
+
+#[test]
+fn an_interrupted_up_is_finished_by_the_next_up() {
+    let p = Project::new("");
+    let mut child = p
+        .command(&["up", "--instances", "2", "--no-verify", "--timeout", "90"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn up");
+    // Interrupt once the first containers exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.leftovers().0 < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait for up");
+    // Usually interrupted (exit 2); on a fast machine it may have finished first.
+    assert!(matches!(status.code(), Some(0 | 2)), "{status:?}");
+
+    p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
+    p.assert_all_healthy(5);
+    let again = p.ok(&["up", "--instances", "2", "--no-verify"]);
+    assert!(again.contains("0 steps applied"), "{again}");
+}
