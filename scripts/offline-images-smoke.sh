@@ -118,6 +118,8 @@ check "GET /health (answered by nginx) is 200" bash -c "http_get $ng /health | g
 check "GET /nginx_status (stub_status) is 200" bash -c "http_get $ng /nginx_status | grep -q ' 200 '"
 check "proxied GET through the keepalive upstream is 200" bash -c "http_get $ng /x | grep -q ' 200 '"
 check "STOPSIGNAL is SIGQUIT" bash -c "[[ \$(docker inspect -f '{{.Config.StopSignal}}' $ng) == SIGQUIT ]]"
+check "docker stop: graceful exit 0 within 5 s" bash -c "
+  docker stop -t 5 $ng >/dev/null && [[ \$(docker inspect -f '{{.State.ExitCode}}' $ng) == 0 ]]"
 
 # ------------------------------------------------------------------------------------------ redis
 echo "redis ($REDIS_IMAGE)"
@@ -138,6 +140,10 @@ check "protected-mode no, appendonly yes, logs to stdout" bash -c "
   [[ \$(docker exec $rd redis-cli --no-auth-warning -a '$redis_pw' config get protected-mode | tail -n1) == no ]] &&
   [[ \$(docker exec $rd redis-cli --no-auth-warning -a '$redis_pw' config get appendonly | tail -n1) == yes ]] &&
   docker logs $rd 2>&1 | grep -q 'Ready to accept connections'"
+check "docker stop of a redis-server: exit 0 within 5 s" bash -c "
+  docker run -d --name $p-redis-stop --label $label $REDIS_IMAGE >/dev/null &&
+  wait_for 20 docker exec $p-redis-stop redis-cli ping && docker stop -t 5 $p-redis-stop >/dev/null &&
+  [[ \$(docker inspect -f '{{.State.ExitCode}}' $p-redis-stop) == 0 ]]"
 check "reachable from another container on the network" docker run --rm --label "$label" --network "$net" \
   "$REDIS_IMAGE" redis-cli --no-auth-warning -h redis-master -a "$redis_pw" set k v
 
@@ -236,6 +242,9 @@ if wait_for 60 docker exec "$pg-2" pg_isready -U "$pg_user" -d "$pg_db" -h 127.0
 else
   fail "a new container on the old volume starts"; logs_tail "$pg-2"
 fi
+check "docker stop: fast shutdown (SIGINT), exit 0 within 5 s" bash -c "
+  docker stop -t 5 $pg-2 >/dev/null && [[ \$(docker inspect -f '{{.State.ExitCode}}' $pg-2) == 0 ]] &&
+  docker logs $pg-2 2>&1 | grep -q 'fast shutdown request'"
 check "refuses to initialise without a password" bash -c "
   ! out=\$(docker run --rm --label $label $POSTGRES_IMAGE 2>&1) && grep -q 'superuser password is not specified' <<<\"\$out\""
 

@@ -60,6 +60,15 @@ export DOCKER_BUILDKIT=0
 command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "the Docker daemon is not reachable (is it running? DOCKER_HOST=${DOCKER_HOST:-unset})"
 
+# One build at a time on this machine: a second run (another test suite, another engineer)
+# waits for the first and then finds the images up to date.
+lock=${TMPDIR:-/tmp}/radar-offline-images.lock
+exec 9>>"$lock"
+if ! flock -n 9; then
+  log "another offline-images run holds $lock; waiting for it"
+  flock 9
+fi
+
 # The label value of an existing image, or nothing when the image does not exist.
 image_inputs() {
   docker image inspect -f "{{ index .Config.Labels \"$hash_label\" }}" "$1" 2>/dev/null || true
