@@ -203,7 +203,11 @@ build_base() {
   work=
 }
 
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+superseded=()   # ids of images this run replaced, children first
+
 if [[ $force == 1 || $(image_inputs "$base_image") != "$base_inputs" ]]; then
+  old_base=$(image_id "$base_image")
   build_base
 else
   log "$base_image is up to date"
@@ -229,6 +233,8 @@ for svc in nginx redis postgres; do
     continue
   fi
   log "building $image"
+  old=$(image_id "$image")
+  [[ -z $old ]] || superseded+=("$old")
   [[ -n $work ]] || work=$(mktemp -d /var/tmp/radar-offline.XXXXXX)
   # $label=true is inherited from the base image (one --label less = one layer commit less)
   docker build --pull=false --force-rm --build-arg "BASE_IMAGE=$base_image" \
@@ -243,21 +249,20 @@ for b in "${builds[@]}"; do
     failed+=("$prefix/$svc:$suite")
   fi
 done
+[[ -z ${old_base:-} ]] || superseded+=("$old_base")
 (( ${#failed[@]} == 0 )) || die "docker build failed for ${failed[*]} (output above)"
 for svc in nginx redis postgres; do
   [[ $(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$prefix/$svc:$suite") == true ]] \
     || die "$prefix/$svc:$suite lacks the label $label=true"
 done
 
-# Dangling leftovers of our own earlier builds (only images carrying our label).
-# Superseded images become dangling one generation at a time (a child keeps its parent), so a
-# few passes.
-# Images still used by a container are kept.
-if (( ${#builds[@]} > 0 )); then
-  for _ in 1 2 3; do
-    docker image prune -f --filter "label=$label=true" >/dev/null 2>&1 || true
-  done
-fi
+# The images this run replaced, children before parents, once nothing is tagged with them and
+# no container uses them (a container of an older image keeps it; nothing else is touched).
+for id in "${superseded[@]}"; do
+  if [[ $(docker image inspect -f '{{len .RepoTags}}' "$id" 2>/dev/null) == 0 ]]; then
+    docker rmi "$id" >/dev/null 2>&1 || true
+  fi
+done
 
 if [[ $app == 1 && -f $here/build-app-image.sh ]]; then
   log "running scripts/build-app-image.sh"
