@@ -801,6 +801,35 @@ fn app_without_reachable_stores_is_live_but_not_ready_and_backend_names_the_inst
 }
 
 #[test]
+fn instance_id_defaults_to_the_hostname() {
+    let env: Vec<_> = app_env(None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let port = free_port();
+    // Not spawn_app: it always sets INSTANCE_ID.
+    let child = Command::new(APP)
+        .env_clear()
+        .env("PORT", port.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let app = App {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    app.wait_for(Duration::from_secs(10), "/health/backend answers", |app| {
+        get(app.port, "/health/backend", None).is_ok_and(|r| r.status == 200)
+    });
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let backend = get(app.port, "/health/backend", None).unwrap().json();
+    assert_eq!(backend["instanceId"], hostname.trim());
+    assert!(backend["uptimeSeconds"].is_u64(), "{backend}");
+}
+
+#[test]
 fn missing_secrets_are_a_configuration_error_naming_each_variable() {
     let out = Command::new(APP)
         .env_clear()
