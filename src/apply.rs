@@ -91,6 +91,21 @@ async fn converge_container(
     started: Instant,
 ) -> Result<()> {
     let name = d.container_name(c);
+    let action = plan.step_for(&name).map(|s| &s.action);
+    // Creating and delivering files needs no dependency: do it at once, in parallel with
+    // everything else, so that only the start waits for readiness of what it depends on.
+    match action {
+        Some(Action::Create { .. }) => create_with_files(client, d, c).await?,
+        Some(Action::Recreate { .. }) => {
+            client
+                .stop_and_remove(&name, c.stop_grace_secs)
+                .await
+                .with_context(|| format!("removing the old {name} to recreate it"))?;
+            create_with_files(client, d, c).await?;
+        }
+        Some(Action::Start { .. }) => upload_files(client, d, c, &name).await?,
+        _ => {}
+    }
     for dep in &c.depends_on {
         if let Some(tx) = ready.get(dep.as_str()) {
             let mut rx = tx.subscribe();
@@ -98,27 +113,19 @@ async fn converge_container(
             let _ = rx.wait_for(|r| *r).await;
         }
     }
-    let action = plan.step_for(&name).map(|s| &s.action);
     match action {
-        Some(Action::Create { .. }) => {
-            create_and_start(client, d, c).await?;
-            ui.detail(&format!("  created and started {name}"));
-        }
-        Some(Action::Recreate { .. }) => {
-            client
-                .stop_and_remove(&name, c.stop_grace_secs)
-                .await
-                .with_context(|| format!("removing the old {name} to recreate it"))?;
-            create_and_start(client, d, c).await?;
-            ui.detail(&format!("  recreated {name}"));
-        }
-        Some(Action::Start { .. }) => {
-            upload_files(client, d, c, &name).await?;
+        Some(Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }) => {
             client.start(&name).await?;
             ui.detail(&format!("  started {name}"));
         }
         Some(Action::Reload { .. }) => reload(client, d, c, &name).await?,
         Some(_) | None => {}
+    }
+    if plan.already_ready.contains(&name) {
+        if let Some(tx) = ready.get(c.alias.as_str()) {
+            tx.send_replace(true);
+        }
+        return Ok(());
     }
     let t0 = Instant::now();
     if let Err(failure) = client
@@ -141,13 +148,12 @@ async fn converge_container(
     Ok(())
 }
 
-/// Create, deliver secrets and files, then start: secrets reach the container as files before
-/// its process runs, so none is in its environment, command or `docker inspect`.
-async fn create_and_start(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
+/// Create, then deliver secrets and files: secrets reach the container as files before its
+/// process runs, so none is in its environment, command or `docker inspect`.
+async fn create_with_files(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
     let name = d.container_name(c);
     client.create_container(d, c).await?;
     upload_files(client, d, c, &name).await?;
-    client.start(&name).await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::desired::{Container, Deployment, Role};
-use crate::observed::{ContainerState, Observed};
+use crate::observed::{ContainerState, Health, Observed};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -64,6 +64,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Containers already as desired.
     pub unchanged: Vec<String>,
+    /// Of those, the ones Docker already reports ready (running and healthy): nothing to wait
+    /// for, which keeps a no-op `up` to a handful of API calls.
+    pub already_ready: Vec<String>,
 }
 
 impl Plan {
@@ -94,6 +97,7 @@ impl Plan {
 pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
     let mut steps = Vec::new();
     let mut unchanged = Vec::new();
+    let mut already_ready = Vec::new();
     let network_missing = !observed.has_network(&desired.network);
     if network_missing {
         steps.push(Step {
@@ -118,7 +122,18 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
     for c in &desired.containers {
         match container_step(desired, observed, c, network_missing) {
             Some(step) => steps.push(step),
-            None => unchanged.push(desired.container_name(c)),
+            None => {
+                let name = desired.container_name(c);
+                let ready = observed.container(&name).is_some_and(|o| {
+                    o.state == ContainerState::Running
+                        && (o.health == Health::Healthy
+                            || (o.health == Health::None && c.healthcheck.is_none()))
+                });
+                if ready {
+                    already_ready.push(name.clone());
+                }
+                unchanged.push(name);
+            }
         }
     }
     let app_count = desired.containers_of(Role::App).count();
@@ -148,6 +163,7 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
         project: desired.project.clone(),
         steps,
         unchanged,
+        already_ready,
     }
 }
 
@@ -261,7 +277,7 @@ mod tests {
     use super::*;
     use crate::config::testing::config;
     use crate::desired::{self, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
-    use crate::observed::{Health, ObservedContainer, ObservedNetwork, ObservedVolume};
+    use crate::observed::{ObservedContainer, ObservedNetwork, ObservedVolume};
 
     /// What Docker would report after a successful `up` of `d`.
     fn running(d: &Deployment) -> Observed {
@@ -342,6 +358,10 @@ mod tests {
         let p = plan(&d, &running(&d));
         assert!(p.is_empty(), "{p}");
         assert_eq!(p.unchanged.len(), d.containers.len());
+        assert_eq!(
+            p.already_ready, p.unchanged,
+            "healthy containers need no wait"
+        );
         assert!(p.to_string().contains("nothing to do"));
     }
 

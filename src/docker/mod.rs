@@ -241,8 +241,9 @@ pub struct LogLine {
 }
 
 impl DockerClient {
-    /// Connects, negotiates the API version (the daemon may be older than bollard's default) and
-    /// pings, so that every later failure is about an object, not about reaching Docker.
+    /// Connects and negotiates the API version (the daemon may be older than bollard's default);
+    /// that first request doubles as the ping, so every later failure is about an object, not
+    /// about reaching Docker.
     pub async fn connect() -> Result<DockerClient> {
         let address = DaemonAddress::from_env();
         let docker = Docker::connect_with_defaults().map_err(|e| DockerError::BadHost {
@@ -254,10 +255,6 @@ impl DockerClient {
             Ok(d) => d,
             Err(e) => return Err(connect_error(&address, e)),
         };
-        docker
-            .ping()
-            .await
-            .map_err(|e| connect_error(&address, e))?;
         Ok(DockerClient { docker, address })
     }
 
