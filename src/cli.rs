@@ -67,6 +67,8 @@ pub enum Command {
     /// Inject a fault under load (kill an instance, stop the Redis master) and measure what
     /// clients saw; exit 1 when a budget is exceeded.
     Drill(DrillArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -205,4 +207,11 @@ pub struct DrillArgs {
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

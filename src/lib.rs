@@ -81,5 +81,6 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Logs(args) => commands::logs::run(&g, args).await,
         Command::Down(args) => commands::down::run(&g, args).await,
         Command::Drill(args) => commands::drill::run(&g, args).await,
+        Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -391,3 +391,16 @@ fn compose_v2_accepts_the_rendered_file() {
         }
     }
 }
+
+#[test]
+fn completions_are_printed_for_every_shell() {
+    let d = Dir::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        d.cmd()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("scale"));
+    }
+    d.cmd().args(["completions", "tcsh"]).assert().code(2);
+}

@@ -1,6 +1,7 @@
 //! One file per subcommand. Each only turns its arguments into the operation's inputs, calls
 //! the operation, and reports; the operations live in the modules named in lib.rs.
 
+pub mod completions;
 pub mod down;
 pub mod drill;
 pub mod init;
