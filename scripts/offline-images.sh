@@ -13,10 +13,11 @@
 # daemon. The Debian mirror is the one apt on this machine is configured with.
 #
 # usage: scripts/offline-images.sh [--force] [--no-app] [-q]
+#        (RADAR_OFFLINE_PREFIX=name builds name/{base,nginx,redis,postgres}:bookworm instead)
 set -euo pipefail
 
 usage() {
-  sed -n '2,/^# usage:/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "${BASH_SOURCE[0]}"
   cat <<'EOF'
   --force    rebuild every image, even when it exists and is up to date
   --no-app   do not run scripts/build-app-image.sh afterwards
@@ -40,7 +41,9 @@ done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 contexts=$here/offline-images
 suite=bookworm
-prefix=radar-offline
+# RADAR_OFFLINE_PREFIX names another set of images (e.g. to time a cold build, or to build a
+# candidate without moving the tags that running tests use).
+prefix=${RADAR_OFFLINE_PREFIX:-radar-offline}
 base_image=$prefix/base:$suite
 label=io.radar-deploy.offline
 hash_label=io.radar-deploy.offline.inputs
@@ -53,6 +56,9 @@ packages=(nginx-light redis-server redis-sentinel postgresql curl ca-certificate
 
 log() { [[ $quiet == 1 ]] || echo "offline-images: [${SECONDS}s] $*" >&2; }
 die() { echo "offline-images: error: $*" >&2; exit 2; }
+
+[[ $prefix =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] \
+  || die "RADAR_OFFLINE_PREFIX='$prefix' is not a valid image repository name"
 
 # The legacy builder works with every docker CLI/daemon pair seen here (no buildx plugin needed).
 export DOCKER_BUILDKIT=0
