@@ -101,6 +101,8 @@ pub async fn run(
             return Err(e);
         }
     };
+    // Any answer from the instance to a request sent from now on comes from a new process.
+    let dead_ms = load.now_ms();
     progress(&format!("{alias} ({}) {}", target.name, how.describe()));
     timeline.push(Event {
         at_ms: fault_at_ms,
@@ -158,8 +160,12 @@ pub async fn run(
             }
             _ => {}
         }
-        if let (Some(d), None) = (down, serving) {
-            if load.live.last_success_of(&alias).is_some_and(|t| t > d) {
+        if let (Some(_), None) = (down, serving) {
+            if load
+                .live
+                .last_success_of(&alias)
+                .is_some_and(|t| t > dead_ms)
+            {
                 serving = Some(now);
                 progress(&format!("{alias} answers through nginx again"));
             }
@@ -191,7 +197,7 @@ pub async fn run(
 
     // Exact times from the samples rather than the poll: the first answer from the restarted
     // instance.
-    let served_at = down.and_then(|d| first_served_by(&result.samples, &alias, d));
+    let served_at = first_served_by(&result.samples, &alias, dead_ms);
     if let Some(t) = served_at {
         timeline.push(Event {
             at_ms: t,

@@ -33,7 +33,9 @@ pub struct LoadOptions {
 /// What the drill can read while the load runs.
 #[derive(Debug, Default)]
 pub struct Live {
-    /// Per instance id: when it last answered successfully (ms since the load started).
+    /// Per instance id: when the latest request it answered successfully was sent (ms since
+    /// the load started). Send times, because an answer sent before a crash may still arrive
+    /// after it.
     last_success: Mutex<HashMap<String, u64>>,
     pub sent: AtomicU64,
     pub failed: AtomicU64,
@@ -188,7 +190,7 @@ async fn client_loop(
         live.sent.fetch_add(1, Ordering::Relaxed);
         match &result {
             Ok(instance) => {
-                live.record_success(instance.as_deref(), done_ms);
+                live.record_success(instance.as_deref(), sent_ms);
                 if is_session_client {
                     live.session_last_ok.fetch_max(done_ms, Ordering::SeqCst);
                 }

@@ -371,11 +371,12 @@ fn assemble(opts: &Options, m: Measured) -> Report {
     }
 }
 
-/// The first successful answer from `instance` that arrived after `after_ms`.
+/// When the first successful answer from `instance` to a request sent after `after_ms`
+/// arrived.
 fn first_served_by(samples: &[stats::Sample], instance: &str, after_ms: u64) -> Option<u64> {
     samples
         .iter()
-        .filter(|s| s.done_ms > after_ms)
+        .filter(|s| s.sent_ms > after_ms)
         .filter(|s| matches!(&s.result, Ok(Some(id)) if id == instance))
         .map(|s| s.done_ms)
         .min()

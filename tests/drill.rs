@@ -1,0 +1,258 @@
+//! `drill` against a real stack brought up by `radar-deploy up`: an instance crash under load
+//! fails no request; with `--ha`, a stopped Redis master costs at most the session-outage
+//! budget and no session loses its counter; afterwards `verify` passes again. Also: `drill
+//! redis` without Sentinels cannot run (exit 2).
+//!
+//! Needs the Docker daemon and the offline images (`scripts/offline-images.sh`); fails, never
+//! skips, without them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+const OFFLINE_IMAGES: &str = "NGINX_IMAGE=radar-offline/nginx:bookworm\n\
+    REDIS_IMAGE=radar-offline/redis:bookworm\nPOSTGRES_IMAGE=radar-offline/postgres:bookworm\n";
+
+/// The drills measure timing: one stack at a time, so they do not compete for the CPU.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// A stack under a unique project name, removed on drop — also when a test fails.
+struct Stack {
+    project: String,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn up(tag: &str, ha: bool) -> Stack {
+        let out = run(Command::new("docker").arg("info"));
+        assert!(
+            out.status.success(),
+            "the Docker daemon is unreachable: these tests need it (they never skip)"
+        );
+        let stack = Stack {
+            project: format!("rdd-{tag}-{}", std::process::id()),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = run(stack.cli().arg("init"));
+        assert!(out.status.success(), "init: {}", text(&out));
+        let env = stack.env_file();
+        let mut env_text = std::fs::read_to_string(&env).unwrap();
+        env_text.push_str(OFFLINE_IMAGES);
+        env_text.push_str(&format!("HTTP_PORT={}\n", free_port()));
+        std::fs::write(&env, env_text).unwrap();
+        let mut up = stack.cli();
+        // verify is not part of what these tests prove (and is run, targeted, after drills).
+        up.args(["up", "--timeout", "180", "--no-verify"]);
+        if ha {
+            up.arg("--ha");
+        }
+        let out = run(&mut up);
+        assert!(
+            out.status.success(),
+            "radar-deploy up failed (are the offline images built? scripts/offline-images.sh):\n{}",
+            text(&out)
+        );
+        stack
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    fn cli(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_radar-deploy"));
+        c.current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RADAR_ENV_FILE")
+            .args(["--project", &self.project]);
+        c
+    }
+
+    /// Runs a drill with `--format json`; returns the exit code, the report and all output.
+    fn drill(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let out = run(self
+            .cli()
+            .arg("drill")
+            .args(args)
+            .args(["--format", "json"]));
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code().unwrap_or(-1), report, text(&out))
+    }
+
+    /// After a drill, the checks it is about pass again (the drill leaves the deployment as
+    /// it found it). Retried for a while: Docker's healthchecks and Sentinel need a moment.
+    fn verify_shows_passed(&self, ha: bool, checks: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let mut c = self.cli();
+            c.arg("verify");
+            if ha {
+                c.arg("--ha");
+            }
+            let out = text(&run(&mut c));
+            let missing: Vec<&&str> = checks
+                .iter()
+                .filter(|name| {
+                    !out.lines()
+                        .any(|l| l.starts_with('✓') && l.contains(**name))
+                })
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after the drill, verify does not pass {missing:?}:\n{out}"
+            );
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.cli().args(["down", "--volumes"]).output();
+        // Whatever `down` left behind, by the project label only.
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        for (list, remove) in [
+            (vec!["ps", "-aq"], vec!["rm", "-f", "-v"]),
+            (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+            (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
+        ] {
+            if let Ok(out) = Command::new("docker")
+                .args(&list)
+                .args(["--filter", &label])
+                .output()
+            {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(&remove).arg(id).output();
+                }
+            }
+        }
+    }
+}
+
+fn ms(v: &serde_json::Value) -> String {
+    v.as_u64()
+        .map_or_else(|| "-".into(), |ms| format!("{:.2} s", ms as f64 / 1000.0))
+}
+
+#[test]
+fn an_instance_crash_under_load_fails_no_request() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Stack::up("inst", false);
+
+    let (code, r, out) = s.drill(&["instance", "--duration", "10"]);
+    assert_eq!(code, 0, "drill instance:\n{out}");
+    assert_eq!(r["passed"], true, "{out}");
+    assert_eq!(r["failures"]["total"], 0, "{out}");
+    assert_eq!(
+        r["recovery"]["target"], "app-3",
+        "the highest numbered instance"
+    );
+    assert!(r["recovery"]["healthy_after_ms"].is_u64(), "{out}");
+    assert!(r["recovery"]["time_to_full_health_ms"].is_u64(), "{out}");
+    assert_eq!(r["session"]["integrity"]["intact"], true, "{out}");
+    assert!(r["load"]["requests"].as_u64().unwrap() > 100, "{out}");
+    eprintln!(
+        "drill instance: {} requests, {} failed, longest gap {} (worst client {}), healthy after {}, serving through nginx after {}, full health after {}",
+        r["load"]["requests"],
+        r["failures"]["total"],
+        ms(&r["longest_gap"]["ms"]),
+        ms(&r["client_gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["ms"].as_u64().unwrap())
+            .max()
+            .into()),
+        ms(&r["recovery"]["healthy_after_ms"]),
+        ms(&r["recovery"]["serving_after_ms"]),
+        ms(&r["recovery"]["time_to_full_health_ms"]),
+    );
+    s.verify_shows_passed(false, &["app-3 is healthy", "app-3 is ready"]);
+
+    // Without Sentinels the Redis drill cannot run: exit 2, saying why.
+    let (code, _, out) = s.drill(&["redis"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no Sentinels"), "{out}");
+
+    // A budget that cannot hold is a failed drill (exit 1), with the text report naming it.
+    let out = run(s.cli().args([
+        "drill",
+        "instance",
+        "--duration",
+        "3",
+        "--max-outage-ms",
+        "0",
+        "--max-failed",
+        "100000",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("FAIL") && l.contains("longest gap (worst client)")),
+        "{report}"
+    );
+    assert!(
+        report.contains("Drill failed: 1 budget exceeded."),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_redis_failover_keeps_the_session_outage_under_budget_and_the_counter_intact() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Stack::up("redis", true);
+
+    let (code, r, out) = s.drill(&["redis", "--duration", "15"]);
+    assert_eq!(code, 0, "drill redis:\n{out}");
+    assert_eq!(r["passed"], true, "{out}");
+    let outage = r["recovery"]["session_outage_ms"].as_u64().unwrap();
+    assert!(outage <= 7000, "session outage {outage} ms:\n{out}");
+    assert_eq!(r["session"]["integrity"]["intact"], true, "{out}");
+    assert_eq!(r["recovery"]["target"], "redis");
+    assert_eq!(r["recovery"]["new_master"], "redis-replica");
+    assert!(
+        r["recovery"]["old_master_rejoined_after_ms"].is_u64(),
+        "{out}"
+    );
+    eprintln!(
+        "drill redis: {} requests, {} failed, session outage {}, promoted after {}, sessions back after {}, old master rejoined after {} (restarted at {})",
+        r["load"]["requests"],
+        r["failures"]["total"],
+        ms(&r["recovery"]["session_outage_ms"]),
+        ms(&r["recovery"]["promoted_after_ms"]),
+        ms(&r["recovery"]["sessions_back_after_ms"]),
+        ms(&r["recovery"]["old_master_rejoined_after_ms"]),
+        ms(&r["recovery"]["old_master_restarted_after_ms"]),
+    );
+    // The deployment is whole again: the old master is a linked replica, the quorum holds.
+    s.verify_shows_passed(
+        true,
+        &[
+            "Sentinels agree on the master",
+            "Sentinel quorum",
+            "Replica linked to the master",
+        ],
+    );
+}
