@@ -107,17 +107,23 @@ async fn preflight_images(client: &DockerClient, d: &Deployment, ui: &Ui) -> Res
             );
         }
         pull(client, &c.image, ui).await.map_err(|e| {
-            anyhow!(
-                "cannot pull {image} (set by {var}): {e}\n  fix: check the name and the registry; \
-                 without a registry, build local stand-ins with `scripts/offline-images.sh` and set \
-                 {var} to one (e.g. {var}=radar-offline/{svc}:bookworm)",
-                image = c.image,
-                svc = match c.role {
-                    Role::Postgres => "postgres",
-                    Role::Nginx => "nginx",
-                    _ => "redis",
-                }
-            )
+            let fix = match c.role {
+                Role::App => format!(
+                    "check the name, or make the image available to this Docker host \
+                     (push it to a registry it reaches, or build/load it here), or unset {var} \
+                     to deploy the reference app"
+                ),
+                role => format!(
+                    "check the name and the registry; without a registry, build local stand-ins \
+                     with `scripts/offline-images.sh` and set {var}=radar-offline/{svc}:bookworm",
+                    svc = match role {
+                        Role::Postgres => "postgres",
+                        Role::Nginx => "nginx",
+                        _ => "redis",
+                    }
+                ),
+            };
+            anyhow!("cannot pull {} (set by {var}): {e}\n  fix: {fix}", c.image)
         })?;
     }
     Ok(())

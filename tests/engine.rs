@@ -294,3 +294,36 @@ fn an_interrupted_up_is_finished_by_the_next_up() {
     let again = p.ok(&["up", "--instances", "2", "--no-verify"]);
     assert!(again.contains("0 steps applied"), "{again}");
 }
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_named_with_its_variable_and_nothing_is_created() {
+    let p = Project::new("NGINX_IMAGE=example.invalid/radar-test/nginx:0\n");
+    let out = p.run(&["up", "--no-verify"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot pull example.invalid/radar-test/nginx:0 (set by NGINX_IMAGE)"),
+        "{all}"
+    );
+    assert!(stderr.contains("scripts/offline-images.sh"), "{all}");
+    assert_eq!(p.leftovers(), (0, 0, 0), "preflight must create nothing");
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_2_with_what_to_do() {
+    let p = Project::new("");
+    let out = p
+        .command(&["status"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the Docker daemon at tcp://127.0.0.1:1"),
+        "{all}"
+    );
+    assert!(stderr.contains("fix:"), "{all}");
+}

@@ -246,10 +246,7 @@ impl DockerClient {
     /// about reaching Docker.
     pub async fn connect() -> Result<DockerClient> {
         let address = DaemonAddress::from_env();
-        let docker = Docker::connect_with_defaults().map_err(|e| DockerError::BadHost {
-            host: address.host.clone(),
-            detail: e.to_string(),
-        })?;
+        let docker = Docker::connect_with_defaults().map_err(|e| connect_error(&address, e))?;
         let docker = docker.with_timeout(Duration::from_secs(600));
         let docker = match docker.negotiate_version().await {
             Ok(d) => d,
@@ -472,15 +469,63 @@ impl DockerClient {
 
     /// Creates (does not start) the container for `c`; returns its id.
     pub async fn create_container(&self, d: &Deployment, c: &Container) -> Result<String> {
-        let name = d.container_name(c);
-        let body = spec::container_body(d, c);
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.create_container_as(d, c, &d.container_name(c), &[])
+            .await
+    }
+
+    /// Creates the container for `c` under another name and with more network aliases: the
+    /// replacement of a running instance, which cannot have its name yet.
+    pub async fn create_container_as(
+        &self,
+        d: &Deployment,
+        c: &Container,
+        name: &str,
+        extra_aliases: &[String],
+    ) -> Result<String> {
+        let body = spec::container_body(d, c, extra_aliases);
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
         let created = self
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| DockerError::from_bollard("container", &name, e))?;
+            .map_err(|e| DockerError::from_bollard("container", name, e))?;
         Ok(created.id)
+    }
+
+    /// Renames a container (running or not); its network aliases stay as they are.
+    pub async fn rename(&self, container: &str, new_name: &str) -> Result<()> {
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default()
+            .name(new_name)
+            .build();
+        self.docker
+            .rename_container(container, opts)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", container, e))
+    }
+
+    /// nginx's worker processes inside its container, as (pid, shutting down): a graceful
+    /// reload starts new workers and tells the old ones to finish their requests and exit,
+    /// which they show in their process title. Read from /proc with bash alone, which the
+    /// official (Debian) nginx image has; no ps needed.
+    pub async fn nginx_workers(&self, container: &str) -> Result<Vec<(u32, bool)>> {
+        const SCRIPT: &str = r#"for d in /proc/[0-9]*; do c=; read -r -d '' c 2>/dev/null < "$d/cmdline"; case "$c" in "nginx: worker process"*) echo "${d#/proc/} $c";; esac; done; true"#;
+        let (code, out) = self
+            .exec(container, &["bash".into(), "-c".into(), SCRIPT.into()])
+            .await?;
+        if code != 0 {
+            return Err(DockerError::Other {
+                kind: "container",
+                name: container.into(),
+                message: format!("listing nginx's workers failed (exit {code}): {}", out.trim()),
+            });
+        }
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (pid, title) = l.split_once(' ')?;
+                Some((pid.parse().ok()?, title.contains("shutting down")))
+            })
+            .collect())
     }
 
     /// Extracts a tar archive at `/` inside the container (works while it is only created).
@@ -850,7 +895,12 @@ fn split_image(image: &str) -> (&str, &str) {
 fn connect_error(address: &DaemonAddress, e: bollard::errors::Error) -> DockerError {
     let detail = error_chain(&e);
     let lower = detail.to_lowercase();
-    if lower.contains("permission denied") {
+    if let bollard::errors::Error::SocketNotFoundError(path) = &e {
+        DockerError::Unreachable {
+            host: address.host.clone(),
+            detail: format!("no socket at {path} (is Docker installed and running?)"),
+        }
+    } else if lower.contains("permission denied") {
         DockerError::PermissionDenied {
             host: address.host.clone(),
         }

@@ -41,7 +41,13 @@ pub fn labels(d: &Deployment, c: &Container) -> HashMap<String, String> {
     l
 }
 
-pub fn container_body(d: &Deployment, c: &Container) -> ContainerCreateBody {
+/// `extra_aliases`: network aliases beyond the container's own (a rolling replacement's
+/// temporary one).
+pub fn container_body(
+    d: &Deployment,
+    c: &Container,
+    extra_aliases: &[String],
+) -> ContainerCreateBody {
     let ms = |v: u64| Some(v as i64 * MS_TO_NS);
     let exposed: Vec<String> = c
         .published
@@ -106,7 +112,11 @@ pub fn container_body(d: &Deployment, c: &Container) -> ContainerCreateBody {
             endpoints_config: Some(HashMap::from([(
                 d.network.clone(),
                 EndpointSettings {
-                    aliases: Some(vec![c.alias.clone()]),
+                    aliases: Some(
+                        std::iter::once(c.alias.clone())
+                            .chain(extra_aliases.iter().cloned())
+                            .collect(),
+                    ),
                     ..Default::default()
                 },
             )])),
