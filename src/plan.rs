@@ -5,40 +5,11 @@
 //! creation) decides recreation; the reload hash (nginx.conf) decides a reload in place, so
 //! scaling changes nginx's upstream list without recreating nginx, and a second `up` with
 //! nothing changed plans nothing.
-//!
-//! A plan has two parts, and the order that keeps every client request answered lives here:
-//!
-//! 1. **Converge** (at once): network, volumes, and one step per container, each started only
-//!    when the containers in its `after` list are ready. nginx's reload is `after` every app
-//!    instance, so a new instance is healthy before it joins the upstream (scale up).
-//! 2. **Then, one at a time**: what must not overlap. An instance leaves the upstream (the
-//!    reload above), nginx's old workers finish the requests they sent it (`Drain`), and only
-//!    then is it stopped (`Remove`; the app also drains on SIGTERM). A running instance whose
-//!    configuration changed is replaced in a rolling way, one instance at a time, with the
-//!    capacity never below the instance count:
-//!    - `StartNext`: its replacement starts as `{name}-next`, with the instance's alias plus an
-//!      alias of its own (`app-2-<hash>`), and must become healthy. nginx resolves names only
-//!      when it loads its config, so the shared alias sends it nothing yet. Not healthy in
-//!      time: the replacement is removed, the old instance never noticed, the run stops.
-//!    - `Reload` with the replacement's own alias in place of the old one's, `Drain`, then
-//!      `Remove` the old one: requests move over before anything stops.
-//!    - `Rename` the replacement to the instance's name, and `Reload` the desired nginx.conf:
-//!      the shared alias now resolves to the replacement alone, so nothing moves.
-//!
-//!    Replacing in place (out of the upstream, recreate, back in) would be simpler but runs
-//!    one instance short, and a single instance would leave nothing to serve.
-//!
-//! An interrupted run is finished by the next one from what it finds: a leftover `-next`
-//! container is removed like any container not wanted (after the reload and the drain), and
-//! a transitional nginx.conf differs from the desired one, so it is reloaded.
 
 use std::fmt;
 
 use crate::desired::{Container, Deployment, Role};
 use crate::observed::{ContainerState, Health, Observed};
-
-/// The suffix of a replacement's temporary container name.
-pub const NEXT_SUFFIX: &str = "-next";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -63,46 +34,21 @@ pub enum Action {
         name: String,
         alias: String,
     },
-    /// Stop and remove the old container, then as [`Action::Create`]. Only for containers that
-    /// serve no client directly, or app instances that are not running.
+    /// Stop and remove the old container, then as [`Action::Create`].
     Recreate {
         name: String,
         alias: String,
     },
-    /// Upload the reloadable files, check them (`nginx -t`), then reload in place; done when
-    /// every worker of the previous config has been told to finish, so no new request is
-    /// routed by the old config afterwards. `upstream`: `None` for the desired nginx.conf,
-    /// else the hosts of a transitional upstream.
+    /// Upload the reloadable files, check them (`nginx -t`), then reload in place.
     Reload {
         name: String,
         alias: String,
-        upstream: Option<Vec<String>>,
     },
-    /// Wait (bounded by nginx's `worker_shutdown_timeout`) until nginx's workers of the
-    /// previous config have finished their requests, to `instances` among others.
-    Drain {
-        name: String,
-        alias: String,
-        instances: Vec<String>,
-    },
-    /// Stop (SIGTERM, the app drains) and remove. Runs after nginx stopped routing to it.
+    /// Stop and remove. Runs after nginx has been reloaded, so no request is sent to an
+    /// instance that is going away.
     Remove {
         name: String,
         alias: String,
-    },
-    /// Create the replacement `name` of the running `replaces` with the desired config of
-    /// instance `alias`, with the extra network alias `next_alias`, start it and wait until
-    /// it is healthy; when it is not in time, remove it and stop the run.
-    StartNext {
-        name: String,
-        alias: String,
-        next_alias: String,
-        replaces: String,
-    },
-    /// The replacement takes the instance's name.
-    Rename {
-        from: String,
-        to: String,
     },
 }
 
@@ -110,17 +56,12 @@ pub enum Action {
 pub struct Step {
     pub action: Action,
     pub reason: String,
-    /// Converge steps only: aliases of the containers that must be ready first.
-    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub project: String,
-    /// Every step, in order: the first `sequential_from` converge at once (each after the
-    /// containers it names), the rest run one at a time, in order.
     pub steps: Vec<Step>,
-    pub sequential_from: usize,
     /// Containers already as desired.
     pub unchanged: Vec<String>,
     /// Of those, the ones Docker already reports ready (running and healthy): nothing to wait
@@ -133,19 +74,9 @@ impl Plan {
         self.steps.is_empty()
     }
 
-    /// The steps that converge at once.
-    pub fn converge(&self) -> &[Step] {
-        &self.steps[..self.sequential_from]
-    }
-
-    /// The steps that run one at a time, after the converge steps.
-    pub fn sequence(&self) -> &[Step] {
-        &self.steps[self.sequential_from..]
-    }
-
-    /// The converge step for a container, by its name on the daemon.
+    /// The step for a container, by its name on the daemon.
     pub fn step_for(&self, container: &str) -> Option<&Step> {
-        self.converge().iter().find(|s| match &s.action {
+        self.steps.iter().find(|s| match &s.action {
             Action::Create { name, .. }
             | Action::Start { name, .. }
             | Action::Recreate { name, .. }
@@ -153,13 +84,13 @@ impl Plan {
             _ => false,
         })
     }
-}
 
-/// How the plan changes one desired container.
-enum Change {
-    Step(Step),
-    /// A running app instance whose configuration changed: replaced in the rolling sequence.
-    Roll { reason: String },
+    pub fn removals(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.steps.iter().filter_map(|s| match &s.action {
+            Action::Remove { name, alias } => Some((name.as_str(), alias.as_str())),
+            _ => None,
+        })
+    }
 }
 
 /// Compares the desired state with one snapshot of Docker and lists the steps between them.
@@ -167,37 +98,30 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
     let mut steps = Vec::new();
     let mut unchanged = Vec::new();
     let mut already_ready = Vec::new();
-    let mut rolls = Vec::new();
-    let step = |action: Action, reason: &str| Step {
-        action,
-        reason: reason.into(),
-        after: vec![],
-    };
     let network_missing = !observed.has_network(&desired.network);
     if network_missing {
-        steps.push(step(
-            Action::CreateNetwork {
+        steps.push(Step {
+            action: Action::CreateNetwork {
                 name: desired.network.clone(),
             },
-            "does not exist",
-        ));
+            reason: "does not exist".into(),
+        });
     }
     for volume in &desired.volumes {
         let name = desired.volume_name(volume);
         if !observed.has_volume(&name) {
-            steps.push(step(
-                Action::CreateVolume {
+            steps.push(Step {
+                action: Action::CreateVolume {
                     volume: volume.clone(),
                     name,
                 },
-                "does not exist",
-            ));
+                reason: "does not exist".into(),
+            });
         }
     }
     for c in &desired.containers {
-        match container_change(desired, observed, c, network_missing) {
-            Some(Change::Step(s)) => steps.push(s),
-            Some(Change::Roll { reason }) => rolls.push((c, reason)),
+        match container_step(desired, observed, c, network_missing) {
+            Some(step) => steps.push(step),
             None => {
                 let name = desired.container_name(c);
                 let ready = observed.container(&name).is_some_and(|o| {
@@ -212,41 +136,8 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
             }
         }
     }
-    // nginx's reload waits for the instances that are starting in this plan: the reason says
-    // which, as the order is the point.
-    let starting: Vec<String> = steps
-        .iter()
-        .filter_map(|s| match &s.action {
-            Action::Create { alias, .. }
-            | Action::Start { alias, .. }
-            | Action::Recreate { alias, .. } => Some(alias.clone()),
-            _ => None,
-        })
-        .collect();
-    for s in &mut steps {
-        if let Action::Reload { .. } = s.action {
-            let waits: Vec<&str> = s
-                .after
-                .iter()
-                .filter(|a| starting.contains(a))
-                .map(String::as_str)
-                .collect();
-            if !waits.is_empty() {
-                s.reason += &format!(", once {} {} ready", waits.join(", "), if waits.len() == 1 { "is" } else { "are" });
-            }
-        }
-    }
-    let sequential_from = steps.len();
-
     let app_count = desired.containers_of(Role::App).count();
     let ha = desired.containers_of(Role::Sentinel).next().is_some();
-    let nginx = desired.containers_of(Role::Nginx).next();
-    let nginx_running = nginx.is_some_and(|n| {
-        observed
-            .container(&desired.container_name(n))
-            .is_some_and(|o| o.state == ContainerState::Running)
-    });
-    let mut removals = Vec::new();
     for o in &observed.containers {
         if desired
             .containers
@@ -256,136 +147,35 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
             continue;
         }
         let reason = match o.role() {
-            Some("app") if o.name.ends_with(NEXT_SUFFIX) => {
-                "a replacement left by an interrupted run".to_string()
-            }
             Some("app") => format!("beyond the {app_count} app instances wanted"),
             Some("sentinel" | "redis-replica") if !ha => "HA is off".to_string(),
             _ => "not part of the desired state".to_string(),
         };
-        removals.push((o, reason));
-    }
-    // Instances leaving: the reload above took them out of the upstream; the old workers
-    // finish what they sent them before they are stopped.
-    let leaving: Vec<String> = removals
-        .iter()
-        .filter(|(o, _)| o.role() == Some(Role::App.service()))
-        .map(|(o, _)| o.alias())
-        .collect();
-    if let (Some(n), true, false) = (nginx, nginx_running, leaving.is_empty()) {
-        steps.push(step(
-            Action::Drain {
-                name: desired.container_name(n),
-                alias: n.alias.clone(),
-                instances: leaving,
-            },
-            "they leave the upstream",
-        ));
-    }
-    for (o, reason) in removals {
-        steps.push(step(
-            Action::Remove {
+        steps.push(Step {
+            action: Action::Remove {
                 name: o.name.clone(),
                 alias: o.alias(),
             },
-            &reason,
-        ));
-    }
-    if let Some(n) = nginx {
-        for (c, reason) in rolls {
-            rolling_steps(desired, n, c, &reason, &mut steps);
-        }
+            reason,
+        });
     }
     Plan {
         project: desired.project.clone(),
         steps,
-        sequential_from,
         unchanged,
         already_ready,
     }
 }
 
-/// The replacement of one running instance, in order (see the module comment).
-fn rolling_steps(d: &Deployment, nginx: &Container, c: &Container, reason: &str, steps: &mut Vec<Step>) {
-    let name = d.container_name(c);
-    let next = format!("{name}{NEXT_SUFFIX}");
-    let hash = d.config_hash(c);
-    let next_alias = format!("{}-{}", c.alias, &hash[..8.min(hash.len())]);
-    let nginx_name = d.container_name(nginx);
-    let step = |action: Action, reason: String| Step {
-        action,
-        reason,
-        after: vec![],
-    };
-    let transitional: Vec<String> = d
-        .upstream_hosts()
-        .into_iter()
-        .map(|h| if h == c.alias { next_alias.clone() } else { h })
-        .collect();
-    steps.push(step(
-        Action::StartNext {
-            name: next.clone(),
-            alias: c.alias.clone(),
-            next_alias: next_alias.clone(),
-            replaces: name.clone(),
-        },
-        format!("replaces {} ({reason})", c.alias),
-    ));
-    steps.push(step(
-        Action::Reload {
-            name: nginx_name.clone(),
-            alias: nginx.alias.clone(),
-            upstream: Some(transitional),
-        },
-        format!("{next_alias} in, {} out", c.alias),
-    ));
-    steps.push(step(
-        Action::Drain {
-            name: nginx_name.clone(),
-            alias: nginx.alias.clone(),
-            instances: vec![c.alias.clone()],
-        },
-        format!("the old {} leaves the upstream", c.alias),
-    ));
-    steps.push(step(
-        Action::Remove {
-            name: name.clone(),
-            alias: c.alias.clone(),
-        },
-        format!("replaced by {next}"),
-    ));
-    steps.push(step(
-        Action::Rename {
-            from: next,
-            to: name,
-        },
-        "the replacement takes the instance's name".into(),
-    ));
-    steps.push(step(
-        Action::Reload {
-            name: nginx_name,
-            alias: nginx.alias.clone(),
-            upstream: None,
-        },
-        format!("the desired nginx.conf again; {} now resolves to the replacement alone", c.alias),
-    ));
-}
-
-fn container_change(
+fn container_step(
     d: &Deployment,
     observed: &Observed,
     c: &Container,
     network_missing: bool,
-) -> Option<Change> {
+) -> Option<Step> {
     let name = d.container_name(c);
     let alias = c.alias.clone();
-    let step = |action: Action, reason: String| {
-        Some(Change::Step(Step {
-            action,
-            reason,
-            after: c.depends_on.clone(),
-        }))
-    };
+    let step = |action: Action, reason: String| Some(Step { action, reason });
     let Some(o) = observed.container(&name) else {
         return step(Action::Create { name, alias }, "does not exist".into());
     };
@@ -407,10 +197,6 @@ fn container_change(
             } else {
                 format!("configuration changed (config hash {have} → {want})")
             };
-            // A running instance serves clients: it is replaced, not recreated.
-            if c.role == Role::App && o.state == ContainerState::Running && !network_missing {
-                return Some(Change::Roll { reason: why });
-            }
             return recreate(why);
         }
         Some(_) => {}
@@ -439,11 +225,7 @@ fn container_change(
                 .map(|m| m.file.as_str())
                 .collect();
             return step(
-                Action::Reload {
-                    name,
-                    alias,
-                    upstream: None,
-                },
+                Action::Reload { name, alias },
                 format!("{} changed", files.join(", ")),
             );
         }
@@ -469,10 +251,7 @@ impl fmt::Display for Plan {
             if self.steps.len() == 1 { "" } else { "s" },
             self.unchanged.len()
         )?;
-        for (i, s) in self.steps.iter().enumerate() {
-            if i == self.sequential_from {
-                writeln!(f, "  then, one at a time:")?;
-            }
+        for s in &self.steps {
             let (sign, what) = match &s.action {
                 Action::CreateNetwork { name } => ("+", format!("create network {name}")),
                 Action::CreateVolume { name, .. } => ("+", format!("create volume {name}")),
@@ -481,32 +260,11 @@ impl fmt::Display for Plan {
                 }
                 Action::Start { name, alias } => (">", format!("start {name} ({alias})")),
                 Action::Recreate { name, alias } => ("~", format!("recreate {name} ({alias})")),
-                Action::Reload { name, alias, .. } => (
+                Action::Reload { name, alias } => (
                     "↻",
                     format!("reload {name} ({alias}): upload, check, reload in place"),
                 ),
-                Action::Drain {
-                    name,
-                    alias,
-                    instances,
-                } => (
-                    "⧗",
-                    format!(
-                        "drain {name} ({alias}): its previous workers finish their requests to {}",
-                        instances.join(", ")
-                    ),
-                ),
                 Action::Remove { name, alias } => ("-", format!("remove {name} ({alias})")),
-                Action::StartNext {
-                    name,
-                    alias,
-                    next_alias,
-                    ..
-                } => (
-                    "+",
-                    format!("start {name} ({alias}, {next_alias}) and wait until healthy"),
-                ),
-                Action::Rename { from, to } => ("=", format!("rename {from} → {to}")),
             };
             writeln!(f, "  {sign} {what}: {}", s.reason)?;
         }
