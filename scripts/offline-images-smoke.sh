@@ -9,9 +9,10 @@
 #                                                  2: environment problem)
 set -euo pipefail
 
-NGINX_IMAGE=${NGINX_IMAGE:-radar-offline/nginx:bookworm}
-REDIS_IMAGE=${REDIS_IMAGE:-radar-offline/redis:bookworm}
-POSTGRES_IMAGE=${POSTGRES_IMAGE:-radar-offline/postgres:bookworm}
+offline=${RADAR_OFFLINE_PREFIX:-radar-offline}
+NGINX_IMAGE=${NGINX_IMAGE:-$offline/nginx:bookworm}
+REDIS_IMAGE=${REDIS_IMAGE:-$offline/redis:bookworm}
+POSTGRES_IMAGE=${POSTGRES_IMAGE:-$offline/postgres:bookworm}
 verbose=0
 [[ ${1:-} == -v ]] && verbose=1
 
@@ -118,6 +119,17 @@ check "GET /health (answered by nginx) is 200" bash -c "http_get $ng /health | g
 check "GET /nginx_status (stub_status) is 200" bash -c "http_get $ng /nginx_status | grep -q ' 200 '"
 check "proxied GET through the keepalive upstream is 200" bash -c "http_get $ng /x | grep -q ' 200 '"
 check "STOPSIGNAL is SIGQUIT" bash -c "[[ \$(docker inspect -f '{{.Config.StopSignal}}' $ng) == SIGQUIT ]]"
+# /etc/nginx/templates/*.template are rendered with the environment into conf.d at start
+ngt=$p-nginx-templates
+docker create --label "$label" --name "$ngt" -e SMOKE_PORT=8088 "$NGINX_IMAGE" >/dev/null
+mkdir -p "$tmp/templates"
+printf 'server { listen ${SMOKE_PORT}; location / { return 200 "$host\\n"; } }\n' > "$tmp/templates/smoke.conf.template"
+docker cp "$tmp/templates/." "$ngt:/etc/nginx/templates/"
+docker start "$ngt" >/dev/null
+check "templates: envsubst of defined variables only, into conf.d" bash -c "
+  wait_for 20 docker exec $ngt grep -q 'listen 8088;' /etc/nginx/conf.d/smoke.conf &&
+  docker exec $ngt grep -qF 'return 200 \"\$host' /etc/nginx/conf.d/smoke.conf &&
+  wait_for 10 docker exec $ngt bash -c 'exec 3<>/dev/tcp/127.0.0.1/8088'"
 check "docker stop: graceful exit 0 within 5 s" bash -c "
   docker stop -t 5 $ng >/dev/null && [[ \$(docker inspect -f '{{.State.ExitCode}}' $ng) == 0 ]]"
 
