@@ -204,6 +204,16 @@ pub async fn run(
             what: format!("{alias} answered through nginx again"),
         });
     }
+    if let (Some(h), Some(s)) = (healthy, served_at) {
+        if s > h + 5000 {
+            notes.push(format!(
+                "nginx sent {alias} no request for {} after it was healthy again: it had marked \
+                 the instance failed (the `max_fails`/`fail_timeout` of its server line) and waits \
+                 out fail_timeout before trying it again",
+                stats::secs(s - h)
+            ));
+        }
+    }
     if !seen_before {
         notes.push(format!(
             "{alias} served none of the load before the fault (does the app report INSTANCE_ID as its instanceId?): \

@@ -147,48 +147,39 @@ pub fn text(r: &Report, ui: &Ui) -> String {
 
     let _ = writeln!(out, "{}", ui.bold("--- Recovery (after the fault) ---"));
     let rc = &r.recovery;
+    let mut rows: Vec<(String, String)> = vec![];
     match r.drill {
         Kind::Instance => {
-            let _ = writeln!(
-                out,
-                "  {} seen down        {}",
-                rc.target,
-                opt_secs(rc.down_after_ms)
-            );
-            let _ = writeln!(
-                out,
-                "  healthy again         {}",
-                opt_secs(rc.healthy_after_ms)
-            );
-            let _ = writeln!(
-                out,
-                "  serving through nginx {}",
-                opt_secs(rc.serving_after_ms)
-            );
+            rows.push((
+                format!("{} seen down", rc.target),
+                opt_secs(rc.down_after_ms),
+            ));
+            rows.push((
+                "healthy again (healthcheck)".into(),
+                opt_secs(rc.healthy_after_ms),
+            ));
+            rows.push((
+                "serving through nginx again".into(),
+                opt_secs(rc.serving_after_ms),
+            ));
         }
         Kind::Redis => {
-            let _ = writeln!(
-                out,
-                "  new master            {} after {}",
-                rc.new_master.as_deref().unwrap_or("none"),
-                opt_secs(rc.promoted_after_ms)
-            );
-            let _ = writeln!(
-                out,
-                "  sessions served again {}",
-                opt_secs(rc.sessions_back_after_ms)
-            );
-            let _ = writeln!(
-                out,
-                "  session outage        {}",
-                opt_secs(rc.session_outage_ms)
-            );
-            let _ = writeln!(
-                out,
-                "  {} restarted     {}",
-                rc.target,
-                opt_secs(rc.old_master_restarted_after_ms)
-            );
+            rows.push((
+                format!(
+                    "new master ({})",
+                    rc.new_master.as_deref().unwrap_or("none")
+                ),
+                opt_secs(rc.promoted_after_ms),
+            ));
+            rows.push((
+                "sessions served again".into(),
+                opt_secs(rc.sessions_back_after_ms),
+            ));
+            rows.push(("session outage".into(), opt_secs(rc.session_outage_ms)));
+            rows.push((
+                format!("old master {} restarted", rc.target),
+                opt_secs(rc.old_master_restarted_after_ms),
+            ));
             let rejoin = match (
                 rc.old_master_rejoined_after_ms,
                 rc.old_master_restarted_after_ms,
@@ -196,15 +187,22 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 (Some(j), Some(s)) => format!("{} ({} after its restart)", secs(j), secs(j - s)),
                 _ => "not reached".into(),
             };
-            let _ = writeln!(out, "  rejoined as replica   {rejoin}");
+            rows.push(("old master rejoined as replica".into(), rejoin));
         }
     }
-    let _ = writeln!(
-        out,
-        "  {}   {}",
-        ui.bold("time to full health"),
-        opt_secs(rc.time_to_full_health_ms)
-    );
+    rows.push((
+        "time to full health".into(),
+        opt_secs(rc.time_to_full_health_ms),
+    ));
+    let width = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (label, value) in rows {
+        let pad = " ".repeat(width - label.chars().count());
+        let _ = writeln!(out, "  {label}{pad}  {value}");
+    }
     let _ = writeln!(out);
 
     if !r.notes.is_empty() {
