@@ -10,6 +10,20 @@
 //! - `log`         stderr logging with rate-limited dependency errors
 //!
 //! Usage: `radar-app [serve]` runs the server; `radar-app healthcheck` probes a running one.
+//!
+//! Environment (secrets marked * are read from `NAME_FILE` when set, one trailing newline
+//! trimmed, else from `NAME`; they are never logged):
+//! - `PORT` (3000), `INSTANCE_ID` (default: the hostname)
+//! - `POSTGRES_HOST` (postgres), `POSTGRES_PORT` (5432), `POSTGRES_USER` (postgres),
+//!   `POSTGRES_DB` (= user), `POSTGRES_PASSWORD`*, `DB_POOL_SIZE` (5, 1..=100)
+//! - `REDIS_HOST` (redis), `REDIS_PORT` (6379), `REDIS_PASSWORD`*; or `REDIS_SENTINELS`
+//!   (`host:port,...`) with `REDIS_MASTER_NAME` (mymaster) and, if the Sentinels themselves
+//!   require one, `REDIS_SENTINEL_PASSWORD`*
+//! - `SESSION_SECRET`* and `ENCRYPTION_KEY`* (required, at least 16 characters),
+//!   `SESSION_TTL_SECONDS` (86400, refreshed on every request)
+//! - `RADAR_APP_DIAGNOSTICS=1` enables `GET /api/slow?ms=N` (off by default)
+//!
+//! Exit status: 0 after a clean shutdown, 2 for a configuration error or a port in use.
 
 mod config;
 mod healthcheck;

@@ -135,8 +135,11 @@ impl RedisStore {
             if dropped || readonly || err.is_timeout() || err.is_unrecoverable_error() {
                 self.inner.invalidate(current.generation);
             }
-            // Retry only what cannot have been applied twice: a command on a connection that was
-            // already gone, or one refused by a demoted master. A timeout may have been applied.
+            // Retry once, at once, what was almost certainly not applied: a command refused by a
+            // demoted master, or one on a connection found gone (Redis answers what it executed
+            // before it closes a connection, so only a crash between executing and answering
+            // could count twice: accepted, to follow a failover without failing the request).
+            // A timeout may well have been applied: never retried.
             if attempt == 1 && (readonly || (dropped && !err.is_timeout())) {
                 continue;
             }
