@@ -1095,6 +1095,19 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
 }
 
 #[test]
+fn sentinel_mode_falls_back_to_redis_host_when_no_sentinel_answers() {
+    let redis = start_redis(false);
+    let mut env = app_env(Some(&redis), None);
+    let nobody = free_port();
+    env.push(("REDIS_SENTINELS".into(), format!("127.0.0.1:{nobody}")));
+    let app = spawn_app("fallback", &env);
+    app.wait_redis();
+    let cookie = cookie_of(&session(&app, None));
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 2);
+    assert!(app.logs().contains("trying REDIS_HOST"), "{}", app.logs());
+}
+
+#[test]
 fn session_follows_a_manual_failover_that_demotes_the_live_master() {
     let set = SentinelSet::start();
     let app = spawn_app("manual-failover", &set.app_env());

@@ -52,6 +52,9 @@ pub enum RedisTarget {
     Sentinel {
         sentinels: Vec<HostPort>,
         master_name: String,
+        /// `REDIS_HOST`/`REDIS_PORT` when set explicitly: tried when no Sentinel answers, and
+        /// used only if it reports itself master (a demoted node never takes writes).
+        fallback: Option<HostPort>,
     },
 }
 
@@ -120,9 +123,11 @@ impl Config {
                 if sentinels.is_empty() {
                     problems.push("REDIS_SENTINELS is set but names no host:port".into());
                 }
+                let port = parse_or(&var, "REDIS_PORT", 6379u16, &mut problems);
                 RedisTarget::Sentinel {
                     sentinels,
                     master_name: var("REDIS_MASTER_NAME").unwrap_or_else(|| "mymaster".into()),
+                    fallback: var("REDIS_HOST").map(|host| HostPort { host, port }),
                 }
             }
             None => RedisTarget::Direct(HostPort {
@@ -288,11 +293,13 @@ mod tests {
         let RedisTarget::Sentinel {
             sentinels,
             master_name,
+            fallback,
         } = c.redis.target
         else {
             panic!("expected sentinel mode")
         };
         assert_eq!(master_name, "mymaster");
+        assert_eq!(fallback, None);
         let names: Vec<String> = sentinels.iter().map(ToString::to_string).collect();
         assert_eq!(names, ["s1:26379", "s2:26380", "s3:26379"]);
     }

@@ -48,6 +48,8 @@ struct Inner {
     next_generation: AtomicU64,
     /// The master last announced by `+switch-master` (every Sentinel sends it; log it once).
     announced: std::sync::Mutex<Option<HostPort>>,
+    /// When the fallback to `REDIS_HOST` was last logged (at most every 30 s).
+    fallback_logged: std::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,7 @@ impl RedisStore {
                 connecting: tokio::sync::Mutex::new(None),
                 next_generation: AtomicU64::new(1),
                 announced: std::sync::Mutex::new(None),
+                fallback_logged: std::sync::Mutex::new(None),
             }),
         };
         if let RedisTarget::Sentinel { sentinels, .. } = &cfg.target {
@@ -106,6 +109,7 @@ impl RedisStore {
             RedisTarget::Sentinel {
                 sentinels,
                 master_name,
+                ..
             } => {
                 let list: Vec<String> = sentinels.iter().map(ToString::to_string).collect();
                 format!(
@@ -232,13 +236,32 @@ impl Inner {
             RedisTarget::Sentinel {
                 sentinels,
                 master_name,
-            } => self.ask_sentinels(sentinels, master_name).await?,
+                fallback,
+            } => match (self.ask_sentinels(sentinels, master_name).await, fallback) {
+                (Ok(addr), _) => addr,
+                (Err(e), Some(fallback)) => {
+                    let mut logged = self
+                        .fallback_logged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                        log::info(format_args!(
+                            "{}; trying REDIS_HOST {fallback}",
+                            error_chain(&e)
+                        ));
+                        *logged = Some(Instant::now());
+                    }
+                    fallback.clone()
+                }
+                (Err(e), None) => return Err(e),
+            },
         };
         let mut conn = open(&addr, &self.redis_settings, CONNECT_TIMEOUT)
             .await
             .with_context(|| format!("connect to redis at {addr}"))?;
         if matches!(self.target, RedisTarget::Sentinel { .. }) {
-            // A Sentinel may still name the old master for a moment after a failover.
+            // A Sentinel may still name the old master for a moment after a failover, and the
+            // fallback address may be a demoted master.
             let role: Vec<redis::Value> = redis::cmd("ROLE")
                 .query_async(&mut conn)
                 .await
