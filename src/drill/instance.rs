@@ -181,6 +181,7 @@ pub async fn run(
             ));
             break;
         }
+        load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
     let result = load.stop().await;

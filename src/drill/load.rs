@@ -22,6 +22,7 @@ const PACE: Duration = Duration::from_millis(20);
 /// Longer than nginx's own retry budget (`proxy_next_upstream_timeout`): a retried request
 /// still counts as an answer, just a slow one, which the latency figures show.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(12);
+const TICK_MS: u64 = 5000;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -42,6 +43,7 @@ pub struct Live {
     /// The session client's last success and last failure (ms; 0 = none yet).
     pub session_last_ok: AtomicU64,
     pub session_last_failure: AtomicU64,
+    last_tick: AtomicU64,
 }
 
 impl Live {
@@ -121,6 +123,25 @@ impl Load {
     /// Milliseconds since the load started: the drill's clock.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// A running count for the progress lines, at most every few seconds.
+    pub fn tick(&self, progress: &dyn Fn(&str)) {
+        let now = self.now_ms();
+        let last = self.live.last_tick.load(Ordering::Relaxed);
+        if now >= last + TICK_MS
+            && self
+                .live
+                .last_tick
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            progress(&format!(
+                "{} requests so far, {} failed",
+                self.live.sent.load(Ordering::Relaxed),
+                self.live.failed.load(Ordering::Relaxed)
+            ));
+        }
     }
 
     /// Stops every client after its request in flight and collects what they saw.

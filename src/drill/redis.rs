@@ -126,6 +126,7 @@ pub async fn run(
                 break;
             }
         }
+        load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
 
@@ -146,6 +147,7 @@ pub async fn run(
                 sessions_back = true;
                 break;
             }
+            load.tick(progress);
             tokio::time::sleep(POLL).await;
         }
     }
@@ -176,6 +178,7 @@ pub async fn run(
                     rejoined = Some(now);
                     break;
                 }
+                load.tick(progress);
                 tokio::time::sleep(POLL).await;
             }
         }
@@ -192,6 +195,7 @@ pub async fn run(
     // Let the load run its full duration, so the steady state after the drill shows too.
     let duration_ms = opts.duration.as_millis() as u64;
     while load.now_ms() < duration_ms {
+        load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
     let result = load.stop().await;
