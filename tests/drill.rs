@@ -3,6 +3,11 @@
 //! budget and no session loses its counter; afterwards `verify` passes again. Also: `drill
 //! redis` without Sentinels cannot run (exit 2).
 //!
+//! `RADAR_DRILL_MAX_OUTAGE_MS` overrides the 7 s session-outage budget on a slow host. The Redis
+//! test also fails when the Sentinels split their first leader vote (all three see the master
+//! down in the same instant and vote for themselves): they retry after failover-timeout and
+//! the outage is then about 27 s — a real property of those settings, which the drill reports.
+//!
 //! Needs the Docker daemon and the offline images (`scripts/offline-images.sh`); fails, never
 //! skips, without them.
 
@@ -224,11 +229,17 @@ fn a_redis_failover_keeps_the_session_outage_under_budget_and_the_counter_intact
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = Stack::up("redis", true);
 
-    let (code, r, out) = s.drill(&["redis", "--duration", "15"]);
+    // The product's budget (7 s) unless a slow CI host sets its own; the default Sentinel
+    // settings (down-after 5 s) leave about 6.5 s as the floor.
+    let budget = std::env::var("RADAR_DRILL_MAX_OUTAGE_MS").unwrap_or_else(|_| "7000".into());
+    let (code, r, out) = s.drill(&["redis", "--duration", "15", "--max-outage-ms", &budget]);
     assert_eq!(code, 0, "drill redis:\n{out}");
     assert_eq!(r["passed"], true, "{out}");
     let outage = r["recovery"]["session_outage_ms"].as_u64().unwrap();
-    assert!(outage <= 7000, "session outage {outage} ms:\n{out}");
+    assert!(
+        outage <= budget.parse::<u64>().unwrap(),
+        "session outage {outage} ms:\n{out}"
+    );
     assert_eq!(r["session"]["integrity"]["intact"], true, "{out}");
     assert_eq!(r["recovery"]["target"], "redis");
     assert_eq!(r["recovery"]["new_master"], "redis-replica");
