@@ -2,9 +2,9 @@
 # Builds the reference app (`radar-app`) as a fully static binary and packages it FROM scratch as
 # radar-deploy/radar-app:<version> and :latest (DESIGN.md §5, §9).
 #
-# Idempotent: the image carries the binary's sha256 in a label; when an image with the same
-# digest already exists, the docker build is skipped (only the tags are refreshed). Cargo itself
-# rebuilds nothing when the sources did not change.
+# Idempotent: the image carries the sha256 of the binary and of the Dockerfile in labels; when an
+# image with the same two digests already exists, the docker build is skipped (only the tags are
+# refreshed). Cargo itself rebuilds nothing when the sources did not change.
 #
 # Environment: CARGO_TARGET_DIR (honoured), RADAR_APP_IMAGE (default radar-deploy/radar-app).
 set -euo pipefail
@@ -16,6 +16,7 @@ target=x86_64-unknown-linux-gnu
 image="${RADAR_APP_IMAGE:-radar-deploy/radar-app}"
 version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
 digest_label=io.radar-deploy.app.binary-sha256
+dockerfile_label=io.radar-deploy.app.dockerfile-sha256
 
 # crt-static links glibc statically: the binary runs in an empty image, and glibc's resolver
 # still resolves container names on a user-defined network (seen here, DESIGN.md §9).
@@ -30,9 +31,12 @@ if command -v readelf >/dev/null && readelf -l "$binary" | grep -q 'Requesting p
 fi
 
 digest="$(sha256sum "$binary" | cut -d' ' -f1)"
-existing="$(docker image inspect --format "{{ index .Config.Labels \"$digest_label\" }}" \
+dockerfile="$root/scripts/app-image/Dockerfile"
+dockerfile_digest="$(sha256sum "$dockerfile" | cut -d' ' -f1)"
+existing="$(docker image inspect \
+    --format "{{ index .Config.Labels \"$digest_label\" }} {{ index .Config.Labels \"$dockerfile_label\" }}" \
     "$image:$version" 2>/dev/null || true)"
-if [[ "$existing" == "$digest" ]]; then
+if [[ "$existing" == "$digest $dockerfile_digest" ]]; then
     docker tag "$image:$version" "$image:latest"
     echo "build-app-image: $image:$version is up to date (binary sha256 $digest)"
     exit 0
@@ -41,10 +45,12 @@ fi
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp "$binary" "$context/radar-app"
-cp "$root/scripts/app-image/Dockerfile" "$context/Dockerfile"
+cp "$dockerfile" "$context/Dockerfile"
+mkdir -p "$context/var/log/app"
 docker build \
     --build-arg "VERSION=$version" \
     --label "$digest_label=$digest" \
+    --label "$dockerfile_label=$dockerfile_digest" \
     --tag "$image:$version" \
     --tag "$image:latest" \
     "$context"

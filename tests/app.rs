@@ -252,6 +252,31 @@ impl Drop for Network {
     }
 }
 
+/// A named volume, removed when dropped (declare it before the containers that mount it).
+struct Volume {
+    name: String,
+}
+
+impl Volume {
+    fn create() -> Volume {
+        require_docker();
+        let name = unique_name("vol");
+        let label = format!("{TEST_LABEL}={}", run_id());
+        docker_ok(&["volume", "create", "--label", &label, &name]);
+        Volume { name }
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 fn start_redis(restartable: bool) -> Container {
     let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
     Container::start(
@@ -1018,6 +1043,7 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
     assert_eq!(config["Healthcheck"]["Test"][1], "/radar-app");
 
     let net = Network::create();
+    let logs = Volume::create();
     let redis_image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
     let pg_image = image(
         "RADAR_TEST_POSTGRES_IMAGE",
@@ -1053,8 +1079,10 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
         format!("SESSION_SECRET={SESSION_SECRET}"),
         format!("ENCRYPTION_KEY={ENCRYPTION_KEY}"),
         "INSTANCE_ID=image-1".to_string(),
+        "LOG_DIR=/var/log/app".to_string(),
     ];
-    let mut app_opts = vec!["--network", net.name.as_str()];
+    let log_mount = format!("{}:/var/log/app", logs.name);
+    let mut app_opts = vec!["--network", net.name.as_str(), "-v", &log_mount];
     for e in &env {
         app_opts.extend(["-e", e.as_str()]);
     }
@@ -1092,6 +1120,22 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
     assert!(stopping.elapsed() < Duration::from_secs(5), "slow stop");
     let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", &app.name]);
     assert_eq!(code, "0", "{}", app.logs());
+
+    // The non-root user could write its log volume (read it back through a data-store image).
+    let copy = docker_ok(&[
+        "run",
+        "--rm",
+        "--label",
+        &format!("{TEST_LABEL}={}", run_id()),
+        "-v",
+        &log_mount,
+        "--entrypoint",
+        "cat",
+        &redis_image,
+        "/var/log/app/radar-app.log",
+    ]);
+    assert!(copy.contains("instance image-1 listening"), "{copy}");
+    assert!(copy.contains("SIGTERM received"), "{copy}");
 }
 
 #[test]

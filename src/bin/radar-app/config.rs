@@ -76,6 +76,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Enables `GET /api/slow`, a diagnostics endpoint for drain tests. Off by default.
     pub diagnostics: bool,
+    /// `LOG_DIR`: where to keep a copy of the log, if anywhere.
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 /// Minimum length of `SESSION_SECRET` and `ENCRYPTION_KEY`: an HMAC key shorter than this is
@@ -175,6 +177,7 @@ impl Config {
             session_secret: session_secret.expect("checked above"),
             session_ttl: Duration::from_secs(ttl_secs),
             diagnostics,
+            log_dir: var("LOG_DIR").map(Into::into),
         })
     }
 }

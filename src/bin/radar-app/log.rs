@@ -1,17 +1,43 @@
 //! Logging to stderr: startup, shutdown and dependency trouble. No per-request lines.
 //!
+//! When `LOG_DIR` names a writable directory (radar-deploy mounts each instance's own log volume
+//! there), every line also goes to `LOG_DIR/radar-app.log`. The volume is optional: a directory
+//! that cannot be written is reported once and otherwise ignored.
+//!
 //! Dependency errors are rate-limited per dependency: a Redis outage hit by every request (and by
 //! the monitor) would otherwise flood the log. A state change (up → down, down → up) is always
 //! logged at once; a repeated failure at most once per [`REPEAT_EVERY`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const REPEAT_EVERY: Duration = Duration::from_secs(30);
 
+static LOG_FILE: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Also appends to `dir/radar-app.log` from now on; returns why not when that fails.
+pub fn to_dir(dir: &Path) -> Result<(), String> {
+    let path = dir.join("radar-app.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = LOG_FILE.set(Mutex::new(file));
+    Ok(())
+}
+
 pub fn info(msg: impl std::fmt::Display) {
-    eprintln!("{} radar-app: {msg}", timestamp());
+    let line = format!("{} radar-app: {msg}", timestamp());
+    eprintln!("{line}");
+    if let Some(file) = LOG_FILE.get() {
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(file, "{line}");
+    }
 }
 
 /// Seconds since the epoch with milliseconds: no date crate needed, and `docker logs -t` adds a

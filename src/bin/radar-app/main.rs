@@ -21,7 +21,10 @@
 //!   require one, `REDIS_SENTINEL_PASSWORD`*
 //! - `SESSION_SECRET`* and `ENCRYPTION_KEY`* (required, at least 16 characters),
 //!   `SESSION_TTL_SECONDS` (86400, refreshed on every request)
+//! - `LOG_DIR`: also append the log to `LOG_DIR/radar-app.log` (if writable)
 //! - `RADAR_APP_DIAGNOSTICS=1` enables `GET /api/slow?ms=N` (off by default)
+//! - ignored: `GITHUB_TOKEN`, `LOG_LEVEL` (the app logs only startup, dependency changes and
+//!   shutdown)
 //!
 //! Exit status: 0 after a clean shutdown, 2 for a configuration error or a port in use.
 
@@ -79,6 +82,13 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = &cfg.log_dir {
+        if let Err(e) = log::to_dir(dir) {
+            log::info(format_args!(
+                "LOG_DIR: cannot write the log file ({e}); stderr only"
+            ));
+        }
+    }
     // Few workers: the app is I/O-bound and runs many instances per host.
     let workers = std::thread::available_parallelism()
         .map(|n| n.get().min(4))
