@@ -64,27 +64,32 @@ pub async fn up(d: &Deployment, opts: &UpOptions, ui: &Ui) -> Result<UpReport> {
         });
     }
     let _lock = lock(&client, &d.project, ui).await?;
-    let observed = Observed::snapshot(&client, &d.project).await?;
-    let plan = plan::plan(d, &observed);
-    if plan.is_empty() {
-        ui.detail(&plan.to_string());
-    } else {
-        ui.info(plan.to_string().trim_end());
-        preflight_images(&client, d, ui).await?;
-        preflight_port(&client, d, &observed)?;
-    }
-    let apply_opts = ApplyOptions {
-        timeout: opts.timeout,
+    let work = async {
+        let observed = Observed::snapshot(&client, &d.project).await?;
+        let plan = plan::plan(d, &observed);
+        if plan.is_empty() {
+            ui.detail(&plan.to_string());
+        } else {
+            ui.info(plan.to_string().trim_end());
+            preflight_images(&client, d, ui).await?;
+            preflight_port(&client, d, &observed)?;
+        }
+        let apply_opts = ApplyOptions {
+            timeout: opts.timeout,
+        };
+        apply::apply(&client, d, &plan, &apply_opts, ui).await?;
+        Ok::<_, anyhow::Error>(plan.steps.len())
     };
-    let run = apply::apply(&client, d, &plan, &apply_opts, ui);
-    tokio::select! {
-        r = run => r?,
+    // Ctrl-C drops whatever is in flight; the lock is released on the way out, and the next
+    // `up` plans from what it then finds (created-but-not-started containers are started).
+    let steps = tokio::select! {
+        r = work => r?,
         _ = tokio::signal::ctrl_c() => bail!(
             "interrupted: the stack is partly converged; run `radar-deploy up` again to finish"
         ),
-    }
+    };
     Ok(UpReport {
-        steps: plan.steps.len(),
+        steps,
         elapsed: t0.elapsed(),
     })
 }

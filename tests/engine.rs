@@ -257,7 +257,7 @@ fn an_app_that_never_becomes_healthy_fails_up_with_exit_2_and_its_logs() {
     let p = Project::new(&format!(
         "APP_IMAGE={redis}\nAPP_HEALTHCHECK='redis-cli -p 1 ping'\n"
     ));
-    let out = p.run(&["up", "--instances", "1", "--no-verify", "--timeout", "20"]);
+    let out = p.run(&["up", "--instances", "1", "--no-verify", "--timeout", "45"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -516,7 +516,10 @@ impl DockerClient {
             return Err(DockerError::Other {
                 kind: "container",
                 name: container.into(),
-                message: format!("listing nginx's workers failed (exit {code}): {}", out.trim()),
+                message: format!(
+                    "listing nginx's workers failed (exit {code}): {}",
+                    out.trim()
+                ),
             });
         }
         Ok(out
