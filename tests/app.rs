@@ -628,6 +628,45 @@ fn readiness_names_postgres_while_it_is_stopped_and_recovers_without_an_app_rest
 }
 
 #[test]
+fn postgres_connections_stay_within_db_pool_size() {
+    let redis = start_redis(false);
+    let pg = start_postgres(false);
+    let mut env = app_env(Some(&redis), Some(&pg));
+    env.retain(|(k, _)| k != "DB_POOL_SIZE");
+    env.push(("DB_POOL_SIZE".into(), "3".into()));
+    let app = spawn_app("pool", &env);
+    app.wait_ready(Duration::from_secs(30), &[&redis, &pg]);
+
+    let port = app.port;
+    let probes: Vec<_> = (0..24)
+        .map(|_| thread::spawn(move || get(port, "/health/ready", None).unwrap().status))
+        .collect();
+    for p in probes {
+        assert_eq!(p.join().unwrap(), 200);
+    }
+    let count = docker_ok(&[
+        "exec",
+        "-e",
+        &format!("PGPASSWORD={PG_PASSWORD}"),
+        &pg.name,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "radar",
+        "-d",
+        "radar",
+        "-tAc",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'radar-app%'",
+    ]);
+    let count: u32 = count.trim().parse().unwrap();
+    assert!(
+        (1..=3).contains(&count),
+        "{count} connections for DB_POOL_SIZE=3"
+    );
+}
+
+#[test]
 fn session_counter_is_shared_by_two_app_processes() {
     let redis = start_redis(false);
     let env = app_env(Some(&redis), None);
