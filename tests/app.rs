@@ -155,7 +155,9 @@ impl Container {
             };
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
-                if restartable && err.contains("already allocated") {
+                let port_taken =
+                    err.contains("already allocated") || err.contains("address already in use");
+                if restartable && port_taken {
                     continue;
                 }
                 panic!("docker {} failed: {}", full.join(" "), err.trim());
