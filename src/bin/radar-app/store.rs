@@ -32,6 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
 const RETRY_FLOOR: Duration = Duration::from_millis(200);
+const WATCH_PING_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -363,22 +364,40 @@ async fn open(
 }
 
 /// Follows one Sentinel's `+switch-master` channel for the life of the process, reconnecting
-/// after a second when the Sentinel goes away.
+/// after a second when the Sentinel goes away. A PING every [`WATCH_PING_EVERY`] finds a link
+/// that died silently (no FIN, e.g. a vanished host), which would otherwise wait forever.
 async fn watch_sentinel(inner: Arc<Inner>, sentinel: HostPort) {
     loop {
         let subscribed = async {
             let info = ConnectionAddr::Tcp(sentinel.host.clone(), sentinel.port)
                 .into_connection_info()?
                 .set_redis_settings(inner.sentinel_settings.clone());
-            let mut pubsub = Client::open(info)?.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            anyhow::Ok(pubsub)
+            let (mut sink, stream) = Client::open(info)?.get_async_pubsub().await?.split();
+            sink.subscribe("+switch-master").await?;
+            anyhow::Ok((sink, stream))
         };
-        if let Ok(Ok(pubsub)) = tokio::time::timeout(SENTINEL_TIMEOUT * 2, subscribed).await {
-            let mut messages = pubsub.into_on_message();
-            while let Some(msg) = messages.next().await {
-                if let Ok(payload) = msg.get_payload::<String>() {
-                    inner.on_switch_master(&sentinel, &payload).await;
+        if let Ok(Ok((mut sink, mut messages))) =
+            tokio::time::timeout(SENTINEL_TIMEOUT * 2, subscribed).await
+        {
+            let mut ping = tokio::time::interval(WATCH_PING_EVERY);
+            ping.tick().await;
+            loop {
+                tokio::select! {
+                    msg = messages.next() => {
+                        let Some(msg) = msg else { break };
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            inner.on_switch_master(&sentinel, &payload).await;
+                        }
+                    }
+                    _ = ping.tick() => {
+                        let pong = tokio::time::timeout(
+                            SENTINEL_TIMEOUT * 4,
+                            sink.ping::<redis::Value>(),
+                        );
+                        if !matches!(pong.await, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
                 }
             }
         }
