@@ -1,11 +1,11 @@
 //! Executes a [`Plan`]; makes no decisions of its own.
 //!
-//! Order comes from the model: every container waits until the containers it depends on
-//! (`depends_on`, by alias) are ready, so data stores start first, then the replica and
-//! Sentinels, then the app instances, then nginx; containers with no dependency between them
-//! are created and started in parallel. Every container of the desired state is waited for,
-//! changed or not, so `up` ends with the whole stack ready. Removals come last, after nginx
-//! has been reloaded without the instances being removed, so none of them gets new requests.
+//! The converge steps run at once: every container waits until the containers its step is
+//! `after` (by alias) are ready, so data stores start first, then the replica and Sentinels,
+//! then the app instances, then nginx; containers with no dependency between them are created
+//! and started in parallel. Every container of the desired state is waited for, changed or
+//! not, so the converge part ends with the whole stack ready. Then the plan's sequence runs,
+//! one step at a time: drains, removals and rolling replacements, in the plan's order.
 //! Every wait has its own deadline (`--timeout`).
 
 use std::collections::HashMap;
@@ -17,11 +17,20 @@ use tokio::sync::watch;
 
 use crate::desired::{Container, Deployment, Role};
 use crate::docker::{self, DockerClient, Readiness};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, Step};
 use crate::ui::Ui;
 
 /// Log lines shown when a container does not become ready.
 const FAILURE_LOG_LINES: u32 = 20;
+/// How long nginx may take to start the workers of a new config after `nginx -s reload`.
+const RELOAD_EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the workers of a previous config may take to finish their requests: nginx's
+/// `worker_shutdown_timeout` (templates/nginx.conf.j2) plus a margin; nginx closes what is
+/// left at that point, so waiting longer would gain nothing.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
+/// Grace period of a removed container: SIGTERM, then SIGKILL. The reference app drains in
+/// at most 9 s.
+const REMOVE_GRACE_SECS: u32 = 30;
 
 pub struct ApplyOptions {
     /// The deadline of each wait.
@@ -67,16 +76,141 @@ pub async fn apply(
         .map(|c| converge_container(client, d, plan, c, &ready, opts, ui, started));
     try_join_all(tasks).await?;
 
-    let removals = plan.removals().map(|(name, alias)| async move {
-        client
-            .stop_and_remove(name, 30)
-            .await
-            .with_context(|| format!("removing {name} ({alias})"))?;
-        ui.info(&format!("  - removed {name} ({alias})"));
-        Ok::<_, anyhow::Error>(())
-    });
-    try_join_all(removals).await?;
+    for step in plan.sequence() {
+        run_in_sequence(client, d, step, opts, ui).await?;
+    }
     Ok(())
+}
+
+/// One step of the plan's sequence; the next starts only when it is done.
+async fn run_in_sequence(
+    client: &DockerClient,
+    d: &Deployment,
+    step: &Step,
+    opts: &ApplyOptions,
+    ui: &Ui,
+) -> Result<()> {
+    match &step.action {
+        Action::StartNext {
+            name,
+            alias,
+            next_alias,
+            replaces,
+        } => {
+            let c = d
+                .containers
+                .iter()
+                .find(|c| &c.alias == alias)
+                .ok_or_else(|| anyhow!("{alias} is not part of the desired state"))?;
+            client
+                .create_container_as(d, c, name, std::slice::from_ref(next_alias))
+                .await?;
+            upload_files(client, d, c, name).await?;
+            client.start(name).await?;
+            let t0 = Instant::now();
+            if let Err(failure) = client
+                .wait_ready(name, &Readiness::of(c), t0 + opts.timeout)
+                .await
+            {
+                let err = not_ready_error(client, name, alias, failure, opts.timeout).await;
+                // Roll back: the replacement never joined the upstream, so removing it
+                // touches no request; the instance it was to replace keeps serving.
+                let removed = match client.stop_and_remove(name, REMOVE_GRACE_SECS).await {
+                    Ok(()) => format!("{name} was removed"),
+                    Err(e) => {
+                        format!("removing {name} failed too ({e}); `radar-deploy up` removes it")
+                    }
+                };
+                return Err(err.context(format!(
+                    "rolling update stopped: the replacement of {alias} did not become healthy; {removed}, {replaces} keeps serving with its old configuration (instances replaced before it keep their new one)"
+                )));
+            }
+            ui.info(&format!(
+                "  {} {alias}'s replacement {name} ready ({:.1}s)",
+                ui.green("✓"),
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        Action::Reload {
+            name,
+            upstream,
+            alias,
+        } => {
+            let c = d
+                .containers
+                .iter()
+                .find(|c| &d.container_name(c) == name)
+                .ok_or_else(|| anyhow!("{alias} is not part of the desired state"))?;
+            let variant = upstream.as_ref().map(|hosts| d.with_upstream(hosts));
+            reload(client, variant.as_ref().unwrap_or(d), c, name, ui).await?;
+            ui.detail(&format!("  reloaded {name}: {}", step.reason));
+        }
+        Action::Drain {
+            name, instances, ..
+        } => {
+            let t0 = Instant::now();
+            drain(client, name, ui).await?;
+            ui.detail(&format!(
+                "  drained {} ({:.1}s)",
+                instances.join(", "),
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        Action::Remove { name, alias } => {
+            client
+                .stop_and_remove(name, REMOVE_GRACE_SECS)
+                .await
+                .with_context(|| format!("removing {name} ({alias})"))?;
+            ui.info(&format!("  - removed {name} ({alias})"));
+        }
+        Action::Rename { from, to } => {
+            client
+                .rename(from, to)
+                .await
+                .with_context(|| format!("renaming {from} to {to}"))?;
+            ui.detail(&format!("  renamed {from} → {to}"));
+        }
+        Action::CreateNetwork { .. }
+        | Action::CreateVolume { .. }
+        | Action::Create { .. }
+        | Action::Start { .. }
+        | Action::Recreate { .. } => {
+            return Err(anyhow!(
+                "bug: a converge step in the plan's sequence: {:?}",
+                step.action
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Waits until no nginx worker of a previous config is left: they finish their requests in
+/// flight, then exit. Bounded: past [`DRAIN_TIMEOUT`] nginx has closed what was left anyway.
+async fn drain(client: &DockerClient, nginx: &str, ui: &Ui) -> Result<()> {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        match client.nginx_workers(nginx).await {
+            Ok(w) if !w.iter().any(|(_, shutting_down)| *shutting_down) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                // Without a way to look, wait the whole bound: slower, never unsafe.
+                ui.detail(&format!(
+                    "  cannot see nginx's workers ({e}); waiting {}s",
+                    DRAIN_TIMEOUT.as_secs()
+                ));
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            ui.info(&format!(
+                "  {nginx}: workers of the previous config still busy after {}s; continuing (nginx closes their connections now)",
+                DRAIN_TIMEOUT.as_secs()
+            ));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -103,10 +237,28 @@ async fn converge_container(
                 .with_context(|| format!("removing the old {name} to recreate it"))?;
             create_with_files(client, d, c).await?;
         }
-        Some(Action::Start { .. }) => upload_files(client, d, c, &name).await?,
+        Some(Action::Start { .. }) => match upload_files(client, d, c, &name).await {
+            // Docker rolls back a create whose request was cut off (Ctrl-C), possibly after
+            // the snapshot saw the container: then it is simply created again.
+            Err(e) if is_not_found(&e) => create_with_files(client, d, c).await?,
+            r => r?,
+        },
         _ => {}
     }
-    for dep in &c.depends_on {
+    // A running instance the sequence replaces serves as it is until then: not waited for,
+    // so an update can also fix instances that are unhealthy now.
+    if plan
+        .sequence()
+        .iter()
+        .any(|s| matches!(&s.action, Action::StartNext { replaces, .. } if *replaces == name))
+    {
+        if let Some(tx) = ready.get(c.alias.as_str()) {
+            tx.send_replace(true);
+        }
+        return Ok(());
+    }
+    let after = plan.step_for(&name).map_or(&[][..], |s| s.after.as_slice());
+    for dep in after {
         if let Some(tx) = ready.get(dep.as_str()) {
             let mut rx = tx.subscribe();
             // The sender lives in `ready` for the whole apply, so this only ends by the value.
@@ -118,7 +270,7 @@ async fn converge_container(
             client.start(&name).await?;
             ui.detail(&format!("  started {name}"));
         }
-        Some(Action::Reload { .. }) => reload(client, d, c, &name).await?,
+        Some(Action::Reload { .. }) => reload(client, d, c, &name, ui).await?,
         Some(_) | None => {}
     }
     if plan.already_ready.contains(&name) {
@@ -183,7 +335,13 @@ async fn upload_files(
 
 /// Stage the new files next to their targets, have nginx check them, and only then put them
 /// in place and reload: a bad config never replaces the one nginx is serving with.
-async fn reload(client: &DockerClient, d: &Deployment, c: &Container, name: &str) -> Result<()> {
+async fn reload(
+    client: &DockerClient,
+    d: &Deployment,
+    c: &Container,
+    name: &str,
+    ui: &Ui,
+) -> Result<()> {
     let Some(hash) = d.reload_hash(c) else {
         return Ok(());
     };
@@ -216,6 +374,9 @@ async fn reload(client: &DockerClient, d: &Deployment, c: &Container, name: &str
     client
         .upload(name, docker::file_tar(d, c, true, ""))
         .await?;
+    // `nginx -s reload` only signals the master: it returns before the new workers run.
+    // Whoever comes next (a drain, a stop) needs the old workers told to finish first.
+    let before = client.nginx_workers(name).await;
     let (code, out) = client
         .exec(name, &["nginx".into(), "-s".into(), "reload".into()])
         .await?;
@@ -225,10 +386,45 @@ async fn reload(client: &DockerClient, d: &Deployment, c: &Container, name: &str
             indent(&out)
         ));
     }
+    match before {
+        Ok(before) => wait_reload_in_effect(client, name, &before).await?,
+        Err(e) => {
+            ui.detail(&format!(
+                "  cannot see nginx's workers ({e}); giving the reload 1s"
+            ));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
     client
         .upload(name, docker::reload_marker_tar(&hash))
         .await?;
     Ok(())
+}
+
+/// Until none of the workers that ran before the reload still takes new requests: each is
+/// gone or shutting down (finishing what it has).
+async fn wait_reload_in_effect(
+    client: &DockerClient,
+    name: &str,
+    before: &[(u32, bool)],
+) -> Result<()> {
+    let deadline = Instant::now() + RELOAD_EFFECT_TIMEOUT;
+    loop {
+        let now = client.nginx_workers(name).await?;
+        let old_still_active = before
+            .iter()
+            .any(|(pid, was_down)| !was_down && now.iter().any(|(p, down)| p == pid && !down));
+        if !old_still_active {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow!(
+                "{name}: nginx did not apply the new configuration within {}s (its old workers still run)\n  fix: `radar-deploy logs nginx` shows why",
+                RELOAD_EFFECT_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn not_ready_error(
@@ -265,4 +461,11 @@ fn indent(text: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<docker::DockerError>()
+            .is_some_and(docker::DockerError::is_not_found)
+    })
 }

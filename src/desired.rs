@@ -40,6 +40,9 @@ pub struct Deployment {
     pub volumes: Vec<String>,
     pub secrets: Vec<SecretSpec>,
     pub files: Vec<ConfigFile>,
+    /// What nginx.conf is rendered from, kept so a rolling replacement can render the
+    /// transitional upstream ([`Deployment::with_upstream`]).
+    pub nginx: templates::NginxVars,
 }
 
 /// What a container does, once started; decides the start order and what "ready" means.
@@ -199,6 +202,34 @@ impl Deployment {
         hex::encode(&h.finalize()[..16])
     }
 
+    /// The same deployment with nginx's upstream naming `hosts` (network aliases) instead of
+    /// the instances' own aliases: the transitional config of a rolling replacement, in which
+    /// a new instance serves under an alias of its own while the one it replaces is out.
+    pub fn with_upstream(&self, hosts: &[String]) -> Deployment {
+        let mut d = self.clone();
+        let port = self.nginx.instances.first().map_or(3000, |u| u.port);
+        d.nginx.instances = hosts
+            .iter()
+            .map(|h| templates::Upstream {
+                host: h.clone(),
+                port,
+            })
+            .collect();
+        if let Some(f) = d.files.iter_mut().find(|f| f.name == "nginx.conf") {
+            f.content = templates::nginx_conf(&d.nginx);
+        }
+        d
+    }
+
+    /// The aliases nginx's upstream names in the desired state, in order.
+    pub fn upstream_hosts(&self) -> Vec<String> {
+        self.nginx
+            .instances
+            .iter()
+            .map(|u| u.host.clone())
+            .collect()
+    }
+
     /// Hash of the reloadable files a container mounts (nginx.conf): when it differs from the
     /// running container's label, the engine uploads the file and reloads instead of recreating.
     pub fn reload_hash(&self, c: &Container) -> Option<String> {
@@ -352,6 +383,7 @@ pub fn build(cfg: &Config) -> Deployment {
         volumes,
         secrets,
         files,
+        nginx,
     }
 }
 

@@ -58,3 +58,107 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
         }
     })
 }
+
+/// Sets `name=value` in an existing env file, atomically and keeping everything else: every
+/// other line and comment, and the file's mode (0600 for a file holding secrets). Every
+/// assignment of `name` gets the value (dotenv's last one wins, so an earlier stale one would
+/// only mislead a reader); without one, the assignment is appended.
+pub fn set_var(path: &Path, name: &str, value: &str) -> Result<()> {
+    use anyhow::Context;
+    // Write where the file really is: replacing a symlink with a file would cut it loose.
+    let real =
+        std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&real)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = file_mode(&real)?;
+    let updated = set_assignment(&text, name, value);
+    fsutil::write_all_atomically(&[(real, updated)], mode)
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_path: &Path) -> Result<u32> {
+    Ok(0o600)
+}
+
+/// The env file text with `name` set to `value` (see [`set_var`]). Pure.
+pub fn set_assignment(text: &str, name: &str, value: &str) -> String {
+    let mut found = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|line| match split_assignment(line, name) {
+            Some((prefix, rest)) => {
+                found = true;
+                format!("{prefix}{value}{rest}")
+            }
+            None => line.to_string(),
+        })
+        .collect();
+    if !found {
+        out.push(format!("{name}={value}"));
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+/// For `  export NAME = old  # note`: (`  export NAME = `, `  # note`).
+fn split_assignment<'a>(line: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    let body = line.trim_start();
+    let body = body.strip_prefix("export ").map_or(body, str::trim_start);
+    let after_name = body.strip_prefix(name)?;
+    let after_eq = after_name.trim_start().strip_prefix('=')?;
+    let value_start = line.len() - after_eq.trim_start().len();
+    let value_len = line[value_start..]
+        .find(char::is_whitespace)
+        .unwrap_or(line.len() - value_start);
+    Some((&line[..value_start], &line[value_start + value_len..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_assignment_replaces_the_value_and_keeps_everything_else() {
+        let text =
+            "# header\nHTTP_PORT=80\nAPP_INSTANCES=3  # grows with traffic\n\nAPP_INSTANCESX=1\n";
+        assert_eq!(
+            set_assignment(text, "APP_INSTANCES", "5"),
+            "# header\nHTTP_PORT=80\nAPP_INSTANCES=5  # grows with traffic\n\nAPP_INSTANCESX=1\n"
+        );
+        assert_eq!(
+            set_assignment("export APP_INSTANCES = \"3\"\n", "APP_INSTANCES", "2"),
+            "export APP_INSTANCES = 2\n"
+        );
+    }
+
+    #[test]
+    fn set_assignment_appends_when_missing() {
+        assert_eq!(
+            set_assignment("A=1", "APP_INSTANCES", "4"),
+            "A=1\nAPP_INSTANCES=4\n"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn set_var_keeps_the_file_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        fsutil::write_private(&path, "SECRET=x\nAPP_INSTANCES=3\n", false).unwrap();
+        set_var(&path, "APP_INSTANCES", "7").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "SECRET=x\nAPP_INSTANCES=7\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,6 +1,7 @@
 //! The one module that speaks HTTP (reqwest): GETs with a deadline, with or without a cookie
 //! jar, returning plain data so verification stays testable without a network.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What came back from one request: enough evidence to explain a failure.
@@ -22,6 +23,35 @@ pub struct HttpError {
 /// Bodies are evidence in reports, not data: keep them short.
 const MAX_BODY: usize = 64 * 1024;
 
+/// GETs sent again because the server closed their keep-alive connection as they went out.
+static CLOSED_CONNECTION_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many GETs this process has sent again on a new connection because the server closed
+/// the kept-alive one as they went out (see [`HttpClient::new`]); reports show it.
+pub fn closed_connection_retries() -> u64 {
+    CLOSED_CONNECTION_RETRIES.load(Ordering::Relaxed)
+}
+
+/// The retry policy's scope: every host this client talks to.
+struct AnyHost;
+impl PartialEq<&str> for AnyHost {
+    fn eq(&self, _: &&str) -> bool {
+        true
+    }
+}
+
+/// hyper's wording when a connection closes before any response came back.
+fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.to_string() == "connection closed before message completed" {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
@@ -37,6 +67,25 @@ impl HttpClient {
             .cookie_store(cookies)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("radar-deploy/", env!("CARGO_PKG_VERSION")))
+            // A server may close an idle keep-alive connection at any time; nginx does on
+            // every reload (its old workers close their idle client connections). A GET that
+            // went out on such a connection at that moment got no answer and is sent once
+            // more on a new connection, as browsers, curl and Go's net/http do (RFC 9110
+            // 9.2.2 allows it for idempotent methods). Counted: `closed_connection_retries`.
+            .retry(
+                reqwest::retry::for_host(AnyHost)
+                    .max_retries_per_request(1)
+                    .classify_fn(|rr| {
+                        let idempotent =
+                            matches!(*rr.method(), reqwest::Method::GET | reqwest::Method::HEAD);
+                        if idempotent && rr.error().is_some_and(closed_before_response) {
+                            CLOSED_CONNECTION_RETRIES.fetch_add(1, Ordering::Relaxed);
+                            rr.retryable()
+                        } else {
+                            rr.success()
+                        }
+                    }),
+            )
             .build()
             .map_err(|e| HttpError {
                 url: String::new(),

@@ -17,9 +17,10 @@
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
+//! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
 //! | [`lock`] | per-project lock file (a second run waits, then names the holder) |
 //! | [`render`] | the `render` operation: write those files, all or none |
-//! | [`envfile`] | the `init` operation: an env file with generated secrets |
+//! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
 //! | [`fsutil`] | atomic file writes |
 //! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel |
 //! | [`drill`] | a fault under load (instance killed, Redis master stopped), measured and judged |
@@ -46,6 +47,7 @@ pub mod observed;
 pub mod outcome;
 pub mod plan;
 pub mod render;
+pub mod scale;
 pub mod templates;
 pub mod ui;
 pub mod verify;

@@ -5,11 +5,40 @@
 //! creation) decides recreation; the reload hash (nginx.conf) decides a reload in place, so
 //! scaling changes nginx's upstream list without recreating nginx, and a second `up` with
 //! nothing changed plans nothing.
+//!
+//! A plan has two parts, and the order that keeps every client request answered lives here:
+//!
+//! 1. **Converge** (at once): network, volumes, and one step per container, each started only
+//!    when the containers in its `after` list are ready. nginx's reload is `after` every app
+//!    instance, so a new instance is healthy before it joins the upstream (scale up).
+//! 2. **Then, one at a time**: what must not overlap. An instance leaves the upstream (the
+//!    reload above), nginx's old workers finish the requests they sent it (`Drain`), and only
+//!    then is it stopped (`Remove`; the app also drains on SIGTERM). A running instance whose
+//!    configuration changed is replaced in a rolling way, one instance at a time, with the
+//!    capacity never below the instance count:
+//!    - `StartNext`: its replacement starts as `{name}-next`, with the instance's alias plus an
+//!      alias of its own (`app-2-<hash>`), and must become healthy. nginx resolves names only
+//!      when it loads its config, so the shared alias sends it nothing yet. Not healthy in
+//!      time: the replacement is removed, the old instance never noticed, the run stops.
+//!    - `Reload` with the replacement's own alias in place of the old one's, `Drain`, then
+//!      `Remove` the old one: requests move over before anything stops.
+//!    - `Rename` the replacement to the instance's name, and `Reload` the desired nginx.conf:
+//!      the shared alias now resolves to the replacement alone, so nothing moves.
+//!
+//!    Replacing in place (out of the upstream, recreate, back in) would be simpler but runs
+//!    one instance short, and a single instance would leave nothing to serve.
+//!
+//! An interrupted run is finished by the next one from what it finds: a leftover `-next`
+//! container is removed like any container not wanted (after the reload and the drain), and
+//! a transitional nginx.conf differs from the desired one, so it is reloaded.
 
 use std::fmt;
 
 use crate::desired::{Container, Deployment, Role};
 use crate::observed::{ContainerState, Health, Observed};
+
+/// The suffix of a replacement's temporary container name.
+pub const NEXT_SUFFIX: &str = "-next";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -34,21 +63,46 @@ pub enum Action {
         name: String,
         alias: String,
     },
-    /// Stop and remove the old container, then as [`Action::Create`].
+    /// Stop and remove the old container, then as [`Action::Create`]. Only for containers that
+    /// serve no client directly, or app instances that are not running.
     Recreate {
         name: String,
         alias: String,
     },
-    /// Upload the reloadable files, check them (`nginx -t`), then reload in place.
+    /// Upload the reloadable files, check them (`nginx -t`), then reload in place; done when
+    /// every worker of the previous config has been told to finish, so no new request is
+    /// routed by the old config afterwards. `upstream`: `None` for the desired nginx.conf,
+    /// else the hosts of a transitional upstream.
     Reload {
         name: String,
         alias: String,
+        upstream: Option<Vec<String>>,
     },
-    /// Stop and remove. Runs after nginx has been reloaded, so no request is sent to an
-    /// instance that is going away.
+    /// Wait (bounded by nginx's `worker_shutdown_timeout`) until nginx's workers of the
+    /// previous config have finished their requests, to `instances` among others.
+    Drain {
+        name: String,
+        alias: String,
+        instances: Vec<String>,
+    },
+    /// Stop (SIGTERM, the app drains) and remove. Runs after nginx stopped routing to it.
     Remove {
         name: String,
         alias: String,
+    },
+    /// Create the replacement `name` of the running `replaces` with the desired config of
+    /// instance `alias`, with the extra network alias `next_alias`, start it and wait until
+    /// it is healthy; when it is not in time, remove it and stop the run.
+    StartNext {
+        name: String,
+        alias: String,
+        next_alias: String,
+        replaces: String,
+    },
+    /// The replacement takes the instance's name.
+    Rename {
+        from: String,
+        to: String,
     },
 }
 
@@ -56,12 +110,17 @@ pub enum Action {
 pub struct Step {
     pub action: Action,
     pub reason: String,
+    /// Converge steps only: aliases of the containers that must be ready first.
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub project: String,
+    /// Every step, in order: the first `sequential_from` converge at once (each after the
+    /// containers it names), the rest run one at a time, in order.
     pub steps: Vec<Step>,
+    pub sequential_from: usize,
     /// Containers already as desired.
     pub unchanged: Vec<String>,
     /// Of those, the ones Docker already reports ready (running and healthy): nothing to wait
@@ -74,9 +133,19 @@ impl Plan {
         self.steps.is_empty()
     }
 
-    /// The step for a container, by its name on the daemon.
+    /// The steps that converge at once.
+    pub fn converge(&self) -> &[Step] {
+        &self.steps[..self.sequential_from]
+    }
+
+    /// The steps that run one at a time, after the converge steps.
+    pub fn sequence(&self) -> &[Step] {
+        &self.steps[self.sequential_from..]
+    }
+
+    /// The converge step for a container, by its name on the daemon.
     pub fn step_for(&self, container: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| match &s.action {
+        self.converge().iter().find(|s| match &s.action {
             Action::Create { name, .. }
             | Action::Start { name, .. }
             | Action::Recreate { name, .. }
@@ -84,13 +153,15 @@ impl Plan {
             _ => false,
         })
     }
+}
 
-    pub fn removals(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.steps.iter().filter_map(|s| match &s.action {
-            Action::Remove { name, alias } => Some((name.as_str(), alias.as_str())),
-            _ => None,
-        })
-    }
+/// How the plan changes one desired container.
+enum Change {
+    Step(Step),
+    /// A running app instance whose configuration changed: replaced in the rolling sequence.
+    Roll {
+        reason: String,
+    },
 }
 
 /// Compares the desired state with one snapshot of Docker and lists the steps between them.
@@ -98,30 +169,37 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
     let mut steps = Vec::new();
     let mut unchanged = Vec::new();
     let mut already_ready = Vec::new();
+    let mut rolls = Vec::new();
+    let step = |action: Action, reason: &str| Step {
+        action,
+        reason: reason.into(),
+        after: vec![],
+    };
     let network_missing = !observed.has_network(&desired.network);
     if network_missing {
-        steps.push(Step {
-            action: Action::CreateNetwork {
+        steps.push(step(
+            Action::CreateNetwork {
                 name: desired.network.clone(),
             },
-            reason: "does not exist".into(),
-        });
+            "does not exist",
+        ));
     }
     for volume in &desired.volumes {
         let name = desired.volume_name(volume);
         if !observed.has_volume(&name) {
-            steps.push(Step {
-                action: Action::CreateVolume {
+            steps.push(step(
+                Action::CreateVolume {
                     volume: volume.clone(),
                     name,
                 },
-                reason: "does not exist".into(),
-            });
+                "does not exist",
+            ));
         }
     }
     for c in &desired.containers {
-        match container_step(desired, observed, c, network_missing) {
-            Some(step) => steps.push(step),
+        match container_change(desired, observed, c, network_missing) {
+            Some(Change::Step(s)) => steps.push(s),
+            Some(Change::Roll { reason }) => rolls.push((c, reason)),
             None => {
                 let name = desired.container_name(c);
                 let ready = observed.container(&name).is_some_and(|o| {
@@ -136,8 +214,45 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
             }
         }
     }
+    // nginx's reload waits for the instances that are starting in this plan: the reason says
+    // which, as the order is the point.
+    let starting: Vec<String> = steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Create { alias, .. }
+            | Action::Start { alias, .. }
+            | Action::Recreate { alias, .. } => Some(alias.clone()),
+            _ => None,
+        })
+        .collect();
+    for s in &mut steps {
+        if let Action::Reload { .. } = s.action {
+            let waits: Vec<&str> = s
+                .after
+                .iter()
+                .filter(|a| starting.contains(a))
+                .map(String::as_str)
+                .collect();
+            if !waits.is_empty() {
+                s.reason += &format!(
+                    ", once {} {} ready",
+                    waits.join(", "),
+                    if waits.len() == 1 { "is" } else { "are" }
+                );
+            }
+        }
+    }
+    let sequential_from = steps.len();
+
     let app_count = desired.containers_of(Role::App).count();
     let ha = desired.containers_of(Role::Sentinel).next().is_some();
+    let nginx = desired.containers_of(Role::Nginx).next();
+    let nginx_running = nginx.is_some_and(|n| {
+        observed
+            .container(&desired.container_name(n))
+            .is_some_and(|o| o.state == ContainerState::Running)
+    });
+    let mut removals = Vec::new();
     for o in &observed.containers {
         if desired
             .containers
@@ -147,35 +262,145 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
             continue;
         }
         let reason = match o.role() {
+            Some("app") if o.name.ends_with(NEXT_SUFFIX) => {
+                "a replacement left by an interrupted run".to_string()
+            }
             Some("app") => format!("beyond the {app_count} app instances wanted"),
             Some("sentinel" | "redis-replica") if !ha => "HA is off".to_string(),
             _ => "not part of the desired state".to_string(),
         };
-        steps.push(Step {
-            action: Action::Remove {
+        removals.push((o, reason));
+    }
+    // Instances leaving: the reload above took them out of the upstream; the old workers
+    // finish what they sent them before they are stopped.
+    let leaving: Vec<String> = removals
+        .iter()
+        .filter(|(o, _)| o.role() == Some(Role::App.service()))
+        .map(|(o, _)| o.alias())
+        .collect();
+    if let (Some(n), true, false) = (nginx, nginx_running, leaving.is_empty()) {
+        steps.push(step(
+            Action::Drain {
+                name: desired.container_name(n),
+                alias: n.alias.clone(),
+                instances: leaving,
+            },
+            "they leave the upstream",
+        ));
+    }
+    for (o, reason) in removals {
+        steps.push(step(
+            Action::Remove {
                 name: o.name.clone(),
                 alias: o.alias(),
             },
-            reason,
-        });
+            &reason,
+        ));
+    }
+    if let Some(n) = nginx {
+        for (c, reason) in rolls {
+            rolling_steps(desired, n, c, &reason, &mut steps);
+        }
     }
     Plan {
         project: desired.project.clone(),
         steps,
+        sequential_from,
         unchanged,
         already_ready,
     }
 }
 
-fn container_step(
+/// The replacement of one running instance, in order (see the module comment).
+fn rolling_steps(
+    d: &Deployment,
+    nginx: &Container,
+    c: &Container,
+    reason: &str,
+    steps: &mut Vec<Step>,
+) {
+    let name = d.container_name(c);
+    let next = format!("{name}{NEXT_SUFFIX}");
+    let hash = d.config_hash(c);
+    let next_alias = format!("{}-{}", c.alias, &hash[..8.min(hash.len())]);
+    let nginx_name = d.container_name(nginx);
+    let step = |action: Action, reason: String| Step {
+        action,
+        reason,
+        after: vec![],
+    };
+    let transitional: Vec<String> = d
+        .upstream_hosts()
+        .into_iter()
+        .map(|h| if h == c.alias { next_alias.clone() } else { h })
+        .collect();
+    steps.push(step(
+        Action::StartNext {
+            name: next.clone(),
+            alias: c.alias.clone(),
+            next_alias: next_alias.clone(),
+            replaces: name.clone(),
+        },
+        format!("replaces {} ({reason})", c.alias),
+    ));
+    steps.push(step(
+        Action::Reload {
+            name: nginx_name.clone(),
+            alias: nginx.alias.clone(),
+            upstream: Some(transitional),
+        },
+        format!("{next_alias} in, {} out", c.alias),
+    ));
+    steps.push(step(
+        Action::Drain {
+            name: nginx_name.clone(),
+            alias: nginx.alias.clone(),
+            instances: vec![c.alias.clone()],
+        },
+        format!("the old {} leaves the upstream", c.alias),
+    ));
+    steps.push(step(
+        Action::Remove {
+            name: name.clone(),
+            alias: c.alias.clone(),
+        },
+        format!("replaced by {next}"),
+    ));
+    steps.push(step(
+        Action::Rename {
+            from: next,
+            to: name,
+        },
+        "the replacement takes the instance's name".into(),
+    ));
+    steps.push(step(
+        Action::Reload {
+            name: nginx_name,
+            alias: nginx.alias.clone(),
+            upstream: None,
+        },
+        format!(
+            "the desired nginx.conf again; {} now resolves to the replacement alone",
+            c.alias
+        ),
+    ));
+}
+
+fn container_change(
     d: &Deployment,
     observed: &Observed,
     c: &Container,
     network_missing: bool,
-) -> Option<Step> {
+) -> Option<Change> {
     let name = d.container_name(c);
     let alias = c.alias.clone();
-    let step = |action: Action, reason: String| Some(Step { action, reason });
+    let step = |action: Action, reason: String| {
+        Some(Change::Step(Step {
+            action,
+            reason,
+            after: c.depends_on.clone(),
+        }))
+    };
     let Some(o) = observed.container(&name) else {
         return step(Action::Create { name, alias }, "does not exist".into());
     };
@@ -197,6 +422,10 @@ fn container_step(
             } else {
                 format!("configuration changed (config hash {have} → {want})")
             };
+            // A running instance serves clients: it is replaced, not recreated.
+            if c.role == Role::App && o.state == ContainerState::Running && !network_missing {
+                return Some(Change::Roll { reason: why });
+            }
             return recreate(why);
         }
         Some(_) => {}
@@ -225,7 +454,11 @@ fn container_step(
                 .map(|m| m.file.as_str())
                 .collect();
             return step(
-                Action::Reload { name, alias },
+                Action::Reload {
+                    name,
+                    alias,
+                    upstream: None,
+                },
                 format!("{} changed", files.join(", ")),
             );
         }
@@ -251,7 +484,10 @@ impl fmt::Display for Plan {
             if self.steps.len() == 1 { "" } else { "s" },
             self.unchanged.len()
         )?;
-        for s in &self.steps {
+        for (i, s) in self.steps.iter().enumerate() {
+            if i == self.sequential_from {
+                writeln!(f, "  then, one at a time:")?;
+            }
             let (sign, what) = match &s.action {
                 Action::CreateNetwork { name } => ("+", format!("create network {name}")),
                 Action::CreateVolume { name, .. } => ("+", format!("create volume {name}")),
@@ -260,11 +496,32 @@ impl fmt::Display for Plan {
                 }
                 Action::Start { name, alias } => (">", format!("start {name} ({alias})")),
                 Action::Recreate { name, alias } => ("~", format!("recreate {name} ({alias})")),
-                Action::Reload { name, alias } => (
+                Action::Reload { name, alias, .. } => (
                     "↻",
                     format!("reload {name} ({alias}): upload, check, reload in place"),
                 ),
+                Action::Drain {
+                    name,
+                    alias,
+                    instances,
+                } => (
+                    "⧗",
+                    format!(
+                        "drain {name} ({alias}): its previous workers finish their requests to {}",
+                        instances.join(", ")
+                    ),
+                ),
                 Action::Remove { name, alias } => ("-", format!("remove {name} ({alias})")),
+                Action::StartNext {
+                    name,
+                    alias,
+                    next_alias,
+                    ..
+                } => (
+                    "+",
+                    format!("start {name} ({alias}, {next_alias}) and wait until healthy"),
+                ),
+                Action::Rename { from, to } => ("=", format!("rename {from} → {to}")),
             };
             writeln!(f, "  {sign} {what}: {}", s.reason)?;
         }
@@ -366,16 +623,121 @@ mod tests {
     }
 
     #[test]
-    fn app_image_change_recreates_only_the_app_instances() {
+    fn app_image_change_replaces_running_instances_one_at_a_time() {
         let before = desired::build(&config("", false));
         let after = desired::build(&config("APP_IMAGE=example/app:2\n", false));
         let p = plan(&after, &running(&before));
+        let mut want = vec!["then, one at a time:".to_string()];
+        for (n, app) in (1..=3).zip(after.containers_of(Role::App)) {
+            // Each instance's own alias comes from its config hash (INSTANCE_ID differs).
+            let h = &after.config_hash(app)[..8];
+            let hosts: Vec<String> = (1..=3)
+                .map(|i| {
+                    if i == n {
+                        format!("app-{i}-{h}")
+                    } else {
+                        format!("app-{i}")
+                    }
+                })
+                .collect();
+            assert!(p.steps.iter().any(|s| s.action
+                == Action::Reload {
+                    name: "reporadar-nginx-1".into(),
+                    alias: "nginx".into(),
+                    upstream: Some(hosts.clone()),
+                }));
+            want.extend([
+                format!("+ start reporadar-app-{n}-next (app-{n}, app-{n}-{h}) and wait until healthy: replaces app-{n} (image radar-deploy/radar-app:0.1.0 → example/app:2)"),
+                format!("↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: app-{n}-{h} in, app-{n} out"),
+                format!("⧗ drain reporadar-nginx-1 (nginx): its previous workers finish their requests to app-{n}: the old app-{n} leaves the upstream"),
+                format!("- remove reporadar-app-{n} (app-{n}): replaced by reporadar-app-{n}-next"),
+                format!("= rename reporadar-app-{n}-next → reporadar-app-{n}: the replacement takes the instance's name"),
+                format!("↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: the desired nginx.conf again; app-{n} now resolves to the replacement alone"),
+            ]);
+        }
+        assert_eq!(lines(&p), want);
+        assert_eq!(p.sequential_from, 0, "nothing converges at once");
+    }
+
+    #[test]
+    fn a_stopped_instance_with_a_changed_image_is_simply_recreated() {
+        let before = desired::build(&config("", false));
+        let after = desired::build(&config("APP_IMAGE=example/app:2\n", false));
+        let mut observed = running(&before);
+        for c in &mut observed.containers {
+            if c.name.ends_with("app-2") {
+                c.state = ContainerState::Exited;
+            }
+        }
+        let p = plan(&after, &observed);
         assert_eq!(
-            lines(&p),
+            lines(&p)[0],
+            "~ recreate reporadar-app-2 (app-2): image radar-deploy/radar-app:0.1.0 → example/app:2"
+        );
+        let replaced: Vec<&str> = p
+            .sequence()
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::StartNext { alias, .. } => Some(alias.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replaced, ["app-1", "app-3"]);
+    }
+
+    #[test]
+    fn a_replacement_is_healthy_and_in_the_upstream_before_the_old_instance_stops() {
+        let before = desired::build(&config("APP_INSTANCES=1\n", false));
+        let after = desired::build(&config("APP_INSTANCES=1\nAPP_ENV_X=1\n", false));
+        let p = plan(&after, &running(&before));
+        let kinds: Vec<&str> = p
+            .sequence()
+            .iter()
+            .map(|s| match &s.action {
+                Action::StartNext { .. } => "start next (waits healthy)",
+                Action::Reload {
+                    upstream: Some(_), ..
+                } => "reload: next in, old out",
+                Action::Drain { .. } => "drain",
+                Action::Remove { .. } => "stop old",
+                Action::Rename { .. } => "rename",
+                Action::Reload { upstream: None, .. } => "reload: desired",
+                _ => "other",
+            })
+            .collect();
+        // A single instance too: its replacement serves before it stops.
+        assert_eq!(
+            kinds,
             [
-                "~ recreate reporadar-app-1 (app-1): image radar-deploy/radar-app:0.1.0 → example/app:2",
-                "~ recreate reporadar-app-2 (app-2): image radar-deploy/radar-app:0.1.0 → example/app:2",
-                "~ recreate reporadar-app-3 (app-3): image radar-deploy/radar-app:0.1.0 → example/app:2",
+                "start next (waits healthy)",
+                "reload: next in, old out",
+                "drain",
+                "stop old",
+                "rename",
+                "reload: desired"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leftover_replacement_of_an_interrupted_run_is_removed_after_the_reload_and_drain() {
+        let d = desired::build(&config("", false));
+        let mut observed = running(&d);
+        let mut next = observed.containers[2].clone();
+        next.name = format!("{}-next", next.name);
+        observed.containers.push(next);
+        for o in &mut observed.containers {
+            if o.role() == Some("nginx") {
+                o.applied_reload_hash = Some("transitional".into());
+            }
+        }
+        assert_eq!(
+            lines(&plan(&d, &observed)),
+            [
+                "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed",
+                "then, one at a time:",
+                "⧗ drain reporadar-nginx-1 (nginx): its previous workers finish their requests to app-1: they leave the upstream",
+                "- remove reporadar-app-1-next (app-1): a replacement left by an interrupted run",
             ]
         );
     }
@@ -417,9 +779,14 @@ mod tests {
                 "+ create volume reporadar_app-5-logs: does not exist",
                 "+ create and start reporadar-app-4 (app-4): does not exist",
                 "+ create and start reporadar-app-5 (app-5): does not exist",
-                "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed",
+                "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed, once app-4, app-5 are ready",
             ]
         );
+        // The order is data: the reload waits for the new instances to be healthy.
+        let reload = p.step_for("reporadar-nginx-1").unwrap();
+        assert!(reload.after.contains(&"app-4".to_string()));
+        assert!(reload.after.contains(&"app-5".to_string()));
+        assert!(p.sequence().is_empty());
     }
 
     #[test]
@@ -431,9 +798,18 @@ mod tests {
             lines(&p),
             [
                 "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed",
+                "then, one at a time:",
+                "⧗ drain reporadar-nginx-1 (nginx): its previous workers finish their requests to app-3: they leave the upstream",
                 "- remove reporadar-app-3 (app-3): beyond the 2 app instances wanted",
             ]
         );
+        // Reload (converge) before the drain, the drain before the stop.
+        assert!(matches!(
+            p.converge()[0].action,
+            Action::Reload { upstream: None, .. }
+        ));
+        assert!(matches!(p.sequence()[0].action, Action::Drain { .. }));
+        assert!(matches!(p.sequence()[1].action, Action::Remove { .. }));
     }
 
     #[test]
@@ -453,16 +829,16 @@ mod tests {
                 "{alias} in {l:#?}"
             );
         }
-        // The apps' environment gains the Sentinels: they are recreated; postgres, redis and
-        // nginx are untouched.
+        // The apps' environment gains the Sentinels: they are replaced one at a time, after
+        // the Sentinels are up; postgres, redis and nginx's own container are untouched.
         for n in 1..=3 {
             assert!(l
                 .iter()
-                .any(|s| s.starts_with(&format!("~ recreate reporadar-app-{n} "))));
+                .any(|s| s.starts_with(&format!("+ start reporadar-app-{n}-next "))));
         }
-        assert!(!l
-            .iter()
-            .any(|s| s.contains("postgres-1") || s.contains("redis-1") || s.contains("nginx")));
+        assert!(!l.iter().any(|s| s.contains("postgres-1")
+            || s.contains("redis-1")
+            || s.starts_with("~ recreate reporadar-nginx")));
     }
 
     #[test]
