@@ -75,6 +75,9 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         StatusFormat::Text => print!("{}", report::text(&r, &g.ui)),
         StatusFormat::Json => println!("{}", report::json(&r)),
     }
+    if r.interrupted {
+        bail!("interrupted (Ctrl-C): the drill stopped early and put the deployment back; its figures are incomplete");
+    }
     Ok(if r.passed {
         Outcome::Success
     } else {

@@ -10,8 +10,8 @@ use anyhow::{bail, Result};
 use super::load::Load;
 use super::stats;
 use super::{
-    assemble, first_served_by, instance_number, is_running, role_of, Event, Measured, Options,
-    Recovery, Report,
+    assemble, first_served_by, instance_number, interrupted, is_running, role_of, Event, Measured,
+    Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::{assess, Verdict};
@@ -88,6 +88,10 @@ pub async fn run(
         opts.concurrency, opts.url
     ));
     tokio::time::sleep(opts.warmup()).await;
+    if interrupted() {
+        load.stop().await;
+        bail!("interrupted (Ctrl-C) before the fault: nothing was changed");
+    }
     // The app reports INSTANCE_ID, which radar-deploy sets to the alias; an app that reports
     // something else cannot be followed through nginx, and the report says so.
     let seen_before = load.live.last_success_of(&alias).is_some();
@@ -172,6 +176,10 @@ pub async fn run(
         }
         let recovered = healthy.is_some() && (serving.is_some() || !seen_before);
         if recovered && now >= duration_ms {
+            break;
+        }
+        if interrupted() {
+            progress("interrupted (Ctrl-C): putting the deployment back");
             break;
         }
         if !recovered && Instant::now() >= deadline {

@@ -18,6 +18,7 @@ mod redis;
 pub mod report;
 pub mod stats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -157,6 +158,8 @@ pub struct Report {
     /// Things a person should know that are not a budget (e.g. a figure that could not be
     /// measured).
     pub notes: Vec<String>,
+    /// Stopped early by Ctrl-C: the figures are incomplete.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -170,8 +173,27 @@ impl Report {
     }
 }
 
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C was pressed: the drill stops waiting, puts the deployment back (a stopped master is
+/// started again) and reports what it measured so far.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Runs the drill. An error means it could not run (exit 2); budgets decide `passed`.
 pub async fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
+    let ctrl_c = tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+    });
+    let r = run_drill(opts, progress).await;
+    ctrl_c.abort();
+    r
+}
+
+async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     if opts.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -368,6 +390,7 @@ fn assemble(opts: &Options, m: Measured) -> Report {
         timeline,
         budgets: verdicts,
         notes,
+        interrupted: interrupted(),
     }
 }
 

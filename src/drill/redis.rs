@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Result};
 use super::load::Load;
 use super::stats;
 use super::{
-    assemble, instance_number, is_running, role_of, session_gap, Event, Measured, Options,
-    Recovery, Report,
+    assemble, instance_number, interrupted, is_running, role_of, session_gap, Event, Measured,
+    Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::DockerClient;
@@ -87,6 +87,10 @@ pub async fn run(
         opts.concurrency, opts.url
     ));
     tokio::time::sleep(opts.warmup()).await;
+    if interrupted() {
+        load.stop().await;
+        bail!("interrupted (Ctrl-C) before the fault: nothing was changed");
+    }
 
     let fault_at_ms = load.now_ms();
     let deadline = Instant::now() + opts.timeout;
@@ -112,7 +116,7 @@ pub async fn run(
     // 1. A Sentinel names another master.
     let mut promoted = None;
     let mut new_master = None;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !interrupted() {
         if let Ok(m) = ask_master(docker, &sentinels, &opts.master_name).await {
             if m != master_alias {
                 let now = load.now_ms();
@@ -133,7 +137,7 @@ pub async fn run(
     // 2. The app serves sessions again (seen by the session client).
     let mut sessions_back = false;
     if let Some(p) = promoted {
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !interrupted() {
             let ok = load
                 .live
                 .session_last_ok
@@ -167,7 +171,7 @@ pub async fn run(
             });
             // It may rejoin after the deadline of the failover; give it its own.
             let rejoin_deadline = Instant::now() + opts.timeout;
-            while Instant::now() < rejoin_deadline {
+            while Instant::now() < rejoin_deadline && !interrupted() {
                 if linked_replica(docker, &master.name).await {
                     let now = load.now_ms();
                     progress(&format!("{master_alias} rejoined as a replica"));
@@ -194,7 +198,7 @@ pub async fn run(
 
     // Let the load run its full duration, so the steady state after the drill shows too.
     let duration_ms = opts.duration.as_millis() as u64;
-    while load.now_ms() < duration_ms {
+    while load.now_ms() < duration_ms && !interrupted() {
         load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
