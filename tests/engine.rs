@@ -200,6 +200,17 @@ fn up_converges_reruns_touch_nothing_data_survives_down_and_down_volumes_leaves_
         .to_string();
     let (code, secret) = p.exec("postgres-1", &["cat", "/run/secrets/postgres_password"]);
     assert_eq!((code, secret.trim()), (0, pg_password.as_str()));
+    let names: Vec<String> = ids.iter().map(|(name, _)| name.clone()).collect();
+    let inspect = Command::new("docker")
+        .arg("inspect")
+        .args(&names)
+        .output()
+        .expect("docker inspect");
+    assert!(inspect.status.success());
+    assert!(
+        !String::from_utf8_lossy(&inspect.stdout).contains(&pg_password),
+        "a secret is visible in docker inspect"
+    );
 
     let sql = |q: &str| {
         p.exec(
