@@ -122,6 +122,9 @@ pub struct LoadSummary {
     pub requests: u64,
     pub succeeded: u64,
     pub requests_per_second: f64,
+    /// GETs the HTTP client sent once more on a new connection because the server closed the
+    /// kept-alive one as they went out (as browsers do); each counts as one request above.
+    pub resent_on_new_connection: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -374,6 +377,7 @@ fn assemble(opts: &Options, m: Measured) -> Report {
             } else {
                 0.0
             },
+            resent_on_new_connection: crate::http::closed_connection_retries(),
         },
         failures,
         latency: stats::latency(&result.samples),

@@ -68,6 +68,11 @@ pub fn text(r: &Report, ui: &Ui) -> String {
         r.load.requests, r.load.requests_per_second
     );
     let _ = writeln!(out, "  succeeded   {:>8}", r.load.succeeded);
+    let _ = writeln!(
+        out,
+        "  resent      {:>8}   (sent again on a new connection: the server closed the kept-alive one as it went out, as browsers retry)",
+        r.load.resent_on_new_connection
+    );
     let failed = if r.failures.total == 0 {
         ui.green("0")
     } else {
