@@ -643,9 +643,14 @@ fn postgres_connections_stay_within_db_pool_size() {
     let probes: Vec<_> = (0..24)
         .map(|_| thread::spawn(move || get(port, "/health/ready", None).unwrap().status))
         .collect();
-    for p in probes {
-        assert_eq!(p.join().unwrap(), 200);
-    }
+    // On a loaded machine a probe may wait its whole second for one of the 3 connections and
+    // answer 503: that is the bound working. The count below is what this test pins.
+    let statuses: Vec<u16> = probes.into_iter().map(|p| p.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
     let count = docker_ok(&[
         "exec",
         "-e",
