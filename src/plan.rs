@@ -660,6 +660,31 @@ mod tests {
     }
 
     #[test]
+    fn an_update_with_more_instances_adds_them_first_then_rolls_the_running_ones() {
+        let before = desired::build(&config("", false));
+        let after = desired::build(&config("APP_IMAGE=example/app:2\nAPP_INSTANCES=4\n", false));
+        let p = plan(&after, &running(&before));
+        let l = lines(&p);
+        assert_eq!(
+            l[..3],
+            [
+                "+ create volume reporadar_app-4-logs: does not exist",
+                "+ create and start reporadar-app-4 (app-4): does not exist",
+                "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed, once app-4 is ready",
+            ]
+        );
+        let replaced: Vec<&str> = p
+            .sequence()
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::StartNext { alias, .. } => Some(alias.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replaced, ["app-1", "app-2", "app-3"]);
+    }
+
+    #[test]
     fn a_stopped_instance_with_a_changed_image_is_simply_recreated() {
         let before = desired::build(&config("", false));
         let after = desired::build(&config("APP_IMAGE=example/app:2\n", false));
