@@ -238,9 +238,10 @@ async fn balancer_checks(opts: &Options, http: &HttpClient, jar: &HttpClient) ->
             .map(|path| endpoint_check(http, base, path)),
     );
     let distribution = distribute(http, base, opts.requests);
-    let sessions = session_samples(jar, base, opts.expected_instances.unwrap_or(3));
-    let (lb, endpoints, distribution, sessions) =
-        tokio::join!(lb_health, endpoint_checks, distribution, sessions);
+    let (lb, endpoints, distribution) = tokio::join!(lb_health, endpoint_checks, distribution);
+    // After the concurrent requests, not alongside them: with least_conn, requests in flight
+    // elsewhere would steer every session request to the one idle instance.
+    let sessions = session_samples(jar, base, opts.expected_instances.unwrap_or(3)).await;
 
     let mut checks = vec![];
     let lb_name = "Load balancer is healthy".to_string();
@@ -359,15 +360,25 @@ async fn distribute(http: &HttpClient, base: &str, requests: u32) -> Distributio
 }
 
 /// One cookie jar, requests one after another (the counter must rise by one each time).
+/// Continues past the planned number (up to twice) until two instances have served the
+/// session, so a balancer that happens to repeat an instance is not taken for a broken one.
 async fn session_samples(
     jar: &HttpClient,
     base: &str,
     instances: u32,
 ) -> Result<Vec<SessionSample>, String> {
     let url = format!("{base}/api/session");
-    let n = (2 * instances).clamp(6, 12);
-    let mut samples = Vec::with_capacity(n as usize);
-    for i in 1..=n {
+    let planned = (2 * instances).clamp(6, 12);
+    let mut samples: Vec<SessionSample> = Vec::with_capacity(planned as usize);
+    for i in 1..=2 * planned {
+        let served_by_two = samples.iter().any(|s| {
+            samples
+                .first()
+                .is_some_and(|f| f.instance_id != s.instance_id)
+        });
+        if i > planned && (served_by_two || instances < 2) {
+            break;
+        }
         let r = jar
             .get(&url)
             .await
