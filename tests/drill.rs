@@ -3,10 +3,10 @@
 //! budget and no session loses its counter; afterwards `verify` passes again. Also: `drill
 //! redis` without Sentinels cannot run (exit 2).
 //!
-//! `RADAR_DRILL_MAX_OUTAGE_MS` sets the test's session-outage bound (default 30 s, see below). The Redis
-//! test also fails when the Sentinels split their first leader vote (all three see the master
-//! down in the same instant and vote for themselves): they retry after failover-timeout and
-//! the outage is then about 27 s — a real property of those settings, which the drill reports.
+//! `RADAR_DRILL_MAX_OUTAGE_MS` sets the test's session-outage bound (default 30 s, see below).
+//! That bound also covers the Sentinels splitting their first leader vote (all three see the
+//! master down in the same instant and vote for themselves): they retry after failover-timeout
+//! and the outage is then about 27 s — a real property of those settings, which the drill reports.
 //!
 //! Needs the Docker daemon and the offline images (`scripts/offline-images.sh`); fails, never
 //! skips, without them.
