@@ -46,6 +46,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the stack runs: one Docker host, or the Docker Swarm the daemon belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Target {
+    /// Containers on this one Docker host (the default).
+    #[default]
+    Single,
+    /// Services on the Docker Swarm the daemon is a manager of.
+    Swarm,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write the env file with strong generated secrets (mode 0600).
@@ -80,6 +90,9 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// Directory to write the files into.
     #[arg(long, default_value = "docker", value_name = "DIR")]
     pub out: PathBuf,
@@ -90,6 +103,9 @@ pub struct RenderArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// Add a Redis replica and three Sentinels.
     #[arg(long)]
     pub ha: bool,
@@ -122,6 +138,9 @@ pub enum StatusFormat {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,
@@ -147,6 +166,9 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
 }
@@ -165,6 +187,9 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// Also delete the data volumes (Postgres and Redis data are lost).
     #[arg(long)]
     pub volumes: bool,

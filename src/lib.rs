@@ -12,6 +12,7 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
+//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`) |
 //! | [`docker`] | the only bollard user: Docker facade, project errors, readiness as data |
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
@@ -48,6 +49,7 @@ pub mod outcome;
 pub mod plan;
 pub mod render;
 pub mod scale;
+pub mod swarm;
 pub mod templates;
 pub mod ui;
 pub mod verify;

@@ -392,6 +392,53 @@ fn compose_v2_accepts_the_rendered_file() {
     }
 }
 
+/// The real Docker CLI's stack loader (`docker stack config`, which needs no swarm) accepts the
+/// Swarm stack file as it is, with and without HA, and finds no secret value in it.
+#[test]
+fn docker_stack_config_accepts_the_swarm_stack_file() {
+    let help = Command::new("docker")
+        .args(["stack", "config", "--help"])
+        .output()
+        .expect("the docker CLI is required for this test");
+    assert!(
+        help.status.success(),
+        "this test needs a docker CLI with `docker stack config` (CLI 20.10.0 or later)"
+    );
+    for ha in [false, true] {
+        let d = Dir::new();
+        d.write_env("APP_INSTANCES=4\n");
+        let mut args = vec!["render", "--target", "swarm"];
+        if ha {
+            args.push("--ha");
+        }
+        d.cmd().args(&args).assert().success();
+        let out = Command::new("docker")
+            .current_dir(d.path().join("docker"))
+            .args(["stack", "config", "-c", "docker-stack.multi-instance.yml"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "docker stack refused the file: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Ignoring"),
+            "docker stack ignores part of the file: {stderr}"
+        );
+        let resolved = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(resolved.contains("sentinel-3:"), ha);
+        assert!(resolved.contains("replicas: 4"));
+        assert!(resolved.contains("INSTANCE_ID: app-{{.Task.Slot}}"));
+        for (_, v) in SECRETS {
+            assert!(
+                !resolved.contains(v),
+                "the stack file shows a secret in clear"
+            );
+        }
+    }
+}
+
 #[test]
 fn completions_are_printed_for_every_shell() {
     let d = Dir::new();

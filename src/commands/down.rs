@@ -6,7 +6,8 @@ use crate::engine;
 use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
-    let DownArgs { volumes } = args;
+    let DownArgs { target, volumes } = args;
+    super::single_host_only(target, "down")?;
     let r = engine::down(&g.project, volumes, &g.ui).await?;
     let kept = if r.kept_volumes > 0 {
         format!(

@@ -14,7 +14,9 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+
+use crate::cli::Target;
 
 use crate::config::{self, Config, Overrides};
 use crate::ui::Ui;
@@ -34,4 +36,13 @@ impl Globals {
             config::Inputs::from_process(self.env_file.clone(), self.project.clone(), overrides);
         Ok(config::resolve(&inputs)?)
     }
+}
+
+/// For commands that do not drive a Swarm yet: a clear usage error (exit 2), not a
+/// single-host run the user did not ask for.
+pub fn single_host_only(target: Target, command: &str) -> Result<()> {
+    if target == Target::Swarm {
+        bail!("`{command} --target swarm` is not supported yet; use --target single");
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@ use crate::engine;
 use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
-    let StatusArgs { format } = args;
+    let StatusArgs { target, format } = args;
+    super::single_host_only(target, "status")?;
     let report = engine::status(&g.project).await?;
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),

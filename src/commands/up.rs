@@ -10,12 +10,14 @@ use crate::{desired, engine, verify};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
+        target,
         ha,
         instances,
         timeout,
         no_verify,
         dry_run,
     } = args;
+    super::single_host_only(target, "up")?;
     let cfg = g.config(Overrides { ha, instances })?;
     let deployment = desired::build(&cfg);
     let opts = engine::UpOptions {

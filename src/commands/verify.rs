@@ -9,11 +9,13 @@ use crate::verify::{self, report, Options};
 
 pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
     let VerifyArgs {
+        target,
         url,
         requests,
         format,
         ha,
     } = args;
+    super::single_host_only(target, "verify")?;
     if !(1..=10_000).contains(&requests) {
         bail!("--requests {requests} is out of range: use 1 to 10000");
     }

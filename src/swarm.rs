@@ -1,0 +1,653 @@
+//! The Swarm target: the same desired state ([`Deployment`]) as Swarm services, and as a stack
+//! file that `docker stack deploy` accepts as it is.
+//!
+//! Pure, like `desired`: [`build`] maps the deployment to a [`Stack`]; the stack file
+//! ([`render`]) and the services `up --target swarm` creates (`docker/swarm.rs`) both come from
+//! it, so they cannot drift apart. Names follow `docker stack deploy` (`{project}_{service}`,
+//! label `com.docker.stack.namespace`), so `docker stack ps|rm {project}` sees what `up` made.
+//!
+//! Differences from the single-host stack, and why:
+//! - The app is ONE replicated service; its identity comes from the task slot
+//!   (`INSTANCE_ID=app-{{.Task.Slot}}`, hostname alike), so scaling is Swarm's own.
+//! - nginx still balances per instance, not through the service's virtual IP: its upstream
+//!   names `tasks.app`, which Swarm's DNS answers with every task's address, and nginx turns a
+//!   name with several addresses into one `server` per address, each with its own `least_conn`
+//!   count and `max_fails`. Open-source nginx 1.22 (Debian bookworm, the official image's
+//!   base) has no `resolve` parameter, so the list is fixed at (re)load: radar-deploy reloads
+//!   nginx (after `nginx -t`) whenever the task set changes. The app service uses
+//!   `endpoint_mode: dnsrr`, so it has no virtual IP that could be balanced through by mistake.
+//! - Postgres and Redis keep their data where it lives: a placement constraint on a node
+//!   label per service (`node.labels.radar-deploy.{project}.{service} == true`), which
+//!   `up --target swarm` puts on the manager it talks to when no node carries it yet.
+//! - Swarm configs and secrets are immutable, so their names carry a digest of the content
+//!   (`{project}_nginx_conf_{digest}`): a change makes a new object and a rolling update, and
+//!   re-running with nothing changed touches nothing. Secrets are `external` in the stack file
+//!   (their values never reach a file); `up --target swarm` creates them through the API.
+//! - No per-instance log volume (a volume's name cannot follow the task slot in a stack file):
+//!   the app logs to stderr, read with `docker service logs`.
+//! - Stateful services update stop-first (two Postgres on one data directory would corrupt
+//!   it); the app and nginx start-first, health-monitored, rolled back on failure.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::desired::{Container, Deployment, Healthcheck, Role, LABEL_ROLE};
+
+pub const STACK_FILE_NAME: &str = "docker-stack.multi-instance.yml";
+/// Where the Swarm variant of nginx.conf is rendered (beside the single-host one).
+pub const NGINX_CONF_PATH: &str = "nginx/nginx.swarm.conf";
+/// The label `docker stack deploy` puts on every object of a stack.
+pub const LABEL_STACK: &str = "com.docker.stack.namespace";
+/// The DNS name Swarm answers with the address of every task of the app service.
+pub const APP_TASKS_HOST: &str = "tasks.app";
+
+/// Seconds a task is watched after an update before Swarm counts it as a success; a task that
+/// fails its healthcheck within it rolls the update back.
+pub const UPDATE_MONITOR_SECS: u64 = 20;
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub project: String,
+    /// The attachable overlay network (`{project}_default`).
+    pub network: String,
+    pub services: Vec<Service>,
+    pub configs: Vec<SwarmConfig>,
+    pub secrets: Vec<SwarmSecret>,
+    /// Volume keys (`postgres-data`); on the daemon `{project}_{key}`.
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StartFirst,
+    StopFirst,
+}
+
+/// One Swarm service; `spec` is the desired container each of its tasks runs.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The short name (`app`): the network alias, the stack file's key.
+    pub name: String,
+    pub replicas: u32,
+    pub spec: Container,
+    /// A hostname template (`app-{{.Task.Slot}}`), for the numbered app.
+    pub hostname: Option<String>,
+    pub constraints: Vec<String>,
+    /// `spread` placement preferences (e.g. `node.id`).
+    pub spread: Vec<String>,
+    /// DNS round robin instead of a virtual IP: clients reach the tasks themselves.
+    pub dnsrr: bool,
+    pub update_order: UpdateOrder,
+}
+
+/// A Swarm config: `key` is how services refer to it, `name` the object's name on the swarm.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    pub key: String,
+    pub name: String,
+    /// Path relative to the render directory.
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SwarmSecret {
+    pub key: String,
+    pub name: String,
+    pub env_var: String,
+    pub value: crate::config::Secret,
+}
+
+impl Stack {
+    /// A service's name on the swarm: `{project}_{name}`, as `docker stack deploy` names it.
+    pub fn service_name(&self, s: &Service) -> String {
+        format!("{}_{}", self.project, s.name)
+    }
+
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}_{volume}", self.project)
+    }
+
+    pub fn config(&self, key: &str) -> Option<&SwarmConfig> {
+        self.configs.iter().find(|c| c.key == key)
+    }
+
+    pub fn secret(&self, key: &str) -> Option<&SwarmSecret> {
+        self.secrets.iter().find(|s| s.key == key)
+    }
+
+    /// The node label that pins a stateful service to the node holding its data.
+    pub fn placement_label(&self, service: &str) -> String {
+        placement_label(&self.project, service)
+    }
+}
+
+fn placement_label(project: &str, service: &str) -> String {
+    format!("radar-deploy.{project}.{service}")
+}
+
+fn config_key(file: &str) -> String {
+    file.replace(['.', '-'], "_")
+}
+
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..5])
+}
+
+/// Builds the Swarm stack from the desired state. Pure.
+pub fn build(d: &Deployment) -> Stack {
+    let project = d.project.clone();
+    // nginx balances over every task of the app service (see the module comment).
+    let swarm_nginx = d.with_upstream(&[APP_TASKS_HOST.to_string()]);
+    let nginx_conf = swarm_nginx
+        .file("nginx.conf")
+        .map(|f| f.content.clone())
+        .unwrap_or_default();
+
+    let mut services = Vec::new();
+    let mut seen_app = false;
+    for c in &d.containers {
+        match c.role {
+            Role::App => {
+                if seen_app {
+                    continue;
+                }
+                seen_app = true;
+                services.push(app_service(d, c));
+            }
+            Role::Postgres | Role::Redis | Role::RedisReplica => {
+                let mut spec = c.clone();
+                spec.depends_on.clear();
+                services.push(Service {
+                    name: c.alias.clone(),
+                    replicas: 1,
+                    hostname: None,
+                    constraints: vec![format!(
+                        "node.labels.{} == true",
+                        placement_label(&project, &c.alias)
+                    )],
+                    spread: vec![],
+                    dnsrr: true,
+                    update_order: UpdateOrder::StopFirst,
+                    spec,
+                });
+            }
+            Role::Sentinel => {
+                let mut spec = c.clone();
+                spec.depends_on.clear();
+                services.push(Service {
+                    name: c.alias.clone(),
+                    replicas: 1,
+                    hostname: None,
+                    constraints: vec![],
+                    spread: vec![],
+                    // A Sentinel is known by its address; a virtual IP in front would hide it.
+                    dnsrr: true,
+                    update_order: UpdateOrder::StopFirst,
+                    spec,
+                });
+            }
+            Role::Nginx => {
+                let mut spec = c.clone();
+                spec.depends_on.clear();
+                services.push(Service {
+                    name: c.alias.clone(),
+                    replicas: 1,
+                    hostname: None,
+                    constraints: vec![],
+                    spread: vec!["node.id".into()],
+                    // Publishing through the routing mesh needs the virtual IP.
+                    dnsrr: false,
+                    update_order: UpdateOrder::StartFirst,
+                    spec,
+                });
+            }
+        }
+    }
+
+    let used_files: Vec<&str> = services
+        .iter()
+        .flat_map(|s| s.spec.files.iter().map(|m| m.file.as_str()))
+        .collect();
+    let configs = d
+        .files
+        .iter()
+        .filter(|f| used_files.contains(&f.name.as_str()))
+        .map(|f| {
+            let (path, content) = if f.name == "nginx.conf" {
+                (NGINX_CONF_PATH.to_string(), nginx_conf.clone())
+            } else {
+                (f.path.clone(), f.content.clone())
+            };
+            let key = config_key(&f.name);
+            SwarmConfig {
+                name: format!(
+                    "{project}_{key}_{}",
+                    digest(&[project.as_bytes(), content.as_bytes()])
+                ),
+                key,
+                path,
+                content,
+            }
+        })
+        .collect();
+    let secrets = d
+        .secrets
+        .iter()
+        .map(|s| SwarmSecret {
+            // Salted with the project and truncated: the name changes with the value and
+            // reveals nothing usable about it.
+            name: format!(
+                "{project}_{}_{}",
+                s.name,
+                digest(&[project.as_bytes(), s.value.expose().as_bytes()])
+            ),
+            key: s.name.clone(),
+            env_var: s.env_var.clone(),
+            value: s.value.clone(),
+        })
+        .collect();
+    let volumes = services
+        .iter()
+        .flat_map(|s| s.spec.volumes.iter().map(|v| v.volume.clone()))
+        .collect();
+    Stack {
+        network: format!("{project}_default"),
+        project,
+        services,
+        configs,
+        secrets,
+        volumes,
+    }
+}
+
+fn app_service(d: &Deployment, first: &Container) -> Service {
+    let mut spec = first.clone();
+    spec.number = 0;
+    spec.alias = "app".into();
+    spec.env
+        .insert("INSTANCE_ID".into(), "app-{{.Task.Slot}}".into());
+    spec.env.remove("LOG_DIR");
+    spec.volumes.clear();
+    spec.depends_on.clear();
+    Service {
+        name: "app".into(),
+        replicas: d.containers_of(Role::App).count() as u32,
+        spec,
+        hostname: Some("app-{{.Task.Slot}}".into()),
+        constraints: vec![],
+        spread: vec!["node.id".into()],
+        dnsrr: true,
+        update_order: UpdateOrder::StartFirst,
+    }
+}
+
+// ---- the stack file (Compose file format 3.8, what `docker stack deploy` reads) ----
+
+#[derive(Serialize)]
+struct StackFile {
+    version: &'static str,
+    services: IndexMap<String, FileService>,
+    networks: IndexMap<&'static str, FileNetwork>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    volumes: IndexMap<String, FileVolume>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    configs: IndexMap<String, FileConfig>,
+    secrets: IndexMap<String, FileSecret>,
+}
+
+#[derive(Serialize)]
+struct FileNetwork {
+    driver: &'static str,
+    attachable: bool,
+}
+
+#[derive(Serialize)]
+struct FileVolume {
+    labels: IndexMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct FileConfig {
+    name: String,
+    file: String,
+}
+
+#[derive(Serialize)]
+struct FileSecret {
+    name: String,
+    external: bool,
+}
+
+#[derive(Serialize)]
+struct FileService {
+    image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    environment: IndexMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secrets: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    configs: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<FilePort>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<FileHealthcheck>,
+    stop_grace_period: String,
+    deploy: FileDeploy,
+}
+
+#[derive(Serialize)]
+struct FileMount {
+    source: String,
+    target: String,
+}
+
+#[derive(Serialize)]
+struct FilePort {
+    target: u16,
+    published: u16,
+    protocol: &'static str,
+    mode: &'static str,
+}
+
+#[derive(Serialize)]
+struct FileHealthcheck {
+    test: Vec<String>,
+    interval: String,
+    timeout: String,
+    retries: u32,
+    start_period: String,
+}
+
+#[derive(Serialize)]
+struct FileDeploy {
+    mode: &'static str,
+    replicas: u32,
+    endpoint_mode: &'static str,
+    labels: IndexMap<&'static str, String>,
+    resources: FileResources,
+    restart_policy: FileRestart,
+    update_config: FileUpdate,
+    rollback_config: FileUpdate,
+    #[serde(skip_serializing_if = "FilePlacement::is_empty")]
+    placement: FilePlacement,
+}
+
+#[derive(Serialize)]
+struct FileResources {
+    limits: FileLimits,
+}
+
+#[derive(Serialize)]
+struct FileLimits {
+    cpus: String,
+    memory: String,
+}
+
+#[derive(Serialize)]
+struct FileRestart {
+    condition: &'static str,
+    delay: &'static str,
+}
+
+#[derive(Serialize)]
+struct FileUpdate {
+    parallelism: u32,
+    delay: &'static str,
+    order: UpdateOrder,
+    failure_action: &'static str,
+    monitor: String,
+}
+
+#[derive(Serialize)]
+struct FilePlacement {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    constraints: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    preferences: Vec<IndexMap<&'static str, String>>,
+}
+
+impl FilePlacement {
+    fn is_empty(&self) -> bool {
+        self.constraints.is_empty() && self.preferences.is_empty()
+    }
+}
+
+/// Compose interpolates `$VAR` everywhere; literal dollars (in shell scripts) must be doubled.
+fn escape(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
+fn duration(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn file_healthcheck(h: &Healthcheck) -> FileHealthcheck {
+    FileHealthcheck {
+        test: h.test.iter().map(|s| escape(s)).collect(),
+        interval: duration(h.interval_ms),
+        timeout: duration(h.timeout_ms),
+        retries: h.retries,
+        start_period: duration(h.start_period_ms),
+    }
+}
+
+fn file_service(s: &Service) -> FileService {
+    let c = &s.spec;
+    let update = |failure_action| FileUpdate {
+        parallelism: 1,
+        delay: "0s",
+        order: s.update_order,
+        failure_action,
+        monitor: format!("{UPDATE_MONITOR_SECS}s"),
+    };
+    FileService {
+        image: c.image.clone(),
+        hostname: s.hostname.clone(),
+        command: c
+            .command
+            .as_ref()
+            .map(|cmd| cmd.iter().map(|a| escape(a)).collect()),
+        user: c.user.clone(),
+        environment: c.env.iter().map(|(k, v)| (k.clone(), escape(v))).collect(),
+        secrets: c
+            .secrets
+            .iter()
+            .map(|k| FileMount {
+                source: k.clone(),
+                target: k.clone(),
+            })
+            .collect(),
+        configs: c
+            .files
+            .iter()
+            .map(|m| FileMount {
+                source: config_key(&m.file),
+                target: m.target.clone(),
+            })
+            .collect(),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|v| format!("{}:{}", v.volume, v.target))
+            .collect(),
+        ports: c
+            .published
+            .iter()
+            .map(|p| FilePort {
+                target: p.container,
+                published: p.host,
+                protocol: "tcp",
+                mode: "ingress",
+            })
+            .collect(),
+        healthcheck: c.healthcheck.as_ref().map(file_healthcheck),
+        stop_grace_period: format!("{}s", c.stop_grace_secs),
+        deploy: FileDeploy {
+            mode: "replicated",
+            replicas: s.replicas,
+            endpoint_mode: if s.dnsrr { "dnsrr" } else { "vip" },
+            labels: IndexMap::from([(LABEL_ROLE, c.role.service().to_string())]),
+            resources: FileResources {
+                limits: FileLimits {
+                    cpus: crate::config::NanoCpus(c.nano_cpus).as_cpus_string(),
+                    memory: crate::config::MemoryBytes(c.memory_bytes).as_compose_string(),
+                },
+            },
+            restart_policy: FileRestart {
+                condition: "any",
+                delay: "2s",
+            },
+            update_config: update("rollback"),
+            rollback_config: update("pause"),
+            placement: FilePlacement {
+                constraints: s.constraints.clone(),
+                preferences: s
+                    .spread
+                    .iter()
+                    .map(|p| IndexMap::from([("spread", p.clone())]))
+                    .collect(),
+            },
+        },
+    }
+}
+
+/// The stack file's text, and the files it names (nginx.swarm.conf, sentinel.conf).
+pub fn render(st: &Stack, env_file: &str) -> String {
+    let file = StackFile {
+        version: "3.8",
+        services: st
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), file_service(s)))
+            .collect(),
+        networks: IndexMap::from([(
+            "default",
+            FileNetwork {
+                driver: "overlay",
+                attachable: true,
+            },
+        )]),
+        volumes: st
+            .volumes
+            .iter()
+            .map(|v| {
+                (
+                    v.clone(),
+                    FileVolume {
+                        labels: IndexMap::from([(LABEL_STACK, st.project.clone())]),
+                    },
+                )
+            })
+            .collect(),
+        configs: st
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.key.clone(),
+                    FileConfig {
+                        name: c.name.clone(),
+                        file: format!("./{}", c.path),
+                    },
+                )
+            })
+            .collect(),
+        secrets: st
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    s.key.clone(),
+                    FileSecret {
+                        name: s.name.clone(),
+                        external: true,
+                    },
+                )
+            })
+            .collect(),
+    };
+    let yaml = serde_norway::to_string(&file).expect("the stack model always serializes");
+    let p = &st.project;
+    let mut header = format!(
+        "# Rendered by radar-deploy — do not edit by hand; change the env file and render again.\n\
+         # Docker Swarm stack. `radar-deploy --env-file {env_file} up --target swarm` creates all of it\n\
+         # through the Engine API (secrets and node labels included) and then verifies it. By hand:\n\
+         #   1. pin the data to a node:"
+    );
+    let labelled: Vec<String> = st
+        .services
+        .iter()
+        .filter(|s| !s.constraints.is_empty())
+        .map(|s| format!("--label-add {}=true", st.placement_label(&s.name)))
+        .collect();
+    header.push_str(&format!(
+        "  docker node update {} <node>\n",
+        labelled.join(" ")
+    ));
+    header.push_str(
+        "#   2. create the secrets (external: their values are never written to a file), e.g.\n",
+    );
+    for s in &st.secrets {
+        header.push_str(&format!(
+            "#      printf %s \"${}\" | docker secret create {} -\n",
+            s.env_var, s.name
+        ));
+    }
+    header.push_str(&format!(
+        "#   3. docker stack deploy -c {STACK_FILE_NAME} {p}\n\
+         #   4. after every change of the app's tasks (scale, update), reload nginx so its upstream\n\
+         #      lists every task again: `nginx -t && nginx -s reload` in the nginx task\n\
+         #      (radar-deploy does this itself).\n\
+         # Secrets are files under /run/secrets/ inside the containers; none is in a service spec.\n"
+    ));
+    format!("{header}{yaml}")
+}
+
+/// Every file `render --target swarm` writes, as (path relative to the output directory,
+/// content).
+pub fn files(st: &Stack, env_file: &str) -> Vec<(String, String)> {
+    let mut files = vec![(STACK_FILE_NAME.to_string(), render(st, env_file))];
+    files.extend(
+        st.configs
+            .iter()
+            .map(|c| (c.path.clone(), c.content.clone())),
+    );
+    files
+}
+
+/// Container-spec values the API facade needs in Swarm's terms.
+pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_STACK.to_string(), st.project.clone()),
+        (
+            crate::docker::LABEL_MANAGED_BY.to_string(),
+            crate::docker::MANAGED_BY.to_string(),
+        ),
+        (LABEL_ROLE.to_string(), s.spec.role.service().to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests;

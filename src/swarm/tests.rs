@@ -1,0 +1,105 @@
+//! The Swarm stack from the desired state: golden snapshots of the stack file, and the rules
+//! the stack must keep whatever the config.
+
+use super::*;
+use crate::config::testing::config;
+use crate::desired;
+
+fn stack(extra: &str, ha: bool) -> Stack {
+    build(&desired::build(&config(extra, ha)))
+}
+
+#[test]
+fn stack_file_defaults() {
+    for (path, content) in files(&stack("", false), ".env.multi-instance") {
+        insta::assert_snapshot!(format!("defaults__{}", path.replace('/', "__")), content);
+    }
+}
+
+#[test]
+fn stack_file_ha() {
+    let st = stack("APP_INSTANCES=5\n", true);
+    insta::assert_snapshot!("ha__stack", render(&st, ".env.multi-instance"));
+}
+
+#[test]
+fn the_app_is_one_replicated_service_identified_by_its_task_slot() {
+    let st = stack("APP_INSTANCES=5\n", false);
+    let apps: Vec<&Service> = st
+        .services
+        .iter()
+        .filter(|s| s.spec.role == Role::App)
+        .collect();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].replicas, 5);
+    assert_eq!(apps[0].spec.env["INSTANCE_ID"], "app-{{.Task.Slot}}");
+    assert!(
+        apps[0].dnsrr,
+        "nginx must reach the tasks, not a virtual IP"
+    );
+    assert_eq!(apps[0].update_order, UpdateOrder::StartFirst);
+}
+
+#[test]
+fn nginx_balances_over_every_task_with_its_strategy() {
+    let st = stack("", false);
+    let conf = &st.config("nginx_conf").expect("nginx config").content;
+    assert!(conf.contains("server tasks.app:3000 max_fails=3 fail_timeout=30s;"));
+    assert!(conf.contains("least_conn;"));
+    assert!(!conf
+        .lines()
+        .any(|l| l.trim_start().starts_with("resolver ")));
+}
+
+#[test]
+fn scaling_changes_no_config_or_secret_name() {
+    let a = stack("APP_INSTANCES=2\n", true);
+    let b = stack("APP_INSTANCES=7\n", true);
+    let names = |s: &Stack| {
+        let mut v: Vec<String> = s.configs.iter().map(|c| c.name.clone()).collect();
+        v.extend(s.secrets.iter().map(|c| c.name.clone()));
+        v
+    };
+    assert_eq!(names(&a), names(&b));
+}
+
+#[test]
+fn a_changed_secret_gets_a_new_name() {
+    let a = stack("", false);
+    let b = stack("REDIS_PASSWORD=Zq9wX2cV7bN4mL1kJ8hG5fD3\n", false);
+    assert_ne!(
+        a.secret("redis_password").unwrap().name,
+        b.secret("redis_password").unwrap().name
+    );
+    assert_eq!(
+        a.secret("postgres_password").unwrap().name,
+        b.secret("postgres_password").unwrap().name
+    );
+}
+
+#[test]
+fn stateful_services_are_pinned_and_stop_first() {
+    let st = stack("", true);
+    for name in ["postgres", "redis", "redis-replica"] {
+        let s = st.services.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(
+            s.constraints,
+            vec![format!("node.labels.radar-deploy.reporadar.{name} == true")]
+        );
+        assert_eq!(s.update_order, UpdateOrder::StopFirst);
+    }
+}
+
+#[test]
+fn the_stack_file_holds_no_secret() {
+    let d = desired::build(&config("GITHUB_TOKEN=ghp_SomeTokenValue123\n", true));
+    for (path, content) in files(&build(&d), ".env.multi-instance") {
+        for s in &d.secrets {
+            assert!(
+                !content.contains(s.value.expose()),
+                "{path} contains the value of {}",
+                s.env_var
+            );
+        }
+    }
+}
