@@ -263,6 +263,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, name: &str) -> (Option<String>, Option<Origin>) {
+        // Every variable read must be in the table, so none goes undocumented: the unit tests
+        // (debug builds) read every variable and would fail here.
+        debug_assert!(
+            vars::lookup(name).is_some(),
+            "{name} is read but missing from config::vars::VARS"
+        );
         match self.raw.get(name) {
             Some(v) => (Some(v.value.clone()), Some(v.origin.clone())),
             None => (None, None),

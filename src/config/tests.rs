@@ -318,3 +318,19 @@ fn committed_example_file_is_up_to_date() {
         ".env.multi-instance.example is out of date: run `RADAR_UPDATE_EXAMPLE=1 cargo test --lib config`"
     );
 }
+
+/// `docs/configuration.md` is generated from the variable table; `RADAR_UPDATE_DOCS=1 cargo
+/// test` rewrites it.
+#[test]
+fn configuration_reference_is_up_to_date() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let generated = vars::reference_markdown();
+    if std::env::var_os("RADAR_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/configuration.md is out of date: run `RADAR_UPDATE_DOCS=1 cargo test --lib config`"
+    );
+}

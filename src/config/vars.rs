@@ -115,6 +115,39 @@ pub fn dotenv_quote(value: &str) -> String {
     }
 }
 
+/// The configuration reference as Markdown (`docs/configuration.md`), generated from this
+/// table so the documentation and the tool cannot disagree (a test compares them).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from the tool's own variable table (`src/config/vars.rs`); a test fails when\n\
+         this page and the tool disagree. Values are read from the env file (default\n\
+         `.env.multi-instance`), then the process environment, then command-line flags.\n\
+         `APP_ENV_<NAME>=value` is passed to the app as `<NAME>=value`.\n",
+    );
+    let mut group = "";
+    for v in VARS {
+        if v.group != group {
+            group = v.group;
+            out.push_str(&format!(
+                "\n## {group}\n\n| variable | default | meaning |\n|---|---|---|\n"
+            ));
+        }
+        let default = match v.need {
+            Default(d) => format!("`{d}`"),
+            Required => "required".to_string(),
+            Secret => "required secret".to_string(),
+            OptionalSecret => "optional secret".to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {default} | {} |\n",
+            v.name,
+            v.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// Placeholder values of the example file; validation refuses them as secrets.
 pub fn placeholder(name: &str) -> &'static str {
     match name {
