@@ -1,0 +1,164 @@
+//! The guide is executable: every ```` ```sh run ```` block of `docs/guide.md` runs, in order, in
+//! one temp dir against a real stack, and the ```` ```text expect ```` block after it lists lines
+//! its output must contain. ```` ```sh run exit=N ```` expects that exit status (default 0).
+//!
+//! `radar-deploy` is the binary cargo built, first on PATH. The stack uses a unique project
+//! name (RADAR_PROJECT), a free HTTP_PORT and the offline images (scripts/offline-images.sh),
+//! all given as environment, so the commands read exactly as a user types them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug)]
+struct Example {
+    line: usize,
+    script: String,
+    exit: i32,
+    expect: Vec<String>,
+}
+
+fn examples(markdown: &str) -> Vec<Example> {
+    let mut out: Vec<Example> = vec![];
+    let mut lines = markdown.lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        let mut body = vec![];
+        for (_, l) in lines.by_ref() {
+            if l.starts_with("```") {
+                break;
+            }
+            body.push(l.to_string());
+        }
+        let words: Vec<&str> = info.split_whitespace().collect();
+        match words.as_slice() {
+            ["sh", "run", rest @ ..] => {
+                let exit = rest
+                    .iter()
+                    .find_map(|w| w.strip_prefix("exit="))
+                    .map(|c| c.parse().expect("exit=N"))
+                    .unwrap_or(0);
+                out.push(Example {
+                    line: n + 1,
+                    script: body.join("\n"),
+                    exit,
+                    expect: vec![],
+                });
+            }
+            ["text", "expect"] => {
+                let last = out
+                    .last_mut()
+                    .expect("a text expect block follows a sh run block");
+                last.expect = body.into_iter().filter(|l| !l.trim().is_empty()).collect();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+struct Cleanup {
+    project: String,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.bin)
+            .current_dir(&self.dir)
+            .args(["--project", &self.project, "down", "--volumes"])
+            .output();
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        for kind in ["container", "volume", "network"] {
+            let ids = Command::new("docker")
+                .args([kind, "ls", "-q", "--filter", &label])
+                .arg(if kind == "container" { "-a" } else { "-q" })
+                .output();
+            if let Ok(o) = ids {
+                for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args([kind, "rm", "-f", id]).output();
+                }
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_guide_runs_as_written() {
+    let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md");
+    let guide = std::fs::read_to_string(&guide_path).unwrap();
+    let examples = examples(&guide);
+    assert!(examples.len() >= 10, "the guide lost its runnable examples");
+    assert!(
+        Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the Docker daemon is unreachable: the doc tests need it (they never skip)"
+    );
+
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_radar-deploy"));
+    let dir = tempfile::tempdir().unwrap();
+    let project = format!("rddoc-{}", std::process::id());
+    let _cleanup = Cleanup {
+        project: project.clone(),
+        dir: dir.path().to_path_buf(),
+        bin: bin.clone(),
+    };
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let port = free_port().to_string();
+    for (i, ex) in examples.iter().enumerate() {
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &ex.script])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("RADAR_PROJECT", &project)
+            .env("HTTP_PORT", &port)
+            .env("NGINX_IMAGE", "radar-offline/nginx:bookworm")
+            .env("REDIS_IMAGE", "radar-offline/redis:bookworm")
+            .env("POSTGRES_IMAGE", "radar-offline/postgres:bookworm")
+            .env("NO_COLOR", "1")
+            .env_remove("RADAR_ENV_FILE")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let code = out.status.code().unwrap_or(-1);
+        assert_eq!(
+            code,
+            ex.exit,
+            "docs/guide.md:{} (example {}): `{}` exited {code}, the guide says {}:\n{text}",
+            ex.line,
+            i + 1,
+            ex.script,
+            ex.exit
+        );
+        for want in &ex.expect {
+            assert!(
+                text.contains(want.trim()),
+                "docs/guide.md:{}: the output of `{}` lacks {:?}:\n{text}",
+                ex.line,
+                ex.script,
+                want.trim()
+            );
+        }
+    }
+    eprintln!("docs/guide.md: {} examples executed", examples.len());
+}
