@@ -25,8 +25,14 @@
 //!   (their values never reach a file); `up --target swarm` creates them through the API.
 //! - No per-instance log volume (a volume's name cannot follow the task slot in a stack file):
 //!   the app logs to stderr, read with `docker service logs`.
+//! - nginx publishes `HTTP_PORT` in host mode on the node it runs on, not through the routing
+//!   mesh: the mesh hides the client's address behind the ingress network's (so `ip_hash`
+//!   would send everyone to one instance, and access logs lose the client), and it needs the
+//!   kernel's IPVS, missing on some hosts. Put the nodes' addresses (or a DNS name) in front,
+//!   as with any Swarm edge service.
 //! - Stateful services update stop-first (two Postgres on one data directory would corrupt
-//!   it); the app and nginx start-first, health-monitored, rolled back on failure.
+//!   it), and so does nginx (its host port); the app starts the new task first; every update
+//!   is health-monitored and rolled back on failure.
 
 use std::collections::BTreeMap;
 
@@ -205,9 +211,11 @@ pub fn build(d: &Deployment) -> Stack {
                     hostname: None,
                     constraints: vec![],
                     spread: vec!["node.id".into()],
-                    // Publishing through the routing mesh needs the virtual IP.
-                    dnsrr: false,
-                    update_order: UpdateOrder::StartFirst,
+                    // The port is published in host mode (see the module comment), which
+                    // needs no virtual IP; and two tasks cannot bind it on one node at once,
+                    // so an update stops the old task first.
+                    dnsrr: true,
+                    update_order: UpdateOrder::StopFirst,
                     spec,
                 });
             }
@@ -499,7 +507,7 @@ fn file_service(s: &Service) -> FileService {
                 target: p.container,
                 published: p.host,
                 protocol: "tcp",
-                mode: "ingress",
+                mode: "host",
             })
             .collect(),
         healthcheck: c.healthcheck.as_ref().map(file_healthcheck),
@@ -648,6 +656,8 @@ pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
         (LABEL_ROLE.to_string(), s.spec.role.service().to_string()),
     ])
 }
+
+pub mod deploy;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,31 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::DownArgs;
+use crate::cli::{DownArgs, Target};
 use crate::engine;
 use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
     let DownArgs { target, volumes } = args;
-    super::single_host_only(target, "down")?;
+    if target == Target::Swarm {
+        let r =
+            crate::swarm::deploy::down(&g.project, volumes, std::time::Duration::from_secs(120))
+                .await?;
+        let kept = if r.kept_volumes > 0 {
+            format!(
+                "; kept {} volume{} (data; `down --volumes` deletes them)",
+                r.kept_volumes,
+                if r.kept_volumes == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
+        g.ui.success(&format!(
+            "{}: removed {} services, {} configs/secrets/networks, {} volumes from the swarm{kept}",
+            g.project, r.services, r.objects, r.volumes
+        ));
+        return Ok(Outcome::Success);
+    }
     let r = engine::down(&g.project, volumes, &g.ui).await?;
     let kept = if r.kept_volumes > 0 {
         format!(

@@ -1,13 +1,20 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{StatusArgs, StatusFormat};
+use crate::cli::{StatusArgs, StatusFormat, Target};
 use crate::engine;
 use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let StatusArgs { target, format } = args;
-    super::single_host_only(target, "status")?;
+    if target == Target::Swarm {
+        let report = crate::swarm::deploy::status(&g.project).await?;
+        match format {
+            StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
+            StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        }
+        return Ok(Outcome::Success);
+    }
     let report = engine::status(&g.project).await?;
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),

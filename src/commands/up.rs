@@ -3,10 +3,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::UpArgs;
+use crate::cli::{Target, UpArgs};
 use crate::config::Overrides;
 use crate::outcome::Outcome;
-use crate::{desired, engine, verify};
+use crate::{desired, engine, swarm, verify};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
@@ -17,9 +17,41 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         no_verify,
         dry_run,
     } = args;
-    super::single_host_only(target, "up")?;
     let cfg = g.config(Overrides { ha, instances })?;
     let deployment = desired::build(&cfg);
+    if target == Target::Swarm {
+        let stack = swarm::build(&deployment);
+        if dry_run {
+            // What would be deployed, as the stack file a person can review.
+            print!(
+                "{}",
+                swarm::render(&stack, &g.env_file.display().to_string())
+            );
+            return Ok(Outcome::Success);
+        }
+        let r = swarm::deploy::up(&stack, Duration::from_secs(timeout), &g.ui).await?;
+        g.ui.success(&format!(
+            "{} is up on the swarm: {} services ({} created, {} updated, {} unchanged) ready in {:.1}s{}",
+            stack.project,
+            stack.services.len(),
+            r.created,
+            r.updated,
+            r.unchanged,
+            r.elapsed.as_secs_f64(),
+            if r.nginx_reloaded { "; nginx reloaded for the new tasks" } else { "" }
+        ));
+        if no_verify {
+            return Ok(Outcome::Success);
+        }
+        // Through the balancer only: per-instance checks via Docker do not know Swarm tasks yet.
+        let report = verify::run(&verify::Options::for_config(&cfg, None)).await?;
+        print!("{}", verify::report::text(&report, &g.ui));
+        return Ok(if report.passed {
+            Outcome::Success
+        } else {
+            Outcome::ChecksFailed
+        });
+    }
     let opts = engine::UpOptions {
         timeout: Duration::from_secs(timeout),
         dry_run,

@@ -6,6 +6,7 @@
 //! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
 
 mod spec;
+mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -31,6 +32,7 @@ use crate::desired::{Container, Deployment};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
 pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
+pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 
 /// The label every object of a project carries; the only filter used to find or delete.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

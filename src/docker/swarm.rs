@@ -1,0 +1,758 @@
+//! The Swarm half of the facade: services, tasks, configs, secrets, overlay networks and node
+//! labels, in the project's terms. Specs come from the pure [`crate::swarm::Stack`]; this file
+//! only maps them to bollard's types and Docker's answers back to plain structs.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use bollard::models::{
+    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum,
+    EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit,
+    LocalNodeState, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    NetworkCreateRequest, SecretSpec, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, SwarmInitRequest,
+    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{
+    LeaveSwarmOptions, ListConfigsOptions, ListContainersOptions, ListNetworksOptions,
+    ListNodesOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions,
+    ListVolumesOptions, UpdateNodeOptionsBuilder, UpdateServiceOptions,
+};
+use sha2::{Digest, Sha256};
+
+use super::{DockerClient, DockerError, Result};
+use crate::desired::LABEL_CONFIG_HASH;
+use crate::swarm::{self, Stack, UpdateOrder, LABEL_STACK};
+
+const NS: i64 = 1_000_000_000;
+const MS: i64 = 1_000_000;
+
+/// The daemon's place in a swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmMembership {
+    NotInSwarm,
+    Worker,
+    Manager { node_id: String },
+}
+
+/// One task of a service, as `status` and the waits need it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObservedTask {
+    pub slot: Option<i64>,
+    pub node_id: String,
+    pub state: String,
+    pub desired: String,
+    pub running: bool,
+    pub message: String,
+    pub container_id: Option<String>,
+    /// The spec hash the task runs (see [`DockerClient::deploy_service`]).
+    pub config_hash: Option<String>,
+}
+
+/// One service of the project's stack.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObservedService {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub replicas: u64,
+    pub published: Vec<u16>,
+    /// Swarm's rolling-update state (`updating`, `completed`, `rollback_completed`, ...).
+    pub update_state: Option<String>,
+    pub update_message: Option<String>,
+}
+
+/// What [`DockerClient::deploy_service`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployed {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+fn stack_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".into(), vec![format!("{LABEL_STACK}={project}")])])
+}
+
+/// The value with every object's keys in sorted order, whatever map type serde_json uses.
+fn canonical(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<String, Value> =
+                m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// The service spec for one service of the stack; `ids` maps config and secret names to ids.
+fn service_spec(st: &Stack, s: &swarm::Service, ids: &HashMap<String, String>) -> ServiceSpec {
+    let c = &s.spec;
+    let file = |name: &str| TaskSpecContainerSpecFile {
+        name: Some(name.into()),
+        uid: Some("0".into()),
+        gid: Some("0".into()),
+        mode: Some(0o444),
+    };
+    let secrets = c
+        .secrets
+        .iter()
+        .filter_map(|k| st.secret(k))
+        .map(|sec| TaskSpecContainerSpecSecrets {
+            file: Some(file(&sec.key)),
+            secret_id: ids.get(&sec.name).cloned(),
+            secret_name: Some(sec.name.clone()),
+        })
+        .collect();
+    let configs = c
+        .files
+        .iter()
+        .filter_map(|m| {
+            let key = m.file.replace(['.', '-'], "_");
+            st.config(&key).map(|cfg| TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: Some(m.target.clone()),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                config_id: ids.get(&cfg.name).cloned(),
+                config_name: Some(cfg.name.clone()),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let labels: HashMap<String, String> = swarm::labels(st, s).into_iter().collect();
+    let mounts = c
+        .volumes
+        .iter()
+        .map(|v| Mount {
+            target: Some(v.target.clone()),
+            source: Some(st.volume_name(&v.volume)),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(HashMap::from([(LABEL_STACK.into(), st.project.clone())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let (update_order, rollback_order) = match s.update_order {
+        UpdateOrder::StartFirst => (
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+            ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+        ),
+        UpdateOrder::StopFirst => (
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+            ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+        ),
+    };
+    ServiceSpec {
+        name: Some(st.service_name(s)),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(c.image.clone()),
+                labels: Some(labels),
+                // Compose's `command` is the image's CMD, i.e. Swarm's `Args`.
+                args: c.command.clone(),
+                hostname: s.hostname.clone(),
+                env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                user: c.user.clone(),
+                mounts: Some(mounts),
+                stop_grace_period: Some(i64::from(c.stop_grace_secs) * NS),
+                health_check: c.healthcheck.as_ref().map(|h| HealthConfig {
+                    test: Some(h.test.clone()),
+                    interval: Some(h.interval_ms as i64 * MS),
+                    timeout: Some(h.timeout_ms as i64 * MS),
+                    retries: Some(i64::from(h.retries)),
+                    start_period: Some(h.start_period_ms as i64 * MS),
+                    ..Default::default()
+                }),
+                secrets: Some(secrets),
+                configs: Some(configs),
+                ..Default::default()
+            }),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus: Some(c.nano_cpus),
+                    memory_bytes: Some(c.memory_bytes),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                delay: Some(2 * NS),
+                ..Default::default()
+            }),
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(s.constraints.clone()),
+                preferences: Some(
+                    s.spread
+                        .iter()
+                        .map(|d| TaskSpecPlacementPreferences {
+                            spread: Some(TaskSpecPlacementSpread {
+                                spread_descriptor: Some(d.clone()),
+                            }),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(st.network.clone()),
+                aliases: Some(vec![s.name.clone()]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(s.replicas)),
+            }),
+            ..Default::default()
+        }),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            delay: Some(0),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(swarm::UPDATE_MONITOR_SECS as i64 * NS),
+            order: Some(update_order),
+            ..Default::default()
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            delay: Some(0),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(swarm::UPDATE_MONITOR_SECS as i64 * NS),
+            order: Some(rollback_order),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(if s.dnsrr {
+                EndpointSpecModeEnum::DNSRR
+            } else {
+                EndpointSpecModeEnum::VIP
+            }),
+            ports: Some(
+                c.published
+                    .iter()
+                    .map(|p| EndpointPortConfig {
+                        protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                        target_port: Some(i64::from(p.container)),
+                        published_port: Some(i64::from(p.host)),
+                        publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+        }),
+        ..Default::default()
+    }
+}
+
+impl DockerClient {
+    /// Whether the daemon is a swarm manager (the only kind that can create services).
+    pub async fn swarm_membership(&self) -> Result<SwarmMembership> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| DockerError::from_bollard("daemon", &self.address.host, e))?;
+        let Some(sw) = info.swarm else {
+            return Ok(SwarmMembership::NotInSwarm);
+        };
+        if sw.local_node_state != Some(LocalNodeState::ACTIVE) {
+            return Ok(SwarmMembership::NotInSwarm);
+        }
+        Ok(if sw.control_available == Some(true) {
+            SwarmMembership::Manager {
+                node_id: sw.node_id.unwrap_or_default(),
+            }
+        } else {
+            SwarmMembership::Worker
+        })
+    }
+
+    /// `docker swarm init` on loopback: a single-node swarm reachable from this machine only.
+    pub async fn init_swarm_loopback(&self) -> Result<()> {
+        self.docker
+            .init_swarm(SwarmInitRequest {
+                listen_addr: Some("127.0.0.1:2377".into()),
+                advertise_addr: Some("127.0.0.1".into()),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| DockerError::from_bollard("swarm", "init", e))
+    }
+
+    /// `docker swarm leave --force`.
+    pub async fn leave_swarm(&self) -> Result<()> {
+        self.docker
+            .leave_swarm(Some(LeaveSwarmOptions { force: true }))
+            .await
+            .map_err(|e| DockerError::from_bollard("swarm", "leave", e))
+    }
+
+    /// Puts each label (`key=true`) on `node_id` unless some node of the swarm carries it
+    /// already, so data stays on the node that has it. Returns the labels added.
+    pub async fn ensure_node_labels(&self, node_id: &str, keys: &[String]) -> Result<Vec<String>> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|k| {
+                !nodes.iter().any(|n| {
+                    n.spec
+                        .as_ref()
+                        .and_then(|s| s.labels.as_ref())
+                        .is_some_and(|l| l.get(*k).map(String::as_str) == Some("true"))
+                })
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let map = |e| DockerError::from_bollard("node", node_id, e);
+        let node = self.docker.inspect_node(node_id).await.map_err(map)?;
+        let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
+        let mut spec = node.spec.unwrap_or_default();
+        let labels = spec.labels.get_or_insert_with(HashMap::new);
+        for k in &missing {
+            labels.insert(k.clone(), "true".into());
+        }
+        self.docker
+            .update_node(
+                node_id,
+                spec,
+                UpdateNodeOptionsBuilder::default().version(version).build(),
+            )
+            .await
+            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
+        Ok(missing)
+    }
+
+    /// The stack's attachable overlay network; kept when it exists.
+    pub async fn ensure_overlay_network(&self, project: &str, name: &str) -> Result<()> {
+        let existing = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([("name".into(), vec![name.into()])])),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("network", name, e))?;
+        if existing.iter().any(|n| n.name.as_deref() == Some(name)) {
+            return Ok(());
+        }
+        let req = NetworkCreateRequest {
+            name: name.into(),
+            driver: Some("overlay".into()),
+            attachable: Some(true),
+            labels: Some(HashMap::from([
+                (LABEL_STACK.into(), project.into()),
+                (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| DockerError::from_bollard("network", name, e))
+    }
+
+    /// Creates every config and secret of the stack that does not exist yet (their names
+    /// carry a digest of their content) and returns name → id for all of them.
+    pub async fn ensure_configs_and_secrets(&self, st: &Stack) -> Result<HashMap<String, String>> {
+        let labels = HashMap::from([
+            (LABEL_STACK.to_string(), st.project.clone()),
+            (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
+        ]);
+        let mut ids = HashMap::new();
+        let configs = self
+            .docker
+            .list_configs(Some(ListConfigsOptions {
+                filters: Some(stack_filter(&st.project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("config", &st.project, e))?;
+        for c in &st.configs {
+            let existing = configs
+                .iter()
+                .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(c.name.as_str()));
+            let id = match existing {
+                Some(o) => o.id.clone().unwrap_or_default(),
+                None => {
+                    self.docker
+                        .create_config(ConfigSpec {
+                            name: Some(c.name.clone()),
+                            labels: Some(labels.clone()),
+                            data: Some(b64(&c.content)),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| DockerError::from_bollard("config", &c.name, e))?
+                        .id
+                }
+            };
+            ids.insert(c.name.clone(), id);
+        }
+        let secrets = self
+            .docker
+            .list_secrets(Some(ListSecretsOptions {
+                filters: Some(stack_filter(&st.project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("secret", &st.project, e))?;
+        for s in &st.secrets {
+            let existing = secrets.iter().find(|o| {
+                o.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(s.name.as_str())
+            });
+            let id = match existing {
+                Some(o) => o.id.clone().unwrap_or_default(),
+                None => {
+                    self.docker
+                        .create_secret(SecretSpec {
+                            name: Some(s.name.clone()),
+                            labels: Some(labels.clone()),
+                            data: Some(b64(s.value.expose())),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| DockerError::from_bollard("secret", &s.name, e))?
+                        .id
+                }
+            };
+            ids.insert(s.name.clone(), id);
+        }
+        Ok(ids)
+    }
+
+    /// Creates the service, or updates it (Swarm's rolling update, with the stack's policy)
+    /// when its spec changed; a spec-hash label makes a re-run with nothing changed a no-op.
+    pub async fn deploy_service(
+        &self,
+        st: &Stack,
+        s: &swarm::Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<(Deployed, String)> {
+        let name = st.service_name(s);
+        let mut spec = service_spec(st, s, ids);
+        // bollard's specs hold HashMaps, whose order changes between runs: hash a canonical
+        // form (keys sorted), or every run would update every service.
+        let canonical = canonical(serde_json::to_value(&spec).expect("service specs serialize"));
+        let hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16]);
+        // On the service (a re-run compares it) and on its tasks' containers (a wait knows a
+        // task runs the current spec, not the one an update is replacing).
+        if let Some(l) = spec.labels.as_mut() {
+            l.insert(LABEL_CONFIG_HASH.into(), hash.clone());
+        }
+        if let Some(l) = spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+            .and_then(|c| c.labels.as_mut())
+        {
+            l.insert(LABEL_CONFIG_HASH.into(), hash.clone());
+        }
+        let map = |e| DockerError::from_bollard("service", &name, e);
+        match self.docker.inspect_service(&name, None).await {
+            Ok(current) => {
+                let sp = current.spec.as_ref();
+                let on_service = sp
+                    .and_then(|sp| sp.labels.as_ref())
+                    .and_then(|l| l.get(LABEL_CONFIG_HASH));
+                let on_tasks = sp
+                    .and_then(|sp| sp.task_template.as_ref())
+                    .and_then(|t| t.container_spec.as_ref())
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(LABEL_CONFIG_HASH));
+                let same = on_service == Some(&hash) && on_tasks == Some(&hash);
+                if same {
+                    return Ok((Deployed::Unchanged, hash));
+                }
+                let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
+                self.docker
+                    .update_service(
+                        &name,
+                        spec,
+                        UpdateServiceOptions {
+                            version,
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(map)?;
+                Ok((Deployed::Updated, hash))
+            }
+            Err(e) => {
+                let err = DockerError::from_bollard("service", &name, e);
+                if !err.is_not_found() {
+                    return Err(err);
+                }
+                // No registry credentials: a local image is used as it is; the daemon's
+                // "could not be accessed on a registry" warning is expected offline.
+                self.docker.create_service(spec, None).await.map_err(map)?;
+                Ok((Deployed::Created, hash))
+            }
+        }
+    }
+
+    /// The project's services (by the stack label), sorted by name.
+    pub async fn list_services(&self, project: &str) -> Result<Vec<ObservedService>> {
+        let services = self
+            .docker
+            .list_services(Some(ListServicesOptions {
+                filters: Some(stack_filter(project)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("service", project, e))?;
+        let mut out: Vec<ObservedService> = services
+            .into_iter()
+            .map(|s| {
+                let spec = s.spec.unwrap_or_default();
+                ObservedService {
+                    id: s.id.unwrap_or_default(),
+                    name: spec.name.unwrap_or_default(),
+                    image: spec
+                        .task_template
+                        .and_then(|t| t.container_spec)
+                        .and_then(|c| c.image)
+                        .unwrap_or_default(),
+                    replicas: spec
+                        .mode
+                        .and_then(|m| m.replicated)
+                        .and_then(|r| r.replicas)
+                        .unwrap_or(0) as u64,
+                    published: spec
+                        .endpoint_spec
+                        .and_then(|e| e.ports)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|p| p.published_port.map(|n| n as u16))
+                        .collect(),
+                    update_state: s
+                        .update_status
+                        .as_ref()
+                        .and_then(|u| u.state.as_ref())
+                        .map(|st| st.to_string()),
+                    update_message: s.update_status.and_then(|u| u.message),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The tasks of one service that Swarm wants running.
+    pub async fn service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
+        let tasks = self
+            .docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(HashMap::from([
+                    ("service".into(), vec![service.into()]),
+                    ("desired-state".into(), vec!["running".into()]),
+                ])),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("service", service, e))?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
+                let status = t.status.unwrap_or_default();
+                let config_hash = t
+                    .spec
+                    .and_then(|s| s.container_spec)
+                    .and_then(|c| c.labels)
+                    .and_then(|mut l| l.remove(LABEL_CONFIG_HASH));
+                ObservedTask {
+                    slot: t.slot,
+                    node_id: t.node_id.unwrap_or_default(),
+                    running: status.state == Some(TaskState::RUNNING),
+                    state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                    desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+                    message: status.err.or(status.message).unwrap_or_default(),
+                    container_id: status.container_status.and_then(|c| c.container_id),
+                    config_hash,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn remove_service(&self, name: &str) -> Result<()> {
+        match self.docker.delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = DockerError::from_bollard("service", name, e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Removes the project's configs and secrets whose names are not in `keep`; one still in
+    /// use by a service (Docker answers 400) is left for the next run. Returns how many went.
+    pub async fn prune_configs_and_secrets(&self, project: &str, keep: &[String]) -> Result<usize> {
+        let mut removed = 0;
+        let configs = self
+            .docker
+            .list_configs(Some(ListConfigsOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("config", project, e))?;
+        for c in configs {
+            let name = c.spec.and_then(|s| s.name).unwrap_or_default();
+            if !keep.contains(&name)
+                && self
+                    .docker
+                    .delete_config(c.id.as_deref().unwrap_or_default())
+                    .await
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        let secrets = self
+            .docker
+            .list_secrets(Some(ListSecretsOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("secret", project, e))?;
+        for s in secrets {
+            let name = s.spec.and_then(|s| s.name).unwrap_or_default();
+            if !keep.contains(&name)
+                && self
+                    .docker
+                    .delete_secret(s.id.as_deref().unwrap_or_default())
+                    .await
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Names of the project's configs, secrets, networks and (when `volumes`) volumes, by
+    /// the stack label: what `down` must leave none of.
+    pub async fn stack_leftovers(&self, project: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for s in self.list_services(project).await? {
+            out.push(format!("service {}", s.name));
+        }
+        let configs = self
+            .docker
+            .list_configs(Some(ListConfigsOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("config", project, e))?;
+        out.extend(
+            configs
+                .into_iter()
+                .map(|c| format!("config {}", c.spec.and_then(|s| s.name).unwrap_or_default())),
+        );
+        let secrets = self
+            .docker
+            .list_secrets(Some(ListSecretsOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("secret", project, e))?;
+        out.extend(
+            secrets
+                .into_iter()
+                .map(|s| format!("secret {}", s.spec.and_then(|s| s.name).unwrap_or_default())),
+        );
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("network", project, e))?;
+        out.extend(
+            networks
+                .into_iter()
+                .map(|n| format!("network {}", n.name.unwrap_or_default())),
+        );
+        Ok(out)
+    }
+
+    /// How many containers of the project's tasks exist on this node, running or not.
+    pub async fn stack_containers(&self, project: &str) -> Result<usize> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(stack_filter(project)),
+            ..Default::default()
+        };
+        Ok(self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("container", project, e))?
+            .len())
+    }
+
+    /// The project's volumes (created by Swarm for the services' mounts, labelled by them).
+    pub async fn stack_volumes(&self, project: &str) -> Result<Vec<String>> {
+        let resp = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(stack_filter(project)),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("volume", project, e))?;
+        Ok(resp
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Removes a config or secret of the project by name (for `down`); missing is fine.
+    pub async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()> {
+        let r = if kind == "config" {
+            self.docker.delete_config(name).await
+        } else {
+            self.docker.delete_secret(name).await
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = DockerError::from_bollard("config", name, e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The `up`/`down`/`status` operations on the Swarm target: the stack from [`super::build`]
+//! through the facade's service, config and secret calls, with a deadline on every wait.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::{Service, Stack};
+use crate::desired::Role;
+use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
+use crate::ui::Ui;
+
+/// The node this run talks to, once it is known to be a manager.
+pub async fn manager(docker: &DockerClient) -> Result<String> {
+    match docker.swarm_membership().await? {
+        SwarmMembership::Manager { node_id } => Ok(node_id),
+        SwarmMembership::Worker => bail!(
+            "this Docker daemon ({}) is a swarm worker; --target swarm needs a manager\n  \
+             fix: point DOCKER_HOST at a manager node, or promote this one (`docker node promote`)",
+            docker.address.host
+        ),
+        SwarmMembership::NotInSwarm => bail!(
+            "this Docker daemon ({}) is not part of a swarm\n  fix: run `docker swarm init` \
+             (or `docker swarm join` an existing swarm as a manager), or use --target single",
+            docker.address.host
+        ),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct UpReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub labelled: Vec<String>,
+    pub nginx_reloaded: bool,
+    pub elapsed: Duration,
+}
+
+/// Start order by readiness, as on one host: data stores, Sentinels, the app, then nginx
+/// (which resolves `tasks.app` when it loads its config).
+fn tiers(st: &Stack) -> Vec<Vec<&Service>> {
+    let tier_of = |r: Role| match r {
+        Role::Postgres | Role::Redis | Role::RedisReplica => 0,
+        Role::Sentinel => 1,
+        Role::App => 2,
+        Role::Nginx => 3,
+    };
+    (0..4)
+        .map(|t| {
+            st.services
+                .iter()
+                .filter(|s| tier_of(s.spec.role) == t)
+                .collect()
+        })
+        .filter(|v: &Vec<&Service>| !v.is_empty())
+        .collect()
+}
+
+pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
+    let t0 = Instant::now();
+    let docker = DockerClient::connect().await?;
+    let node = manager(&docker).await?;
+    let mut report = UpReport::default();
+
+    let keys: Vec<String> = st
+        .services
+        .iter()
+        .filter(|s| !s.constraints.is_empty())
+        .map(|s| st.placement_label(&s.name))
+        .collect();
+    report.labelled = docker.ensure_node_labels(&node, &keys).await?;
+    for l in &report.labelled {
+        ui.info(&format!(
+            "node {node:.12}: label {l}=true (data stays here)"
+        ));
+    }
+    docker
+        .ensure_overlay_network(&st.project, &st.network)
+        .await?;
+    let ids = docker.ensure_configs_and_secrets(st).await?;
+
+    let mut app_changed = false;
+    let mut nginx_changed = false;
+    for tier in tiers(st) {
+        let mut hashes = Vec::new();
+        for s in &tier {
+            let (what, hash) = docker.deploy_service(st, s, &ids).await?;
+            hashes.push(hash);
+            match what {
+                Deployed::Created => report.created += 1,
+                Deployed::Updated => report.updated += 1,
+                Deployed::Unchanged => report.unchanged += 1,
+            }
+            if what != Deployed::Unchanged {
+                ui.info(&format!(
+                    "service {}: {}",
+                    st.service_name(s),
+                    if what == Deployed::Created {
+                        "created"
+                    } else {
+                        "updating"
+                    }
+                ));
+                match s.spec.role {
+                    Role::App => app_changed = true,
+                    Role::Nginx => nginx_changed = true,
+                    _ => {}
+                }
+            }
+        }
+        let deadline = t0 + timeout;
+        for (s, hash) in tier.iter().zip(&hashes) {
+            wait_converged(
+                &docker,
+                &st.project,
+                &st.service_name(s),
+                s.replicas,
+                hash,
+                deadline,
+                timeout,
+            )
+            .await?;
+        }
+    }
+    // nginx resolved `tasks.app` when it loaded its config; a new task set needs a reload.
+    if app_changed && !nginx_changed {
+        reload_nginx(&docker, st).await?;
+        report.nginx_reloaded = true;
+    }
+    // Configs and secrets of earlier versions, no longer used by any service.
+    let keep: Vec<String> = st
+        .configs
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(st.secrets.iter().map(|s| s.name.clone()))
+        .collect();
+    docker.prune_configs_and_secrets(&st.project, &keep).await?;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}
+
+/// Waits until the service has `replicas` tasks running the spec `hash` (healthy: a task with
+/// a healthcheck counts as running only once healthy) and no rolling update in progress; fails at once when
+/// Swarm rolled an update back or paused it.
+pub async fn wait_converged(
+    docker: &DockerClient,
+    project: &str,
+    service: &str,
+    replicas: u32,
+    hash: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    loop {
+        let tasks = docker.service_tasks(service).await?;
+        let svc: Option<ObservedService> = docker
+            .list_services(project)
+            .await?
+            .into_iter()
+            .find(|s| s.name == service);
+        let update = svc.as_ref().and_then(|s| s.update_state.clone());
+        if let Some(state @ ("rollback_completed" | "paused" | "rollback_paused")) =
+            update.as_deref()
+        {
+            bail!(
+                "service {service}: Swarm's rolling update ended in {state}: {}",
+                svc.and_then(|s| s.update_message).unwrap_or_default()
+            );
+        }
+        let running = tasks
+            .iter()
+            .filter(|t| t.running && t.config_hash.as_deref() == Some(hash))
+            .count();
+        let updating = matches!(update.as_deref(), Some("updating" | "rollback_started"));
+        if running == replicas as usize && tasks.len() == replicas as usize && !updating {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let states: Vec<String> = tasks
+                .iter()
+                .map(|t| {
+                    format!(
+                        "slot {}: {} {}",
+                        t.slot.unwrap_or(0),
+                        t.state,
+                        t.message.trim()
+                    )
+                })
+                .collect();
+            bail!(
+                "service {service}: {running}/{replicas} tasks running and healthy after {}s \
+                 (tasks: {})\n  fix: `docker service ps --no-trunc {service}` shows why; raise \
+                 --timeout if the node is slow",
+                timeout.as_secs(),
+                if states.is_empty() {
+                    "none scheduled".to_string()
+                } else {
+                    states.join("; ")
+                }
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL * 2).await;
+    }
+}
+
+/// `nginx -t`, then a reload, in every running nginx task on this node: nginx resolves
+/// `tasks.app` again and so balances over the current tasks.
+pub async fn reload_nginx(docker: &DockerClient, st: &Stack) -> Result<()> {
+    let Some(nginx) = st.services.iter().find(|s| s.spec.role == Role::Nginx) else {
+        return Ok(());
+    };
+    let name = st.service_name(nginx);
+    for t in docker.service_tasks(&name).await? {
+        let Some(id) = t.container_id.filter(|_| t.running) else {
+            continue;
+        };
+        let cmd = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (code, out) = docker
+            .exec(&id, &cmd(&["nginx", "-t"]))
+            .await
+            .with_context(|| format!("nginx -t in a task of {name} (node {})", t.node_id))?;
+        if code != 0 {
+            bail!("nginx -t failed in a task of {name}; not reloaded:\n{out}");
+        }
+        let (code, out) = docker.exec(&id, &cmd(&["nginx", "-s", "reload"])).await?;
+        if code != 0 {
+            bail!("nginx -s reload failed in a task of {name}:\n{out}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub services: usize,
+    pub objects: usize,
+    pub volumes: usize,
+    pub kept_volumes: usize,
+}
+
+/// Removes the project's services, then (once their tasks are gone) its configs, secrets,
+/// network and, with `volumes`, its volumes on this node.
+pub async fn down(project: &str, volumes: bool, timeout: Duration) -> Result<DownReport> {
+    let docker = DockerClient::connect().await?;
+    manager(&docker).await?;
+    let mut r = DownReport::default();
+    let services = docker.list_services(project).await?;
+    for s in &services {
+        docker.remove_service(&s.name).await?;
+    }
+    r.services = services.len();
+    // Removing a service stops its tasks asynchronously; configs, secrets, the network and
+    // volumes stay in use until the containers are gone, so retry until the deadline.
+    let deadline = Instant::now() + timeout;
+    // A network the managers deleted stays listed on this node until its last container goes.
+    let mut removed = std::collections::BTreeSet::new();
+    loop {
+        let mut left = Vec::new();
+        for item in docker.stack_leftovers(project).await? {
+            let (kind, name) = item.split_once(' ').unwrap_or(("", &item));
+            let res = match kind {
+                "config" | "secret" => docker.remove_config_or_secret(kind, name).await,
+                "network" => docker.remove_network(name).await,
+                _ => Ok(()),
+            };
+            match res {
+                Ok(()) if kind != "service" => {
+                    removed.insert(item);
+                }
+                _ => left.push(item),
+            }
+        }
+        let containers = docker.stack_containers(project).await?;
+        if containers > 0 {
+            left.push(format!("{containers} task containers (stopping)"));
+        }
+        let vols = docker.stack_volumes(project).await?;
+        if volumes {
+            for v in &vols {
+                if docker.remove_volume(v).await.is_ok() {
+                    r.volumes += 1;
+                } else {
+                    left.push(format!("volume {v}"));
+                }
+            }
+        } else {
+            r.kept_volumes = vols.len();
+        }
+        if left.is_empty() {
+            r.objects = removed.len();
+            return Ok(r);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{project}: still present after {}s: {}",
+                timeout.as_secs(),
+                left.join(", ")
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL * 2).await;
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub image: String,
+    pub running: usize,
+    pub replicas: u64,
+    pub published: Vec<u16>,
+    pub update_state: Option<String>,
+    pub tasks: Vec<crate::docker::ObservedTask>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub project: String,
+    pub target: &'static str,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl StatusReport {
+    pub fn to_text(&self, ui: &Ui) -> String {
+        if self.services.is_empty() {
+            return format!("{}: no services on the swarm\n", self.project);
+        }
+        let mut out = format!("{} (swarm)\n", ui.bold(&self.project));
+        for s in &self.services {
+            let ok = s.running as u64 == s.replicas;
+            let count = format!("{}/{}", s.running, s.replicas);
+            let ports = s
+                .published
+                .iter()
+                .map(|p| format!(" :{p}"))
+                .collect::<String>();
+            let update = s
+                .update_state
+                .as_deref()
+                .map(|u| format!(" update {u}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {:<32} {:>7}  {}{ports}{update}\n",
+                s.name,
+                if ok { ui.green(&count) } else { ui.red(&count) },
+                s.image
+            ));
+        }
+        out
+    }
+}
+
+pub async fn status(project: &str) -> Result<StatusReport> {
+    let docker = DockerClient::connect().await?;
+    manager(&docker).await?;
+    let mut services = Vec::new();
+    for s in docker.list_services(project).await? {
+        let tasks = docker.service_tasks(&s.name).await?;
+        services.push(ServiceStatus {
+            running: tasks.iter().filter(|t| t.running).count(),
+            name: s.name,
+            image: s.image,
+            replicas: s.replicas,
+            published: s.published,
+            update_state: s.update_state,
+            tasks,
+        });
+    }
+    Ok(StatusReport {
+        project: project.to_string(),
+        target: "swarm",
+        services,
+    })
+}

@@ -1,0 +1,194 @@
+//! The Swarm target against a real daemon: `up --target swarm` → verify green → a re-run
+//! changes nothing → `down --target swarm --volumes` leaves no service, config, secret,
+//! network, volume or container.
+//!
+//! ONE test function, so no two swarm tests race on joining and leaving. When the daemon is
+//! not in a swarm, the test initialises a single-node swarm on loopback and leaves it again at
+//! the end, also on failure (the guard's Drop); when it already is a manager, the test uses
+//! that swarm and leaves it as it was. Plain containers of other tests keep working meanwhile.
+//! Like every Docker test here it FAILS when the daemon is unreachable.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use radar_deploy::docker::{DockerClient, SwarmMembership};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
+
+fn image(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(f)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A project on the swarm; on drop, removes what it deployed and leaves the swarm if the
+/// test joined it.
+struct SwarmProject {
+    name: String,
+    dir: tempfile::TempDir,
+    joined: bool,
+}
+
+impl SwarmProject {
+    fn new() -> SwarmProject {
+        let joined = block_on(async {
+            let d = DockerClient::connect()
+                .await
+                .expect("the Docker daemon must be reachable for this test");
+            match d.swarm_membership().await.expect("docker info") {
+                SwarmMembership::Manager { .. } => false,
+                SwarmMembership::Worker => {
+                    panic!("this daemon is a swarm worker; the test needs a manager or no swarm")
+                }
+                SwarmMembership::NotInSwarm => match d.init_swarm_loopback().await {
+                    Ok(()) => true,
+                    // Another process initialised one meanwhile: use it, and leave it alone.
+                    Err(e) => {
+                        let now = d.swarm_membership().await.expect("docker info");
+                        assert!(
+                            matches!(now, SwarmMembership::Manager { .. }),
+                            "swarm init failed: {e}"
+                        );
+                        false
+                    }
+                },
+            }
+        });
+        let p = SwarmProject {
+            name: format!("rdswarm-{}", std::process::id()),
+            dir: tempfile::tempdir().expect("temp dir"),
+            joined,
+        };
+        let out = p.run(&["init"]);
+        assert!(out.status.success(), "init: {}", text(&out));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
+        env.push_str(&format!(
+            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\nAPP_INSTANCES=3\n",
+            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
+            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
+            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+        ));
+        std::fs::write(p.env_file(), env).expect("write env file");
+        p
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--env-file")
+            .arg(self.env_file())
+            .arg("--project")
+            .arg(&self.name)
+            .arg("--no-color")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RADAR_ENV_FILE")
+            .env_remove("RADAR_PROJECT")
+            .env_remove("RADAR_TARGET")
+            .output()
+            .expect("run radar-deploy")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "radar-deploy {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    /// Everything of the project still on the daemon.
+    fn leftovers(&self) -> Vec<String> {
+        block_on(async {
+            let d = DockerClient::connect().await.expect("Docker reachable");
+            let mut left = d.stack_leftovers(&self.name).await.expect("list stack");
+            left.extend(
+                d.stack_volumes(&self.name)
+                    .await
+                    .expect("list volumes")
+                    .into_iter()
+                    .map(|v| format!("volume {v}")),
+            );
+            let n = d.stack_containers(&self.name).await.expect("containers");
+            if n > 0 {
+                left.push(format!("{n} containers"));
+            }
+            left
+        })
+    }
+}
+
+impl Drop for SwarmProject {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--target", "swarm", "--volumes"]);
+        if self.joined {
+            let _ = block_on(async { DockerClient::connect().await?.leave_swarm().await });
+        }
+    }
+}
+
+#[test]
+fn swarm_up_verifies_green_is_idempotent_and_down_leaves_nothing() {
+    let p = SwarmProject::new();
+
+    let t0 = Instant::now();
+    let out = p.ok(&["up", "--target", "swarm", "--timeout", "120"]);
+    let to_verified = t0.elapsed();
+    assert!(
+        out.contains("All verification checks passed"),
+        "verify after up is not green:\n{out}"
+    );
+    assert!(
+        out.contains("served by app-1") || out.contains("app-1:"),
+        "{out}"
+    );
+    eprintln!(
+        "swarm: up --target swarm to a verified stack in {:.1}s",
+        to_verified.as_secs_f64()
+    );
+
+    let status: Value =
+        serde_json::from_str(&p.ok(&["status", "--target", "swarm", "--format", "json"]))
+            .expect("status json");
+    let services = status["services"].as_array().expect("services");
+    assert_eq!(services.len(), 4, "{status:#}");
+    for s in services {
+        assert_eq!(s["running"], s["replicas"], "{status:#}");
+    }
+    let app = services
+        .iter()
+        .find(|s| s["name"] == format!("{}_app", p.name))
+        .expect("the app service");
+    assert_eq!(app["replicas"], 3);
+
+    // Nothing changed: nothing is touched.
+    let out = p.ok(&["up", "--target", "swarm", "--no-verify"]);
+    assert!(out.contains("0 created, 0 updated, 4 unchanged"), "{out}");
+
+    let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
+    assert!(out.contains("removed 4 services"), "{out}");
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}
