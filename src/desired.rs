@@ -288,9 +288,16 @@ fn redis_healthcheck(port: u16) -> Healthcheck {
     let test = if port == SENTINEL_PORT {
         strings(&["CMD", "redis-cli", "-p", "26379", "ping"])
     } else {
+        // Ready means: answering, and either the master or a replica whose link to the master
+        // is up. A replica that answers PING but has not finished its first sync is not ready
+        // (`verify --ha` right after `up` would see its link down). The same test fits either
+        // container after a failover, whichever of them is master then.
         vec![
             "CMD-SHELL".into(),
-            format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -q PONG"),
+            format!(
+                "REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} info replication \
+                 | grep -Eq '^(role:master|master_link_status:up)'"
+            ),
         ]
     };
     healthcheck(test, 10 * SECOND_MS)
