@@ -156,6 +156,9 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// The new number of app instances (1..=64).
     #[arg(value_name = "N")]
     pub instances: u32,

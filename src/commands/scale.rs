@@ -3,12 +3,43 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::ScaleArgs;
+use crate::cli::{ScaleArgs, Target};
+use crate::config::Overrides;
 use crate::outcome::Outcome;
 use crate::scale::{self, ScaleOptions};
+use crate::{desired, envfile, swarm};
 
 pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
-    let ScaleArgs { instances, timeout } = args;
+    let ScaleArgs {
+        target,
+        instances,
+        timeout,
+    } = args;
+    if target == Target::Swarm {
+        let cfg = g.config(Overrides {
+            ha: false,
+            instances: Some(instances),
+        })?;
+        let stack = swarm::build(&desired::build(&cfg));
+        let r = swarm::deploy::scale(&stack, Duration::from_secs(timeout), &g.ui).await?;
+        envfile::set_var(&g.env_file, "APP_INSTANCES", &instances.to_string())?;
+        g.ui.success(&format!(
+            "{}: {} → {instances} app tasks on the swarm in {:.1}s{}",
+            stack.project,
+            r.from,
+            r.elapsed.as_secs_f64(),
+            if r.nginx_reloaded {
+                "; nginx reloaded for the new task set"
+            } else {
+                ""
+            }
+        ));
+        g.ui.info(&format!(
+            "saved APP_INSTANCES={instances} in {}",
+            g.env_file.display()
+        ));
+        return Ok(Outcome::Success);
+    }
     let opts = ScaleOptions {
         env_file: g.env_file.clone(),
         project: g.project.clone(),

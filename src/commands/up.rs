@@ -43,8 +43,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         if no_verify {
             return Ok(Outcome::Success);
         }
-        // Through the balancer only: per-instance checks via Docker do not know Swarm tasks yet.
-        let report = verify::run(&verify::Options::for_config(&cfg, None)).await?;
+        let report = swarm::deploy::verify(&verify::Options::for_config(&cfg, None)).await?;
         print!("{}", verify::report::text(&report, &g.ui));
         return Ok(if report.passed {
             Outcome::Success

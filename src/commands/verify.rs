@@ -1,7 +1,7 @@
 use anyhow::{bail, Result};
 
 use super::Globals;
-use crate::cli::{ReportFormat, VerifyArgs};
+use crate::cli::{ReportFormat, Target, VerifyArgs};
 use crate::config::{vars::lookup, Overrides};
 use crate::docker::DockerClient;
 use crate::outcome::Outcome;
@@ -15,7 +15,6 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         format,
         ha,
     } = args;
-    super::single_host_only(target, "verify")?;
     if !(1..=10_000).contains(&requests) {
         bail!("--requests {requests} is out of range: use 1 to 10000");
     }
@@ -62,7 +61,13 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
     if let Some(url) = url {
         opts.url = url;
     }
-    let r = verify::run(&opts).await?;
+    let r = if target == Target::Swarm {
+        // Instances are Swarm tasks: their state comes from the swarm, not from containers.
+        opts.docker = None;
+        crate::swarm::deploy::verify(&opts).await?
+    } else {
+        verify::run(&opts).await?
+    };
     match format {
         ReportFormat::Text => print!("{}", report::text(&r, &g.ui)),
         ReportFormat::Json => println!("{}", report::json(&r)),

@@ -448,6 +448,7 @@ impl DockerClient {
 
     /// Creates the service, or updates it (Swarm's rolling update, with the stack's policy)
     /// when its spec changed; a spec-hash label makes a re-run with nothing changed a no-op.
+    /// Returns what it did and the hash the tasks of the current spec carry.
     pub async fn deploy_service(
         &self,
         st: &Stack,
@@ -458,19 +459,25 @@ impl DockerClient {
         let mut spec = service_spec(st, s, ids);
         // bollard's specs hold HashMaps, whose order changes between runs: hash a canonical
         // form (keys sorted), or every run would update every service.
-        let canonical = canonical(serde_json::to_value(&spec).expect("service specs serialize"));
-        let hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16]);
-        // On the service (a re-run compares it) and on its tasks' containers (a wait knows a
-        // task runs the current spec, not the one an update is replacing).
-        if let Some(l) = spec.labels.as_mut() {
-            l.insert(LABEL_CONFIG_HASH.into(), hash.clone());
-        }
+        let digest = |v: serde_json::Value| {
+            hex::encode(&Sha256::digest(canonical(v).to_string().as_bytes())[..16])
+        };
+        // Two hashes. The task template's goes on the tasks' containers, so a wait knows a task
+        // runs the current spec and not the one an update is replacing; it leaves out the
+        // replica count, or every `scale` would replace every task. The whole spec's goes on
+        // the service, so a re-run with nothing changed touches nothing.
+        let task_hash =
+            digest(serde_json::to_value(&spec.task_template).expect("task specs serialize"));
         if let Some(l) = spec
             .task_template
             .as_mut()
             .and_then(|t| t.container_spec.as_mut())
             .and_then(|c| c.labels.as_mut())
         {
+            l.insert(LABEL_CONFIG_HASH.into(), task_hash.clone());
+        }
+        let hash = digest(serde_json::to_value(&spec).expect("service specs serialize"));
+        if let Some(l) = spec.labels.as_mut() {
             l.insert(LABEL_CONFIG_HASH.into(), hash.clone());
         }
         let map = |e| DockerError::from_bollard("service", &name, e);
@@ -485,9 +492,9 @@ impl DockerClient {
                     .and_then(|t| t.container_spec.as_ref())
                     .and_then(|c| c.labels.as_ref())
                     .and_then(|l| l.get(LABEL_CONFIG_HASH));
-                let same = on_service == Some(&hash) && on_tasks == Some(&hash);
+                let same = on_service == Some(&hash) && on_tasks == Some(&task_hash);
                 if same {
-                    return Ok((Deployed::Unchanged, hash));
+                    return Ok((Deployed::Unchanged, task_hash));
                 }
                 let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
                 self.docker
@@ -502,7 +509,7 @@ impl DockerClient {
                     )
                     .await
                     .map_err(map)?;
-                Ok((Deployed::Updated, hash))
+                Ok((Deployed::Updated, task_hash))
             }
             Err(e) => {
                 let err = DockerError::from_bollard("service", &name, e);
@@ -512,7 +519,7 @@ impl DockerClient {
                 // No registry credentials: a local image is used as it is; the daemon's
                 // "could not be accessed on a registry" warning is expected offline.
                 self.docker.create_service(spec, None).await.map_err(map)?;
-                Ok((Deployed::Created, hash))
+                Ok((Deployed::Created, task_hash))
             }
         }
     }
@@ -566,13 +573,23 @@ impl DockerClient {
 
     /// The tasks of one service that Swarm wants running.
     pub async fn service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
+        self.tasks_of(service, true).await
+    }
+
+    /// Every task of the service Swarm still knows, also those it is stopping.
+    pub async fn all_service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
+        self.tasks_of(service, false).await
+    }
+
+    async fn tasks_of(&self, service: &str, desired_running: bool) -> Result<Vec<ObservedTask>> {
+        let mut filters = HashMap::from([("service".to_string(), vec![service.to_string()])]);
+        if desired_running {
+            filters.insert("desired-state".into(), vec!["running".into()]);
+        }
         let tasks = self
             .docker
             .list_tasks(Some(ListTasksOptions {
-                filters: Some(HashMap::from([
-                    ("service".into(), vec![service.into()]),
-                    ("desired-state".into(), vec!["running".into()]),
-                ])),
+                filters: Some(filters),
             }))
             .await
             .map_err(|e| DockerError::from_bollard("service", service, e))?;
