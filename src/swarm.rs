@@ -154,9 +154,18 @@ pub fn build(d: &Deployment) -> Stack {
     let project = d.project.clone();
     // nginx balances over every task of the app service (see the module comment).
     let swarm_nginx = d.with_upstream(&[APP_TASKS_HOST.to_string()]);
+    // Swarm, not radar-deploy, picks the tasks a scale-down stops, so nginx cannot take them
+    // out of its upstream first: until the reload after they are gone, a request may meet
+    // several stopping tasks in a row (refused, or timing out once the address is gone). Let
+    // nginx try every server, bounded by proxy_next_upstream_timeout, instead of three.
     let nginx_conf = swarm_nginx
         .file("nginx.conf")
-        .map(|f| f.content.clone())
+        .map(|f| {
+            f.content.replace(
+                "proxy_next_upstream_tries 3;",
+                "proxy_next_upstream_tries 0;",
+            )
+        })
         .unwrap_or_default();
 
     let mut services = Vec::new();

@@ -46,6 +46,8 @@ fn nginx_balances_over_every_task_with_its_strategy() {
     let conf = &st.config("nginx_conf").expect("nginx config").content;
     assert!(conf.contains("server tasks.app:3000 max_fails=3 fail_timeout=30s;"));
     assert!(conf.contains("least_conn;"));
+    // Every server may be tried when several tasks stop at once (see `build`).
+    assert!(conf.contains("proxy_next_upstream_tries 0;"));
     assert!(!conf
         .lines()
         .any(|l| l.trim_start().starts_with("resolver ")));
