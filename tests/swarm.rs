@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use radar_deploy::docker::{DockerClient, SwarmMembership};
 use radar_deploy::drill::load::{self, Load, LoadOptions};
+use radar_deploy::lock::ProjectLock;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
@@ -40,37 +41,54 @@ struct SwarmProject {
     name: String,
     dir: tempfile::TempDir,
     joined: bool,
+    /// Held until after the swarm is left: swarm tests of other processes on this machine
+    /// (another checkout's CI) wait, so none leaves a swarm another still uses.
+    _machine_lock: ProjectLock,
 }
 
 impl SwarmProject {
     fn new() -> SwarmProject {
-        let joined = block_on(async {
+        let (joined, machine_lock) = block_on(async {
             let d = DockerClient::connect()
                 .await
                 .expect("the Docker daemon must be reachable for this test");
-            match d.swarm_membership().await.expect("docker info") {
-                SwarmMembership::Manager { .. } => false,
-                SwarmMembership::Worker => {
-                    panic!("this daemon is a swarm worker; the test needs a manager or no swarm")
-                }
-                SwarmMembership::NotInSwarm => match d.init_swarm_loopback().await {
-                    Ok(()) => true,
-                    // Another process initialised one meanwhile: use it, and leave it alone.
-                    Err(e) => {
-                        let now = d.swarm_membership().await.expect("docker info");
-                        assert!(
-                            matches!(now, SwarmMembership::Manager { .. }),
-                            "swarm init failed: {e}"
-                        );
-                        false
+            let lock = ProjectLock::acquire(
+                &d.address.host,
+                "swarm-tests",
+                std::time::Duration::from_secs(600),
+                |pid| eprintln!("waiting for the swarm test of pid {pid}"),
+            )
+            .await
+            .expect("the machine-wide swarm test lock");
+            let joined = {
+                match d.swarm_membership().await.expect("docker info") {
+                    SwarmMembership::Manager { .. } => false,
+                    SwarmMembership::Worker => {
+                        panic!(
+                            "this daemon is a swarm worker; the test needs a manager or no swarm"
+                        )
                     }
-                },
-            }
+                    SwarmMembership::NotInSwarm => match d.init_swarm_loopback().await {
+                        Ok(()) => true,
+                        // Another process initialised one meanwhile: use it, and leave it alone.
+                        Err(e) => {
+                            let now = d.swarm_membership().await.expect("docker info");
+                            assert!(
+                                matches!(now, SwarmMembership::Manager { .. }),
+                                "swarm init failed: {e}"
+                            );
+                            false
+                        }
+                    },
+                }
+            };
+            (joined, lock)
         });
         let p = SwarmProject {
             name: format!("rdswarm-{}", std::process::id()),
             dir: tempfile::tempdir().expect("temp dir"),
             joined,
+            _machine_lock: machine_lock,
         };
         let out = p.run(&["init"]);
         assert!(out.status.success(), "init: {}", text(&out));

@@ -8,9 +8,13 @@ use crate::outcome::Outcome;
 pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
     let DownArgs { target, volumes } = args;
     if target == Target::Swarm {
-        let r =
-            crate::swarm::deploy::down(&g.project, volumes, std::time::Duration::from_secs(120))
-                .await?;
+        let r = crate::swarm::deploy::down(
+            &g.project,
+            volumes,
+            std::time::Duration::from_secs(120),
+            &g.ui,
+        )
+        .await?;
         let kept = if r.kept_volumes > 0 {
             format!(
                 "; kept {} volume{} (data; `down --volumes` deletes them)",

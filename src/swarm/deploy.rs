@@ -9,7 +9,21 @@ use serde::Serialize;
 use super::{Service, Stack};
 use crate::desired::Role;
 use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
+use crate::lock::ProjectLock;
 use crate::ui::Ui;
+
+/// How long a run waits for another run on the same project before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The same per-project lock as the single-host engine: two runs never interleave.
+async fn lock(docker: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
+    ProjectLock::acquire(&docker.address.host, project, LOCK_WAIT, |pid| {
+        ui.info(&format!(
+            "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
+        ))
+    })
+    .await
+}
 
 /// The node this run talks to, once it is known to be a manager.
 pub async fn manager(docker: &DockerClient) -> Result<String> {
@@ -62,6 +76,7 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let t0 = Instant::now();
     let docker = DockerClient::connect().await?;
     let node = manager(&docker).await?;
+    let _lock = lock(&docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
     let keys: Vec<String> = st
@@ -261,6 +276,7 @@ pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport
     let t0 = Instant::now();
     let docker = DockerClient::connect().await?;
     manager(&docker).await?;
+    let _lock = lock(&docker, &st.project, ui).await?;
     let app = st
         .services
         .iter()
@@ -314,9 +330,10 @@ pub struct DownReport {
 
 /// Removes the project's services, then (once their tasks are gone) its configs, secrets,
 /// network and, with `volumes`, its volumes on this node.
-pub async fn down(project: &str, volumes: bool, timeout: Duration) -> Result<DownReport> {
+pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> Result<DownReport> {
     let docker = DockerClient::connect().await?;
     manager(&docker).await?;
+    let _lock = lock(&docker, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
     for s in &services {
