@@ -145,6 +145,18 @@ impl SwarmProject {
     /// Runs radar-deploy with `args` while clients keep requesting through nginx; returns
     /// (failed requests, requests sent, the command's output).
     fn under_load(&self, args: &[&str]) -> (usize, usize, String) {
+        self.under_load_expect(args, 0)
+    }
+
+    /// Appends `name=value` to the env file (later lines win).
+    fn set_env(&self, name: &str, value: &str) {
+        let mut env = std::fs::read_to_string(self.env_file()).expect("env file");
+        env.push_str(&format!("{name}={value}\n"));
+        std::fs::write(self.env_file(), env).expect("write env file");
+    }
+
+    /// As [`Self::under_load`], expecting the command to exit with `code`.
+    fn under_load_expect(&self, args: &[&str], code: i32) -> (usize, usize, String) {
         let port = std::fs::read_to_string(self.env_file())
             .unwrap()
             .lines()
@@ -167,7 +179,13 @@ impl SwarmProject {
             })
             .await
             .unwrap();
-            assert!(out.status.success(), "{args:?} failed:\n{}", text(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{args:?} exited {:?}:\n{}",
+                out.status.code(),
+                text(&out)
+            );
             // Keep the load on a little after the change, while the reload settles.
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             let r = load.stop().await;
@@ -261,6 +279,42 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         assert!(out.contains("All verification checks passed"), "{out}");
         assert!(out.contains(&format!("{n} instances served")), "{out}");
     }
+
+    // A rolling update (a new image reference: Swarm replaces every task, start-first) under
+    // load: no request may fail, as nginx follows the task set.
+    let app_image = image("APP_IMAGE", "radar-deploy/radar-app:0.1.0");
+    let image_id = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &app_image])
+        .output()
+        .expect("docker image inspect");
+    let by_id = String::from_utf8_lossy(&image_id.stdout).trim().to_string();
+    assert!(!by_id.is_empty(), "image {app_image} not found");
+    p.set_env("APP_IMAGE", &by_id);
+    let t0 = Instant::now();
+    let (failed, sent, out) = p.under_load(&["up", "--target", "swarm", "--no-verify"]);
+    eprintln!(
+        "swarm: rolling update under load: {failed} failed of {sent} requests in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("1 updated"), "{out}");
+    assert_eq!(
+        failed, 0,
+        "rolling update: {failed} of {sent} failed:\n{out}"
+    );
+
+    // An image whose tasks never start: Swarm rolls back, `up` says so and exits 2, and the
+    // old tasks keep serving.
+    p.set_env("APP_IMAGE", "radar-offline/base:bookworm");
+    let t0 = Instant::now();
+    let (failed, sent, out) = p.under_load_expect(&["up", "--target", "swarm", "--no-verify"], 2);
+    eprintln!(
+        "swarm: failed update + rollback under load: {failed} failed of {sent} requests in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("rollback"), "{out}");
+    assert_eq!(failed, 0, "rollback: {failed} of {sent} failed:\n{out}");
+    let out = p.ok(&["verify", "--target", "swarm"]);
+    assert!(out.contains("All verification checks passed"), "{out}");
 
     let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
     assert!(out.contains("removed 4 services"), "{out}");

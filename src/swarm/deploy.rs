@@ -100,9 +100,11 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let mut nginx_changed = false;
     for tier in tiers(st) {
         let mut hashes = Vec::new();
+        let mut outcomes = Vec::new();
         for s in &tier {
             let (what, hash) = docker.deploy_service(st, s, &ids).await?;
             hashes.push(hash);
+            outcomes.push(what);
             match what {
                 Deployed::Created => report.created += 1,
                 Deployed::Updated => report.updated += 1,
@@ -126,7 +128,8 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
             }
         }
         let deadline = t0 + timeout;
-        for (s, hash) in tier.iter().zip(&hashes) {
+        for ((s, hash), what) in tier.iter().zip(&hashes).zip(&outcomes) {
+            let follow = (s.spec.role == Role::App && *what == Deployed::Updated).then_some(st);
             wait_converged(
                 &docker,
                 &st.project,
@@ -134,7 +137,7 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
                 s.replicas,
                 hash,
                 deadline,
-                timeout,
+                follow,
             )
             .await?;
         }
@@ -166,10 +169,26 @@ pub async fn wait_converged(
     replicas: u32,
     hash: &str,
     deadline: Instant,
-    timeout: Duration,
+    follow: Option<&Stack>,
 ) -> Result<()> {
+    let mut seen: Option<Vec<String>> = None;
     loop {
         let tasks = docker.service_tasks(service).await?;
+        // During a rolling update of the app, nginx follows the task set: a reload each time a
+        // new task is running (healthy), so nginx always knows live tasks as old ones stop —
+        // the last reload before it would otherwise name only stopped tasks.
+        if let Some(st) = follow {
+            let mut now: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.running)
+                .filter_map(|t| t.container_id.clone())
+                .collect();
+            now.sort();
+            if seen.as_ref().is_some_and(|s| *s != now) {
+                reload_nginx(docker, st).await?;
+            }
+            seen = Some(now);
+        }
         let svc: Option<ObservedService> = docker
             .list_services(project)
             .await?
@@ -179,6 +198,9 @@ pub async fn wait_converged(
         if let Some(state @ ("rollback_completed" | "paused" | "rollback_paused")) =
             update.as_deref()
         {
+            if let Some(st) = follow {
+                reload_nginx(docker, st).await?;
+            }
             bail!(
                 "service {service}: Swarm's rolling update ended in {state}: {}",
                 svc.and_then(|s| s.update_message).unwrap_or_default()
@@ -217,10 +239,9 @@ pub async fn wait_converged(
                 })
                 .collect();
             bail!(
-                "service {service}: {running}/{replicas} tasks running and healthy after {}s \
-                 (tasks: {})\n  fix: `docker service ps --no-trunc {service}` shows why; raise \
-                 --timeout if the node is slow",
-                timeout.as_secs(),
+                "service {service}: {running}/{replicas} tasks running and healthy by the \
+                 deadline (tasks: {})\n  fix: `docker service ps --no-trunc {service}` shows \
+                 why; raise --timeout if the node is slow",
                 if states.is_empty() {
                     "none scheduled".to_string()
                 } else {
@@ -306,7 +327,7 @@ pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport
         app.replicas,
         &hash,
         t0 + timeout,
-        timeout,
+        None,
     )
     .await?;
     let nginx_reloaded = what != Deployed::Unchanged;
