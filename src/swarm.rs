@@ -199,6 +199,15 @@ pub fn build(d: &Deployment) -> Stack {
             Role::Sentinel => {
                 let mut spec = c.clone();
                 spec.depends_on.clear();
+                // The Sentinel rewrites its config under /data. Swarm's anonymous volume for
+                // the image's /data is not writable by the redis user; a named volume is
+                // populated from the image, ownership included.
+                if !spec.volumes.iter().any(|v| v.target == "/data") {
+                    spec.volumes.push(crate::desired::VolumeMount {
+                        volume: format!("{}-data", c.alias),
+                        target: "/data".into(),
+                    });
+                }
                 services.push(Service {
                     name: c.alias.clone(),
                     replicas: 1,

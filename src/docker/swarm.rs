@@ -126,7 +126,9 @@ fn service_spec(st: &Stack, s: &swarm::Service, ids: &HashMap<String, String>) -
                     name: Some(m.target.clone()),
                     uid: Some("0".into()),
                     gid: Some("0".into()),
-                    mode: Some(0o444),
+                    // Writable by its owner in a copy: the Sentinel copies its config (`cp`
+                    // keeps the mode) and appends to the copy.
+                    mode: Some(0o644),
                 }),
                 config_id: ids.get(&cfg.name).cloned(),
                 config_name: Some(cfg.name.clone()),

@@ -500,9 +500,14 @@ pub async fn verify(opts: &crate::verify::Options) -> Result<crate::verify::Repo
         .iter_mut()
         .filter(|c| c.status == Status::Skip)
     {
-        c.detail = "per-task HTTP probes are not implemented on Swarm yet; the balancer \
-                    checks reach every task"
-            .into();
+        c.detail = if c.group == crate::verify::GROUP_HA {
+            "Sentinel and replica checks are not implemented on Swarm yet; their tasks' \
+             health is checked above"
+        } else {
+            "per-task HTTP probes are not implemented on Swarm yet; the balancer checks \
+             reach every task"
+        }
+        .into();
     }
     let services = docker.list_services(&opts.project).await?;
     let app_name = format!("{}_app", opts.project);
