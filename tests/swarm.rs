@@ -1,6 +1,8 @@
 //! The Swarm target against a real daemon: `up --target swarm` → verify green → a re-run
-//! changes nothing → `scale 5` and `scale 2` under load with no failed request → `down
-//! --target swarm --volumes` leaves no service, config, secret, network, volume or container.
+//! changes nothing → `scale 5` and `scale 2` under load with no failed request → a rolling
+//! update and a rolled-back one under load with no failed request → `down --target swarm
+//! --volumes` leaves no service, config, secret, network, volume or container → the same with
+//! the HA profile.
 //!
 //! ONE test function, so no two swarm tests race on joining and leaving. When the daemon is
 //! not in a swarm, the test initialises a single-node swarm on loopback and leaves it again at
@@ -318,5 +320,23 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
 
     let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
     assert!(out.contains("removed 4 services"), "{out}");
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+
+    // The HA profile on the same swarm: the replica and three Sentinels come up healthy (each
+    // Sentinel rewrites its config in its own volume), and `down` removes them too.
+    p.set_env("APP_IMAGE", &app_image);
+    let t0 = Instant::now();
+    let out = p.ok(&["up", "--target", "swarm", "--ha"]);
+    eprintln!(
+        "swarm: up --target swarm --ha to a verified stack in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.contains("All verification checks passed"),
+        "verify after up --ha is not green:\n{out}"
+    );
+    assert!(out.contains("8 services"), "{out}");
+    let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
+    assert!(out.contains("removed 8 services"), "{out}");
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
