@@ -102,11 +102,11 @@ struct Limits {
 }
 
 /// Compose interpolates `$VAR` everywhere; literal dollars (in shell scripts) must be doubled.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('$', "$$")
 }
 
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
     } else {
@@ -114,7 +114,7 @@ fn duration(ms: u64) -> String {
     }
 }
 
-fn config_key(file: &str) -> String {
+pub(crate) fn config_key(file: &str) -> String {
     file.replace(['.', '-'], "_")
 }
 

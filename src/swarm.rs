@@ -136,10 +136,6 @@ fn placement_label(project: &str, service: &str) -> String {
     format!("radar-deploy.{project}.{service}")
 }
 
-fn config_key(file: &str) -> String {
-    file.replace(['.', '-'], "_")
-}
-
 fn digest(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -456,18 +452,8 @@ impl FilePlacement {
     }
 }
 
-/// Compose interpolates `$VAR` everywhere; literal dollars (in shell scripts) must be doubled.
-fn escape(s: &str) -> String {
-    s.replace('$', "$$")
-}
-
-fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
+// The stack file is Compose syntax: the same escaping, durations and config keys.
+use crate::compose::{config_key, duration, escape};
 
 fn file_healthcheck(h: &Healthcheck) -> FileHealthcheck {
     FileHealthcheck {
