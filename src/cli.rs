@@ -178,6 +178,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
     /// Only this service (e.g. nginx, app, app-2, postgres).
     pub service: Option<String>,
     /// Keep printing new lines.
@@ -219,9 +222,15 @@ pub struct DrillArgs {
     pub concurrency: u32,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
-    /// The instance to kill (e.g. app-2); default the highest numbered.
-    #[arg(long, value_name = "SERVICE")]
+    /// Where the stack runs: `single` (one Docker host, the default) or `swarm` (the daemon's
+    /// swarm; `RADAR_TARGET` is honoured too). Any other value names the instance to kill, as
+    /// `--instance` does (kept for scripts: `drill instance --target app-2`).
+    #[arg(long, value_name = "single|swarm|INSTANCE")]
     pub target: Option<String>,
+    /// `drill instance`: the instance to kill (e.g. app-2; on Swarm app-N is the task in slot
+    /// N); default the highest numbered.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     /// Failed requests allowed (default: 0 for `instance`, not judged for `redis`).
     #[arg(long, value_name = "N")]
     pub max_failed: Option<u64>,

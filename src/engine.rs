@@ -379,6 +379,15 @@ pub async fn logs(
             .map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
             .boxed()
     });
+    print_logs(streams.collect(), follow).await
+}
+
+/// Prints log streams: one after the other, or with `follow` interleaved as lines arrive
+/// until Ctrl-C. Shared by both targets' `logs`.
+pub(crate) async fn print_logs(
+    streams: Vec<futures_util::stream::BoxStream<'_, crate::docker::Result<String>>>,
+    follow: bool,
+) -> Result<()> {
     if follow {
         let mut merged = futures_util::stream::select_all(streams);
         loop {

@@ -1,16 +1,22 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::LogsArgs;
+use crate::cli::{LogsArgs, Target};
 use crate::engine;
 use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
     let LogsArgs {
+        target,
         service,
         follow,
         tail,
     } = args;
-    engine::logs(&g.project, service.as_deref(), follow, tail).await?;
+    match target {
+        Target::Single => engine::logs(&g.project, service.as_deref(), follow, tail).await?,
+        Target::Swarm => {
+            crate::swarm::deploy::logs(&g.project, service.as_deref(), follow, tail).await?
+        }
+    }
     Ok(Outcome::Success)
 }

@@ -16,8 +16,11 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         timeout,
     } = args;
     if target == Target::Swarm {
+        // The running stack's HA mode, whether it came from the env file or `up --ha`: the
+        // app's spec (its Sentinel settings) must not change with the replica count.
+        let ha = swarm::deploy::deployed_with_ha(&g.project).await?;
         let cfg = g.config(Overrides {
-            ha: false,
+            ha,
             instances: Some(instances),
         })?;
         let stack = swarm::build(&desired::build(&cfg));

@@ -54,6 +54,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             lb_strategy: None,
             master_name: default_of("REDIS_MASTER_NAME"),
             docker,
+            swarm: false,
         },
     };
     opts.requests = requests;
@@ -62,9 +63,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         opts.url = url;
     }
     let r = if target == Target::Swarm {
-        // Instances are Swarm tasks: their state comes from the swarm, not from containers.
-        opts.docker = None;
-        crate::swarm::deploy::verify(&opts).await?
+        crate::swarm::verify::verify(&opts).await?
     } else {
         verify::run(&opts).await?
     };

@@ -774,68 +774,21 @@ impl DockerClient {
         tail: Option<u32>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .tail(&tail)
-            .build();
-        let name = container.to_string();
-        let raw = self.docker.logs(container, Some(opts));
-        // Docker frames are writes, not lines: split and carry partial lines over.
-        futures_util::stream::unfold(
-            (
-                Box::pin(raw),
-                String::new(),
-                std::collections::VecDeque::new(),
-                false,
-            ),
-            move |(mut raw, mut partial, mut ready, mut done)| {
-                let name = name.clone();
-                async move {
-                    loop {
-                        if let Some(line) = ready.pop_front() {
-                            return Some((Ok(LogLine { text: line }), (raw, partial, ready, done)));
-                        }
-                        if done {
-                            return None;
-                        }
-                        match raw.next().await {
-                            Some(Ok(chunk)) => {
-                                let text = match chunk {
-                                    LogOutput::StdOut { message }
-                                    | LogOutput::StdErr { message }
-                                    | LogOutput::Console { message }
-                                    | LogOutput::StdIn { message } => {
-                                        String::from_utf8_lossy(&message).into_owned()
-                                    }
-                                };
-                                partial.push_str(&text);
-                                while let Some(i) = partial.find('\n') {
-                                    let line: String = partial.drain(..=i).collect();
-                                    ready
-                                        .push_back(line.trim_end_matches(['\n', '\r']).to_string());
-                                }
-                            }
-                            Some(Err(e)) => {
-                                done = true;
-                                return Some((
-                                    Err(DockerError::from_bollard("container", &name, e)),
-                                    (raw, partial, ready, done),
-                                ));
-                            }
-                            None => {
-                                done = true;
-                                if !partial.is_empty() {
-                                    ready.push_back(std::mem::take(&mut partial));
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        )
+        let raw = self.docker.logs(container, Some(log_options(tail, follow)));
+        log_lines(raw, "container", container)
+    }
+
+    /// A Swarm task's log as lines, wherever in the swarm the task runs (asked of a manager).
+    pub fn task_logs(
+        &self,
+        task_id: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        let raw = self
+            .docker
+            .task_logs(task_id, Some(log_options(tail, follow)));
+        log_lines(raw, "task", task_id)
     }
 
     /// Sends SIGKILL to a container's main process: a crash, not a graceful stop, so its
@@ -1005,4 +958,75 @@ mod tests {
         );
         assert_eq!(test_argv(&["NONE".into()]), None);
     }
+}
+
+fn log_options(tail: Option<u32>, follow: bool) -> bollard::query_parameters::LogsOptions {
+    let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+    LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .follow(follow)
+        .tail(&tail)
+        .build()
+}
+
+/// Docker's log frames as lines: frames are writes, not lines, so split them and carry partial
+/// lines over.
+fn log_lines(
+    raw: impl Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+    kind: &'static str,
+    name: &str,
+) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+    let name = name.to_string();
+    futures_util::stream::unfold(
+        (
+            Box::pin(raw),
+            String::new(),
+            std::collections::VecDeque::new(),
+            false,
+        ),
+        move |(mut raw, mut partial, mut ready, mut done)| {
+            let name = name.clone();
+            async move {
+                loop {
+                    if let Some(line) = ready.pop_front() {
+                        return Some((Ok(LogLine { text: line }), (raw, partial, ready, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match raw.next().await {
+                        Some(Ok(chunk)) => {
+                            let text = match chunk {
+                                LogOutput::StdOut { message }
+                                | LogOutput::StdErr { message }
+                                | LogOutput::Console { message }
+                                | LogOutput::StdIn { message } => {
+                                    String::from_utf8_lossy(&message).into_owned()
+                                }
+                            };
+                            partial.push_str(&text);
+                            while let Some(i) = partial.find('\n') {
+                                let line: String = partial.drain(..=i).collect();
+                                ready.push_back(line.trim_end_matches(['\n', '\r']).to_string());
+                            }
+                        }
+                        Some(Err(e)) => {
+                            done = true;
+                            return Some((
+                                Err(DockerError::from_bollard(kind, &name, e)),
+                                (raw, partial, ready, done),
+                            ));
+                        }
+                        None => {
+                            done = true;
+                            if !partial.is_empty() {
+                                ready.push_back(std::mem::take(&mut partial));
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

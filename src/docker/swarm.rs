@@ -43,6 +43,7 @@ pub enum SwarmMembership {
 /// One task of a service, as `status` and the waits need it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ObservedTask {
+    pub id: String,
     pub slot: Option<i64>,
     pub node_id: String,
     pub state: String,
@@ -310,46 +311,101 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("swarm", "leave", e))
     }
 
-    /// Puts each label (`key=true`) on `node_id` unless some node of the swarm carries it
-    /// already, so data stays on the node that has it. Returns the labels added.
-    pub async fn ensure_node_labels(&self, node_id: &str, keys: &[String]) -> Result<Vec<String>> {
+    /// Puts each label (`key=true`) that no node of the swarm carries yet on a ready, active
+    /// node, so data stays on the node that has it and the services pinned by these labels
+    /// spread: each label goes to the node with the fewest of the project's labels
+    /// (`label_prefix`), `prefer` (the manager we talk to) on a tie. On one node, all go there;
+    /// on three, the Redis master, its replica and each Sentinel land on different nodes.
+    /// Returns the labels added, each with the node's host name.
+    pub async fn ensure_node_labels(
+        &self,
+        prefer: &str,
+        keys: &[String],
+        label_prefix: &str,
+    ) -> Result<Vec<(String, String)>> {
+        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
+        let map = |e| DockerError::from_bollard("node", prefer, e);
         let nodes = self
             .docker
             .list_nodes(None::<ListNodesOptions>)
             .await
-            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
-        let missing: Vec<String> = keys
-            .iter()
-            .filter(|k| {
-                !nodes.iter().any(|n| {
-                    n.spec
-                        .as_ref()
-                        .and_then(|s| s.labels.as_ref())
-                        .is_some_and(|l| l.get(*k).map(String::as_str) == Some("true"))
+            .map_err(map)?;
+        let labels_of = |n: &bollard::models::Node| -> Vec<String> {
+            n.spec
+                .as_ref()
+                .and_then(|s| s.labels.as_ref())
+                .map(|l| {
+                    l.iter()
+                        .filter(|(_, v)| v.as_str() == "true")
+                        .map(|(k, _)| k.clone())
+                        .collect()
                 })
-            })
-            .cloned()
+                .unwrap_or_default()
+        };
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !nodes.iter().any(|n| labels_of(n).contains(k)))
             .collect();
         if missing.is_empty() {
-            return Ok(missing);
+            return Ok(vec![]);
         }
-        let map = |e| DockerError::from_bollard("node", node_id, e);
-        let node = self.docker.inspect_node(node_id).await.map_err(map)?;
-        let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
-        let mut spec = node.spec.unwrap_or_default();
-        let labels = spec.labels.get_or_insert_with(HashMap::new);
-        for k in &missing {
-            labels.insert(k.clone(), "true".into());
+        // Candidates: (id, host name, project labels it carries), the preferred node first.
+        let mut candidates: Vec<(String, String, usize)> = nodes
+            .iter()
+            .filter(|n| {
+                let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+                let active = n.spec.as_ref().and_then(|s| s.availability)
+                    != Some(NodeSpecAvailabilityEnum::DRAIN)
+                    && n.spec.as_ref().and_then(|s| s.availability)
+                        != Some(NodeSpecAvailabilityEnum::PAUSE);
+                ready && active || n.id.as_deref() == Some(prefer)
+            })
+            .map(|n| {
+                let host = n
+                    .description
+                    .as_ref()
+                    .and_then(|d| d.hostname.clone())
+                    .unwrap_or_default();
+                let count = labels_of(n)
+                    .iter()
+                    .filter(|k| k.starts_with(label_prefix))
+                    .count();
+                (n.id.clone().unwrap_or_default(), host, count)
+            })
+            .collect();
+        candidates.sort_by_key(|(id, _, _)| id != prefer);
+        let mut plan: Vec<(String, Vec<String>)> = vec![];
+        let mut added = vec![];
+        for k in missing {
+            let Some(node) = candidates.iter_mut().min_by_key(|(_, _, count)| *count) else {
+                break;
+            };
+            node.2 += 1;
+            added.push((k.clone(), node.1.clone()));
+            match plan.iter_mut().find(|(id, _)| *id == node.0) {
+                Some((_, keys)) => keys.push(k.clone()),
+                None => plan.push((node.0.clone(), vec![k.clone()])),
+            }
         }
-        self.docker
-            .update_node(
-                node_id,
-                spec,
-                UpdateNodeOptionsBuilder::default().version(version).build(),
-            )
-            .await
-            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
-        Ok(missing)
+        for (node_id, keys) in plan {
+            let map = |e| DockerError::from_bollard("node", &node_id, e);
+            let node = self.docker.inspect_node(&node_id).await.map_err(map)?;
+            let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
+            let mut spec = node.spec.unwrap_or_default();
+            let labels = spec.labels.get_or_insert_with(HashMap::new);
+            for k in keys {
+                labels.insert(k, "true".into());
+            }
+            self.docker
+                .update_node(
+                    &node_id,
+                    spec,
+                    UpdateNodeOptionsBuilder::default().version(version).build(),
+                )
+                .await
+                .map_err(|e| DockerError::from_bollard("node", &node_id, e))?;
+        }
+        Ok(added)
     }
 
     /// The stack's attachable overlay network; kept when it exists.
@@ -605,6 +661,7 @@ impl DockerClient {
                     .and_then(|c| c.labels)
                     .and_then(|mut l| l.remove(LABEL_CONFIG_HASH));
                 ObservedTask {
+                    id: t.id.unwrap_or_default(),
                     slot: t.slot,
                     node_id: t.node_id.unwrap_or_default(),
                     running: status.state == Some(TaskState::RUNNING),
@@ -773,5 +830,50 @@ impl DockerClient {
                 }
             }
         }
+    }
+
+    /// Sets only the replica count of an existing service (the rest of its spec, labels
+    /// included, stays as it is: putting the old count back restores the spec exactly).
+    pub async fn set_service_replicas(&self, service: &str, replicas: u64) -> Result<()> {
+        let map = |e| DockerError::from_bollard("service", service, e);
+        let current = self
+            .docker
+            .inspect_service(service, None)
+            .await
+            .map_err(map)?;
+        let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
+        let mut spec = current.spec.unwrap_or_default();
+        spec.mode = Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(replicas as i64),
+            }),
+            ..Default::default()
+        });
+        self.docker
+            .update_service(
+                service,
+                spec,
+                UpdateServiceOptions {
+                    version,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .map(|_| ())
+            .map_err(map)
+    }
+
+    /// A node's hostname, for messages (its id when it has none).
+    pub async fn node_hostname(&self, node_id: &str) -> Result<String> {
+        let node = self
+            .docker
+            .inspect_node(node_id)
+            .await
+            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
+        Ok(node
+            .description
+            .and_then(|d| d.hostname)
+            .unwrap_or_else(|| node_id.to_string()))
     }
 }

@@ -47,7 +47,8 @@ pub struct UpReport {
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
-    pub labelled: Vec<String>,
+    /// Node labels added, with the node's host name.
+    pub labelled: Vec<(String, String)>,
     pub nginx_reloaded: bool,
     pub elapsed: Duration,
 }
@@ -85,11 +86,10 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
         .filter(|s| !s.constraints.is_empty())
         .map(|s| st.placement_label(&s.name))
         .collect();
-    report.labelled = docker.ensure_node_labels(&node, &keys).await?;
-    for l in &report.labelled {
-        ui.info(&format!(
-            "node {node:.12}: label {l}=true (data stays here)"
-        ));
+    let prefix = st.placement_label("");
+    report.labelled = docker.ensure_node_labels(&node, &keys, &prefix).await?;
+    for (label, host) in &report.labelled {
+        ui.info(&format!("node {host}: label {label}=true (pins it there)"));
     }
     docker
         .ensure_overlay_network(&st.project, &st.network)
@@ -285,6 +285,18 @@ pub struct ScaleReport {
     pub from: u64,
     pub nginx_reloaded: bool,
     pub elapsed: Duration,
+}
+
+/// Whether the project's stack on the swarm runs the HA profile (it has Sentinels).
+pub async fn deployed_with_ha(project: &str) -> Result<bool> {
+    let docker = DockerClient::connect().await?;
+    manager(&docker).await?;
+    let sentinel = format!("{project}_{}-", Role::Sentinel.service());
+    Ok(docker
+        .list_services(project)
+        .await?
+        .iter()
+        .any(|s| s.name.starts_with(&sentinel)))
 }
 
 /// `scale N` on the swarm: only the app service's replica count changes (Swarm starts or
@@ -484,87 +496,65 @@ pub async fn status(project: &str) -> Result<StatusReport> {
     })
 }
 
-/// `verify` on the swarm: the checks through the balancer, as on one host, plus what Swarm
-/// knows of every task. Swarm counts a task with a healthcheck as running only once it is
-/// healthy, so "running" is Docker's health verdict for each instance.
-pub async fn verify(opts: &crate::verify::Options) -> Result<crate::verify::Report> {
-    use crate::verify::{Check, Status, GROUP_HEALTH, GROUP_INSTANCES};
+/// `logs --target swarm`: the log of every task Swarm wants running, or of one service
+/// (`nginx`, `app`) or app slot (`app-3`), each line prefixed with the task's name
+/// (`app-3`, `nginx`), wherever in the swarm the task runs.
+pub async fn logs(
+    project: &str,
+    service: Option<&str>,
+    follow: bool,
+    tail: Option<u32>,
+) -> Result<()> {
+    use futures_util::StreamExt;
     let docker = DockerClient::connect().await?;
     manager(&docker).await?;
-    let mut report = crate::verify::run(opts).await?;
-    report.checks.retain(|c| {
-        !(c.status == Status::Skip && [GROUP_INSTANCES, GROUP_HEALTH].contains(&c.group))
-    });
-    for c in report
-        .checks
-        .iter_mut()
-        .filter(|c| c.status == Status::Skip)
-    {
-        c.detail = if c.group == crate::verify::GROUP_HA {
-            "Sentinel and replica checks are not implemented on Swarm yet; their tasks' \
-             health is checked above"
-        } else {
-            "per-task HTTP probes are not implemented on Swarm yet; the balancer checks \
-             reach every task"
-        }
-        .into();
+    let prefix = format!("{project}_");
+    let mut services = docker.list_services(project).await?;
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    if services.is_empty() {
+        bail!(
+            "stack {project} has no services on the swarm\n  fix: `radar-deploy up --target \
+             swarm` first, or pass --project"
+        );
     }
-    let services = docker.list_services(&opts.project).await?;
-    let app_name = format!("{}_app", opts.project);
-    let mut checks = vec![];
-    match services.iter().find(|s| s.name == app_name) {
-        Some(app) => {
-            let want = opts.expected_instances.map_or(app.replicas, u64::from);
-            checks.push(Check {
-                group: GROUP_INSTANCES,
-                name: "App tasks present".into(),
-                status: if app.replicas == want {
-                    Status::Pass
-                } else {
-                    Status::Fail
-                },
-                detail: format!(
-                    "service {app_name}: {} replicas; the configuration asks for {want}",
-                    app.replicas
-                ),
-                duration_ms: 0,
-            });
-        }
-        None => checks.push(Check {
-            group: GROUP_INSTANCES,
-            name: "App tasks present".into(),
-            status: Status::Fail,
-            detail: format!(
-                "no service {app_name} on the swarm (is the stack up? is --project right?)"
-            ),
-            duration_ms: 0,
-        }),
-    }
+    let mut selected = vec![];
+    let mut known = vec![];
     for s in &services {
-        let tasks = docker.service_tasks(&s.name).await?;
-        let running = tasks.iter().filter(|t| t.running).count();
-        let not_running: Vec<String> = tasks
-            .iter()
-            .filter(|t| !t.running)
-            .map(|t| format!("slot {}: {} {}", t.slot.unwrap_or(0), t.state, t.message))
-            .collect();
-        checks.push(Check {
-            group: GROUP_HEALTH,
-            name: format!("{} tasks running and healthy", s.name),
-            status: if running as u64 == s.replicas && not_running.is_empty() {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            detail: if not_running.is_empty() {
-                format!("{running}/{}", s.replicas)
-            } else {
-                format!("{running}/{}; {}", s.replicas, not_running.join("; "))
-            },
-            duration_ms: 0,
-        });
+        let short = s.name.strip_prefix(&prefix).unwrap_or(&s.name).to_string();
+        let mut tasks = docker.service_tasks(&s.name).await?;
+        tasks.sort_by_key(|t| t.slot);
+        let numbered = tasks.len() > 1 || short == Role::App.service();
+        for t in tasks {
+            let name = match t.slot {
+                Some(n) if numbered => format!("{short}-{n}"),
+                _ => short.clone(),
+            };
+            known.push(name.clone());
+            if service.is_none_or(|want| want == short || want == name) {
+                selected.push((name, t.id));
+            }
+        }
+        known.push(short);
     }
-    report.checks.splice(0..0, checks);
-    report.passed = report.checks.iter().all(|c| c.status != Status::Fail);
-    Ok(report)
+    if selected.is_empty() {
+        known.sort();
+        known.dedup();
+        bail!(
+            "no service or task {:?} in stack {project}; known: {}",
+            service.unwrap_or_default(),
+            known.join(", ")
+        );
+    }
+    let width = selected.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let streams = selected
+        .iter()
+        .map(|(name, id)| {
+            let prefix = format!("{name:<width$} | ");
+            docker
+                .task_logs(id, tail, follow)
+                .map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
+                .boxed()
+        })
+        .collect();
+    crate::engine::print_logs(streams, follow).await
 }

@@ -1,19 +1,20 @@
 //! Evidence gathered inside the project network through the Docker API: each instance's
 //! health endpoints (asked from a container next to it, so no instance port is published and it
-//! works on Docker Desktop too), and the Sentinels' and replica's own view of Redis HA.
+//! works on Docker Desktop too), and the Sentinels' and replica's own view of Redis HA. Who is
+//! asked, and from which container, comes from the [`Topology`]: the same checks serve one host
+//! and a swarm.
 
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
 use super::evaluate::{self, parse_raw_http};
+use super::topology::{Member, Topology};
 use super::{
     Check, Options, Status, GROUP_HA, GROUP_HEALTH, GROUP_INSTANCES, GROUP_LIVENESS,
     GROUP_READINESS,
 };
-use crate::desired::Role;
 use crate::docker::DockerClient;
-use crate::observed::{ContainerState, ObservedContainer};
 
 /// An HTTP/1.0 GET of each path, in plain bash (`/dev/tcp`): bash is in the nginx, redis and
 /// postgres images, curl and wget are not promised. Arguments are passed positionally, never
@@ -27,6 +28,13 @@ for path in "$@"; do
     exec 3<&-
   fi
 done"#;
+
+/// Three questions to a Sentinel in its own protocol (inline commands), then QUIT so it closes
+/// the connection once it has answered. The master name is an argument, never spliced in.
+const SENTINEL_SCRIPT: &str = r#"host=$1; port=$2; name=$3
+exec 3<>"/dev/tcp/$host/$port" || exit 1
+printf 'SENTINEL get-master-addr-by-name %s\r\nSENTINEL ckquorum %s\r\nSENTINEL replicas %s\r\nQUIT\r\n' "$name" "$name" "$name" >&3
+while IFS= read -r -t 3 line || [ -n "$line" ]; do printf '%s\n' "$line"; line=; done <&3"#;
 
 const EXEC_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -79,137 +87,89 @@ async fn exec(
     }
 }
 
-fn role_of(c: &ObservedContainer) -> Option<Role> {
-    [
-        Role::Postgres,
-        Role::Redis,
-        Role::RedisReplica,
-        Role::Sentinel,
-        Role::App,
-        Role::Nginx,
-    ]
-    .into_iter()
-    .find(|r| c.role() == Some(r.service()))
-}
+/// Where the per-instance and HA evidence comes from: `None` without Docker access.
+pub type Evidence<'a> = Option<(&'a DockerClient, &'a Result<Topology, String>)>;
 
-fn instance_number(c: &ObservedContainer) -> u32 {
-    c.labels
-        .get(crate::desired::LABEL_INSTANCE)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn not_running(c: &ObservedContainer) -> Option<String> {
-    (c.state != ContainerState::Running || c.status.contains("Paused")).then(|| {
-        format!(
-            "{} ({}) is not running: {}",
-            c.alias(),
-            c.name,
-            if c.status.is_empty() {
-                "no status"
-            } else {
-                &c.status
-            }
-        )
-    })
-}
-
-pub async fn instance_checks(opts: &Options) -> InstanceEvidence {
-    let Some(docker) = &opts.docker else {
-        let checks = [
-            (GROUP_INSTANCES, "App instances present"),
-            (GROUP_HEALTH, "Each instance is healthy"),
-            (GROUP_READINESS, "Each instance is ready"),
-            (GROUP_LIVENESS, "Each instance is live"),
-        ]
-        .into_iter()
-        .map(|(g, n)| skipped(g, n, NO_DOCKER))
-        .collect();
+pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> InstanceEvidence {
+    let names = [
+        (GROUP_INSTANCES, "App instances present"),
+        (GROUP_HEALTH, "Each instance is healthy"),
+        (GROUP_READINESS, "Each instance is ready"),
+        (GROUP_LIVENESS, "Each instance is live"),
+    ];
+    let Some((docker, topo)) = evidence else {
+        let checks = names
+            .into_iter()
+            .map(|(g, n)| skipped(g, n, NO_DOCKER))
+            .collect();
         return InstanceEvidence {
             checks,
             ids: vec![],
         };
     };
-    let containers = match docker.list_containers(&opts.project).await {
-        Ok(c) => c,
+    let topo = match topo {
+        Ok(t) => t,
         Err(e) => {
             return InstanceEvidence {
-                checks: vec![failed(
-                    GROUP_INSTANCES,
-                    "App instances present".into(),
-                    format!(
-                        "cannot list the containers of project {}: {e}",
-                        opts.project
-                    ),
-                )],
+                checks: vec![failed(GROUP_INSTANCES, names[0].1.into(), e.clone())],
                 ids: vec![],
             }
         }
     };
-    let mut apps: Vec<&ObservedContainer> = containers
-        .iter()
-        .filter(|c| role_of(c) == Some(Role::App))
-        .collect();
-    apps.sort_by_key(|c| instance_number(c));
-
-    let mut checks = vec![presence_check(opts, &apps)];
-    // Ask from a container on the same network that has bash; nginx first, as it is the one
-    // that really forwards to the instances.
-    let helper = [
-        Role::Nginx,
-        Role::Redis,
-        Role::Postgres,
-        Role::RedisReplica,
-        Role::Sentinel,
-    ]
-    .into_iter()
-    .find_map(|r| {
-        containers
-            .iter()
-            .find(|c| role_of(c) == Some(r) && not_running(c).is_none())
-    });
-    let probes = apps.iter().map(|app| async move {
+    let mut checks = vec![];
+    let probes = topo.apps.iter().map(|app| async move {
         let started = Instant::now();
-        if let Some(why) = not_running(app) {
-            return (app, Err(why), started.elapsed());
+        if let Some(why) = &app.down {
+            return (app, Err(why.clone()), started.elapsed());
         }
-        let Some(helper) = helper else {
-            return (
-                app,
-                Err("no running container of the project to ask from (nginx, redis and postgres are all down)".to_string()),
-                started.elapsed(),
-            );
+        let helper = match &topo.helper {
+            Ok(h) => h,
+            Err(why) => return (app, Err(why.clone()), started.elapsed()),
         };
         let mut cmd = vec![
             "bash".to_string(),
             "-c".to_string(),
             HTTP_SCRIPT.to_string(),
             "radar-deploy-verify".to_string(),
-            app.alias(),
+            app.address.clone(),
             opts.app_port.to_string(),
         ];
         cmd.extend(PATHS.iter().map(|(p, _, _)| p.to_string()));
         cmd.push("/health/backend".into());
-        let out = exec(docker, &helper.name, cmd).await;
+        let out = exec(docker, helper, cmd).await;
         (app, out.map(|(_, text)| text), started.elapsed())
     });
     let mut ids = vec![];
-    for (app, out, elapsed) in join_all(probes).await {
-        let alias = app.alias();
+    let mut results = join_all(probes).await;
+    // In instance order (app-2 before app-10), also when Swarm's DNS listed them otherwise.
+    let order = |m: &Member| (m.label().len(), m.label().to_string());
+    results.sort_by_key(|(app, _, _)| order(app));
+    for (app, out, elapsed) in results {
         let ms = elapsed.as_millis() as u64;
         let sections = match out {
             Ok(text) => split_sections(&text),
             Err(why) => {
+                let label = app.label().to_string();
                 for (_, group, word) in PATHS {
-                    checks.push(failed(group, format!("{alias} is {word}"), why.clone()));
+                    checks.push(failed(group, format!("{label} is {word}"), why.clone()));
                 }
-                ids.push(alias);
+                ids.push(label);
                 continue;
             }
         };
+        let reported = sections
+            .iter()
+            .find(|(p, _)| p == "/health/backend")
+            .and_then(|(_, t)| parse_raw_http(t))
+            .and_then(|r| evaluate::instance_id(&r.body));
+        // A Swarm task is known by its address only: name it by the id it reports.
+        let label = app
+            .name
+            .clone()
+            .or_else(|| reported.clone())
+            .unwrap_or_else(|| app.address.clone());
         for (path, group, word) in PATHS {
-            let name = format!("{alias} is {word}");
-            let url = format!("http://{alias}:{}{path}", opts.app_port);
+            let url = format!("http://{}:{}{path}", app.address, opts.app_port);
             let (status, detail) = match sections.iter().find(|(p, _)| p == path) {
                 None => (Status::Fail, format!("GET {url}: no answer")),
                 Some((_, text)) => match parse_raw_http(text) {
@@ -226,32 +186,28 @@ pub async fn instance_checks(opts: &Options) -> InstanceEvidence {
             };
             checks.push(Check {
                 group,
-                name,
+                name: format!("{label} is {word}"),
                 status,
                 detail,
                 duration_ms: ms,
             });
         }
-        let id = sections
-            .iter()
-            .find(|(p, _)| p == "/health/backend")
-            .and_then(|(_, t)| parse_raw_http(t))
-            .and_then(|r| evaluate::instance_id(&r.body))
-            .unwrap_or(alias);
-        ids.push(id);
+        ids.push(reported.unwrap_or(label));
     }
+    // Listed by the ids they report: a Swarm task is otherwise only an address.
+    checks.insert(0, presence_check(opts, &topo.apps, &ids));
     InstanceEvidence { checks, ids }
 }
 
-fn presence_check(opts: &Options, apps: &[&ObservedContainer]) -> Check {
+fn presence_check(opts: &Options, apps: &[Member], ids: &[String]) -> Check {
     let name = "App instances present".to_string();
-    let listed: Vec<String> = apps.iter().map(|c| c.alias()).collect();
+    let listed: Vec<&str> = ids.iter().map(String::as_str).collect();
     if apps.is_empty() {
         return failed(
             GROUP_INSTANCES,
             name,
             format!(
-                "no app container labelled with project {} (is the stack up? is --project right?)",
+                "no app instance of project {} (is the stack up? is --project right?)",
                 opts.project
             ),
         );
@@ -287,42 +243,82 @@ fn split_sections(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn ha_checks(opts: &Options) -> Vec<Check> {
+/// One Sentinel's answers, asked over its own protocol from the helper container (so it
+/// works wherever the Sentinel runs, also on another swarm node).
+#[derive(Debug, Default)]
+struct SentinelView {
+    /// `host:port` of the master it names.
+    master: Option<String>,
+    /// `ckquorum`'s answer: Ok(text) or Err(text).
+    quorum: Option<Result<String, String>>,
+    replicas: Vec<evaluate::SentinelReplica>,
+    /// Why it could not be asked.
+    error: Option<String>,
+}
+
+async fn ask_sentinel(
+    docker: &DockerClient,
+    helper: &str,
+    s: &Member,
+    master: &str,
+) -> SentinelView {
+    let cmd = vec![
+        "bash".to_string(),
+        "-c".to_string(),
+        SENTINEL_SCRIPT.to_string(),
+        "radar-deploy-verify".to_string(),
+        s.address.clone(),
+        "26379".to_string(),
+        master.to_string(),
+    ];
+    match exec(docker, helper, cmd).await {
+        Err(e) => SentinelView {
+            error: Some(e),
+            ..SentinelView::default()
+        },
+        Ok((_, text)) => {
+            let answers = evaluate::parse_resp(&text);
+            if answers.len() < 3 {
+                return SentinelView {
+                    error: Some(format!(
+                        "no answer from {}:26379: {}",
+                        s.address,
+                        evaluate::excerpt(&text)
+                    )),
+                    ..SentinelView::default()
+                };
+            }
+            SentinelView {
+                master: evaluate::master_addr(&answers[0]),
+                quorum: Some(match &answers[1] {
+                    evaluate::Resp::Simple(t) => Ok(t.clone()),
+                    other => Err(other.text()),
+                }),
+                replicas: evaluate::sentinel_replicas(&answers[2]),
+                error: None,
+            }
+        }
+    }
+}
+
+pub async fn ha_checks(opts: &Options, evidence: Evidence<'_>) -> Vec<Check> {
     let names = [
         "Three Sentinels running",
         "Sentinels agree on the master",
         "Sentinel quorum (ckquorum)",
         "Replica linked to the master",
     ];
-    let Some(docker) = &opts.docker else {
+    let Some((docker, topo)) = evidence else {
         return names
             .iter()
             .map(|n| skipped(GROUP_HA, n, NO_DOCKER))
             .collect();
     };
-    let containers = match docker.list_containers(&opts.project).await {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![failed(
-                GROUP_HA,
-                names[0].into(),
-                format!(
-                    "cannot list the containers of project {}: {e}",
-                    opts.project
-                ),
-            )]
-        }
+    let topo = match topo {
+        Ok(t) => t,
+        Err(e) => return vec![failed(GROUP_HA, names[0].into(), e.clone())],
     };
-    let mut sentinels: Vec<&ObservedContainer> = containers
-        .iter()
-        .filter(|c| role_of(c) == Some(Role::Sentinel))
-        .collect();
-    sentinels.sort_by_key(|c| instance_number(c));
-    let running: Vec<&ObservedContainer> = sentinels
-        .iter()
-        .copied()
-        .filter(|c| not_running(c).is_none())
-        .collect();
+    let running: Vec<&Member> = topo.sentinels.iter().filter(|s| s.down.is_none()).collect();
     let mut checks = vec![];
 
     checks.push(if running.len() == 3 {
@@ -332,15 +328,20 @@ pub async fn ha_checks(opts: &Options) -> Vec<Check> {
             status: Status::Pass,
             detail: running
                 .iter()
-                .map(|c| c.alias())
+                .map(|s| s.label())
                 .collect::<Vec<_>>()
                 .join(", "),
             duration_ms: 0,
         }
     } else {
-        let states: Vec<String> = sentinels
+        let states: Vec<String> = topo
+            .sentinels
             .iter()
-            .map(|c| not_running(c).unwrap_or_else(|| format!("{} running", c.alias())))
+            .map(|s| {
+                s.down
+                    .clone()
+                    .unwrap_or_else(|| format!("{} running", s.label()))
+            })
             .collect();
         failed(
             GROUP_HA,
@@ -354,30 +355,37 @@ pub async fn ha_checks(opts: &Options) -> Vec<Check> {
         )
     });
 
-    // Each running Sentinel's answer to "who is the master?".
     let master = &opts.master_name;
-    let answers = join_all(running.iter().map(|s| async move {
-        let cmd = [
-            "redis-cli",
-            "-p",
-            "26379",
-            "sentinel",
-            "get-master-addr-by-name",
-            master,
-        ];
-        let out = exec(docker, &s.name, cmd.iter().map(|a| a.to_string()).collect()).await;
-        let host = out.ok().and_then(|(code, text)| {
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let host = lines.next()?.to_string();
-            let port = lines.next()?.to_string();
-            (code == 0).then(|| format!("{host}:{port}"))
-        });
-        (s.alias(), host)
-    }))
-    .await;
-    let named: Vec<&String> = answers.iter().filter_map(|(_, h)| h.as_ref()).collect();
+    let views: Vec<(&Member, SentinelView)> = match &topo.helper {
+        Ok(helper) => {
+            join_all(
+                running
+                    .iter()
+                    .map(|s| async move { (*s, ask_sentinel(docker, helper, s, master).await) }),
+            )
+            .await
+        }
+        Err(why) => running
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    SentinelView {
+                        error: Some(why.clone()),
+                        ..SentinelView::default()
+                    },
+                )
+            })
+            .collect(),
+    };
+
+    // Each running Sentinel's answer to "who is the master?".
+    let named: Vec<&String> = views
+        .iter()
+        .filter_map(|(_, v)| v.master.as_ref())
+        .collect();
     let agreed = named.first().filter(|first| {
-        named.len() == answers.len() && !answers.is_empty() && named.iter().all(|h| h == *first)
+        named.len() == views.len() && !views.is_empty() && named.iter().all(|h| h == *first)
     });
     let master_host = agreed.map(|h| h.split(':').next().unwrap_or("").to_string());
     checks.push(match agreed {
@@ -385,105 +393,165 @@ pub async fn ha_checks(opts: &Options) -> Vec<Check> {
             group: GROUP_HA,
             name: names[1].into(),
             status: Status::Pass,
-            detail: format!("{} Sentinels name {addr} as master {master}", answers.len()),
+            detail: format!("{} Sentinels name {addr} as master {master}", views.len()),
             duration_ms: 0,
         },
         None => failed(
             GROUP_HA,
             names[1].into(),
-            if answers.is_empty() {
+            if views.is_empty() {
                 "no Sentinel is running".into()
             } else {
-                answers
+                views
                     .iter()
-                    .map(|(s, h)| format!("{s}: {}", h.as_deref().unwrap_or("no answer")))
+                    .map(|(s, v)| {
+                        let said = v.master.clone().or_else(|| v.error.clone());
+                        format!("{}: {}", s.label(), said.as_deref().unwrap_or("no master"))
+                    })
                     .collect::<Vec<_>>()
                     .join("; ")
             },
         ),
     });
 
-    checks.push(match running.first() {
-        None => failed(GROUP_HA, names[2].into(), "no Sentinel is running".into()),
-        Some(s) => {
-            let cmd = ["redis-cli", "-p", "26379", "sentinel", "ckquorum", master];
-            match exec(docker, &s.name, cmd.iter().map(|a| a.to_string()).collect()).await {
-                Ok((0, text)) if text.trim_start().starts_with("OK") => Check {
-                    group: GROUP_HA,
-                    name: names[2].into(),
-                    status: Status::Pass,
-                    detail: format!("{}: {}", s.alias(), text.trim()),
-                    duration_ms: 0,
-                },
-                Ok((_, text)) => failed(
-                    GROUP_HA,
-                    names[2].into(),
-                    format!("{}: {}", s.alias(), evaluate::excerpt(&text)),
-                ),
-                Err(e) => failed(GROUP_HA, names[2].into(), e),
-            }
-        }
+    // ckquorum from the first Sentinel that answered.
+    let answered = views.iter().find(|(_, v)| v.quorum.is_some());
+    checks.push(match (answered, views.first()) {
+        (Some((s, v)), _) => match v.quorum.as_ref().expect("found by is_some") {
+            Ok(text) if text.starts_with("OK") => Check {
+                group: GROUP_HA,
+                name: names[2].into(),
+                status: Status::Pass,
+                detail: format!("{}: {text}", s.label()),
+                duration_ms: 0,
+            },
+            Ok(text) | Err(text) => failed(
+                GROUP_HA,
+                names[2].into(),
+                format!("{}: {}", s.label(), evaluate::excerpt(text)),
+            ),
+        },
+        (None, Some((s, v))) => failed(
+            GROUP_HA,
+            names[2].into(),
+            format!(
+                "{}: {}",
+                s.label(),
+                v.error.as_deref().unwrap_or("no answer")
+            ),
+        ),
+        (None, None) => failed(GROUP_HA, names[2].into(), "no Sentinel is running".into()),
     });
 
-    checks.push(replica_check(docker, &containers, master_host.as_deref(), names[3]).await);
+    let sentinel_view = views
+        .iter()
+        .find(|(_, v)| v.error.is_none())
+        .map(|(s, v)| (s.label(), v.replicas.as_slice()));
+    checks.push(
+        replica_check(
+            docker,
+            &topo.redis_nodes,
+            master_host.as_deref(),
+            sentinel_view,
+            names[3],
+        )
+        .await,
+    );
     checks
 }
 
-/// The data node that is not the master must be a replica with its link up.
+/// The data node that is not the master must be a replica with its link up: asked of the
+/// replica itself when its container runs on this daemon, else of a Sentinel (which reads the
+/// replica's INFO every few seconds).
 async fn replica_check(
     docker: &DockerClient,
-    containers: &[ObservedContainer],
+    nodes: &[Member],
     master_host: Option<&str>,
+    sentinel_view: Option<(&str, &[evaluate::SentinelReplica])>,
     name: &str,
 ) -> Check {
     let master = master_host.unwrap_or("redis");
-    let nodes: Vec<&ObservedContainer> = containers
-        .iter()
-        .filter(|c| matches!(role_of(c), Some(Role::Redis | Role::RedisReplica)))
-        .collect();
-    let Some(replica) = nodes.iter().find(|c| c.alias() != master) else {
+    let Some(replica) = nodes.iter().find(|c| c.label() != master) else {
         return failed(
             GROUP_HA,
             name.into(),
-            format!("no Redis container other than the master ({master}) exists"),
+            format!("no Redis node other than the master ({master}) exists"),
         );
     };
-    if let Some(why) = not_running(replica) {
-        return failed(GROUP_HA, name.into(), why);
+    if let Some(why) = &replica.down {
+        return failed(GROUP_HA, name.into(), why.clone());
     }
-    let script = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
-    let cmd = vec!["bash".into(), "-c".into(), script.into()];
-    match exec(docker, &replica.name, cmd).await {
-        Err(e) => failed(GROUP_HA, name.into(), e),
-        Ok((_, text)) => {
-            let field = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(k).map(str::to_string))
-            };
-            let role = field("role:");
-            let link = field("master_link_status:");
-            let of = field("master_host:").unwrap_or_default();
-            if role.as_deref() == Some("slave") && link.as_deref() == Some("up") {
-                Check {
-                    group: GROUP_HA,
-                    name: name.into(),
-                    status: Status::Pass,
-                    detail: format!("{} replicates {of} (link up)", replica.alias()),
-                    duration_ms: 0,
+    let (role, link, of, source) = match &replica.container {
+        Some(container) => {
+            let script =
+                "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
+            let cmd = vec!["bash".into(), "-c".into(), script.into()];
+            match exec(docker, container, cmd).await {
+                Err(e) => return failed(GROUP_HA, name.into(), e),
+                Ok((_, text)) => {
+                    let field = |k: &str| {
+                        text.lines()
+                            .find_map(|l| l.trim().strip_prefix(k).map(str::to_string))
+                    };
+                    (
+                        field("role:"),
+                        field("master_link_status:"),
+                        field("master_host:").unwrap_or_default(),
+                        String::new(),
+                    )
                 }
-            } else {
-                failed(
+            }
+        }
+        None => {
+            let Some((sentinel, replicas)) = sentinel_view else {
+                return failed(
                     GROUP_HA,
                     name.into(),
                     format!(
-                        "{}: role {}, master link {}",
-                        replica.alias(),
-                        role.as_deref().unwrap_or("unknown"),
-                        link.as_deref().unwrap_or("absent")
+                        "{} runs on another node and no Sentinel answered about it",
+                        replica.label()
                     ),
-                )
+                );
+            };
+            match replicas.iter().find(|r| r.host == replica.address) {
+                None => {
+                    return failed(
+                        GROUP_HA,
+                        name.into(),
+                        format!("{sentinel} knows no replica {}", replica.address),
+                    )
+                }
+                Some(r) => (
+                    r.flags
+                        .split(',')
+                        .any(|f| f == "slave")
+                        .then(|| "slave".to_string()),
+                    (r.link == "ok" && !r.flags.contains("_down")).then(|| "up".to_string()),
+                    r.master_host.clone(),
+                    format!(", per {sentinel}"),
+                ),
             }
         }
+    };
+    if role.as_deref() == Some("slave") && link.as_deref() == Some("up") {
+        Check {
+            group: GROUP_HA,
+            name: name.into(),
+            status: Status::Pass,
+            detail: format!("{} replicates {of} (link up{source})", replica.label()),
+            duration_ms: 0,
+        }
+    } else {
+        failed(
+            GROUP_HA,
+            name.into(),
+            format!(
+                "{}: role {}, master link {}{source}",
+                replica.label(),
+                role.as_deref().unwrap_or("unknown"),
+                link.as_deref().unwrap_or("absent")
+            ),
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod evaluate;
 mod inside;
 pub mod report;
+pub mod topology;
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,7 @@ pub const GROUPS: &[&str] = &[
 ];
 
 /// What to verify, resolved by the command from flags and (when valid) the config.
+#[derive(Clone)]
 pub struct Options {
     pub project: String,
     pub url: String,
@@ -91,6 +93,8 @@ pub struct Options {
     pub master_name: String,
     /// `None`: no Docker access; per-instance and HA checks are reported as skipped.
     pub docker: Option<DockerClient>,
+    /// The deployment runs on the daemon's swarm (`--target swarm`): its instances are tasks.
+    pub swarm: bool,
 }
 
 impl Options {
@@ -106,6 +110,7 @@ impl Options {
             lb_strategy: Some(cfg.lb_strategy),
             master_name: cfg.sentinel.master_name.clone(),
             docker,
+            swarm: false,
         }
     }
 }
@@ -120,10 +125,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 
     // Per-instance evidence (Docker) and balancer evidence (HTTP) are independent: gather both
     // at once.
-    let (instances, balancer) = tokio::join!(
-        inside::instance_checks(opts),
+    let topology = async {
+        match &opts.docker {
+            None => None,
+            Some(d) if opts.swarm => Some(crate::swarm::verify::topology(d, opts).await),
+            Some(d) => Some(topology::single_host(d, &opts.project).await),
+        }
+    };
+    let ((instances, topology), balancer) = tokio::join!(
+        async {
+            let topology = topology.await;
+            let evidence = opts.docker.as_ref().zip(topology.as_ref());
+            (inside::instance_checks(opts, evidence).await, topology)
+        },
         balancer_checks(opts, &http, &jar),
     );
+    let evidence = opts.docker.as_ref().zip(topology.as_ref());
     let mut checks = instances.checks;
     let (mut lb_checks, samples, distribution_raw) = balancer;
     checks.append(&mut lb_checks);
@@ -144,7 +161,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     checks.push(session_check(samples, expected.len(), pinned));
 
     if opts.ha {
-        checks.extend(inside::ha_checks(opts).await);
+        checks.extend(inside::ha_checks(opts, evidence).await);
     }
 
     let passed = checks.iter().all(|c| c.status != Status::Fail);
