@@ -13,9 +13,15 @@
 //!   names `tasks.app`, which Swarm's DNS answers with every task's address, and nginx turns a
 //!   name with several addresses into one `server` per address, each with its own `least_conn`
 //!   count and `max_fails`. Open-source nginx 1.22 (Debian bookworm, the official image's
-//!   base) has no `resolve` parameter, so the list is fixed at (re)load: radar-deploy reloads
-//!   nginx (after `nginx -t`) whenever the task set changes. The app service uses
-//!   `endpoint_mode: dnsrr`, so it has no virtual IP that could be balanced through by mistake.
+//!   base) has no `resolve` parameter, so the list is fixed at (re)load. So the nginx task
+//!   keeps it current by itself: its command starts a small watcher in the background, then
+//!   `exec`s nginx in the foreground ([`nginx_command`]); every 2 s the watcher resolves
+//!   `tasks.app` and, when the set of addresses changed, runs `nginx -t -q && nginx -s reload`.
+//!   That covers tasks Swarm replaces outside a radar-deploy run (a crash, a lost node: the new
+//!   task has a new address). `up` and `scale` still reload nginx themselves (checked) when they
+//!   change the task set, so a change is live when they return, not up to 2 s later. The app
+//!   service uses `endpoint_mode: dnsrr`, so it has no virtual IP that could be balanced
+//!   through by mistake.
 //! - Postgres and Redis keep their data where it lives: a placement constraint on a node
 //!   label per service (`node.labels.radar-deploy.{project}.{service} == true`), which
 //!   `up --target swarm` puts on the manager it talks to when no node carries it yet.
@@ -228,6 +234,7 @@ pub fn build(d: &Deployment) -> Stack {
                     // The port is published in host mode (see the module comment), which
                     // needs no virtual IP; and two tasks cannot bind it on one node at once,
                     // so an update stops the old task first.
+                spec.command = Some(nginx_command(c.command.as_deref()));
                     dnsrr: true,
                     update_order: UpdateOrder::StopFirst,
                     spec,
@@ -301,6 +308,52 @@ fn app_service(d: &Deployment, first: &Container) -> Service {
     spec.env.remove("LOG_DIR");
     spec.volumes.clear();
     spec.depends_on.clear();
+/// nginx's own command line when the desired container names none: the official image's CMD.
+const NGINX_DEFAULT_COMMAND: [&str; 3] = ["nginx", "-g", "daemon off;"];
+/// Seconds between two looks of nginx's watcher at `tasks.app`.
+pub const NGINX_WATCH_SECS: u32 = 2;
+/// The watcher (bash; it needs only `getent`, `sort` and `sleep`, which every Debian-based
+/// nginx image has). Its arguments are the name to watch, the interval, then nginx's own
+/// command line, which it `exec`s so nginx stays the task's main process (signals, exit code,
+/// logs on stdout/stderr as before). Nothing is spliced into the script. The first set is read
+/// as nginx starts, so the first change it acts on is a real one; a failed `nginx -t` or
+/// reload is tried again at the next look. The image's entrypoint sees `bash` as the command
+/// and runs it as it is; the watcher then hands nginx's command line to the official image's
+/// `/docker-entrypoint.sh` (where there is one), so its `/docker-entrypoint.d/` hooks still run
+/// before nginx, as without the watcher.
+const NGINX_WATCHER: &str = r#"host=$1 every=$2; shift 2
+addresses() { getent ahostsv4 "$host" | while read -r addr _; do echo "$addr"; done | sort -u; }
+(
+  last=$(addresses)
+  while sleep "$every"; do
+    now=$(addresses)
+    if [ -n "$now" ] && [ "$now" != "$last" ] && nginx -t -q && nginx -s reload; then
+      echo "radar-deploy: the tasks of $host are now ${now//$'\n'/ }; nginx reloaded" >&2
+      last=$now
+    fi
+  done
+) &
+if [ -x /docker-entrypoint.sh ]; then exec /docker-entrypoint.sh "$@"; fi
+exec "$@""#;
+
+/// The Swarm nginx task's command: the `tasks.app` watcher in the background, then nginx
+/// (`command`, or the image's default) in the foreground.
+pub fn nginx_command(command: Option<&[String]>) -> Vec<String> {
+    let mut cmd: Vec<String> = vec![
+        "bash".into(),
+        "-c".into(),
+        NGINX_WATCHER.into(),
+        "radar-nginx-watch".into(),
+        APP_TASKS_HOST.into(),
+        NGINX_WATCH_SECS.to_string(),
+    ];
+    match command {
+        Some(c) => cmd.extend(c.iter().cloned()),
+        None => cmd.extend(NGINX_DEFAULT_COMMAND.iter().map(|a| a.to_string())),
+    }
+    cmd
+}
+
     Service {
         name: "app".into(),
         replicas: d.containers_of(Role::App).count() as u32,
@@ -629,9 +682,9 @@ pub fn render(st: &Stack, env_file: &str) -> String {
     }
     header.push_str(&format!(
         "#   3. docker stack deploy -c {STACK_FILE_NAME} {p}\n\
-         #   4. after every change of the app's tasks (scale, update), reload nginx so its upstream\n\
-         #      lists every task again: `nginx -t && nginx -s reload` in the nginx task\n\
-         #      (radar-deploy does this itself).\n\
+         #   4. nothing to do when the app's tasks change (scale, update, a task replaced): the\n\
+         #      nginx task's command watches `{APP_TASKS_HOST}` every {NGINX_WATCH_SECS} s and reloads nginx (after\n\
+         #      `nginx -t`) when its addresses change; radar-deploy also reloads it after up/scale.\n\
          # Secrets are files under /run/secrets/ inside the containers; none is in a service spec.\n"
     ));
     format!("{header}{yaml}")

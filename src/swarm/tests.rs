@@ -105,3 +105,46 @@ fn the_stack_file_holds_no_secret() {
         }
     }
 }
+
+#[test]
+fn nginx_watches_the_app_tasks_and_then_runs_nginx_itself() {
+    let st = stack("HTTP_PORT=8088\n", false);
+    let nginx = st.services.iter().find(|s| s.name == "nginx").unwrap();
+    let cmd = nginx.spec.command.as_ref().expect("a command");
+    assert_eq!(cmd[..2], ["bash".to_string(), "-c".to_string()]);
+    let script = &cmd[2];
+    assert!(script.contains("getent ahostsv4 \"$host\""), "{script}");
+    assert!(
+        script.contains("nginx -t -q && nginx -s reload"),
+        "{script}"
+    );
+    assert!(script.trim_end().ends_with("exec \"$@\""), "{script}");
+    assert!(
+        script.contains("exec /docker-entrypoint.sh \"$@\""),
+        "{script}"
+    );
+    // The name, the interval and nginx's own command line are arguments, never script text.
+    assert!(!script.contains(APP_TASKS_HOST) && !script.contains("8088"));
+    assert_eq!(
+        cmd[3..],
+        [
+            "radar-nginx-watch",
+            "tasks.app",
+            "2",
+            "nginx",
+            "-g",
+            "daemon off;"
+        ]
+        .map(String::from)
+    );
+    // The other services keep their commands.
+    let app = st.services.iter().find(|s| s.name == "app").unwrap();
+    assert_eq!(
+        app.spec.command,
+        desired::build(&config("", false))
+            .containers_of(Role::App)
+            .next()
+            .unwrap()
+            .command
+    );
+}
