@@ -225,6 +225,7 @@ pub fn build(d: &Deployment) -> Stack {
             Role::Nginx => {
                 let mut spec = c.clone();
                 spec.depends_on.clear();
+                spec.command = Some(nginx_command(c.command.as_deref()));
                 services.push(Service {
                     name: c.alias.clone(),
                     replicas: 1,
@@ -234,7 +235,6 @@ pub fn build(d: &Deployment) -> Stack {
                     // The port is published in host mode (see the module comment), which
                     // needs no virtual IP; and two tasks cannot bind it on one node at once,
                     // so an update stops the old task first.
-                spec.command = Some(nginx_command(c.command.as_deref()));
                     dnsrr: true,
                     update_order: UpdateOrder::StopFirst,
                     spec,
@@ -299,15 +299,6 @@ pub fn build(d: &Deployment) -> Stack {
     }
 }
 
-fn app_service(d: &Deployment, first: &Container) -> Service {
-    let mut spec = first.clone();
-    spec.number = 0;
-    spec.alias = "app".into();
-    spec.env
-        .insert("INSTANCE_ID".into(), "app-{{.Task.Slot}}".into());
-    spec.env.remove("LOG_DIR");
-    spec.volumes.clear();
-    spec.depends_on.clear();
 /// nginx's own command line when the desired container names none: the official image's CMD.
 const NGINX_DEFAULT_COMMAND: [&str; 3] = ["nginx", "-g", "daemon off;"];
 /// Seconds between two looks of nginx's watcher at `tasks.app`.
@@ -354,6 +345,15 @@ pub fn nginx_command(command: Option<&[String]>) -> Vec<String> {
     cmd
 }
 
+fn app_service(d: &Deployment, first: &Container) -> Service {
+    let mut spec = first.clone();
+    spec.number = 0;
+    spec.alias = "app".into();
+    spec.env
+        .insert("INSTANCE_ID".into(), "app-{{.Task.Slot}}".into());
+    spec.env.remove("LOG_DIR");
+    spec.volumes.clear();
+    spec.depends_on.clear();
     Service {
         name: "app".into(),
         replicas: d.containers_of(Role::App).count() as u32,
