@@ -2,7 +2,9 @@
 //! changes nothing → `scale 5` and `scale 2` under load with no failed request → a rolling
 //! update and a rolled-back one under load with no failed request → `down --target swarm
 //! --volumes` leaves no service, config, secret, network, volume or container → the same with
-//! the HA profile.
+//! the HA profile. Drills on the swarm: an app task SIGKILLed under load (Swarm replaces it,
+//! nginx's `tasks.app` watcher follows the new address) with no failed request, and, on the HA
+//! stack, the Redis master's service taken to 0 replicas (failover, then it rejoins).
 //!
 //! ONE test function, so no two swarm tests race on joining and leaving. When the daemon is
 //! not in a swarm, the test initialises a single-node swarm on loopback and leaves it again at
@@ -201,6 +203,16 @@ impl SwarmProject {
         })
     }
 
+    /// Runs a drill with `--format json`; returns the exit code, the report and all output.
+    fn drill(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let mut a = vec!["drill"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--format", "json"]);
+        let out = self.run(&a);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), report, text(&out))
+    }
+
     /// Everything of the project still on the daemon.
     fn leftovers(&self) -> Vec<String> {
         block_on(async {
@@ -318,6 +330,27 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
     let out = p.ok(&["verify", "--target", "swarm"]);
     assert!(out.contains("All verification checks passed"), "{out}");
 
+    // An app task SIGKILLed under load: Swarm starts a new task in its slot (a new address),
+    // nginx's watcher reloads nginx, and no request fails meanwhile.
+    let (code, _, out) = p.drill(&["instance", "--target", "swarm", "--instance", "app-9"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no task in slot 9"), "{out}");
+    let (code, r, out) = p.drill(&["instance", "--target", "swarm", "--duration", "8"]);
+    assert_eq!(code, Some(0), "drill instance --target swarm:\n{out}");
+    let rec = &r["recovery"];
+    eprintln!(
+        "swarm: drill instance ({}): {} requests, {} failed; down after {} ms, a healthy new task after {} ms, serving through nginx after {} ms",
+        rec["target"], r["load"]["requests"], r["failures"]["total"], rec["down_after_ms"],
+        rec["healthy_after_ms"], rec["serving_after_ms"]
+    );
+    assert_eq!(r["failures"]["total"], 0, "{out}");
+    assert!(
+        rec["serving_after_ms"].is_u64(),
+        "the new task never served:\n{out}"
+    );
+    let out = p.ok(&["verify", "--target", "swarm"]);
+    assert!(out.contains("All verification checks passed"), "{out}");
+
     let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
     assert!(out.contains("removed 4 services"), "{out}");
     assert_eq!(p.leftovers(), Vec::<String>::new());
@@ -336,6 +369,28 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         "verify after up --ha is not green:\n{out}"
     );
     assert!(out.contains("8 services"), "{out}");
+
+    // The Redis master's service to 0 replicas under load: the Sentinels promote the other
+    // node, sessions come back within the budget, and the old master rejoins as a replica.
+    let (code, r, out) = p.drill(&["redis", "--target", "swarm", "--duration", "15"]);
+    let rec = &r["recovery"];
+    eprintln!(
+        "swarm: drill redis ({} → {}): {} requests, {} failed, session outage {} ms, promoted after {} ms, sessions back after {} ms, old master rejoined after {} ms",
+        rec["target"], rec["new_master"], r["load"]["requests"], r["failures"]["total"],
+        rec["session_outage_ms"], rec["promoted_after_ms"], rec["sessions_back_after_ms"],
+        rec["old_master_rejoined_after_ms"]
+    );
+    assert_eq!(code, Some(0), "drill redis --target swarm:\n{out}");
+    let status: Value =
+        serde_json::from_str(&p.ok(&["status", "--target", "swarm", "--format", "json"]))
+            .expect("status json");
+    for s in status["services"].as_array().expect("services") {
+        assert!(
+            s["replicas"].as_u64() >= Some(1),
+            "replicas put back: {status:#}"
+        );
+        assert_eq!(s["running"], s["replicas"], "{status:#}");
+    }
     let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
     assert!(out.contains("removed 8 services"), "{out}");
     assert_eq!(p.leftovers(), Vec::<String>::new());

@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::Globals;
-use crate::cli::{DrillArgs, DrillKind, StatusFormat};
+use crate::cli::{DrillArgs, DrillKind, StatusFormat, Target};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
 use crate::docker::{DockerClient, Readiness};
@@ -17,6 +17,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         concurrency,
         format,
         target,
+        instance,
         max_failed,
         max_outage_ms,
         timeout,
@@ -28,8 +29,10 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     if !(1..=256).contains(&concurrency) {
         bail!("--concurrency {concurrency} is out of range: use 1 to 256");
     }
-    if target.is_some() && kind != DrillKind::Instance {
-        bail!("--target applies to `drill instance` only");
+    let env_target = std::env::var("RADAR_TARGET").ok();
+    let (on, instance) = resolve_target(target.as_deref(), instance, env_target.as_deref())?;
+    if let Some(i) = instance.as_deref().filter(|_| kind != DrillKind::Instance) {
+        bail!("--instance {i} applies to `drill instance` only; drop it for `drill redis`");
     }
     let url = url
         .as_deref()
@@ -54,7 +57,8 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         url: url.unwrap_or_else(|| format!("http://localhost:{}", cfg.http_port)),
         duration: Duration::from_secs(duration),
         concurrency: concurrency as usize,
-        target,
+        on,
+        instance,
         max_failed,
         max_outage_ms,
         timeout: Duration::from_secs(timeout),
@@ -83,4 +87,98 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     } else {
         Outcome::ChecksFailed
     })
+}
+
+/// `--target` names where the stack runs (`single`, `swarm`) or, as it always did for
+/// `drill`, the instance to kill; `--instance` names the instance; `RADAR_TARGET` (as on the
+/// other commands) says where the stack runs when `--target` does not.
+fn resolve_target(
+    target: Option<&str>,
+    instance: Option<String>,
+    env: Option<&str>,
+) -> Result<(Target, Option<String>)> {
+    use clap::ValueEnum;
+    let parse = |v: &str| Target::from_str(v, false).ok();
+    let (flag, instance) = match target {
+        None => (None, instance),
+        Some(t) => match parse(t) {
+            Some(on) => (Some(on), instance),
+            None => match instance {
+                Some(i) => bail!(
+                    "--target {t} and --instance {i} both name an instance\n  fix: name it with \
+                     --instance only; --target says where the stack runs (single or swarm)"
+                ),
+                None => (None, Some(t.to_string())),
+            },
+        },
+    };
+    let on = match (flag, env.filter(|v| !v.is_empty())) {
+        (Some(on), _) => on,
+        (None, Some(v)) => parse(v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "RADAR_TARGET={v} is not a deployment target\n  fix: set it to single or swarm, \
+                 or unset it (the instance to kill is --instance NAME)"
+            )
+        })?,
+        (None, None) => Target::Single,
+    };
+    Ok((on, instance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(
+        target: Option<&str>,
+        instance: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<(Target, Option<String>)> {
+        resolve_target(target, instance.map(String::from), env)
+    }
+
+    #[test]
+    fn target_is_where_the_stack_runs_or_else_the_instance() {
+        assert_eq!(resolve(None, None, None).unwrap(), (Target::Single, None));
+        assert_eq!(
+            resolve(Some("swarm"), None, None).unwrap(),
+            (Target::Swarm, None)
+        );
+        assert_eq!(
+            resolve(Some("app-2"), None, None).unwrap(),
+            (Target::Single, Some("app-2".into()))
+        );
+        assert_eq!(
+            resolve(Some("swarm"), Some("app-3"), None).unwrap(),
+            (Target::Swarm, Some("app-3".into()))
+        );
+        assert_eq!(
+            resolve(None, Some("app-1"), Some("single")).unwrap(),
+            (Target::Single, Some("app-1".into()))
+        );
+    }
+
+    #[test]
+    fn radar_target_applies_unless_the_flag_names_single_or_swarm() {
+        assert_eq!(resolve(None, None, Some("swarm")).unwrap().0, Target::Swarm);
+        // `--target app-2` names the instance; where the stack runs still comes from the env.
+        assert_eq!(
+            resolve(Some("app-2"), None, Some("swarm")).unwrap(),
+            (Target::Swarm, Some("app-2".into()))
+        );
+        assert_eq!(
+            resolve(Some("single"), None, Some("swarm")).unwrap().0,
+            Target::Single
+        );
+        assert_eq!(resolve(None, None, Some("")).unwrap().0, Target::Single);
+    }
+
+    #[test]
+    fn conflicting_or_unknown_targets_are_errors_that_name_the_fix() {
+        let e = resolve(Some("app-2"), Some("app-3"), None).unwrap_err();
+        assert!(e.to_string().contains("--instance only"), "{e}");
+        let e = resolve(None, None, Some("app-2")).unwrap_err();
+        assert!(e.to_string().contains("RADAR_TARGET=app-2"), "{e}");
+        assert!(e.to_string().contains("single or swarm"), "{e}");
+    }
 }

@@ -1,7 +1,13 @@
 //! `drill instance`: SIGKILL one app instance under load. Its restart policy brings it back;
 //! meanwhile nginx must send every request elsewhere (`proxy_next_upstream` retries idempotent
-//! GETs on the next instance). Full health is back when the container passes its healthcheck
+//! GETs on the next instance). Full health is back when the instance passes its healthcheck
 //! again and answers through nginx.
+//!
+//! On one host the same container is restarted. On Swarm the killed task is replaced by a new
+//! task (a new container, a new address) in the same slot, so it keeps its name (`app-N`);
+//! nginx learns the new address from its `tasks.app` watcher (see `swarm.rs`). Both are
+//! measured by one loop ([`measure`]); only how the instance is found, killed and watched
+//! differs ([`Victim`]).
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +20,89 @@ use super::{
     Options, Recovery, Report,
 };
 use crate::desired::Role;
-use crate::docker::{assess, Verdict};
+use crate::docker::{assess, ObservedTask, Verdict};
 use crate::observed::ObservedContainer;
 
 const POLL: Duration = Duration::from_millis(100);
 
+/// The instance a drill kills, and how its recovery is seen.
+enum Victim {
+    /// A container on one host: its restart policy starts the same container again.
+    Container { name: String, id: String },
+    /// A task of the Swarm app service: Swarm replaces it with a new task in the same slot.
+    Task {
+        service: String,
+        slot: i64,
+        container_id: String,
+    },
+}
+
+impl Victim {
+    /// How the fault and the report name it.
+    fn describe(&self) -> String {
+        match self {
+            Victim::Container { name, .. } => name.clone(),
+            Victim::Task {
+                service,
+                slot,
+                container_id,
+            } => format!("task in slot {slot} of {service}, container {container_id:.12}"),
+        }
+    }
+
+    /// Ready while the instance is up, or once it (or its replacement) is healthy again.
+    async fn state(&self, opts: &Options) -> Verdict {
+        let probe = |c: String| async move {
+            match opts.docker.probe(&c, &opts.app_readiness).await {
+                Ok(p) => assess(&opts.app_readiness, &p),
+                Err(e) => Verdict::Failed(e.to_string()),
+            }
+        };
+        match self {
+            Victim::Container { name, .. } => probe(name.clone()).await,
+            Victim::Task {
+                service,
+                slot,
+                container_id,
+            } => {
+                if probe(container_id.clone()).await == Verdict::Ready {
+                    return Verdict::Ready;
+                }
+                // The killed container never runs again; a new task in its slot does.
+                let replacement = opts
+                    .docker
+                    .service_tasks(service)
+                    .await
+                    .ok()
+                    .and_then(|ts| {
+                        ts.into_iter()
+                            .find(|t| {
+                                t.slot == Some(*slot)
+                                    && t.running
+                                    && t.container_id.as_ref() != Some(container_id)
+                            })
+                            .and_then(|t| t.container_id)
+                    });
+                match replacement {
+                    Some(c) => match probe(c).await {
+                        Verdict::Ready => Verdict::Ready,
+                        _ => Verdict::NotYet,
+                    },
+                    None => Verdict::NotYet,
+                }
+            }
+        }
+    }
+
+    fn container(&self) -> (&str, &str) {
+        match self {
+            Victim::Container { name, id } => (name, id),
+            Victim::Task { container_id, .. } => (container_id, container_id),
+        }
+    }
+}
+
+/// `drill instance` on one host: the container of `--instance` (default the highest numbered).
 pub async fn run(
     opts: &Options,
     containers: &[ObservedContainer],
@@ -35,11 +119,11 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let target = match &opts.target {
+    let target = match &opts.instance {
         Some(t) => match apps.iter().find(|c| &c.alias() == t || &c.name == t) {
             Some(c) => *c,
             None => bail!(
-                "--target {t}: no such app instance in project {} (instances: {})",
+                "--instance {t}: no such app instance in project {} (instances: {})",
                 opts.project,
                 listed()
             ),
@@ -60,16 +144,121 @@ pub async fn run(
             target.status
         );
     }
-    let before = opts.docker.probe(&target.name, &opts.app_readiness).await?;
+    let victim = Victim::Container {
+        name: target.name.clone(),
+        id: target.id.clone(),
+    };
+    healthy_before(opts, &victim, &alias).await?;
+    measure(opts, &victim, alias, apps.len(), progress).await
+}
+
+/// `drill instance --target swarm`: the task in the slot `--instance app-N` names (default the
+/// highest slot). Its container must run on this daemon's node: that is where it can be killed.
+pub async fn run_swarm(opts: &Options, node: &str, progress: &dyn Fn(&str)) -> Result<Report> {
+    let service = format!("{}_{}", opts.project, Role::App.service());
+    let mut tasks: Vec<ObservedTask> = opts.docker.service_tasks(&service).await?;
+    if tasks.is_empty() {
+        bail!(
+            "service {service} has no tasks: is the stack up (radar-deploy up --target swarm), and is --project right?"
+        );
+    }
+    tasks.sort_by_key(|t| t.slot.unwrap_or(0));
+    let alias_of = |t: &ObservedTask| format!("app-{}", t.slot.unwrap_or(0));
+    let listed = |on_node: bool| {
+        tasks
+            .iter()
+            .filter(|t| !on_node || t.node_id == node)
+            .map(alias_of)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let task = match &opts.instance {
+        Some(i) => {
+            let Some(slot) = task_slot(i) else {
+                bail!(
+                    "--instance {i}: on Swarm an instance is app-N, the task in slot N (instances: {})",
+                    listed(false)
+                );
+            };
+            match tasks.iter().find(|t| t.slot == Some(slot)) {
+                Some(t) => t,
+                None => bail!(
+                    "--instance {i}: service {service} has no task in slot {slot} (instances: {})",
+                    listed(false)
+                ),
+            }
+        }
+        None => tasks.last().expect("not empty"),
+    };
+    let alias = alias_of(task);
+    let (true, Some(container_id)) = (task.running, task.container_id.clone()) else {
+        bail!(
+            "{alias} (slot {} of {service}) is not running ({} {}): a drill starts from a healthy deployment; run `radar-deploy verify --target swarm`",
+            task.slot.unwrap_or(0),
+            task.state,
+            task.message.trim()
+        );
+    };
+    if task.node_id != node {
+        let there = opts
+            .docker
+            .node_hostname(&task.node_id)
+            .await
+            .unwrap_or_else(|_| task.node_id.clone());
+        let here = listed(true);
+        bail!(
+            "{alias} runs on node {there} ({:.12}), not on the node of this Docker daemon ({node:.12}): \
+             a task's container can only be killed through the daemon of its node\n  fix: run the \
+             drill against that node's daemon (DOCKER_HOST; it must be a manager){}",
+            task.node_id,
+            if here.is_empty() {
+                String::new()
+            } else {
+                format!(", or pick an instance on this node with --instance ({here})")
+            }
+        );
+    }
+    let victim = Victim::Task {
+        service,
+        slot: task.slot.unwrap_or(0),
+        container_id,
+    };
+    healthy_before(opts, &victim, &alias).await?;
+    measure(opts, &victim, alias, tasks.len(), progress).await
+}
+
+/// `app-3` → slot 3.
+fn task_slot(instance: &str) -> Option<i64> {
+    instance
+        .strip_prefix("app-")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+}
+
+async fn healthy_before(opts: &Options, victim: &Victim, alias: &str) -> Result<()> {
+    let (container, _) = victim.container();
+    let before = opts.docker.probe(container, &opts.app_readiness).await?;
     if assess(&opts.app_readiness, &before) != Verdict::Ready {
         bail!(
             "{alias} ({}) is not healthy before the drill ({}): a drill starts from a healthy deployment; run `radar-deploy verify`",
-            target.name,
-            before.last_output().unwrap_or_else(|| target.status.clone())
+            victim.describe(),
+            before.last_output().unwrap_or_else(|| format!("{:?}", before.state))
         );
     }
+    Ok(())
+}
+
+/// Kills the instance under load and follows it back: down, healthy, serving through nginx.
+async fn measure(
+    opts: &Options,
+    victim: &Victim,
+    alias: String,
+    instances: usize,
+    progress: &dyn Fn(&str),
+) -> Result<Report> {
+    let on_swarm = matches!(victim, Victim::Task { .. });
     let mut notes = vec![];
-    if apps.len() < 2 {
+    if instances < 2 {
         notes.push(format!(
             "only one app instance ({alias}): nothing can serve while it is down"
         ));
@@ -98,7 +287,7 @@ pub async fn run(
 
     let fault_at_ms = load.now_ms();
     let fault_started = Instant::now();
-    let how = match crash(opts, target).await {
+    let how = match crash(opts, victim).await {
         Ok(how) => how,
         Err(e) => {
             load.stop().await;
@@ -107,12 +296,17 @@ pub async fn run(
     };
     // Any answer from the instance to a request sent from now on comes from a new process.
     let dead_ms = load.now_ms();
-    progress(&format!("{alias} ({}) {}", target.name, how.describe()));
+    progress(&format!(
+        "{alias} ({}) {}",
+        victim.describe(),
+        how.describe()
+    ));
     timeline.push(Event {
         at_ms: fault_at_ms,
         what: format!("{alias} {}", how.describe()),
     });
-    if how == Crash::ApiKill {
+    // Swarm replaces a task whose container stopped, however it was killed.
+    if how == Crash::ApiKill && !on_swarm {
         notes.push(
             "the Docker daemon is not local (or its processes cannot be signalled from here), so the \
              instance was killed through the API: Docker then disables the restart policy until the \
@@ -127,13 +321,9 @@ pub async fn run(
     let mut restarted = false;
     loop {
         let now = load.now_ms();
-        let verdict = opts
-            .docker
-            .probe(&target.name, &opts.app_readiness)
-            .await
-            .map(|p| assess(&opts.app_readiness, &p));
+        let verdict = victim.state(opts).await;
         match (down, healthy, verdict) {
-            (None, _, Ok(Verdict::Ready)) => {}
+            (None, _, Verdict::Ready) => {}
             (None, _, _) => {
                 down = Some(now);
                 progress(&format!("{alias} is down"));
@@ -142,9 +332,11 @@ pub async fn run(
                     what: format!("{alias} seen down"),
                 });
             }
-            (Some(_), None, Ok(Verdict::Failed(_))) if how == Crash::ApiKill && !restarted => {
+            (Some(_), None, Verdict::Failed(_))
+                if how == Crash::ApiKill && !restarted && !on_swarm =>
+            {
                 restarted = true;
-                if let Err(e) = opts.docker.start(&target.name).await {
+                if let Err(e) = opts.docker.start(victim.container().0).await {
                     notes.push(format!("{alias} could not be started again: {e}"));
                 }
                 timeline.push(Event {
@@ -154,12 +346,17 @@ pub async fn run(
                     ),
                 });
             }
-            (Some(_), None, Ok(Verdict::Ready)) => {
+            (Some(_), None, Verdict::Ready) => {
                 healthy = Some(now);
-                progress(&format!("{alias} is healthy again"));
+                let how = if on_swarm {
+                    "Swarm's new task in its slot passes the healthcheck"
+                } else {
+                    "its healthcheck passes"
+                };
+                progress(&format!("{alias} is healthy again ({how})"));
                 timeline.push(Event {
                     at_ms: now,
-                    what: format!("{alias} healthy again (its healthcheck passes)"),
+                    what: format!("{alias} healthy again ({how})"),
                 });
             }
             _ => {}
@@ -194,14 +391,20 @@ pub async fn run(
     }
     let result = load.stop().await;
 
-    // Put things back: an instance its restart policy did not revive is started by hand.
-    if healthy.is_none() {
-        match opts.docker.start(&target.name).await {
+    // Put things back: an instance its restart policy did not revive is started by hand. On
+    // Swarm only Swarm can start a task; the report says where to look.
+    match victim {
+        _ if healthy.is_some() => {}
+        Victim::Container { name, .. } => match opts.docker.start(name).await {
             Ok(()) => notes.push(format!(
                 "{alias} did not come back by itself; the drill started it again"
             )),
             Err(e) => notes.push(format!("{alias} could not be started again: {e}")),
-        }
+        },
+        Victim::Task { service, slot, .. } => notes.push(format!(
+            "Swarm did not bring a healthy task back into slot {slot} before the drill ended: \
+             `docker service ps --no-trunc {service}` shows why"
+        )),
     }
 
     // Exact times from the samples rather than the poll: the first answer from the restarted
@@ -214,7 +417,15 @@ pub async fn run(
         });
     }
     if let (Some(h), Some(s)) = (healthy, served_at) {
-        if s > h + 5000 {
+        if s > h + 5000 && on_swarm {
+            notes.push(format!(
+                "nginx sent {alias} no request for {} after its new task was healthy: nginx \
+                 learns a new task's address when its watcher sees `tasks.app` change (every \
+                 {} s); is the watcher running (`docker service logs` of nginx shows its reloads)?",
+                stats::secs(s - h),
+                crate::swarm::NGINX_WATCH_SECS
+            ));
+        } else if s > h + 5000 {
             notes.push(format!(
                 "nginx sent {alias} no request for {} after it was healthy again: it had marked \
                  the instance failed (the `max_fails`/`fail_timeout` of its server line) and waits \
@@ -262,7 +473,7 @@ pub async fn run(
     Ok(assemble(
         opts,
         Measured {
-            fault: format!("{alias} ({}) {}", target.name, how.describe()),
+            fault: format!("{alias} ({}) {}", victim.describe(), how.describe()),
             fault_at_ms,
             result,
             recovery,
@@ -296,9 +507,12 @@ impl Crash {
 /// deployment. When the daemon runs on this Linux host, the container's processes are sent
 /// SIGKILL directly instead, exactly what an out-of-memory kill or a segfault looks like to
 /// Docker; otherwise the API kill is the fallback.
-async fn crash(opts: &Options, target: &ObservedContainer) -> Result<Crash> {
+///
+/// On Swarm either kill is a crash: Swarm replaces a task whose container stopped.
+async fn crash(opts: &Options, victim: &Victim) -> Result<Crash> {
+    let (name, id) = victim.container();
     if opts.docker.address.local {
-        let pids = container_pids(&target.id);
+        let pids = container_pids(id);
         if !pids.is_empty() {
             let status = tokio::process::Command::new("kill")
                 .arg("-KILL")
@@ -311,7 +525,7 @@ async fn crash(opts: &Options, target: &ObservedContainer) -> Result<Crash> {
             }
         }
     }
-    opts.docker.kill(&target.name).await?;
+    opts.docker.kill(name).await?;
     Ok(Crash::ApiKill)
 }
 
@@ -332,4 +546,19 @@ fn container_pids(id: &str) -> Vec<u32> {
                 .is_ok_and(|cg| cg.lines().any(|l| l.contains(id)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_swarm_instance_is_named_by_its_task_slot() {
+        assert_eq!(task_slot("app-3"), Some(3));
+        assert_eq!(task_slot("app-12"), Some(12));
+        assert_eq!(task_slot("app-0"), None);
+        assert_eq!(task_slot("app-x"), None);
+        assert_eq!(task_slot("3"), None);
+        assert_eq!(task_slot("reporadar_app.3"), None);
+    }
 }

@@ -3,14 +3,19 @@
 //!
 //! - `load.rs`: the load generator (keep-alive clients through the balancer, and one session
 //!   client whose counter must never go back).
-//! - `instance.rs`: SIGKILL one app instance; its restart policy brings it back, nginx must
-//!   route around it meanwhile.
-//! - `redis.rs`: stop the Redis master; the Sentinels promote the replica, the app follows, the
-//!   old master rejoins as a replica.
+//! - `instance.rs`: SIGKILL one app instance; its restart policy brings it back (on Swarm, a
+//!   new task in the same slot), nginx must route around it meanwhile.
+//! - `redis.rs`: stop the Redis master (on Swarm, its service goes to 0 replicas); the
+//!   Sentinels promote the replica, the app follows, the old master rejoins as a replica.
 //! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
 //!
 //! A drill always tries to leave the deployment as it found it: a stopped master is started
-//! again, an instance that does not come back by itself is started.
+//! again (its service set back to 1 replica on Swarm), an instance that does not come back by
+//! itself is started.
+//!
+//! `--target swarm` drills the Swarm stack of `up --target swarm`. Docker is asked through the
+//! daemon of this node (a manager): the killed task's container must run on it, and so must a
+//! Sentinel for `drill redis` (every Redis query goes through one).
 
 mod instance;
 pub mod load;
@@ -24,6 +29,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::cli::Target;
 use crate::desired::{Role, LABEL_INSTANCE};
 use crate::docker::{DockerClient, Readiness};
 use crate::http::HttpClient;
@@ -51,8 +57,11 @@ pub struct Options {
     /// How long the load runs at least; it runs on until full health is back (or `timeout`).
     pub duration: Duration,
     pub concurrency: usize,
-    /// `drill instance`: the instance to kill (`app-2`); default the highest numbered.
-    pub target: Option<String>,
+    /// Where the stack runs: one Docker host, or the swarm this daemon manages.
+    pub on: Target,
+    /// `drill instance`: the instance to kill (`app-2`; on Swarm the task in slot 2); default
+    /// the highest numbered.
+    pub instance: Option<String>,
     pub max_failed: Option<u64>,
     pub max_outage_ms: Option<u64>,
     /// Deadline for each recovery, from the fault.
@@ -199,6 +208,20 @@ pub async fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
 async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     if opts.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if opts.on == Target::Swarm {
+        let node = crate::swarm::deploy::manager(&opts.docker).await?;
+        if opts.docker.list_services(&opts.project).await?.is_empty() {
+            bail!(
+                "project {} has no services on the swarm: is the stack up (radar-deploy up --target swarm), and is --project right?",
+                opts.project
+            );
+        }
+        balancer_answers(&opts.url).await?;
+        return match opts.kind {
+            Kind::Instance => instance::run_swarm(opts, &node, progress).await,
+            Kind::Redis => redis::run_swarm(opts, &node, progress).await,
+        };
     }
     let containers = opts.docker.list_containers(&opts.project).await?;
     if containers.is_empty() {

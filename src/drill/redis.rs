@@ -1,6 +1,12 @@
 //! `drill redis`: stop the Redis master under load (HA stack only). The Sentinels must promote
 //! the replica, the app must follow the new master (sessions keep their data), and the old
 //! master, started again, must rejoin as a linked replica.
+//!
+//! On one host the master's container is stopped and started again. On Swarm stopping a
+//! container is not enough (Swarm would start a new task before the Sentinels' down-after
+//! period ends), so the master's service goes to 0 replicas and back to 1; Redis is asked
+//! through a Sentinel's container on this node (`redis-cli -h <service>`), wherever its task
+//! runs. One flow ([`failover`]) measures both; [`Failover`] holds what differs.
 
 use std::time::{Duration, Instant};
 
@@ -22,13 +28,124 @@ const EXEC_DEADLINE: Duration = Duration::from_secs(5);
 const STOP_GRACE_SECS: u32 = 10;
 const REPLICATION_SCRIPT: &str =
     "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
+/// The same, of another Redis, asked from a container that has the password (a Sentinel's):
+/// the host is the script's `$1`, never part of the script.
+const REMOTE_REPLICATION_SCRIPT: &str =
+    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli -h \"$1\" info replication";
 
+/// The master, its replica, the Sentinels, and how the master is taken away and brought back.
+struct Failover {
+    master: String,
+    replica: String,
+    /// Containers on this daemon to ask the Sentinels in.
+    sentinels: Vec<String>,
+    way: Way,
+}
+
+enum Way {
+    /// One host: `docker stop`/`docker start` of the master's container; each Redis is asked
+    /// in its own container.
+    Containers { master: String, replica: String },
+    /// Swarm: the master's service to 0 replicas and back to 1.
+    Service { master: String },
+}
+
+impl Failover {
+    fn fault(&self) -> String {
+        match &self.way {
+            Way::Containers { master, .. } => format!(
+                "Redis master {} ({master}) stopped (docker stop)",
+                self.master
+            ),
+            Way::Service { master } => format!(
+                "Redis master {} stopped: service {master} scaled to 0 replicas",
+                self.master
+            ),
+        }
+    }
+
+    /// Returns once the master no longer runs.
+    async fn take_down(&self, docker: &DockerClient) -> Result<()> {
+        match &self.way {
+            Way::Containers { master, .. } => Ok(docker.stop(master, STOP_GRACE_SECS).await?),
+            Way::Service { master } => {
+                docker.set_service_replicas(master, 0).await?;
+                let deadline =
+                    Instant::now() + Duration::from_secs(u64::from(STOP_GRACE_SECS) + 10);
+                while Instant::now() < deadline {
+                    let tasks = docker.all_service_tasks(master).await?;
+                    if !tasks.iter().any(|t| t.running) {
+                        break;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn bring_back(&self, docker: &DockerClient) -> Result<()> {
+        match &self.way {
+            Way::Containers { master, .. } => Ok(docker.start(master).await?),
+            // Retried: a deployment left without its old master is worse than a slow drill.
+            Way::Service { master } => {
+                let mut tries = 0;
+                loop {
+                    match docker.set_service_replicas(master, 1).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) if tries >= 4 => {
+                            return Err(anyhow!(e).context(format!(
+                                "fix: `docker service scale {master}=1` puts the old master back"
+                            )))
+                        }
+                        Err(_) => tries += 1,
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn bring_back_text(&self) -> &'static str {
+        match self.way {
+            Way::Containers { .. } => "started again",
+            Way::Service { .. } => "started again (its service back to 1 replica)",
+        }
+    }
+
+    /// Whether the Redis known as `alias` is a replica whose link to its master is up.
+    async fn linked_replica(&self, docker: &DockerClient, alias: &str) -> bool {
+        let answer = match &self.way {
+            Way::Containers { master, replica } => {
+                let container = if alias == self.master {
+                    master
+                } else {
+                    replica
+                };
+                exec(docker, container, &["bash", "-c", REPLICATION_SCRIPT]).await
+            }
+            Way::Service { .. } => {
+                let mut answer = Err(String::new());
+                for s in &self.sentinels {
+                    let cmd = ["bash", "-c", REMOTE_REPLICATION_SCRIPT, "redis-info", alias];
+                    answer = exec(docker, s, &cmd).await;
+                    if answer.is_ok() {
+                        break;
+                    }
+                }
+                answer
+            }
+        };
+        answer.is_ok_and(|out| is_linked_replica(&out))
+    }
+}
+
+/// `drill redis` on one host.
 pub async fn run(
     opts: &Options,
     containers: &[ObservedContainer],
     progress: &dyn Fn(&str),
 ) -> Result<Report> {
-    let docker = &opts.docker;
     let mut sentinels: Vec<&ObservedContainer> = containers
         .iter()
         .filter(|c| role_of(c) == Some(Role::Sentinel))
@@ -49,14 +166,7 @@ pub async fn run(
         .iter()
         .filter(|c| matches!(role_of(c), Some(Role::Redis | Role::RedisReplica)))
         .collect();
-    let master_alias = ask_master(docker, &sentinels, &opts.master_name)
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot ask the Sentinels for master {}: {e}",
-                opts.master_name
-            )
-        })?;
+    let master_alias = master_of(opts, &sentinels).await?;
     let Some(master) = nodes.iter().find(|c| c.alias() == master_alias) else {
         bail!(
             "the Sentinels name {master_alias} as master {}, which is none of the project's Redis containers ({})",
@@ -67,10 +177,103 @@ pub async fn run(
     let Some(replica) = nodes.iter().find(|c| c.alias() != master_alias) else {
         bail!("no Redis replica next to the master {master_alias}: nothing to fail over to");
     };
-    if !linked_replica(docker, &replica.name).await {
+    let f = Failover {
+        master: master_alias,
+        replica: replica.alias(),
+        sentinels,
+        way: Way::Containers {
+            master: master.name.clone(),
+            replica: replica.name.clone(),
+        },
+    };
+    failover(opts, &f, progress).await
+}
+
+/// `drill redis --target swarm`: the services `redis` and `redis-replica`; a Sentinel task
+/// must run on this node.
+pub async fn run_swarm(opts: &Options, node: &str, progress: &dyn Fn(&str)) -> Result<Report> {
+    let docker = &opts.docker;
+    let prefix = format!("{}_", opts.project);
+    let services: Vec<String> = docker
+        .list_services(&opts.project)
+        .await?
+        .into_iter()
+        .filter_map(|s| s.name.strip_prefix(&prefix).map(String::from))
+        .collect();
+    let sentinel_services: Vec<&String> = services
+        .iter()
+        .filter(|s| s.starts_with(&format!("{}-", Role::Sentinel.service())))
+        .collect();
+    if sentinel_services.is_empty() {
+        bail!(
+            "project {} has no Sentinel services on the swarm: `drill redis` needs the HA stack (radar-deploy up --target swarm --ha)",
+            opts.project
+        );
+    }
+    let mut sentinels = vec![];
+    for s in sentinel_services {
+        for t in docker.service_tasks(&format!("{prefix}{s}")).await? {
+            if let (true, true, Some(c)) = (t.running, t.node_id == node, t.container_id) {
+                sentinels.push(c);
+            }
+        }
+    }
+    if sentinels.is_empty() {
+        bail!(
+            "no Sentinel task of project {} runs on this node ({node:.12}): the drill asks the \
+             Sentinels and Redis through a Sentinel's container on the node of this Docker daemon\n  \
+             fix: run the drill against the daemon of a manager node that runs a Sentinel (DOCKER_HOST)",
+            opts.project
+        );
+    }
+    let master = master_of(opts, &sentinels).await?;
+    let pair = [Role::Redis.service(), Role::RedisReplica.service()];
+    if !pair.contains(&master.as_str()) || !services.contains(&master) {
+        bail!(
+            "the Sentinels name {master} as master {}, which is none of the project's Redis services ({})",
+            opts.master_name,
+            pair.iter().filter(|p| services.iter().any(|s| s == *p)).map(|p| format!("{prefix}{p}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let Some(replica) = pair
+        .iter()
+        .find(|p| **p != master && services.iter().any(|s| s == *p))
+    else {
+        bail!("no Redis replica service next to the master {master}: nothing to fail over to");
+    };
+    let f = Failover {
+        replica: replica.to_string(),
+        sentinels,
+        way: Way::Service {
+            master: format!("{prefix}{master}"),
+        },
+        master,
+    };
+    failover(opts, &f, progress).await
+}
+
+async fn master_of(opts: &Options, sentinels: &[String]) -> Result<String> {
+    ask_master(&opts.docker, sentinels, &opts.master_name)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot ask the Sentinels for master {}: {e}",
+                opts.master_name
+            )
+        })
+}
+
+/// Takes the master away under load, follows the failover, brings the old master back (also
+/// after a failure or Ctrl-C: a drill leaves the deployment as it found it) and follows it
+/// rejoining as a replica.
+async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Result<Report> {
+    let docker = &opts.docker;
+    let sentinels = &f.sentinels;
+    let master_alias = f.master.clone();
+    if !f.linked_replica(docker, &f.replica).await {
         bail!(
             "{} is not a linked replica of {master_alias} before the drill: a drill starts from a healthy deployment; run `radar-deploy verify --ha`",
-            replica.alias()
+            f.replica
         );
     }
 
@@ -94,18 +297,15 @@ pub async fn run(
 
     let fault_at_ms = load.now_ms();
     let deadline = Instant::now() + opts.timeout;
-    progress(&format!(
-        "stopping the Redis master {master_alias} ({})",
-        master.name
-    ));
+    progress(&format!("stopping the Redis master: {}", f.fault()));
     timeline.push(Event {
         at_ms: fault_at_ms,
-        what: format!("Redis master {master_alias} stopping (docker stop)"),
+        what: format!("stopping: {}", f.fault()),
     });
-    if let Err(e) = docker.stop(&master.name, STOP_GRACE_SECS).await {
+    if let Err(e) = f.take_down(docker).await {
         load.stop().await;
-        let _ = docker.start(&master.name).await;
-        return Err(e.into());
+        let _ = f.bring_back(docker).await;
+        return Err(e);
     }
     let stopped = load.now_ms();
     timeline.push(Event {
@@ -117,7 +317,7 @@ pub async fn run(
     let mut promoted = None;
     let mut new_master = None;
     while Instant::now() < deadline && !interrupted() {
-        if let Ok(m) = ask_master(docker, &sentinels, &opts.master_name).await {
+        if let Ok(m) = ask_master(docker, sentinels, &opts.master_name).await {
             if m != master_alias {
                 let now = load.now_ms();
                 progress(&format!("the Sentinels promoted {m}"));
@@ -162,17 +362,17 @@ pub async fn run(
     progress(&format!("starting {master_alias} again"));
     let mut notes = vec![];
     let mut rejoined = None;
-    match docker.start(&master.name).await {
-        Err(e) => notes.push(format!("{master_alias} could not be started again: {e}")),
+    match f.bring_back(docker).await {
+        Err(e) => notes.push(format!("{master_alias} could not be started again: {e:#}")),
         Ok(()) => {
             timeline.push(Event {
                 at_ms: restarted,
-                what: format!("{master_alias} started again"),
+                what: format!("{master_alias} {}", f.bring_back_text()),
             });
             // It may rejoin after the deadline of the failover; give it its own.
             let rejoin_deadline = Instant::now() + opts.timeout;
             while Instant::now() < rejoin_deadline && !interrupted() {
-                if linked_replica(docker, &master.name).await {
+                if f.linked_replica(docker, &master_alias).await {
                     let now = load.now_ms();
                     progress(&format!("{master_alias} rejoined as a replica"));
                     timeline.push(Event {
@@ -257,10 +457,7 @@ pub async fn run(
     Ok(assemble(
         opts,
         Measured {
-            fault: format!(
-                "Redis master {master_alias} ({}) stopped (docker stop)",
-                master.name
-            ),
+            fault: f.fault(),
             fault_at_ms,
             result,
             recovery,
@@ -311,13 +508,6 @@ fn parse_master_addr(out: &str) -> Option<String> {
     let host = lines.next()?;
     let port = lines.next()?;
     (port.parse::<u16>().is_ok() && host != "(nil)").then(|| host.to_string())
-}
-
-async fn linked_replica(docker: &DockerClient, container: &str) -> bool {
-    match exec(docker, container, &["bash", "-c", REPLICATION_SCRIPT]).await {
-        Ok(out) => is_linked_replica(&out),
-        Err(_) => false,
-    }
 }
 
 /// `info replication` of a replica whose link to its master is up.
