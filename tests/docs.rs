@@ -5,6 +5,12 @@
 //! `radar-deploy` is the binary cargo built, first on PATH. The stack uses a unique project
 //! name (RADAR_PROJECT), a free HTTP_PORT and the offline images (scripts/offline-images.sh),
 //! all given as environment, so the commands read exactly as a user types them.
+//!
+//! A ```` ```sh run swarm ```` block needs the daemon to be a swarm manager: before the first
+//! one, the test makes it one if it is not (a single-node swarm on loopback, left again at the
+//! end — `common::SwarmGuard`), as an operator would have run `docker swarm init`.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +20,7 @@ struct Example {
     line: usize,
     script: String,
     exit: i32,
+    swarm: bool,
     expect: Vec<String>,
 }
 
@@ -43,6 +50,7 @@ fn examples(markdown: &str) -> Vec<Example> {
                     line: n + 1,
                     script: body.join("\n"),
                     exit,
+                    swarm: rest.contains(&"swarm"),
                     expect: vec![],
                 });
             }
@@ -66,10 +74,13 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new(&self.bin)
-            .current_dir(&self.dir)
-            .args(["--project", &self.project, "down", "--volumes"])
-            .output();
+        for target in ["swarm", "single"] {
+            let _ = Command::new(&self.bin)
+                .current_dir(&self.dir)
+                .args(["--project", &self.project, "down", "--volumes"])
+                .args(["--target", target])
+                .output();
+        }
         let label = format!("label=com.docker.compose.project={}", self.project);
         for kind in ["container", "volume", "network"] {
             let ids = Command::new("docker")
@@ -100,6 +111,10 @@ fn the_guide_runs_as_written() {
     let examples = examples(&guide);
     assert!(examples.len() >= 10, "the guide lost its runnable examples");
     assert!(
+        examples.iter().filter(|e| e.swarm).count() >= 4,
+        "the guide lost its runnable Swarm examples"
+    );
+    assert!(
         Command::new("docker")
             .arg("info")
             .output()
@@ -110,6 +125,9 @@ fn the_guide_runs_as_written() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_radar-deploy"));
     let dir = tempfile::tempdir().unwrap();
     let project = format!("rddoc-{}", std::process::id());
+    // Declared before the cleanup, so it is dropped after it: the swarm stack is removed
+    // before the swarm is left.
+    let mut swarm: Option<common::SwarmGuard> = None;
     let _cleanup = Cleanup {
         project: project.clone(),
         dir: dir.path().to_path_buf(),
@@ -122,6 +140,9 @@ fn the_guide_runs_as_written() {
     );
     let port = free_port().to_string();
     for (i, ex) in examples.iter().enumerate() {
+        if ex.swarm && swarm.is_none() {
+            swarm = Some(common::SwarmGuard::acquire());
+        }
         let out = Command::new("bash")
             .args(["-euo", "pipefail", "-c", &ex.script])
             .current_dir(dir.path())
