@@ -892,74 +892,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn running(health: Health) -> Probe {
-        Probe {
-            state: ContainerState::Running,
-            docker_health: health,
-            ..Default::default()
-        }
-    }
-
-    fn healthy_with_test() -> Readiness {
-        Readiness::Healthy {
-            test: Some(vec!["CMD".into(), "true".into()]),
-        }
-    }
-
-    #[test]
-    fn healthy_by_docker_or_by_our_own_probe() {
-        assert_eq!(
-            assess(&healthy_with_test(), &running(Health::Healthy)),
-            Verdict::Ready
-        );
-        let mut p = running(Health::Starting);
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
-        p.exec = Some((1, "no".into()));
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
-        p.exec = Some((0, "ok".into()));
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::Ready);
-    }
-
-    #[test]
-    fn exited_or_unhealthy_fails_at_once() {
-        let p = Probe {
-            state: ContainerState::Exited,
-            exit_code: Some(3),
-            ..Default::default()
-        };
-        assert!(matches!(
-            assess(&healthy_with_test(), &p),
-            Verdict::Failed(_)
-        ));
-        assert!(matches!(
-            assess(&healthy_with_test(), &running(Health::Unhealthy)),
-            Verdict::Failed(_)
-        ));
-    }
-
-    #[test]
-    fn no_healthcheck_means_running_is_ready() {
-        let r = Readiness::Healthy { test: None };
-        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
-        assert_eq!(assess(&r, &running(Health::Starting)), Verdict::NotYet);
-        let created = Probe::default();
-        assert_eq!(assess(&Readiness::Running, &created), Verdict::NotYet);
-    }
-
-    #[test]
-    fn shell_tests_run_through_sh() {
-        assert_eq!(
-            test_argv(&["CMD-SHELL".into(), "pg_isready".into()]),
-            Some(vec!["/bin/sh".into(), "-c".into(), "pg_isready".into()])
-        );
-        assert_eq!(test_argv(&["NONE".into()]), None);
-    }
-}
-
 fn log_options(tail: Option<u32>, follow: bool) -> bollard::query_parameters::LogsOptions {
     let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
     LogsOptionsBuilder::default()
@@ -1029,4 +961,72 @@ fn log_lines(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(health: Health) -> Probe {
+        Probe {
+            state: ContainerState::Running,
+            docker_health: health,
+            ..Default::default()
+        }
+    }
+
+    fn healthy_with_test() -> Readiness {
+        Readiness::Healthy {
+            test: Some(vec!["CMD".into(), "true".into()]),
+        }
+    }
+
+    #[test]
+    fn healthy_by_docker_or_by_our_own_probe() {
+        assert_eq!(
+            assess(&healthy_with_test(), &running(Health::Healthy)),
+            Verdict::Ready
+        );
+        let mut p = running(Health::Starting);
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
+        p.exec = Some((1, "no".into()));
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
+        p.exec = Some((0, "ok".into()));
+        assert_eq!(assess(&healthy_with_test(), &p), Verdict::Ready);
+    }
+
+    #[test]
+    fn exited_or_unhealthy_fails_at_once() {
+        let p = Probe {
+            state: ContainerState::Exited,
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        assert!(matches!(
+            assess(&healthy_with_test(), &p),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            assess(&healthy_with_test(), &running(Health::Unhealthy)),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn no_healthcheck_means_running_is_ready() {
+        let r = Readiness::Healthy { test: None };
+        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
+        assert_eq!(assess(&r, &running(Health::Starting)), Verdict::NotYet);
+        let created = Probe::default();
+        assert_eq!(assess(&Readiness::Running, &created), Verdict::NotYet);
+    }
+
+    #[test]
+    fn shell_tests_run_through_sh() {
+        assert_eq!(
+            test_argv(&["CMD-SHELL".into(), "pg_isready".into()]),
+            Some(vec!["/bin/sh".into(), "-c".into(), "pg_isready".into()])
+        );
+        assert_eq!(test_argv(&["NONE".into()]), None);
+    }
 }
