@@ -23,8 +23,11 @@
 //!   service uses `endpoint_mode: dnsrr`, so it has no virtual IP that could be balanced
 //!   through by mistake.
 //! - Postgres and Redis keep their data where it lives: a placement constraint on a node
-//!   label per service (`node.labels.radar-deploy.{project}.{service} == true`), which
-//!   `up --target swarm` puts on the manager it talks to when no node carries it yet.
+//!   label per service (`node.labels.radar-deploy.{project}.{service} == true`). The Sentinels
+//!   are pinned the same way. `up --target swarm` puts each label that no node carries yet on
+//!   the ready node with the fewest of the project's labels (the manager it talks to on a
+//!   tie), so on several nodes the Redis master, its replica and the three Sentinels spread
+//!   over different nodes, and losing one node leaves a Sentinel quorum.
 //! - Swarm configs and secrets are immutable, so their names carry a digest of the content
 //!   (`{project}_nginx_conf_{digest}`): a change makes a new object and a rolling update, and
 //!   re-running with nothing changed touches nothing. Secrets are `external` in the stack file
@@ -214,7 +217,13 @@ pub fn build(d: &Deployment) -> Stack {
                     name: c.alias.clone(),
                     replicas: 1,
                     hostname: None,
-                    constraints: vec![],
+                    // Pinned like the data (its state is in its /data volume), and spread:
+                    // `up` puts each Sentinel's label on a different node when there are
+                    // several, so losing one node leaves a quorum.
+                    constraints: vec![format!(
+                        "node.labels.{} == true",
+                        placement_label(&project, &c.alias)
+                    )],
                     spread: vec![],
                     // A Sentinel is known by its address; a virtual IP in front would hide it.
                     dnsrr: true,
@@ -659,7 +668,8 @@ pub fn render(st: &Stack, env_file: &str) -> String {
         "# Rendered by radar-deploy — do not edit by hand; change the env file and render again.\n\
          # Docker Swarm stack. `radar-deploy --env-file {env_file} up --target swarm` creates all of it\n\
          # through the Engine API (secrets and node labels included) and then verifies it. By hand:\n\
-         #   1. pin the data to a node:"
+         #   1. pin the data and the Sentinels to nodes (on several nodes, put redis, redis-replica\n\
+         #      and each sentinel on a different one; `up` does):"
     );
     let labelled: Vec<String> = st
         .services
@@ -715,6 +725,7 @@ pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
 }
 
 pub mod deploy;
+pub mod verify;
 
 #[cfg(test)]
 mod tests;

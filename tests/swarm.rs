@@ -258,6 +258,17 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         out.contains("served by app-1") || out.contains("app-1:"),
         "{out}"
     );
+    // Every check ran on the swarm too: each task probed by its slot, nothing skipped.
+    for want in [
+        "app-3 is ready",
+        "app-1 is live",
+        "nginx tasks running and healthy",
+    ] {
+        assert!(out.contains(want), "{want}:\n{out}");
+    }
+    assert!(out.contains(", 0 skipped)"), "{out}");
+    let logs = p.ok(&["logs", "--target", "swarm", "--tail", "3", "app-2"]);
+    assert!(logs.lines().any(|l| l.starts_with("app-2 | ")), "{logs}");
     eprintln!(
         "swarm: up --target swarm to a verified stack in {:.1}s",
         to_verified.as_secs_f64()
@@ -369,6 +380,13 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         "verify after up --ha is not green:\n{out}"
     );
     assert!(out.contains("8 services"), "{out}");
+    for want in [
+        "Sentinel quorum (ckquorum) — sentinel-1: OK 3 usable Sentinels",
+        "Replica linked to the master — redis-replica replicates redis (link up)",
+    ] {
+        assert!(out.contains(want), "{want}:\n{out}");
+    }
+    assert!(out.contains(", 0 skipped)"), "{out}");
 
     // The Redis master's service to 0 replicas under load: the Sentinels promote the other
     // node, sessions come back within the budget, and the old master rejoins as a replica.
