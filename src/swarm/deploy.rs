@@ -433,6 +433,8 @@ pub struct ServiceStatus {
     pub replicas: u64,
     pub published: Vec<u16>,
     pub update_state: Option<String>,
+    /// Where its running tasks are: node host name → how many.
+    pub nodes: std::collections::BTreeMap<String, usize>,
     pub tasks: Vec<crate::docker::ObservedTask>,
 }
 
@@ -462,11 +464,25 @@ impl StatusReport {
                 .as_deref()
                 .map(|u| format!(" update {u}"))
                 .unwrap_or_default();
+            let on = s
+                .nodes
+                .iter()
+                .map(|(host, n)| match n {
+                    1 => host.clone(),
+                    n => format!("{host} ×{n}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             out.push_str(&format!(
-                "  {:<32} {:>7}  {}{ports}{update}\n",
+                "  {:<32} {:>7}  {}{ports}{update}{}\n",
                 s.name,
                 if ok { ui.green(&count) } else { ui.red(&count) },
-                s.image
+                s.image,
+                if on.is_empty() {
+                    String::new()
+                } else {
+                    format!("  on {on}")
+                }
             ));
         }
         out
@@ -477,9 +493,19 @@ pub async fn status(project: &str) -> Result<StatusReport> {
     let docker = DockerClient::connect().await?;
     manager(&docker).await?;
     let mut services = Vec::new();
+    let mut hostnames = std::collections::HashMap::new();
     for s in docker.list_services(project).await? {
         let tasks = docker.service_tasks(&s.name).await?;
+        let mut nodes = std::collections::BTreeMap::new();
+        for t in tasks.iter().filter(|t| t.running) {
+            if !hostnames.contains_key(&t.node_id) {
+                let host = docker.node_hostname(&t.node_id).await?;
+                hostnames.insert(t.node_id.clone(), host);
+            }
+            *nodes.entry(hostnames[&t.node_id].clone()).or_insert(0) += 1;
+        }
         services.push(ServiceStatus {
+            nodes,
             running: tasks.iter().filter(|t| t.running).count(),
             name: s.name,
             image: s.image,
