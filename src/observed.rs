@@ -80,6 +80,29 @@ impl ObservedContainer {
         self.labels.get(LABEL_ROLE).map(String::as_str)
     }
 
+    /// Its role in the deployment, from its role label.
+    pub fn role_kind(&self) -> Option<crate::desired::Role> {
+        use crate::desired::Role;
+        [
+            Role::Postgres,
+            Role::Redis,
+            Role::RedisReplica,
+            Role::Sentinel,
+            Role::App,
+            Role::Nginx,
+        ]
+        .into_iter()
+        .find(|r| self.role() == Some(r.service()))
+    }
+
+    /// Its instance number (`app-2` is 2); 0 for an unnumbered service.
+    pub fn instance_number(&self) -> u32 {
+        self.labels
+            .get(LABEL_INSTANCE)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The alias it is known by on the network (`app-2`, `postgres`), as the model names it.
     pub fn alias(&self) -> String {
         let role = self.role().unwrap_or("?");

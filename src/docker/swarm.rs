@@ -555,18 +555,7 @@ impl DockerClient {
                     return Ok((Deployed::Unchanged, task_hash));
                 }
                 let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
-                self.docker
-                    .update_service(
-                        &name,
-                        spec,
-                        UpdateServiceOptions {
-                            version,
-                            ..Default::default()
-                        },
-                        None,
-                    )
-                    .await
-                    .map_err(map)?;
+                self.update_service_at(&name, spec, version).await?;
                 Ok((Deployed::Updated, task_hash))
             }
             Err(e) => {
@@ -849,9 +838,15 @@ impl DockerClient {
             }),
             ..Default::default()
         });
+        self.update_service_at(service, spec, version).await
+    }
+
+    /// Replaces a service's spec; `version` is the one it was read at, so a concurrent change
+    /// makes Docker refuse rather than one of the two being lost.
+    async fn update_service_at(&self, name: &str, spec: ServiceSpec, version: i32) -> Result<()> {
         self.docker
             .update_service(
-                service,
+                name,
                 spec,
                 UpdateServiceOptions {
                     version,
@@ -861,7 +856,7 @@ impl DockerClient {
             )
             .await
             .map(|_| ())
-            .map_err(map)
+            .map_err(|e| DockerError::from_bollard("service", name, e))
     }
 
     /// A node's hostname, for messages (its id when it has none).

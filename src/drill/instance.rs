@@ -16,8 +16,7 @@ use anyhow::{bail, Result};
 use super::load::Load;
 use super::stats;
 use super::{
-    assemble, first_served_by, instance_number, interrupted, is_running, role_of, Event, Measured,
-    Options, Recovery, Report,
+    assemble, first_served_by, interrupted, is_running, Event, Measured, Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::{assess, ObservedTask, Verdict};
@@ -110,9 +109,9 @@ pub async fn run(
 ) -> Result<Report> {
     let mut apps: Vec<&ObservedContainer> = containers
         .iter()
-        .filter(|c| role_of(c) == Some(Role::App))
+        .filter(|c| c.role_kind() == Some(Role::App))
         .collect();
-    apps.sort_by_key(|c| instance_number(c));
+    apps.sort_by_key(|c| c.instance_number());
     let listed = || {
         apps.iter()
             .map(|c| c.alias())

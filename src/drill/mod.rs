@@ -30,7 +30,6 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cli::Target;
-use crate::desired::{Role, LABEL_INSTANCE};
 use crate::docker::{DockerClient, Readiness};
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
@@ -255,26 +254,6 @@ async fn balancer_answers(url: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn role_of(c: &ObservedContainer) -> Option<Role> {
-    [
-        Role::Postgres,
-        Role::Redis,
-        Role::RedisReplica,
-        Role::Sentinel,
-        Role::App,
-        Role::Nginx,
-    ]
-    .into_iter()
-    .find(|r| c.role() == Some(r.service()))
-}
-
-fn instance_number(c: &ObservedContainer) -> u32 {
-    c.labels
-        .get(LABEL_INSTANCE)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn is_running(c: &ObservedContainer) -> bool {

@@ -15,8 +15,7 @@ use anyhow::{anyhow, bail, Result};
 use super::load::Load;
 use super::stats;
 use super::{
-    assemble, instance_number, interrupted, is_running, role_of, session_gap, Event, Measured,
-    Options, Recovery, Report,
+    assemble, interrupted, is_running, session_gap, Event, Measured, Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::DockerClient;
@@ -148,7 +147,7 @@ pub async fn run(
 ) -> Result<Report> {
     let mut sentinels: Vec<&ObservedContainer> = containers
         .iter()
-        .filter(|c| role_of(c) == Some(Role::Sentinel))
+        .filter(|c| c.role_kind() == Some(Role::Sentinel))
         .collect();
     if sentinels.is_empty() {
         bail!(
@@ -156,7 +155,7 @@ pub async fn run(
             opts.project
         );
     }
-    sentinels.sort_by_key(|c| instance_number(c));
+    sentinels.sort_by_key(|c| c.instance_number());
     let sentinels: Vec<String> = sentinels
         .iter()
         .filter(|c| is_running(c))
@@ -164,7 +163,7 @@ pub async fn run(
         .collect();
     let nodes: Vec<&ObservedContainer> = containers
         .iter()
-        .filter(|c| matches!(role_of(c), Some(Role::Redis | Role::RedisReplica)))
+        .filter(|c| matches!(c.role_kind(), Some(Role::Redis | Role::RedisReplica)))
         .collect();
     let master_alias = master_of(opts, &sentinels).await?;
     let Some(master) = nodes.iter().find(|c| c.alias() == master_alias) else {

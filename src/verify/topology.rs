@@ -4,7 +4,7 @@
 //! ([`single_host`]) or from the stack's tasks on a swarm (`crate::swarm::verify`); the checks
 //! in `inside.rs` are the same for both.
 
-use crate::desired::{Role, LABEL_INSTANCE};
+use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::observed::{ContainerState, ObservedContainer};
 
@@ -51,26 +51,6 @@ pub const HELPER_ROLES: [Role; 5] = [
     Role::Sentinel,
 ];
 
-fn role_of(c: &ObservedContainer) -> Option<Role> {
-    [
-        Role::Postgres,
-        Role::Redis,
-        Role::RedisReplica,
-        Role::Sentinel,
-        Role::App,
-        Role::Nginx,
-    ]
-    .into_iter()
-    .find(|r| c.role() == Some(r.service()))
-}
-
-fn instance_number(c: &ObservedContainer) -> u32 {
-    c.labels
-        .get(LABEL_INSTANCE)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn not_running(c: &ObservedContainer) -> Option<String> {
     (c.state != ContainerState::Running || c.status.contains("Paused")).then(|| {
         format!(
@@ -101,11 +81,11 @@ pub async fn single_host(docker: &DockerClient, project: &str) -> Result<Topolog
         .list_containers(project)
         .await
         .map_err(|e| format!("cannot list the containers of project {project}: {e}"))?;
-    containers.sort_by_key(instance_number);
+    containers.sort_by_key(ObservedContainer::instance_number);
     let of = |roles: &[Role]| -> Vec<Member> {
         containers
             .iter()
-            .filter(|c| role_of(c).is_some_and(|r| roles.contains(&r)))
+            .filter(|c| c.role_kind().is_some_and(|r| roles.contains(&r)))
             .map(member)
             .collect()
     };
@@ -114,7 +94,7 @@ pub async fn single_host(docker: &DockerClient, project: &str) -> Result<Topolog
         .find_map(|r| {
             containers
                 .iter()
-                .find(|c| role_of(c) == Some(r) && not_running(c).is_none())
+                .find(|c| c.role_kind() == Some(r) && not_running(c).is_none())
         })
         .map(|c| c.name.clone())
         .ok_or_else(|| {
