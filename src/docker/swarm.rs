@@ -76,6 +76,33 @@ pub enum Deployed {
     Unchanged,
 }
 
+/// Which node gets each missing label: the one with the fewest of the project's labels so far
+/// (`candidates`: id, host name, count), `prefer` first on a tie. Returns the labels per node
+/// id, and each label with its node's host name. Pure.
+#[allow(clippy::type_complexity)]
+fn spread_labels(
+    missing: &[&String],
+    mut candidates: Vec<(String, String, usize)>,
+    prefer: &str,
+) -> (Vec<(String, Vec<String>)>, Vec<(String, String)>) {
+    candidates.sort_by_key(|(id, _, _)| id != prefer);
+    let mut plan: Vec<(String, Vec<String>)> = vec![];
+    let mut added = vec![];
+    for k in missing {
+        // min_by_key keeps the first of equals: the preferred node, then the listed order.
+        let Some(node) = candidates.iter_mut().min_by_key(|(_, _, count)| *count) else {
+            break;
+        };
+        node.2 += 1;
+        added.push(((*k).clone(), node.1.clone()));
+        match plan.iter_mut().find(|(id, _)| *id == node.0) {
+            Some((_, keys)) => keys.push((*k).clone()),
+            None => plan.push((node.0.clone(), vec![(*k).clone()])),
+        }
+    }
+    (plan, added)
+}
+
 fn stack_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".into(), vec![format!("{LABEL_STACK}={project}")])])
 }
@@ -350,7 +377,7 @@ impl DockerClient {
             return Ok(vec![]);
         }
         // Candidates: (id, host name, project labels it carries), the preferred node first.
-        let mut candidates: Vec<(String, String, usize)> = nodes
+        let candidates: Vec<(String, String, usize)> = nodes
             .iter()
             .filter(|n| {
                 let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
@@ -373,19 +400,15 @@ impl DockerClient {
                 (n.id.clone().unwrap_or_default(), host, count)
             })
             .collect();
-        candidates.sort_by_key(|(id, _, _)| id != prefer);
-        let mut plan: Vec<(String, Vec<String>)> = vec![];
-        let mut added = vec![];
-        for k in missing {
-            let Some(node) = candidates.iter_mut().min_by_key(|(_, _, count)| *count) else {
-                break;
-            };
-            node.2 += 1;
-            added.push((k.clone(), node.1.clone()));
-            match plan.iter_mut().find(|(id, _)| *id == node.0) {
-                Some((_, keys)) => keys.push(k.clone()),
-                None => plan.push((node.0.clone(), vec![k.clone()])),
-            }
+        let (plan, added) = spread_labels(&missing, candidates, prefer);
+        if added.len() < missing.len() {
+            return Err(DockerError::Other {
+                kind: "swarm",
+                name: "nodes".into(),
+                message: "no ready, active node to pin the data services and Sentinels to\n  \
+                          fix: `docker node update --availability active <node>`"
+                    .into(),
+            });
         }
         for (node_id, keys) in plan {
             let map = |e| DockerError::from_bollard("node", &node_id, e);
@@ -870,5 +893,56 @@ impl DockerClient {
             .description
             .and_then(|d| d.hostname)
             .unwrap_or_else(|| node_id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| format!("radar-deploy.p.{k}")).collect()
+    }
+
+    fn nodes(n: &[(&str, usize)]) -> Vec<(String, String, usize)> {
+        n.iter()
+            .map(|(id, c)| (id.to_string(), format!("host-{id}"), *c))
+            .collect()
+    }
+
+    #[test]
+    fn labels_spread_over_nodes_the_manager_first() {
+        let keys = labels(&[
+            "postgres",
+            "redis",
+            "redis-replica",
+            "sentinel-1",
+            "sentinel-2",
+            "sentinel-3",
+        ]);
+        let missing: Vec<&String> = keys.iter().collect();
+        // Three nodes: Redis master and replica apart, one Sentinel on each node.
+        let (_, added) = spread_labels(&missing, nodes(&[("a", 0), ("m", 0), ("b", 0)]), "m");
+        let on = |k: &str| {
+            added
+                .iter()
+                .find(|(l, _)| l.ends_with(k))
+                .map(|(_, h)| h.as_str())
+                .unwrap()
+        };
+        assert_eq!(on(".postgres"), "host-m");
+        assert_ne!(on(".redis"), on(".redis-replica"));
+        let mut sentinels = vec![on("sentinel-1"), on("sentinel-2"), on("sentinel-3")];
+        sentinels.sort();
+        sentinels.dedup();
+        assert_eq!(sentinels.len(), 3, "{added:?}");
+        // One node: everything there.
+        let (plan, _) = spread_labels(&missing, nodes(&[("m", 0)]), "m");
+        assert_eq!(plan, vec![("m".to_string(), keys.clone())]);
+        // A node that already carries labels gets the new ones last.
+        let (_, added) = spread_labels(&missing[..1], nodes(&[("m", 2), ("b", 0)]), "m");
+        assert_eq!(added[0].1, "host-b");
+        // No candidate: nothing placed (the caller then fails, naming the fix).
+        assert!(spread_labels(&missing, vec![], "m").0.is_empty());
     }
 }
