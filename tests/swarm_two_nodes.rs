@@ -1,0 +1,418 @@
+//! The Swarm target on TWO nodes, and the loss of one: `scripts/two-node-swarm.sh up` builds
+//! two Docker daemons in network namespaces of this machine (10.231.0.11 the manager,
+//! 10.231.0.12 a worker; the machine's own daemon is not touched) → `up --target swarm
+//! --instances 4` puts app tasks on both nodes → `verify` through nginx on node 1 is green →
+//! node 2 is lost as in a power cut (`lose-node 2`: its processes frozen, its link down, then
+//! all killed), under client load → Swarm marks it down and starts its app tasks on node 1,
+//! nginx's watcher follows, `verify` is green again → `down --target swarm --volumes` →
+//! `scripts/two-node-swarm.sh down`, also on failure (the guards' Drop).
+//!
+//! Postgres, Redis and nginx are pinned to node 1 as test setup: node labels
+//! `radar-deploy.{project}.{service}=true` on node 1 before `up` (which keeps labels it finds),
+//! and for nginx, which radar-deploy does not pin, a constraint on that label added to its
+//! service. So losing node 2 loses no data and the URL stays.
+//!
+//! ONE test function. Needs root (namespaces, a bridge, dockerd) and the offline images on the
+//! main daemon (`scripts/offline-images.sh`); it FAILS, never skips, when it cannot build the
+//! nodes. A machine-wide lock keeps two runs (two checkouts) from sharing the nodes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use radar_deploy::drill::load::{self, Load, LoadOptions};
+use radar_deploy::lock::ProjectLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/two-node-swarm.sh");
+const MANAGER: &str = "unix:///run/rd2n/node1.sock";
+const NODE1: &str = "rd2n-1";
+const NODE1_IP: &str = "10.231.0.11";
+const NODE2: &str = "rd2n-2";
+const INSTANCES: usize = 4;
+/// From the loss of node 2 to a green verify on node 1 alone.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(180);
+
+fn image(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(f)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn script(arg: &str) -> Output {
+    Command::new("bash")
+        .arg(SCRIPT)
+        .arg(arg)
+        .output()
+        .unwrap_or_else(|e| panic!("running {SCRIPT} {arg}: {e}"))
+}
+
+/// `docker -H <node 1>` (the manager); panics naming the command when it fails.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(MANAGER)
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed:\n{}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The two nodes, for as long as the guard lives: `up` on creation, `down` on drop.
+struct Nodes {
+    down: bool,
+    _lock: ProjectLock,
+}
+
+impl Nodes {
+    fn up() -> Nodes {
+        let lock = block_on(ProjectLock::acquire(
+            "rd2n",
+            "two-node-swarm",
+            Duration::from_secs(1200),
+            |pid| eprintln!("waiting for the two-node swarm test of pid {pid}"),
+        ))
+        .expect("the machine-wide two-node swarm lock");
+        // Taken by no one now: left over from a run that was killed, rebuild from scratch.
+        let _ = script("down");
+        let nodes = Nodes {
+            down: false,
+            _lock: lock,
+        };
+        let t0 = Instant::now();
+        let out = script("up");
+        eprintln!("{}", text(&out));
+        assert!(
+            out.status.success(),
+            "scripts/two-node-swarm.sh up could not build the two nodes (this test never \
+             skips; it needs root, iproute2 and the offline images):\n{}",
+            text(&out)
+        );
+        eprintln!(
+            "two nodes: scripts/two-node-swarm.sh up in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
+        nodes
+    }
+
+    fn down(&mut self) {
+        self.down = true;
+        let out = script("down");
+        eprintln!("{}", text(&out));
+        assert!(
+            out.status.success(),
+            "scripts/two-node-swarm.sh down:\n{}",
+            text(&out)
+        );
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        if self.down {
+            return;
+        }
+        if std::thread::panicking() {
+            // What the nodes looked like, before down deletes their logs.
+            eprintln!("{}", text(&script("status")));
+            for n in [1, 2] {
+                let log =
+                    std::fs::read_to_string(format!("/run/rd2n/node{n}.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- node {n} dockerd log (last lines, newest first) ---");
+                for l in tail {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        eprintln!("{}", text(&script("down")));
+    }
+}
+
+/// A project deployed through node 1; `down --target swarm --volumes` on drop.
+struct Project {
+    name: String,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Project {
+    fn new() -> Project {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let p = Project {
+            name: format!("rd2n-{}", std::process::id()),
+            dir: tempfile::tempdir().expect("temp dir"),
+            port,
+        };
+        p.ok(&["init"]);
+        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
+        env.push_str(&format!(
+            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\nAPP_INSTANCES={INSTANCES}\n",
+            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
+            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
+            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+        ));
+        std::fs::write(p.env_file(), env).expect("write env file");
+        p
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    fn url(&self) -> String {
+        format!("http://{NODE1_IP}:{}", self.port)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--env-file")
+            .arg(self.env_file())
+            .arg("--project")
+            .arg(&self.name)
+            .arg("--no-color")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("DOCKER_HOST", MANAGER)
+            .env_remove("RADAR_ENV_FILE")
+            .env_remove("RADAR_PROJECT")
+            .env_remove("RADAR_TARGET");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run radar-deploy")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "radar-deploy {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    /// `verify --target swarm` through nginx on node 1: (green, output).
+    fn verify(&self) -> (bool, String) {
+        let url = self.url();
+        let out = self.run(&["verify", "--target", "swarm", "--url", &url]);
+        let t = text(&out);
+        (
+            out.status.success() && t.contains("All verification checks passed"),
+            t,
+        )
+    }
+
+    /// The nodes (hostnames) the running tasks of a service are on.
+    fn running_on(&self, service: &str) -> Vec<String> {
+        docker(&[
+            "service",
+            "ps",
+            &format!("{}_{service}", self.name),
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ])
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Running"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+    }
+
+    /// Waits until `ok(nodes of the service's running tasks)`, up to `deadline`.
+    fn wait_tasks(&self, service: &str, deadline: Instant, ok: impl Fn(&[String]) -> bool) {
+        loop {
+            let on = self.running_on(service);
+            if ok(&on) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service {}_{service}: running tasks on {on:?} by the deadline:\n{}",
+                self.name,
+                docker(&[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    &format!("{}_{service}", self.name)
+                ])
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--target", "swarm", "--volumes"]);
+    }
+}
+
+#[test]
+fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
+    let mut nodes = Nodes::up();
+    let p = Project::new();
+
+    // Test setup: the data services and nginx on node 1, the node that stays.
+    let node1 = docker(&["node", "inspect", "--format", "{{.ID}}", NODE1])
+        .trim()
+        .to_string();
+    for service in ["postgres", "redis", "nginx"] {
+        docker(&[
+            "node",
+            "update",
+            "--label-add",
+            &format!("radar-deploy.{}.{service}=true", p.name),
+            &node1,
+        ]);
+    }
+
+    let t0 = Instant::now();
+    let n = INSTANCES.to_string();
+    let out = p.ok(&[
+        "up",
+        "--target",
+        "swarm",
+        "--instances",
+        &n,
+        "--no-verify",
+        "--timeout",
+        "240",
+    ]);
+    assert!(out.contains("4 created"), "{out}");
+    let nginx = format!("{}_nginx", p.name);
+    let constraint = format!("node.labels.radar-deploy.{}.nginx==true", p.name);
+    let constraints = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+        &nginx,
+    ]);
+    if !constraints.replace(' ', "").contains(&constraint) {
+        docker(&[
+            "service",
+            "update",
+            "-d",
+            "-q",
+            "--constraint-add",
+            &constraint,
+            &nginx,
+        ]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    p.wait_tasks("nginx", deadline, |on| on == [NODE1.to_string()]);
+    p.wait_tasks("app", deadline, |on| on.len() == INSTANCES);
+    let on = p.running_on("app");
+    for node in [NODE1, NODE2] {
+        assert!(
+            on.iter().any(|n| n == node),
+            "no app task on {node}: {on:?}"
+        );
+    }
+    let (green, out) = p.verify();
+    assert!(green, "verify on two nodes is not green:\n{out}");
+    assert!(out.contains("4 instances served"), "{out}");
+    let to_verified = t0.elapsed();
+    eprintln!(
+        "two nodes: app tasks on {on:?}; up --target swarm --instances 4 to a verified stack \
+         (nginx pinned to node 1) in {:.1}s",
+        to_verified.as_secs_f64()
+    );
+
+    // Node 2 is lost under client load; Swarm moves its tasks to node 1.
+    let opts = LoadOptions {
+        base_url: p.url(),
+        concurrency: 4,
+        paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
+    };
+    let (rescheduled, green_after, failed, sent, why) = block_on(async {
+        let load = Load::start(&opts).expect("load clients");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let lost = Instant::now();
+        let out = tokio::task::spawn_blocking(|| {
+            Command::new("bash")
+                .args([SCRIPT, "lose-node", "2"])
+                .output()
+                .expect("lose-node")
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "lose-node 2:\n{}", text(&out));
+        eprintln!("{}", text(&out));
+        let deadline = lost + RECOVERY_DEADLINE;
+        let mut rescheduled = None;
+        let mut last = String::new();
+        let green_after = loop {
+            let on = {
+                let p = &p;
+                tokio::task::block_in_place(|| p.running_on("app"))
+            };
+            if rescheduled.is_none() && on.len() == INSTANCES && on.iter().all(|n| n == NODE1) {
+                rescheduled = Some(lost.elapsed());
+            }
+            if rescheduled.is_some() {
+                let (green, out) = tokio::task::block_in_place(|| p.verify());
+                if green {
+                    break lost.elapsed();
+                }
+                last = out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}s after losing node 2: app tasks on {on:?}, verify not green:\n{last}",
+                RECOVERY_DEADLINE.as_secs()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        // Keep the load on a little after the recovery.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = load.stop().await;
+        let failed = r.samples.iter().filter(|s| !s.ok()).count();
+        let why = radar_deploy::drill::stats::failures(&r.samples);
+        (
+            rescheduled.expect("rescheduled before green"),
+            green_after,
+            failed,
+            r.samples.len(),
+            format!("{why:#?}"),
+        )
+    });
+    eprintln!(
+        "two nodes: node 2 lost → all {INSTANCES} app tasks running on node 1 after {:.1}s, \
+         verify green after {:.1}s; under load: {failed} failed of {sent} requests ({why})",
+        rescheduled.as_secs_f64(),
+        green_after.as_secs_f64()
+    );
+    let (green, out) = p.verify();
+    assert!(green, "verify after losing node 2:\n{out}");
+    assert!(out.contains("4 instances served"), "{out}");
+
+    let out = p.ok(&["down", "--target", "swarm", "--volumes"]);
+    assert!(out.contains("removed 4 services"), "{out}");
+    drop(p);
+    nodes.down();
+}
