@@ -54,11 +54,16 @@ pub struct UpReport {
 }
 
 /// Start order by readiness, as on one host: data stores, Sentinels, the app, then nginx
-/// (which resolves `tasks.app` when it loads its config).
-fn tiers(st: &Stack) -> Vec<Vec<&Service>> {
+/// (which resolves `tasks.app` when it loads its config). On a first deploy (`cold`) the app
+/// starts with the data stores: nothing serves yet, and its healthcheck's start period covers
+/// the seconds until Postgres and Redis answer (it reconnects by itself), which saves a whole
+/// tier of Swarm scheduling and health polling. Changes to a running stack keep the strict
+/// order, so an app update never meets a data store that is restarting.
+fn tiers(st: &Stack, cold: bool) -> Vec<Vec<&Service>> {
     let tier_of = |r: Role| match r {
         Role::Postgres | Role::Redis | Role::RedisReplica => 0,
         Role::Sentinel => 1,
+        Role::App if cold => 0,
         Role::App => 2,
         Role::Nginx => 3,
     };
@@ -96,9 +101,10 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
         .await?;
     let ids = docker.ensure_configs_and_secrets(st).await?;
 
+    let cold = docker.list_services(&st.project).await?.is_empty();
     let mut app_changed = false;
     let mut nginx_changed = false;
-    for tier in tiers(st) {
+    for tier in tiers(st, cold) {
         let mut hashes = Vec::new();
         let mut outcomes = Vec::new();
         for s in &tier {

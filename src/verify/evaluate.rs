@@ -429,11 +429,11 @@ mod tests {
         assert_eq!(judge_distribution(&d, &ids(2)).0, Status::Fail);
     }
 
-    /// What a Sentinel answers to the three questions `verify` asks, then to QUIT.
+    /// What a Sentinel answers to the three questions `verify` asks, then to the end marker.
     const SENTINEL_ANSWER: &str = "*2\r\n$13\r\nredis-replica\r\n$4\r\n6379\r\n\
 +OK 3 usable Sentinels. Quorum and failover authorization can be reached\r\n\
 *1\r\n*6\r\n$2\r\nip\r\n$5\r\nredis\r\n$5\r\nflags\r\n$5\r\nslave\r\n\
-$18\r\nmaster-link-status\r\n$2\r\nok\r\n+OK\r\n";
+$18\r\nmaster-link-status\r\n$2\r\nok\r\n$16\r\nradar-deploy-end\r\n";
 
     #[test]
     fn sentinel_answers_parse_in_order() {

@@ -29,12 +29,17 @@ for path in "$@"; do
   fi
 done"#;
 
-/// Three questions to a Sentinel in its own protocol (inline commands), then QUIT so it closes
-/// the connection once it has answered. The master name is an argument, never spliced in.
+/// Three questions to a Sentinel in its own protocol (inline commands), then a PING whose
+/// echo marks the end of the answers: a Sentinel knows no QUIT, so without the marker the read
+/// would wait for its timeout. The master name is an argument, never spliced in.
 const SENTINEL_SCRIPT: &str = r#"host=$1; port=$2; name=$3
 exec 3<>"/dev/tcp/$host/$port" || exit 1
-printf 'SENTINEL get-master-addr-by-name %s\r\nSENTINEL ckquorum %s\r\nSENTINEL replicas %s\r\nQUIT\r\n' "$name" "$name" "$name" >&3
-while IFS= read -r -t 3 line || [ -n "$line" ]; do printf '%s\n' "$line"; line=; done <&3"#;
+printf 'SENTINEL get-master-addr-by-name %s\r\nSENTINEL ckquorum %s\r\nSENTINEL replicas %s\r\nPING radar-deploy-end\r\n' "$name" "$name" "$name" >&3
+while IFS= read -r -t 3 line || [ -n "$line" ]; do
+  printf '%s\n' "$line"
+  [ "$line" = $'radar-deploy-end\r' ] && break
+  line=
+done <&3"#;
 
 const EXEC_DEADLINE: Duration = Duration::from_secs(15);
 
