@@ -34,7 +34,8 @@
 //!   (their values never reach a file); `up --target swarm` creates them through the API.
 //! - No per-instance log volume (a volume's name cannot follow the task slot in a stack file):
 //!   the app logs to stderr, read with `docker service logs`.
-//! - nginx publishes `HTTP_PORT` in host mode on the node it runs on, not through the routing
+//! - nginx publishes `HTTP_PORT` in host mode on the node it runs on (pinned by a node label,
+//!   which `up` puts on the manager it talks to when no node carries it), not through the routing
 //!   mesh: the mesh hides the client's address behind the ingress network's (so `ip_hash`
 //!   would send everyone to one instance, and access logs lose the client), and it needs the
 //!   kernel's IPVS, missing on some hosts. Put the nodes' addresses (or a DNS name) in front,
@@ -239,8 +240,14 @@ pub fn build(d: &Deployment) -> Stack {
                     name: c.alias.clone(),
                     replicas: 1,
                     hostname: None,
-                    constraints: vec![],
-                    spread: vec!["node.id".into()],
+                    // The published port is on nginx's node, so it must not wander: pinned
+                    // by a label that `up` puts on the manager it talks to (the edge node)
+                    // unless another node carries it.
+                    constraints: vec![format!(
+                        "node.labels.{} == true",
+                        placement_label(&project, &c.alias)
+                    )],
+                    spread: vec![],
                     // The port is published in host mode (see the module comment), which
                     // needs no virtual IP; and two tasks cannot bind it on one node at once,
                     // so an update stops the old task first.
@@ -668,8 +675,8 @@ pub fn render(st: &Stack, env_file: &str) -> String {
         "# Rendered by radar-deploy — do not edit by hand; change the env file and render again.\n\
          # Docker Swarm stack. `radar-deploy --env-file {env_file} up --target swarm` creates all of it\n\
          # through the Engine API (secrets and node labels included) and then verifies it. By hand:\n\
-         #   1. pin the data and the Sentinels to nodes (on several nodes, put redis, redis-replica\n\
-         #      and each sentinel on a different one; `up` does):"
+         #   1. pin nginx (its node publishes the port), the data and the Sentinels to nodes (on\n\
+         #      several nodes, put redis, redis-replica and each sentinel on a different one; `up` does):"
     );
     let labelled: Vec<String> = st
         .services

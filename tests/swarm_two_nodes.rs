@@ -7,10 +7,10 @@
 //! nginx's watcher follows, `verify` is green again → `down --target swarm --volumes` →
 //! `scripts/two-node-swarm.sh down`, also on failure (the guards' Drop).
 //!
-//! Postgres, Redis and nginx are pinned to node 1 as test setup: node labels
-//! `radar-deploy.{project}.{service}=true` on node 1 before `up` (which keeps labels it finds),
-//! and for nginx, which radar-deploy does not pin, a constraint on that label added to its
-//! service. So losing node 2 loses no data and the URL stays.
+//! Postgres and Redis are pinned to node 1 as test setup: node labels
+//! `radar-deploy.{project}.{service}=true` on node 1 before `up` (which keeps labels it finds);
+//! nginx is pinned by `up` itself to the manager it talks to, node 1. So losing node 2 loses
+//! no data and the URL stays.
 //!
 //! ONE test function. Needs root (namespaces, a bridge, dockerd) and the offline images on the
 //! main daemon (`scripts/offline-images.sh`); it FAILS, never skips, when it cannot build the
@@ -276,11 +276,12 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     let mut nodes = Nodes::up();
     let p = Project::new();
 
-    // Test setup: the data services and nginx on node 1, the node that stays.
+    // Test setup: the data services on node 1, the node that stays (an operator pins data to
+    // the node that holds it). nginx needs none: `up` pins it to the manager it talks to.
     let node1 = docker(&["node", "inspect", "--format", "{{.ID}}", NODE1])
         .trim()
         .to_string();
-    for service in ["postgres", "redis", "nginx"] {
+    for service in ["postgres", "redis"] {
         docker(&[
             "node",
             "update",
@@ -303,26 +304,6 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
         "240",
     ]);
     assert!(out.contains("4 created"), "{out}");
-    let nginx = format!("{}_nginx", p.name);
-    let constraint = format!("node.labels.radar-deploy.{}.nginx==true", p.name);
-    let constraints = docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.TaskTemplate.Placement.Constraints}}",
-        &nginx,
-    ]);
-    if !constraints.replace(' ', "").contains(&constraint) {
-        docker(&[
-            "service",
-            "update",
-            "-d",
-            "-q",
-            "--constraint-add",
-            &constraint,
-            &nginx,
-        ]);
-    }
     let deadline = Instant::now() + Duration::from_secs(120);
     p.wait_tasks("nginx", deadline, |on| on == [NODE1.to_string()]);
     p.wait_tasks("app", deadline, |on| on.len() == INSTANCES);
@@ -339,7 +320,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     let to_verified = t0.elapsed();
     eprintln!(
         "two nodes: app tasks on {on:?}; up --target swarm --instances 4 to a verified stack \
-         (nginx pinned to node 1) in {:.1}s",
+         (nginx pinned to node 1 by up) in {:.1}s",
         to_verified.as_secs_f64()
     );
 

@@ -343,11 +343,13 @@ impl DockerClient {
     /// spread: each label goes to the node with the fewest of the project's labels
     /// (`label_prefix`), `prefer` (the manager we talk to) on a tie. On one node, all go there;
     /// on three, the Redis master, its replica and each Sentinel land on different nodes.
-    /// Returns the labels added, each with the node's host name.
+    /// The labels in `here` go on `prefer` itself. Returns the labels added, each with the
+    /// node's host name.
     pub async fn ensure_node_labels(
         &self,
         prefer: &str,
         keys: &[String],
+        here: &[String],
         label_prefix: &str,
     ) -> Result<Vec<(String, String)>> {
         use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
@@ -369,11 +371,10 @@ impl DockerClient {
                 })
                 .unwrap_or_default()
         };
-        let missing: Vec<&String> = keys
-            .iter()
-            .filter(|k| !nodes.iter().any(|n| labels_of(n).contains(k)))
-            .collect();
-        if missing.is_empty() {
+        let absent = |k: &&String| !nodes.iter().any(|n| labels_of(n).contains(k));
+        let missing: Vec<&String> = keys.iter().filter(absent).collect();
+        let missing_here: Vec<&String> = here.iter().filter(absent).collect();
+        if missing.is_empty() && missing_here.is_empty() {
             return Ok(vec![]);
         }
         // Candidates: (id, host name, project labels it carries), the preferred node first.
@@ -400,8 +401,21 @@ impl DockerClient {
                 (n.id.clone().unwrap_or_default(), host, count)
             })
             .collect();
-        let (plan, added) = spread_labels(&missing, candidates, prefer);
-        if added.len() < missing.len() {
+        let (mut plan, mut added) = spread_labels(&missing, candidates, prefer);
+        if !missing_here.is_empty() {
+            let host = nodes
+                .iter()
+                .find(|n| n.id.as_deref() == Some(prefer))
+                .and_then(|n| n.description.as_ref()?.hostname.clone())
+                .unwrap_or_else(|| prefer.to_string());
+            let keys: Vec<String> = missing_here.iter().map(|k| (*k).clone()).collect();
+            added.extend(keys.iter().map(|k| (k.clone(), host.clone())));
+            match plan.iter_mut().find(|(id, _)| id == prefer) {
+                Some((_, ks)) => ks.extend(keys),
+                None => plan.push((prefer.to_string(), keys)),
+            }
+        }
+        if added.len() < missing.len() + missing_here.len() {
             return Err(DockerError::Other {
                 kind: "swarm",
                 name: "nodes".into(),

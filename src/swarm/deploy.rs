@@ -85,14 +85,22 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let _lock = lock(&docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
-    let keys: Vec<String> = st
+    // nginx's label goes on this manager (its address is where clients connect); the others
+    // spread over the nodes.
+    let (edge, spread): (Vec<&Service>, Vec<&Service>) = st
         .services
         .iter()
         .filter(|s| !s.constraints.is_empty())
-        .map(|s| st.placement_label(&s.name))
-        .collect();
+        .partition(|s| s.spec.role == Role::Nginx);
+    let label = |s: &&Service| st.placement_label(&s.name);
+    let (edge, keys): (Vec<String>, Vec<String>) = (
+        edge.iter().map(label).collect(),
+        spread.iter().map(label).collect(),
+    );
     let prefix = st.placement_label("");
-    report.labelled = docker.ensure_node_labels(&node, &keys, &prefix).await?;
+    report.labelled = docker
+        .ensure_node_labels(&node, &keys, &edge, &prefix)
+        .await?;
     for (label, host) in &report.labelled {
         ui.info(&format!("node {host}: label {label}=true (pins it there)"));
     }
