@@ -896,6 +896,28 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("service", name, e))
     }
 
+    /// Every node of the swarm: id → (host name, whether it is ready).
+    pub async fn node_states(&self) -> Result<HashMap<String, (String, bool)>> {
+        use bollard::models::NodeState;
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|n| {
+                let id = n.id?;
+                let host = n
+                    .description
+                    .and_then(|d| d.hostname)
+                    .unwrap_or_else(|| id.clone());
+                let ready = n.status.and_then(|s| s.state) == Some(NodeState::READY);
+                Some((id, (host, ready)))
+            })
+            .collect())
+    }
+
     /// A node's hostname, for messages (its id when it has none).
     pub async fn node_hostname(&self, node_id: &str) -> Result<String> {
         let node = self

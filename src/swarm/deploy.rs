@@ -507,16 +507,13 @@ pub async fn status(project: &str) -> Result<StatusReport> {
     let docker = DockerClient::connect().await?;
     manager(&docker).await?;
     let mut services = Vec::new();
-    let mut hostnames = std::collections::HashMap::new();
+    let hosts = docker.node_states().await?;
     for s in docker.list_services(project).await? {
         let tasks = docker.service_tasks(&s.name).await?;
         let mut nodes = std::collections::BTreeMap::new();
         for t in tasks.iter().filter(|t| t.running) {
-            if !hostnames.contains_key(&t.node_id) {
-                let host = docker.node_hostname(&t.node_id).await?;
-                hostnames.insert(t.node_id.clone(), host);
-            }
-            *nodes.entry(hostnames[&t.node_id].clone()).or_insert(0) += 1;
+            let host = hosts.get(&t.node_id).map_or(&t.node_id, |(h, _)| h);
+            *nodes.entry(host.clone()).or_insert(0) += 1;
         }
         services.push(ServiceStatus {
             nodes,
@@ -557,6 +554,8 @@ pub async fn logs(
              swarm` first, or pass --project"
         );
     }
+    // A task on a node that is down has no log to give, and asking for it would hang.
+    let nodes = docker.node_states().await?;
     let mut selected = vec![];
     let mut known = vec![];
     for s in &services {
@@ -571,7 +570,12 @@ pub async fn logs(
             };
             known.push(name.clone());
             if service.is_none_or(|want| want == short || want == name) {
-                selected.push((name, t.id));
+                match nodes.get(&t.node_id) {
+                    Some((host, false)) => {
+                        eprintln!("{name}: skipped, its node {host} is down (no log to read)")
+                    }
+                    _ => selected.push((name, t.id)),
+                }
             }
         }
         known.push(short);
