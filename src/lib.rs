@@ -12,7 +12,7 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
-//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`) |
+//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm, `swarm::verify` finds the tasks `verify` checks |
 //! | [`docker`] | the only bollard user: Docker facade, project errors, readiness as data |
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
@@ -23,7 +23,7 @@
 //! | [`render`] | the `render` operation: write those files, all or none |
 //! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
 //! | [`fsutil`] | atomic file writes |
-//! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel |
+//! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, from which container, on either target) |
 //! | [`drill`] | a fault under load (instance killed, Redis master stopped), measured and judged |
 //! | [`http`] | the only module that speaks HTTP (reqwest) |
 //! | [`ui`] | colour, quiet/verbose |
