@@ -82,18 +82,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-timed() {
-  local start end log=$work/last.log
-  start=$(date +%s.%N)
-  if ! "$@" >"$log" 2>&1; then
-    echo "error: $* failed:" >&2
-    cat "$log" >&2
-    exit 2
-  fi
-  end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
-}
-median() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 : >"$work/single"; : >"$work/swarm"; : >"$work/ref"
 for ((i = 1; i <= rounds; i++)); do

@@ -49,20 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Seconds taken by a command; its output is kept only when it fails.
-timed() {
-  local start end log=$work/last.log
-  start=$(date +%s.%N)
-  if ! "$@" >"$log" 2>&1; then
-    echo "error: $* failed:" >&2
-    cat "$log" >&2
-    exit 2
-  fi
-  end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
-}
-
-median() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 cleanup_stacks() {
   rd down --volumes >/dev/null 2>&1 || true

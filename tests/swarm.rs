@@ -12,110 +12,43 @@
 //! that swarm and leaves it as it was. Plain containers of other tests keep working meanwhile.
 //! Like every Docker test here it FAILS when the daemon is unreachable.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 use radar_deploy::docker::DockerClient;
 use radar_deploy::drill::load::{self, Load, LoadOptions};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
-
-fn image(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
-
 mod common;
-use common::block_on;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{block_on, image, text, Project};
 
 /// A project on the swarm; on drop, removes what it deployed, then (dropping the guard) leaves
 /// the swarm if the test joined it.
 struct SwarmProject {
-    name: String,
-    dir: tempfile::TempDir,
+    p: Project,
     _swarm: common::SwarmGuard,
+}
+
+impl std::ops::Deref for SwarmProject {
+    type Target = Project;
+    fn deref(&self) -> &Project {
+        &self.p
+    }
 }
 
 impl SwarmProject {
     fn new() -> SwarmProject {
         let swarm = common::SwarmGuard::acquire();
-        let p = SwarmProject {
-            name: format!("rdswarm-{}", std::process::id()),
-            dir: tempfile::tempdir().expect("temp dir"),
+        SwarmProject {
+            p: Project::new("rdswarm", 3, None),
             _swarm: swarm,
-        };
-        let out = p.run(&["init"]);
-        assert!(out.status.success(), "init: {}", text(&out));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
-        env.push_str(&format!(
-            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\nAPP_INSTANCES=3\n",
-            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
-            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
-            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
-            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
-        ));
-        std::fs::write(p.env_file(), env).expect("write env file");
-        p
-    }
-
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run radar-deploy")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--env-file")
-            .arg(self.env_file())
-            .arg("--project")
-            .arg(&self.name)
-            .arg("--no-color")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RADAR_ENV_FILE")
-            .env_remove("RADAR_PROJECT")
-            .env_remove("RADAR_TARGET");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "radar-deploy {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        text(&out)
+        }
     }
 
     /// Runs radar-deploy with `args` while clients keep requesting through nginx; returns
     /// (failed requests, requests sent, the command's output).
     fn under_load(&self, args: &[&str]) -> (usize, usize, String) {
         self.under_load_expect(args, 0)
-    }
-
-    /// Appends `name=value` to the env file (later lines win).
-    fn set_env(&self, name: &str, value: &str) {
-        let mut env = std::fs::read_to_string(self.env_file()).expect("env file");
-        env.push_str(&format!("{name}={value}\n"));
-        std::fs::write(self.env_file(), env).expect("write env file");
     }
 
     /// As [`Self::under_load`], expecting the command to exit with `code`.

@@ -16,14 +16,12 @@
 //! main daemon (`scripts/offline-images.sh`); it FAILS, never skips, when it cannot build the
 //! nodes. A machine-wide lock keeps two runs (two checkouts) from sharing the nodes.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use radar_deploy::drill::load::{self, Load, LoadOptions};
 use radar_deploy::lock::ProjectLock;
 
-const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/two-node-swarm.sh");
 const MANAGER: &str = "unix:///run/rd2n/node1.sock";
 const NODE1: &str = "rd2n-1";
@@ -33,21 +31,8 @@ const INSTANCES: usize = 4;
 /// From the loss of node 2 to a green verify on node 1 alone.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(180);
 
-fn image(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Runtime::new().expect("runtime").block_on(f)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{block_on, text};
 
 fn script(arg: &str) -> Output {
     Command::new("bash")
@@ -145,73 +130,22 @@ impl Drop for Nodes {
 }
 
 /// A project deployed through node 1; `down --target swarm --volumes` on drop.
-struct Project {
-    name: String,
-    dir: tempfile::TempDir,
-    port: u16,
+struct Project(common::Project);
+
+impl std::ops::Deref for Project {
+    type Target = common::Project;
+    fn deref(&self) -> &common::Project {
+        &self.0
+    }
 }
 
 impl Project {
     fn new() -> Project {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let p = Project {
-            name: format!("rd2n-{}", std::process::id()),
-            dir: tempfile::tempdir().expect("temp dir"),
-            port,
-        };
-        p.ok(&["init"]);
-        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
-        env.push_str(&format!(
-            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\nAPP_INSTANCES={INSTANCES}\n",
-            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
-            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
-            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
-            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
-        ));
-        std::fs::write(p.env_file(), env).expect("write env file");
-        p
-    }
-
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
+        Project(common::Project::new("rd2n", INSTANCES, Some(MANAGER)))
     }
 
     fn url(&self) -> String {
         format!("http://{NODE1_IP}:{}", self.port)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--env-file")
-            .arg(self.env_file())
-            .arg("--project")
-            .arg(&self.name)
-            .arg("--no-color")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("DOCKER_HOST", MANAGER)
-            .env_remove("RADAR_ENV_FILE")
-            .env_remove("RADAR_PROJECT")
-            .env_remove("RADAR_TARGET");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run radar-deploy")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "radar-deploy {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        text(&out)
     }
 
     /// `verify --target swarm` through nginx on node 1: (green, output).

@@ -70,3 +70,112 @@ impl Drop for SwarmGuard {
         }
     }
 }
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
+
+/// An image variable from the environment, else the offline stand-in.
+pub fn image(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// A command's stdout and stderr, for messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A radar-deploy project of its own: a unique name, a temp dir with an env file from `init`
+/// plus the offline images, a free HTTP_PORT and the instance count; every command runs with
+/// exactly these (the caller's RADAR_* variables are removed), against `docker_host` if given.
+pub struct Project {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    docker_host: Option<String>,
+}
+
+impl Project {
+    pub fn new(prefix: &str, instances: usize, docker_host: Option<&str>) -> Project {
+        let p = Project {
+            name: format!("{prefix}-{}", std::process::id()),
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            docker_host: docker_host.map(str::to_string),
+        };
+        p.ok(&["init"]);
+        p.set_env(
+            "NGINX_IMAGE",
+            &image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
+        );
+        p.set_env(
+            "POSTGRES_IMAGE",
+            &image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
+        );
+        p.set_env(
+            "REDIS_IMAGE",
+            &image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+        );
+        p.set_env(
+            "APP_IMAGE",
+            &image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+        );
+        p.set_env("HTTP_PORT", &p.port.to_string());
+        p.set_env("APP_INSTANCES", &instances.to_string());
+        p
+    }
+
+    pub fn env_file(&self) -> std::path::PathBuf {
+        self.dir.path().join(".env.multi-instance")
+    }
+
+    /// Appends `name=value` to the env file (later lines win).
+    pub fn set_env(&self, name: &str, value: &str) {
+        let mut env = std::fs::read_to_string(self.env_file()).expect("env file");
+        env.push_str(&format!("{name}={value}\n"));
+        std::fs::write(self.env_file(), env).expect("write env file");
+    }
+
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(BIN);
+        c.arg("--env-file")
+            .arg(self.env_file())
+            .arg("--project")
+            .arg(&self.name)
+            .arg("--no-color")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RADAR_ENV_FILE")
+            .env_remove("RADAR_PROJECT")
+            .env_remove("RADAR_TARGET");
+        if let Some(host) = &self.docker_host {
+            c.env("DOCKER_HOST", host);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("run radar-deploy")
+    }
+
+    /// Runs radar-deploy and returns its output; fails the test unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "radar-deploy {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        text(&out)
+    }
+}
