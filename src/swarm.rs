@@ -142,7 +142,7 @@ impl Stack {
     }
 }
 
-fn placement_label(project: &str, service: &str) -> String {
+pub(crate) fn placement_label(project: &str, service: &str) -> String {
     format!("radar-deploy.{project}.{service}")
 }
 

@@ -121,6 +121,22 @@ impl SwarmProject {
             if n > 0 {
                 left.push(format!("{n} containers"));
             }
+            // `down --volumes` also takes the project's placement labels off the nodes.
+            let labels = Command::new("docker")
+                .args([
+                    "node",
+                    "inspect",
+                    "self",
+                    "--format",
+                    "{{json .Spec.Labels}}",
+                ])
+                .output()
+                .expect("docker node inspect");
+            let labels = String::from_utf8_lossy(&labels.stdout).into_owned();
+            let ours = format!("radar-deploy.{}.", self.name);
+            if labels.contains(&ours) {
+                left.push(format!("node labels {labels}"));
+            }
             left
         })
     }
@@ -176,6 +192,14 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         .find(|s| s["name"] == format!("{}_app", p.name))
         .expect("the app service");
     assert_eq!(app["replicas"], 3);
+
+    // The plan of a re-run: nothing to change.
+    let plan = p.ok(&["up", "--target", "swarm", "--dry-run"]);
+    assert_eq!(plan.matches("keep    service").count(), 4, "{plan}");
+    assert!(
+        !plan.contains("create") && !plan.contains("update"),
+        "{plan}"
+    );
 
     // Nothing changed: nothing is touched.
     let out = p.ok(&["up", "--target", "swarm", "--no-verify"]);

@@ -24,8 +24,13 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
         } else {
             String::new()
         };
+        let labels = if r.node_labels > 0 {
+            format!(", {} node labels", r.node_labels)
+        } else {
+            String::new()
+        };
         g.ui.success(&format!(
-            "{}: removed {} services, {} configs/secrets/networks, {} volumes from the swarm{kept}",
+            "{}: removed {} services, {} configs/secrets/networks, {} volumes{labels} from the swarm{kept}",
             g.project, r.services, r.objects, r.volumes
         ));
         return Ok(Outcome::Success);

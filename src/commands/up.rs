@@ -22,11 +22,15 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     if target == Target::Swarm {
         let stack = swarm::build(&deployment);
         if dry_run {
-            // What would be deployed, as the stack file a person can review.
-            print!(
-                "{}",
-                swarm::render(&stack, &g.env_file.display().to_string())
+            // What would change on the swarm; `render --target swarm` shows the whole stack.
+            println!(
+                "plan for stack {} on the swarm (nothing is changed; `render --target swarm` \
+                 writes the whole stack file):",
+                stack.project
             );
+            for line in swarm::deploy::plan(&stack).await? {
+                println!("  {line}");
+            }
             return Ok(Outcome::Success);
         }
         let r = swarm::deploy::up(&stack, Duration::from_secs(timeout), &g.ui).await?;

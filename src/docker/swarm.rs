@@ -343,14 +343,15 @@ impl DockerClient {
     /// spread: each label goes to the node with the fewest of the project's labels
     /// (`label_prefix`), `prefer` (the manager we talk to) on a tie. On one node, all go there;
     /// on three, the Redis master, its replica and each Sentinel land on different nodes.
-    /// The labels in `here` go on `prefer` itself. Returns the labels added, each with the
-    /// node's host name.
+    /// The labels in `here` go on `prefer` itself. Returns the labels added (with `dry_run`:
+    /// that would be), each with the node's host name.
     pub async fn ensure_node_labels(
         &self,
         prefer: &str,
         keys: &[String],
         here: &[String],
         label_prefix: &str,
+        dry_run: bool,
     ) -> Result<Vec<(String, String)>> {
         use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
         let map = |e| DockerError::from_bollard("node", prefer, e);
@@ -424,6 +425,9 @@ impl DockerClient {
                     .into(),
             });
         }
+        if dry_run {
+            return Ok(added);
+        }
         for (node_id, keys) in plan {
             let map = |e| DockerError::from_bollard("node", &node_id, e);
             let node = self.docker.inspect_node(&node_id).await.map_err(map)?;
@@ -446,7 +450,13 @@ impl DockerClient {
     }
 
     /// The stack's attachable overlay network; kept when it exists.
-    pub async fn ensure_overlay_network(&self, project: &str, name: &str) -> Result<()> {
+    /// Returns whether it was (with `dry_run`: would be) created.
+    pub async fn ensure_overlay_network(
+        &self,
+        project: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<bool> {
         let existing = self
             .docker
             .list_networks(Some(ListNetworksOptions {
@@ -455,7 +465,10 @@ impl DockerClient {
             .await
             .map_err(|e| DockerError::from_bollard("network", name, e))?;
         if existing.iter().any(|n| n.name.as_deref() == Some(name)) {
-            return Ok(());
+            return Ok(false);
+        }
+        if dry_run {
+            return Ok(true);
         }
         let req = NetworkCreateRequest {
             name: name.into(),
@@ -470,13 +483,18 @@ impl DockerClient {
         self.docker
             .create_network(req)
             .await
-            .map(|_| ())
+            .map(|_| true)
             .map_err(|e| DockerError::from_bollard("network", name, e))
     }
 
     /// Creates every config and secret of the stack that does not exist yet (their names
-    /// carry a digest of their content) and returns name → id for all of them.
-    pub async fn ensure_configs_and_secrets(&self, st: &Stack) -> Result<HashMap<String, String>> {
+    /// carry a digest of their content) and returns name → id for all of them. With `dry_run`
+    /// nothing is created and a missing one's id is empty (`(would create)`).
+    pub async fn ensure_configs_and_secrets(
+        &self,
+        st: &Stack,
+        dry_run: bool,
+    ) -> Result<HashMap<String, String>> {
         let labels = HashMap::from([
             (LABEL_STACK.to_string(), st.project.clone()),
             (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
@@ -495,6 +513,7 @@ impl DockerClient {
                 .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(c.name.as_str()));
             let id = match existing {
                 Some(o) => o.id.clone().unwrap_or_default(),
+                None if dry_run => String::new(),
                 None => {
                     self.docker
                         .create_config(ConfigSpec {
@@ -523,6 +542,7 @@ impl DockerClient {
             });
             let id = match existing {
                 Some(o) => o.id.clone().unwrap_or_default(),
+                None if dry_run => String::new(),
                 None => {
                     self.docker
                         .create_secret(SecretSpec {
@@ -543,12 +563,14 @@ impl DockerClient {
 
     /// Creates the service, or updates it (Swarm's rolling update, with the stack's policy)
     /// when its spec changed; a spec-hash label makes a re-run with nothing changed a no-op.
-    /// Returns what it did and the hash the tasks of the current spec carry.
+    /// Returns what it did (with `dry_run`: would do) and the hash the tasks of the current
+    /// spec carry.
     pub async fn deploy_service(
         &self,
         st: &Stack,
         s: &swarm::Service,
         ids: &HashMap<String, String>,
+        dry_run: bool,
     ) -> Result<(Deployed, String)> {
         let name = st.service_name(s);
         let mut spec = service_spec(st, s, ids);
@@ -591,6 +613,9 @@ impl DockerClient {
                 if same {
                     return Ok((Deployed::Unchanged, task_hash));
                 }
+                if dry_run {
+                    return Ok((Deployed::Updated, task_hash));
+                }
                 let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
                 self.update_service_at(&name, spec, version).await?;
                 Ok((Deployed::Updated, task_hash))
@@ -599,6 +624,9 @@ impl DockerClient {
                 let err = DockerError::from_bollard("service", &name, e);
                 if !err.is_not_found() {
                     return Err(err);
+                }
+                if dry_run {
+                    return Ok((Deployed::Created, task_hash));
                 }
                 // No registry credentials: a local image is used as it is; the daemon's
                 // "could not be accessed on a registry" warning is expected offline.
@@ -894,6 +922,38 @@ impl DockerClient {
             .await
             .map(|_| ())
             .map_err(|e| DockerError::from_bollard("service", name, e))
+    }
+
+    /// Removes every node label that starts with `prefix` (a project's placement labels) from
+    /// every node; returns how many it removed.
+    pub async fn remove_node_labels(&self, prefix: &str) -> Result<usize> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
+        let mut removed = 0;
+        for n in nodes {
+            let Some(id) = n.id.clone() else { continue };
+            let mut spec = n.spec.unwrap_or_default();
+            let labels = spec.labels.get_or_insert_with(HashMap::new);
+            let before = labels.len();
+            labels.retain(|k, _| !k.starts_with(prefix));
+            if labels.len() == before {
+                continue;
+            }
+            removed += before - labels.len();
+            let version = n.version.and_then(|v| v.index).unwrap_or_default() as i64;
+            self.docker
+                .update_node(
+                    &id,
+                    spec,
+                    UpdateNodeOptionsBuilder::default().version(version).build(),
+                )
+                .await
+                .map_err(|e| DockerError::from_bollard("node", &id, e))?;
+        }
+        Ok(removed)
     }
 
     /// Every node of the swarm: id → (host name, whether it is ready).

@@ -78,6 +78,88 @@ fn tiers(st: &Stack, cold: bool) -> Vec<Vec<&Service>> {
         .collect()
 }
 
+/// What `up` does before the services: the node labels that pin services (nginx's on this
+/// manager, whose address is where clients connect; the others spread over the nodes), the
+/// network, the configs and secrets. Returns the labels added, whether the network was
+/// created, and config/secret name → id. With `dry_run` nothing changes and it says what would.
+async fn prepare(
+    docker: &DockerClient,
+    st: &Stack,
+    node: &str,
+    dry_run: bool,
+) -> Result<(
+    Vec<(String, String)>,
+    bool,
+    std::collections::HashMap<String, String>,
+)> {
+    let (edge, spread): (Vec<&Service>, Vec<&Service>) = st
+        .services
+        .iter()
+        .filter(|s| !s.constraints.is_empty())
+        .partition(|s| s.spec.role == Role::Nginx);
+    let label = |s: &&Service| st.placement_label(&s.name);
+    let edge: Vec<String> = edge.iter().map(label).collect();
+    let keys: Vec<String> = spread.iter().map(label).collect();
+    let prefix = st.placement_label("");
+    let labelled = docker
+        .ensure_node_labels(node, &keys, &edge, &prefix, dry_run)
+        .await?;
+    let network = docker
+        .ensure_overlay_network(&st.project, &st.network, dry_run)
+        .await?;
+    let ids = docker.ensure_configs_and_secrets(st, dry_run).await?;
+    Ok((labelled, network, ids))
+}
+
+/// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
+/// order it would; nothing is changed.
+pub async fn plan(st: &Stack) -> Result<Vec<String>> {
+    let docker = DockerClient::connect().await?;
+    let node = manager(&docker).await?;
+    let (labelled, network, ids) = prepare(&docker, st, &node, true).await?;
+    let mut lines: Vec<String> = labelled
+        .iter()
+        .map(|(label, host)| format!("label   node {host}: {label}=true (pins a service there)"))
+        .collect();
+    if network {
+        lines.push(format!(
+            "create  network {} (overlay, attachable)",
+            st.network
+        ));
+    }
+    for (name, kind) in st
+        .configs
+        .iter()
+        .map(|c| (&c.name, "config"))
+        .chain(st.secrets.iter().map(|s| (&s.name, "secret")))
+    {
+        if ids.get(name).is_none_or(String::is_empty) {
+            lines.push(format!("create  {kind} {name}"));
+        }
+    }
+    let cold = docker.list_services(&st.project).await?.is_empty();
+    for s in tiers(st, cold).into_iter().flatten() {
+        let name = st.service_name(s);
+        let (what, _) = docker.deploy_service(st, s, &ids, true).await?;
+        lines.push(match what {
+            Deployed::Created => format!(
+                "create  service {name} ({} task{})",
+                s.replicas,
+                if s.replicas == 1 { "" } else { "s" }
+            ),
+            Deployed::Updated => format!(
+                "update  service {name} (its spec changed: Swarm's rolling update, {})",
+                match s.update_order {
+                    super::UpdateOrder::StartFirst => "start-first",
+                    super::UpdateOrder::StopFirst => "stop-first",
+                }
+            ),
+            Deployed::Unchanged => format!("keep    service {name} (unchanged)"),
+        });
+    }
+    Ok(lines)
+}
+
 pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let t0 = Instant::now();
     let docker = DockerClient::connect().await?;
@@ -85,29 +167,11 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let _lock = lock(&docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
-    // nginx's label goes on this manager (its address is where clients connect); the others
-    // spread over the nodes.
-    let (edge, spread): (Vec<&Service>, Vec<&Service>) = st
-        .services
-        .iter()
-        .filter(|s| !s.constraints.is_empty())
-        .partition(|s| s.spec.role == Role::Nginx);
-    let label = |s: &&Service| st.placement_label(&s.name);
-    let (edge, keys): (Vec<String>, Vec<String>) = (
-        edge.iter().map(label).collect(),
-        spread.iter().map(label).collect(),
-    );
-    let prefix = st.placement_label("");
-    report.labelled = docker
-        .ensure_node_labels(&node, &keys, &edge, &prefix)
-        .await?;
-    for (label, host) in &report.labelled {
+    let (labelled, _, ids) = prepare(&docker, st, &node, false).await?;
+    for (label, host) in &labelled {
         ui.info(&format!("node {host}: label {label}=true (pins it there)"));
     }
-    docker
-        .ensure_overlay_network(&st.project, &st.network)
-        .await?;
-    let ids = docker.ensure_configs_and_secrets(st).await?;
+    report.labelled = labelled;
 
     let cold = docker.list_services(&st.project).await?.is_empty();
     let mut app_changed = false;
@@ -116,7 +180,7 @@ pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
         let mut hashes = Vec::new();
         let mut outcomes = Vec::new();
         for s in &tier {
-            let (what, hash) = docker.deploy_service(st, s, &ids).await?;
+            let (what, hash) = docker.deploy_service(st, s, &ids, false).await?;
             hashes.push(hash);
             outcomes.push(what);
             match what {
@@ -341,8 +405,8 @@ pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport
                 "service {name} not found: deploy first with `up --target swarm` (is --project right?)"
             )
         })?;
-    let ids = docker.ensure_configs_and_secrets(st).await?;
-    let (what, hash) = docker.deploy_service(st, app, &ids).await?;
+    let ids = docker.ensure_configs_and_secrets(st, false).await?;
+    let (what, hash) = docker.deploy_service(st, app, &ids, false).await?;
     if what != Deployed::Unchanged {
         ui.info(&format!("service {name}: {from} → {} tasks", app.replicas));
     }
@@ -373,6 +437,8 @@ pub struct DownReport {
     pub objects: usize,
     pub volumes: usize,
     pub kept_volumes: usize,
+    /// Placement labels removed from the nodes (with `--volumes`).
+    pub node_labels: usize,
 }
 
 /// Removes the project's services, then (once their tasks are gone) its configs, secrets,
@@ -426,6 +492,11 @@ pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> R
         }
         if left.is_empty() {
             r.objects = removed.len();
+            // The data is gone, so nothing needs pinning any more.
+            if volumes {
+                let prefix = super::placement_label(project, "");
+                r.node_labels = docker.remove_node_labels(&prefix).await?;
+            }
             return Ok(r);
         }
         if Instant::now() >= deadline {
