@@ -581,10 +581,14 @@ impl DockerClient {
         self.remove_container(container).await
     }
 
+    /// Removes a container and its anonymous volumes (`docker rm -fv`): the ones an image's
+    /// `VOLUME` made, such as a Sentinel's /data, which nothing can attach again and which
+    /// would otherwise pile up with every recreate. Named volumes (the data) are never
+    /// touched by this.
     pub async fn remove_container(&self, container: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
-            .v(false)
+            .v(true)
             .build();
         match self.docker.remove_container(container, Some(opts)).await {
             Ok(()) => Ok(()),
