@@ -38,11 +38,17 @@ impl std::ops::Deref for SwarmProject {
 
 impl SwarmProject {
     fn new() -> SwarmProject {
-        let swarm = common::SwarmGuard::acquire();
-        SwarmProject {
-            p: Project::new("rdswarm", 3, None),
-            _swarm: swarm,
-        }
+        let p = Project::new("rdswarm", 3, None);
+        // When the daemon is in no swarm (as in CI), every Swarm command stops at once (exit
+        // 2) and says how to get one.
+        let swarm = common::SwarmGuard::acquire_then(|| {
+            let out = p.run(&["up", "--target", "swarm"]);
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+            for want in ["is not part of a swarm", "docker swarm init"] {
+                assert!(text(&out).contains(want), "{want}: {}", text(&out));
+            }
+        });
+        SwarmProject { p, _swarm: swarm }
     }
 
     /// Runs radar-deploy with `args` while clients keep requesting through nginx; returns

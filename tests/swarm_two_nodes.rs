@@ -24,6 +24,7 @@ use radar_deploy::lock::ProjectLock;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/two-node-swarm.sh");
 const MANAGER: &str = "unix:///run/rd2n/node1.sock";
+const WORKER: &str = "unix:///run/rd2n/node2.sock";
 const NODE1: &str = "rd2n-1";
 const NODE1_IP: &str = "10.231.0.11";
 const NODE2: &str = "rd2n-2";
@@ -209,6 +210,17 @@ impl Drop for Project {
 fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     let mut nodes = Nodes::up();
     let p = Project::new();
+
+    // Against a worker, every Swarm command stops at once (exit 2) and says what to do.
+    let out = p
+        .command(&["status", "--target", "swarm"])
+        .env("DOCKER_HOST", WORKER)
+        .output()
+        .expect("run radar-deploy");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for want in ["is a swarm worker", "docker node promote"] {
+        assert!(text(&out).contains(want), "{want}: {}", text(&out));
+    }
 
     // Test setup: the data services on node 1, the node that stays (an operator pins data to
     // the node that holds it). nginx needs none: `up` pins it to the manager it talks to.

@@ -25,6 +25,12 @@ pub struct SwarmGuard {
 
 impl SwarmGuard {
     pub fn acquire() -> SwarmGuard {
+        SwarmGuard::acquire_then(|| {})
+    }
+
+    /// As [`SwarmGuard::acquire`]; `outside` runs first when the daemon is in no swarm, before
+    /// the guard makes it a manager (to see what radar-deploy says about such a daemon).
+    pub fn acquire_then(outside: impl FnOnce()) -> SwarmGuard {
         block_on(async {
             let d = DockerClient::connect()
                 .await
@@ -42,18 +48,21 @@ impl SwarmGuard {
                 SwarmMembership::Worker => {
                     panic!("this daemon is a swarm worker; the test needs a manager or no swarm")
                 }
-                SwarmMembership::NotInSwarm => match d.init_swarm_loopback().await {
-                    Ok(()) => true,
-                    // Another process initialised one meanwhile: use it, and leave it alone.
-                    Err(e) => {
-                        let now = d.swarm_membership().await.expect("docker info");
-                        assert!(
-                            matches!(now, SwarmMembership::Manager { .. }),
-                            "swarm init failed: {e}"
-                        );
-                        false
+                SwarmMembership::NotInSwarm => {
+                    outside();
+                    match d.init_swarm_loopback().await {
+                        Ok(()) => true,
+                        // Another process initialised one meanwhile: use it, and leave it.
+                        Err(e) => {
+                            let now = d.swarm_membership().await.expect("docker info");
+                            assert!(
+                                matches!(now, SwarmMembership::Manager { .. }),
+                                "swarm init failed: {e}"
+                            );
+                            false
+                        }
                     }
-                },
+                }
             };
             SwarmGuard {
                 joined,
