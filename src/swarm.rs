@@ -35,7 +35,8 @@
 //! - No per-instance log volume (a volume's name cannot follow the task slot in a stack file):
 //!   the app logs to stderr, read with `docker service logs`.
 //! - nginx publishes `HTTP_PORT` in host mode on the node it runs on (pinned by a node label,
-//!   which `up` puts on the manager it talks to when no node carries it), not through the routing
+//!   which `up` puts on the manager it talks to when no node carries it — or, when that manager
+//!   is drained, on an active node like the rest), not through the routing
 //!   mesh: the mesh hides the client's address behind the ingress network's (so `ip_hash`
 //!   would send everyone to one instance, and access logs lose the client), and it needs the
 //!   kernel's IPVS, missing on some hosts. Put the nodes' addresses (or a DNS name) in front,

@@ -379,16 +379,27 @@ impl DockerClient {
             return Ok(vec![]);
         }
         // Candidates: (id, host name, project labels it carries), the preferred node first.
+        let usable = |n: &&bollard::models::Node| {
+            let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+            let availability = n.spec.as_ref().and_then(|s| s.availability);
+            ready
+                && availability != Some(NodeSpecAvailabilityEnum::DRAIN)
+                && availability != Some(NodeSpecAvailabilityEnum::PAUSE)
+        };
+        // A drained manager (as many run in production) can hold no task: what would go on it
+        // spreads like the rest.
+        let prefer_usable = nodes
+            .iter()
+            .filter(usable)
+            .any(|n| n.id.as_deref() == Some(prefer));
+        let (missing, missing_here) = if prefer_usable {
+            (missing, missing_here)
+        } else {
+            ([missing, missing_here].concat(), vec![])
+        };
         let candidates: Vec<(String, String, usize)> = nodes
             .iter()
-            .filter(|n| {
-                let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
-                let active = n.spec.as_ref().and_then(|s| s.availability)
-                    != Some(NodeSpecAvailabilityEnum::DRAIN)
-                    && n.spec.as_ref().and_then(|s| s.availability)
-                        != Some(NodeSpecAvailabilityEnum::PAUSE);
-                ready && active || n.id.as_deref() == Some(prefer)
-            })
+            .filter(usable)
             .map(|n| {
                 let host = n
                     .description
