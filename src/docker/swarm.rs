@@ -967,6 +967,58 @@ impl DockerClient {
         Ok(removed)
     }
 
+    /// The name of the short-lived container `verify` asks from when no task of the stack runs
+    /// on this node (see [`DockerClient::start_probe`]).
+    pub fn probe_name(project: &str) -> String {
+        format!("{project}-verify-probe-{}", std::process::id())
+    }
+
+    /// Starts a short-lived container from `image` (one with bash and getent) on the stack's
+    /// attachable overlay network, to make requests from when no task of the stack runs on
+    /// this node (a drained manager runs none). It removes itself after two minutes at most;
+    /// the caller removes it sooner. Returns its id.
+    pub async fn start_probe(&self, project: &str, network: &str, image: &str) -> Result<String> {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        let name = Self::probe_name(project);
+        let body = ContainerCreateBody {
+            image: Some(image.into()),
+            entrypoint: Some(vec!["sleep".into()]),
+            cmd: Some(vec!["120".into()]),
+            labels: Some(HashMap::from([(
+                super::LABEL_MANAGED_BY.into(),
+                super::MANAGED_BY.into(),
+            )])),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.into()),
+                auto_remove: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+            .name(&name)
+            .build();
+        let id = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| DockerError::from_bollard("container", &name, e))?
+            .id;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    /// Whether the node takes tasks (availability `active`, neither drained nor paused).
+    pub async fn node_active(&self, node_id: &str) -> Result<bool> {
+        use bollard::models::NodeSpecAvailabilityEnum;
+        let node = self
+            .docker
+            .inspect_node(node_id)
+            .await
+            .map_err(|e| DockerError::from_bollard("node", node_id, e))?;
+        Ok(node.spec.and_then(|s| s.availability) == Some(NodeSpecAvailabilityEnum::ACTIVE))
+    }
+
     /// Every node of the swarm: id → (host name, whether it is ready).
     pub async fn node_states(&self) -> Result<HashMap<String, (String, bool)>> {
         use bollard::models::NodeState;

@@ -76,6 +76,28 @@ fn addresses(getent: &str) -> Vec<String> {
     out
 }
 
+/// No task of the stack runs on this node (a drained manager): ask from a short-lived
+/// container on the stack's attachable network instead, made from nginx's image.
+async fn probe(docker: &DockerClient, project: &str) -> Result<String, String> {
+    let services = docker
+        .list_services(project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let nginx = format!("{project}_{}", crate::desired::Role::Nginx.service());
+    let Some(image) = services.iter().find(|s| s.name == nginx).map(|s| &s.image) else {
+        return Err(format!(
+            "no service {nginx} on the swarm (is the stack up? is --project right?)"
+        ));
+    };
+    let network = format!("{project}_default");
+    docker
+        .start_probe(project, &network, image)
+        .await
+        .map_err(|e| {
+            format!("no task of stack {project} runs on this node, and a probe container on {network} could not start: {e}")
+        })
+}
+
 /// Who `verify` asks on the swarm, and from which container on this node.
 pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<Topology, String> {
     let node = manager(docker).await.map_err(|e| e.to_string())?;
@@ -87,33 +109,49 @@ pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<T
             })
             .flat_map(|(_, t)| t)
     };
-    let helper = HELPER_ROLES
+    let local = HELPER_ROLES
         .into_iter()
         .flat_map(of_role)
         .find(|t| t.running && t.node_id == node)
-        .and_then(|t| t.container_id.clone())
-        .ok_or_else(|| {
-            format!(
-                "no task of nginx, Redis, Postgres or a Sentinel of stack {} runs on this node \
-                 ({node}) to ask from\n  fix: run verify against the manager that runs nginx \
-                 (DOCKER_HOST)",
-                opts.project
-            )
-        });
+        .and_then(|t| t.container_id.clone());
+    let helper = match local {
+        Some(id) => Ok(id),
+        // Swarm attaches no container to an overlay network on a drained node.
+        None if !docker.node_active(&node).await.map_err(|e| e.to_string())? => Err(format!(
+            "no task of stack {} runs on this node ({node}), which is drained, so nothing here \
+             can join the stack's network to ask from\n  fix: point DOCKER_HOST at an active \
+             manager (or at the one nginx runs on)",
+            opts.project
+        )),
+        None => probe(docker, &opts.project).await,
+    };
     let app_tasks = all.get("app").map(Vec::as_slice).unwrap_or_default();
     let mut apps = vec![];
-    if let Ok(helper) = &helper {
-        let cmd = ["getent", "ahostsv4", super::APP_TASKS_HOST].map(String::from);
-        let answer = docker
-            .exec(helper, &cmd)
-            .await
-            .map_err(|e| format!("cannot resolve {} in {helper}: {e}", super::APP_TASKS_HOST))?;
-        apps.extend(addresses(&answer.1).into_iter().map(|a| Member {
-            name: None,
-            address: a,
-            container: None,
-            down: None,
-        }));
+    match &helper {
+        Ok(helper) => {
+            let cmd = ["getent", "ahostsv4", super::APP_TASKS_HOST].map(String::from);
+            let answer = docker.exec(helper, &cmd).await.map_err(|e| {
+                format!("cannot resolve {} in {helper}: {e}", super::APP_TASKS_HOST)
+            })?;
+            apps.extend(addresses(&answer.1).into_iter().map(|a| Member {
+                name: None,
+                address: a,
+                container: None,
+                down: None,
+            }));
+        }
+        // Nothing to ask from: the running tasks are listed by slot, and each of their
+        // checks fails with the reason.
+        Err(_) => {
+            let mut running: Vec<&ObservedTask> = app_tasks.iter().filter(|t| t.running).collect();
+            running.sort_by_key(|t| t.slot);
+            apps.extend(running.into_iter().map(|t| Member {
+                name: Some(format!("app-{}", t.slot.unwrap_or(0))),
+                address: String::new(),
+                container: None,
+                down: None,
+            }));
+        }
     }
     let mut waiting: Vec<&ObservedTask> = app_tasks.iter().filter(|t| !t.running).collect();
     waiting.sort_by_key(|t| t.slot);
@@ -149,6 +187,10 @@ pub async fn verify(opts: &verify::Options) -> Result<verify::Report> {
         ..opts.clone()
     })
     .await?;
+    // The probe container, if verify needed one.
+    let _ = docker
+        .remove_container(&DockerClient::probe_name(&opts.project))
+        .await;
     let all = tasks(&docker, &opts.project)
         .await
         .map_err(anyhow::Error::msg)?;

@@ -206,7 +206,8 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
 
 fn presence_check(opts: &Options, apps: &[Member], ids: &[String]) -> Check {
     let name = "App instances present".to_string();
-    let listed: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut listed: Vec<&str> = ids.iter().map(String::as_str).collect();
+    listed.sort_by_key(|id| (id.len(), *id));
     if apps.is_empty() {
         return failed(
             GROUP_INSTANCES,
