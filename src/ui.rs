@@ -62,6 +62,11 @@ impl Ui {
         self.result(&format!("{} {text}", self.green("✓")));
     }
 
+    /// Something the operator must act on: always shown, on stderr.
+    pub fn warn(&self, text: &str) {
+        eprintln!("{} {text}", self.yellow("!"));
+    }
+
     pub fn detail(&self, text: &str) {
         if self.verbose > 0 {
             println!("{text}");

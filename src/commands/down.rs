@@ -33,6 +33,9 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
             "{}: removed {} services, {} configs/secrets/networks, {} volumes{labels} from the swarm{kept}",
             g.project, r.services, r.objects, r.volumes
         ));
+        for note in &r.elsewhere {
+            g.ui.warn(note);
+        }
         return Ok(Outcome::Success);
     }
     let r = engine::down(&g.project, volumes, &g.ui).await?;

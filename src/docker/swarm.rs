@@ -935,25 +935,43 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("service", name, e))
     }
 
-    /// Removes every node label that starts with `prefix` (a project's placement labels) from
-    /// every node; returns how many it removed.
-    pub async fn remove_node_labels(&self, prefix: &str) -> Result<usize> {
+    /// Removes the node labels that start with `prefix` (a project's placement labels) from
+    /// `node_id`. Returns how many it removed, and the other nodes that still carry such
+    /// labels, each with its host name and those labels.
+    pub async fn remove_node_labels(
+        &self,
+        node_id: &str,
+        prefix: &str,
+    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
         let nodes = self
             .docker
             .list_nodes(None::<ListNodesOptions>)
             .await
             .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
         let mut removed = 0;
+        let mut elsewhere = vec![];
         for n in nodes {
             let Some(id) = n.id.clone() else { continue };
             let mut spec = n.spec.unwrap_or_default();
             let labels = spec.labels.get_or_insert_with(HashMap::new);
-            let before = labels.len();
-            labels.retain(|k, _| !k.starts_with(prefix));
-            if labels.len() == before {
+            let ours: Vec<String> = labels
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
+            if ours.is_empty() {
                 continue;
             }
-            removed += before - labels.len();
+            if id != node_id {
+                let host = n
+                    .description
+                    .and_then(|d| d.hostname)
+                    .unwrap_or_else(|| id.clone());
+                elsewhere.push((host, ours));
+                continue;
+            }
+            labels.retain(|k, _| !k.starts_with(prefix));
+            removed += ours.len();
             let version = n.version.and_then(|v| v.index).unwrap_or_default() as i64;
             self.docker
                 .update_node(
@@ -964,7 +982,7 @@ impl DockerClient {
                 .await
                 .map_err(|e| DockerError::from_bollard("node", &id, e))?;
         }
-        Ok(removed)
+        Ok((removed, elsewhere))
     }
 
     /// The name of the short-lived container `verify` asks from when no task of the stack runs

@@ -437,15 +437,17 @@ pub struct DownReport {
     pub objects: usize,
     pub volumes: usize,
     pub kept_volumes: usize,
-    /// Placement labels removed from the nodes (with `--volumes`).
+    /// Placement labels removed from this node (with `--volumes`).
     pub node_labels: usize,
+    /// With `--volumes`: what other nodes keep, one message each.
+    pub elsewhere: Vec<String>,
 }
 
 /// Removes the project's services, then (once their tasks are gone) its configs, secrets,
 /// network and, with `volumes`, its volumes on this node.
 pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> Result<DownReport> {
     let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
+    let node = manager(&docker).await?;
     let _lock = lock(&docker, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
@@ -492,10 +494,29 @@ pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> R
         }
         if left.is_empty() {
             r.objects = removed.len();
-            // The data is gone, so nothing needs pinning any more.
+            // This node's data is gone, so nothing needs pinning here any more. Volumes on
+            // other nodes cannot be reached from this daemon: their labels stay (a later `up`
+            // puts the services back on their data) and the report names them.
             if volumes {
                 let prefix = super::placement_label(project, "");
-                r.node_labels = docker.remove_node_labels(&prefix).await?;
+                let (removed, elsewhere) = docker.remove_node_labels(&node, &prefix).await?;
+                r.node_labels = removed;
+                r.elsewhere = elsewhere
+                    .into_iter()
+                    .map(|(host, labels)| {
+                        let services: Vec<&str> = labels
+                            .iter()
+                            .filter_map(|l| l.strip_prefix(&prefix))
+                            .collect();
+                        format!(
+                            "node {host} keeps the volumes of {} (not reachable from this \
+                             daemon): remove them there with `docker volume rm` \
+                             ({project}_*-data), then its labels with `docker node update \
+                             --label-rm {prefix}<service> {host}`",
+                            services.join(", ")
+                        )
+                    })
+                    .collect();
             }
             return Ok(r);
         }
