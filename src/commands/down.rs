@@ -15,15 +15,7 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
             &g.ui,
         )
         .await?;
-        let kept = if r.kept_volumes > 0 {
-            format!(
-                "; kept {} volume{} (data; `down --volumes` deletes them)",
-                r.kept_volumes,
-                if r.kept_volumes == 1 { "" } else { "s" }
-            )
-        } else {
-            String::new()
-        };
+        let kept = kept_volumes(r.kept_volumes);
         let labels = if r.node_labels > 0 {
             format!(", {} node labels", r.node_labels)
         } else {
@@ -39,15 +31,7 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     let r = engine::down(&g.project, volumes, &g.ui).await?;
-    let kept = if r.kept_volumes > 0 {
-        format!(
-            "; kept {} volume{} (data; `down --volumes` deletes them)",
-            r.kept_volumes,
-            if r.kept_volumes == 1 { "" } else { "s" }
-        )
-    } else {
-        String::new()
-    };
+    let kept = kept_volumes(r.kept_volumes);
     g.ui.success(&format!(
         "{}: removed {} containers, {} network{}, {} volumes{kept}",
         g.project,
@@ -57,4 +41,15 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
         r.volumes
     ));
     Ok(Outcome::Success)
+}
+
+/// The note on the data volumes `down` kept; empty when it kept none.
+fn kept_volumes(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(
+            "; kept {n} volume{} (data; `down --volumes` deletes them)",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }

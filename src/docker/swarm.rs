@@ -107,6 +107,14 @@ fn stack_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".into(), vec![format!("{LABEL_STACK}={project}")])])
 }
 
+/// One config or secret of a stack on the swarm.
+struct StackObject {
+    /// `config` or `secret`.
+    kind: &'static str,
+    name: String,
+    id: String,
+}
+
 /// The value with every object's keys in sorted order, whatever map type serde_json uses.
 fn canonical(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -498,6 +506,34 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("network", name, e))
     }
 
+    /// The stack's configs and secrets, by the stack label.
+    async fn stack_objects(&self, project: &str) -> Result<Vec<StackObject>> {
+        let filters = || Some(stack_filter(project));
+        let configs = self
+            .docker
+            .list_configs(Some(ListConfigsOptions { filters: filters() }))
+            .await
+            .map_err(|e| DockerError::from_bollard("config", project, e))?
+            .into_iter()
+            .map(|c| StackObject {
+                kind: "config",
+                name: c.spec.and_then(|s| s.name).unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+            });
+        let secrets = self
+            .docker
+            .list_secrets(Some(ListSecretsOptions { filters: filters() }))
+            .await
+            .map_err(|e| DockerError::from_bollard("secret", project, e))?
+            .into_iter()
+            .map(|c| StackObject {
+                kind: "secret",
+                name: c.spec.and_then(|s| s.name).unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+            });
+        Ok(configs.chain(secrets).collect())
+    }
+
     /// Creates every config and secret of the stack that does not exist yet (their names
     /// carry a digest of their content) and returns name → id for all of them. With `dry_run`
     /// nothing is created and a missing one's id is empty (`(would create)`).
@@ -511,19 +547,16 @@ impl DockerClient {
             (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
         ]);
         let mut ids = HashMap::new();
-        let configs = self
-            .docker
-            .list_configs(Some(ListConfigsOptions {
-                filters: Some(stack_filter(&st.project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("config", &st.project, e))?;
-        for c in &st.configs {
-            let existing = configs
+        let existing = self.stack_objects(&st.project).await?;
+        let id_of = |kind: &str, name: &str| {
+            existing
                 .iter()
-                .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(c.name.as_str()));
-            let id = match existing {
-                Some(o) => o.id.clone().unwrap_or_default(),
+                .find(|o| o.kind == kind && o.name == name)
+                .map(|o| o.id.clone())
+        };
+        for c in &st.configs {
+            let id = match id_of("config", &c.name) {
+                Some(id) => id,
                 None if dry_run => String::new(),
                 None => {
                     self.docker
@@ -540,19 +573,9 @@ impl DockerClient {
             };
             ids.insert(c.name.clone(), id);
         }
-        let secrets = self
-            .docker
-            .list_secrets(Some(ListSecretsOptions {
-                filters: Some(stack_filter(&st.project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("secret", &st.project, e))?;
         for s in &st.secrets {
-            let existing = secrets.iter().find(|o| {
-                o.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(s.name.as_str())
-            });
-            let id = match existing {
-                Some(o) => o.id.clone().unwrap_or_default(),
+            let id = match id_of("secret", &s.name) {
+                Some(id) => id,
                 None if dry_run => String::new(),
                 None => {
                     self.docker
@@ -758,40 +781,8 @@ impl DockerClient {
     /// use by a service (Docker answers 400) is left for the next run. Returns how many went.
     pub async fn prune_configs_and_secrets(&self, project: &str, keep: &[String]) -> Result<usize> {
         let mut removed = 0;
-        let configs = self
-            .docker
-            .list_configs(Some(ListConfigsOptions {
-                filters: Some(stack_filter(project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("config", project, e))?;
-        for c in configs {
-            let name = c.spec.and_then(|s| s.name).unwrap_or_default();
-            if !keep.contains(&name)
-                && self
-                    .docker
-                    .delete_config(c.id.as_deref().unwrap_or_default())
-                    .await
-                    .is_ok()
-            {
-                removed += 1;
-            }
-        }
-        let secrets = self
-            .docker
-            .list_secrets(Some(ListSecretsOptions {
-                filters: Some(stack_filter(project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("secret", project, e))?;
-        for s in secrets {
-            let name = s.spec.and_then(|s| s.name).unwrap_or_default();
-            if !keep.contains(&name)
-                && self
-                    .docker
-                    .delete_secret(s.id.as_deref().unwrap_or_default())
-                    .await
-                    .is_ok()
+        for o in self.stack_objects(project).await? {
+            if !keep.contains(&o.name) && self.remove_config_or_secret(o.kind, &o.id).await.is_ok()
             {
                 removed += 1;
             }
@@ -806,29 +797,11 @@ impl DockerClient {
         for s in self.list_services(project).await? {
             out.push(format!("service {}", s.name));
         }
-        let configs = self
-            .docker
-            .list_configs(Some(ListConfigsOptions {
-                filters: Some(stack_filter(project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("config", project, e))?;
         out.extend(
-            configs
+            self.stack_objects(project)
+                .await?
                 .into_iter()
-                .map(|c| format!("config {}", c.spec.and_then(|s| s.name).unwrap_or_default())),
-        );
-        let secrets = self
-            .docker
-            .list_secrets(Some(ListSecretsOptions {
-                filters: Some(stack_filter(project)),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("secret", project, e))?;
-        out.extend(
-            secrets
-                .into_iter()
-                .map(|s| format!("secret {}", s.spec.and_then(|s| s.name).unwrap_or_default())),
+                .map(|o| format!("{} {}", o.kind, o.name)),
         );
         let networks = self
             .docker
@@ -887,7 +860,8 @@ impl DockerClient {
         match r {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = DockerError::from_bollard("config", name, e);
+                let what = if kind == "config" { "config" } else { "secret" };
+                let err = DockerError::from_bollard(what, name, e);
                 if err.is_not_found() {
                     Ok(())
                 } else {
