@@ -186,76 +186,23 @@ pub fn build(d: &Deployment) -> Stack {
                 seen_app = true;
                 services.push(app_service(d, c));
             }
-            Role::Postgres | Role::Redis | Role::RedisReplica => {
+            Role::Postgres | Role::Redis | Role::RedisReplica | Role::Sentinel | Role::Nginx => {
                 let mut spec = c.clone();
                 spec.depends_on.clear();
-                services.push(Service {
-                    name: c.alias.clone(),
-                    replicas: 1,
-                    hostname: None,
-                    constraints: vec![format!(
-                        "node.labels.{} == true",
-                        placement_label(&project, &c.alias)
-                    )],
-                    spread: vec![],
-                    dnsrr: true,
-                    update_order: UpdateOrder::StopFirst,
-                    spec,
-                });
-            }
-            Role::Sentinel => {
-                let mut spec = c.clone();
-                spec.depends_on.clear();
-                // The Sentinel rewrites its config under /data. Swarm's anonymous volume for
-                // the image's /data is not writable by the redis user; a named volume is
-                // populated from the image, ownership included.
-                if !spec.volumes.iter().any(|v| v.target == "/data") {
-                    spec.volumes.push(crate::desired::VolumeMount {
-                        volume: format!("{}-data", c.alias),
-                        target: "/data".into(),
-                    });
+                match c.role {
+                    // The Sentinel rewrites its config under /data. Swarm's anonymous volume
+                    // for the image's /data is not writable by the redis user; a named
+                    // volume is populated from the image, ownership included.
+                    Role::Sentinel if !spec.volumes.iter().any(|v| v.target == "/data") => {
+                        spec.volumes.push(crate::desired::VolumeMount {
+                            volume: format!("{}-data", c.alias),
+                            target: "/data".into(),
+                        });
+                    }
+                    Role::Nginx => spec.command = Some(nginx_command(c.command.as_deref())),
+                    _ => {}
                 }
-                services.push(Service {
-                    name: c.alias.clone(),
-                    replicas: 1,
-                    hostname: None,
-                    // Pinned like the data (its state is in its /data volume), and spread:
-                    // `up` puts each Sentinel's label on a different node when there are
-                    // several, so losing one node leaves a quorum.
-                    constraints: vec![format!(
-                        "node.labels.{} == true",
-                        placement_label(&project, &c.alias)
-                    )],
-                    spread: vec![],
-                    // A Sentinel is known by its address; a virtual IP in front would hide it.
-                    dnsrr: true,
-                    update_order: UpdateOrder::StopFirst,
-                    spec,
-                });
-            }
-            Role::Nginx => {
-                let mut spec = c.clone();
-                spec.depends_on.clear();
-                spec.command = Some(nginx_command(c.command.as_deref()));
-                services.push(Service {
-                    name: c.alias.clone(),
-                    replicas: 1,
-                    hostname: None,
-                    // The published port is on nginx's node, so it must not wander: pinned
-                    // by a label that `up` puts on the manager it talks to (the edge node)
-                    // unless another node carries it.
-                    constraints: vec![format!(
-                        "node.labels.{} == true",
-                        placement_label(&project, &c.alias)
-                    )],
-                    spread: vec![],
-                    // The port is published in host mode (see the module comment), which
-                    // needs no virtual IP; and two tasks cannot bind it on one node at once,
-                    // so an update stops the old task first.
-                    dnsrr: true,
-                    update_order: UpdateOrder::StopFirst,
-                    spec,
-                });
+                services.push(pinned_service(&project, spec));
             }
         }
     }
@@ -360,6 +307,28 @@ pub fn nginx_command(command: Option<&[String]>) -> Vec<String> {
         None => cmd.extend(NGINX_DEFAULT_COMMAND.iter().map(|a| a.to_string())),
     }
     cmd
+}
+
+/// One task pinned to a node by its label (`up` puts the label on a node; see the module
+/// comment): Postgres and Redis because their data is in a node's volume, each Sentinel for
+/// its state and so that `up` can spread them over nodes, nginx because clients connect to
+/// its node's address. Each is known by its address, so no virtual IP (`dnsrr`); and each
+/// updates stop-first: two Postgres on one data directory would corrupt it, and two nginx
+/// cannot bind one host port.
+fn pinned_service(project: &str, spec: Container) -> Service {
+    Service {
+        name: spec.alias.clone(),
+        replicas: 1,
+        hostname: None,
+        constraints: vec![format!(
+            "node.labels.{} == true",
+            placement_label(project, &spec.alias)
+        )],
+        spread: vec![],
+        dnsrr: true,
+        update_order: UpdateOrder::StopFirst,
+        spec,
+    }
 }
 
 fn app_service(d: &Deployment, first: &Container) -> Service {
