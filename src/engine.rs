@@ -371,23 +371,32 @@ pub async fn logs(
             known.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    let width = selected.iter().map(|c| c.alias().len()).max().unwrap_or(0);
-    let streams = selected.iter().map(|c| {
-        let prefix = format!("{:<width$} | ", c.alias());
-        client
-            .logs(&c.id, tail, follow)
-            .map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
-            .boxed()
-    });
-    print_logs(streams.collect(), follow).await
+    let streams = selected
+        .iter()
+        .map(|c| (c.alias(), client.logs(&c.id, tail, follow).boxed()))
+        .collect();
+    print_logs(streams, follow).await
 }
 
-/// Prints log streams: one after the other, or with `follow` interleaved as lines arrive
-/// until Ctrl-C. Shared by both targets' `logs`.
+/// Prints named log streams, each line prefixed with its name (padded to the longest): one
+/// stream after the other, or with `follow` interleaved as lines arrive until Ctrl-C. Shared
+/// by both targets' `logs`.
 pub(crate) async fn print_logs(
-    streams: Vec<futures_util::stream::BoxStream<'_, crate::docker::Result<String>>>,
+    named: Vec<(
+        String,
+        futures_util::stream::BoxStream<'_, crate::docker::Result<crate::docker::LogLine>>,
+    )>,
     follow: bool,
 ) -> Result<()> {
+    let width = named.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let streams: Vec<_> = named
+        .into_iter()
+        .map(|(name, s)| {
+            let prefix = format!("{name:<width$} | ");
+            s.map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
+                .boxed()
+        })
+        .collect();
     if follow {
         let mut merged = futures_util::stream::select_all(streams);
         loop {

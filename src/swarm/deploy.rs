@@ -681,16 +681,9 @@ pub async fn logs(
             known.join(", ")
         );
     }
-    let width = selected.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let streams = selected
-        .iter()
-        .map(|(name, id)| {
-            let prefix = format!("{name:<width$} | ");
-            docker
-                .task_logs(id, tail, follow)
-                .map(move |line| line.map(|l| format!("{prefix}{}", l.text)))
-                .boxed()
-        })
+        .into_iter()
+        .map(|(name, id)| (name, docker.task_logs(&id, tail, follow).boxed()))
         .collect();
     crate::engine::print_logs(streams, follow).await
 }
