@@ -17,25 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${1:-3}
-bin=${RADAR_BIN:-target/release/radar-deploy}
-if [[ -z ${RADAR_BIN:-} ]]; then
-  cargo build --release --quiet --bin radar-deploy
-fi
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
-work=$(mktemp -d)
+bench_setup
 project=rdbench-swarm-$$
 ref_project=rdbench-stack-$$
-env_file=$work/.env.multi-instance
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" --env-file "$env_file" init >/dev/null
-cat >>"$env_file" <<EOF
-NGINX_IMAGE=${NGINX_IMAGE:-radar-offline/nginx:bookworm}
-POSTGRES_IMAGE=${POSTGRES_IMAGE:-radar-offline/postgres:bookworm}
-REDIS_IMAGE=${REDIS_IMAGE:-radar-offline/redis:bookworm}
-APP_IMAGE=${APP_IMAGE:-radar-deploy/radar-app:0.1.0}
-APP_INSTANCES=${APP_INSTANCES:-3}
-HTTP_PORT=$port
-EOF
 
 joined=no
 if [[ $(docker info --format '{{.Swarm.LocalNodeState}}') != active ]]; then
@@ -82,8 +69,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 
 : >"$work/single"; : >"$work/swarm"; : >"$work/ref"
 for ((i = 1; i <= rounds; i++)); do

@@ -12,30 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${1:-3}
-bin=${RADAR_BIN:-target/release/radar-deploy}
-if [[ -z ${RADAR_BIN:-} ]]; then
-  cargo build --release --quiet --bin radar-deploy
-fi
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 docker compose version >/dev/null 2>&1 || {
   echo "error: docker compose v2 is needed for the comparison (../shared/tools/install-compose-v2.sh)" >&2
   exit 2
 }
 
-work=$(mktemp -d)
+bench_setup
 rd_project=rdbench-rd-$$
 co_project=rdbench-compose-$$
-env_file=$work/.env.multi-instance
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-
-"$bin" --env-file "$env_file" init >/dev/null
-cat >>"$env_file" <<EOF
-NGINX_IMAGE=${NGINX_IMAGE:-radar-offline/nginx:bookworm}
-POSTGRES_IMAGE=${POSTGRES_IMAGE:-radar-offline/postgres:bookworm}
-REDIS_IMAGE=${REDIS_IMAGE:-radar-offline/redis:bookworm}
-APP_IMAGE=${APP_IMAGE:-radar-deploy/radar-app:0.1.0}
-APP_INSTANCES=${APP_INSTANCES:-3}
-HTTP_PORT=$port
-EOF
 "$bin" --env-file "$env_file" --project "$co_project" render --out "$work/docker" >/dev/null
 compose_file=$work/docker/docker-compose.multi-instance.yml
 
@@ -49,8 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 
 cleanup_stacks() {
   rd down --volumes >/dev/null 2>&1 || true
