@@ -1258,3 +1258,182 @@ fn session_follows_a_manual_failover_that_demotes_the_live_master() {
         app.logs()
     );
 }
+
+/// A scripted Sentinel: it names whichever master the test sets and announces `+switch-master`
+/// only when told, so the test can hold the moment a real failover passes through too quickly
+/// to catch: one Sentinel has announced the new master while another still names the old one.
+struct FakeSentinel {
+    port: u16,
+    named: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    subscribers: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl FakeSentinel {
+    fn start(named: u16) -> FakeSentinel {
+        use std::io::BufRead;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sentinel = FakeSentinel {
+            port,
+            named: std::sync::Arc::new(std::sync::atomic::AtomicU16::new(named)),
+            subscribers: Default::default(),
+        };
+        let (named, subscribers) = (sentinel.named.clone(), sentinel.subscribers.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (named, subscribers) = (named.clone(), subscribers.clone());
+                thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    // Requests are RESP arrays of bulk strings: "*N", then "$len" and the text.
+                    let mut line = String::new();
+                    let mut next_line = |line: &mut String| {
+                        line.clear();
+                        reader.read_line(line).ok().filter(|&n| n > 0)?;
+                        Some(line.trim_end().to_string())
+                    };
+                    while let Some(head) = next_line(&mut line) {
+                        let n: usize = head.trim_start_matches('*').parse().unwrap_or(0);
+                        let mut args = Vec::new();
+                        for _ in 0..n {
+                            let (Some(_len), Some(arg)) =
+                                (next_line(&mut line), next_line(&mut line))
+                            else {
+                                return;
+                            };
+                            args.push(arg.to_ascii_lowercase());
+                        }
+                        let reply = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                            ["sentinel", "get-master-addr-by-name", _] => {
+                                let port = named.load(Ordering::SeqCst).to_string();
+                                format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len())
+                            }
+                            ["subscribe", _] => {
+                                subscribers.lock().unwrap().push(out.try_clone().unwrap());
+                                "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n".into()
+                            }
+                            ["ping"] => "*2\r\n$4\r\npong\r\n$0\r\n\r\n".into(),
+                            _ => "+OK\r\n".into(),
+                        };
+                        if out.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        sentinel
+    }
+
+    /// Publishes `+switch-master` from `old` to `new` to every subscriber.
+    fn announce(&self, old: u16, new: u16) {
+        let payload = format!("mymaster 127.0.0.1 {old} 127.0.0.1 {new}");
+        let message = format!(
+            "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n${}\r\n{payload}\r\n",
+            payload.len()
+        );
+        for subscriber in self.subscribers.lock().unwrap().iter_mut() {
+            let _ = subscriber.write_all(message.as_bytes());
+        }
+    }
+}
+
+/// Starts a Redis node on the host network, a replica of `master` when given.
+fn start_host_redis(purpose: &str, master: Option<u16>) -> Container {
+    let image = image("RADAR_TEST_REDIS_IMAGE", "radar-offline/redis:bookworm");
+    let port = free_port();
+    let replica_of = master.map_or(String::new(), |m| format!("--replicaof 127.0.0.1 {m}"));
+    let node = Container::start_on_host_network(
+        purpose,
+        &image,
+        port,
+        &format!(
+            "exec redis-server --port {port} --bind 127.0.0.1 --requirepass {REDIS_PASSWORD} \
+             --masterauth {REDIS_PASSWORD} --save '' --appendonly no {replica_of}"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = redis_cli(&node, port, &["INFO", "replication"]);
+        if info.contains("role:master") || info.contains("master_link_status:up") {
+            return node;
+        }
+        assert!(Instant::now() < deadline, "{purpose} not up: {info}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Makes `node` a replica of `master` and waits until it has synced.
+fn replicate(node: &Container, master: u16) {
+    redis_cli(
+        node,
+        node.port,
+        &["REPLICAOF", "127.0.0.1", &master.to_string()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !redis_cli(node, node.port, &["INFO", "replication"]).contains("master_link_status:up") {
+        assert!(Instant::now() < deadline, "{} did not sync", node.name);
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_announced_master_wins_over_a_sentinel_that_still_names_the_old_one() {
+    let old = start_host_redis("redis-old-master", None);
+    let new = start_host_redis("redis-new-master", Some(old.port));
+    let sentinel = FakeSentinel::start(old.port);
+    let mut env = app_env(None, None);
+    env.push((
+        "REDIS_SENTINELS".into(),
+        format!("127.0.0.1:{}", sentinel.port),
+    ));
+    env.push(("REDIS_MASTER_NAME".into(), "mymaster".into()));
+    let app = spawn_app("announced", &env);
+    app.wait_redis();
+    let first = session(&app, None);
+    let cookie = cookie_of(&first);
+    let key = format!(
+        "radar:session:{}",
+        first.json()["sessionId"].as_str().unwrap()
+    );
+    assert_eq!(session(&app, Some(&cookie)).json()["views"], 2);
+    let views_on = |node: &Container| redis_cli(node, node.port, &["HGET", &key, "views"]);
+
+    // The failover: the replica is promoted and one Sentinel announces it, while the Sentinel
+    // the app asks still names the old master, which still answers as a master. Writes that
+    // went there now would be lost when it is demoted.
+    redis_cli(&new, new.port, &["REPLICAOF", "NO", "ONE"]);
+    sentinel.announce(old.port, new.port);
+    app.wait_for(Duration::from_secs(3), "+switch-master logged", |app| {
+        app.logs().contains("switched to")
+    });
+    let r = session(&app, Some(&cookie));
+    assert_eq!(r.json()["views"], 3, "{r:?}\n{}", app.logs());
+    assert_eq!(
+        views_on(&new).trim(),
+        "3",
+        "the write must reach the announced master"
+    );
+    assert_eq!(
+        views_on(&old).trim(),
+        "2",
+        "the old master must not take the write"
+    );
+    assert!(
+        app.logs().contains(&format!(
+            "a sentinel still names 127.0.0.1:{}; using the announced master",
+            old.port
+        )),
+        "{}",
+        app.logs()
+    );
+
+    // A later switch back that the app never heard of: the announced master is demoted, so the
+    // announcement is forgotten and the Sentinels' answer holds, without failing the request.
+    replicate(&old, new.port);
+    redis_cli(&old, old.port, &["REPLICAOF", "NO", "ONE"]);
+    replicate(&new, old.port);
+    let r = session(&app, Some(&cookie));
+    assert_eq!(r.json()["views"], 4, "{r:?}\n{}", app.logs());
+    assert_eq!(views_on(&old).trim(), "4");
+}

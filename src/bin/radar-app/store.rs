@@ -7,7 +7,8 @@
 //! - when a command fails with a connection error or `READONLY` (the old master came back as a
 //!   replica) — and the command is retried once, immediately, against the re-resolved master;
 //! - when any Sentinel announces `+switch-master` for our master (one watcher task per Sentinel),
-//!   so the app follows a failover as soon as it is decided, even with no traffic.
+//!   so the app follows a failover as soon as it is decided, even with no traffic. Until the
+//!   other Sentinels catch up, the announced master is preferred to what they still name.
 //!
 //! Connection attempts are single-flight (one at a time, others wait for its result) and, after a
 //! failure, not repeated for [`RETRY_FLOOR`]: during an outage each request fails fast instead
@@ -179,9 +180,15 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn is_readonly(err: &RedisError) -> bool {
-    // Inside MULTI/EXEC a replica's refusal surfaces as EXECABORT whose text names READONLY.
+    // Inside MULTI/EXEC a replica's refusal is an aborted transaction that carries each queued
+    // command's READONLY; ask for those errors rather than match text (redis-rs prints the kind
+    // as "ReadOnly", not as the server's code).
     err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-        || err.to_string().contains("READONLY")
+        || err.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, e)| e.kind() == Some(ServerErrorKind::ReadOnly))
+        })
 }
 
 impl Inner {
@@ -232,7 +239,7 @@ impl Inner {
     }
 
     async fn connect(&self) -> anyhow::Result<Current> {
-        let addr = match &self.target {
+        let named = match &self.target {
             RedisTarget::Direct(hp) => hp.clone(),
             RedisTarget::Sentinel {
                 sentinels,
@@ -257,7 +264,28 @@ impl Inner {
                 (Err(e), None) => return Err(e),
             },
         };
-        let mut conn = open(&addr, &self.redis_settings, CONNECT_TIMEOUT)
+        // Right after a failover the Sentinels disagree for a moment: the one that led it has
+        // announced the new master, the others still name the old one, which goes on accepting
+        // (and later losing) writes until it is reconfigured as a replica. So the announced master
+        // wins while it answers as a master; when it does not (a later switch was missed), the
+        // announcement is forgotten and the Sentinels' answer holds.
+        if let Some(announced) = self.announced().filter(|a| *a != named) {
+            match tokio::time::timeout(SENTINEL_TIMEOUT, self.open_master(&announced)).await {
+                Ok(Ok(current)) => {
+                    log::info(format_args!(
+                        "a sentinel still names {named}; using the announced master {announced}"
+                    ));
+                    return Ok(current);
+                }
+                _ => self.forget_announcement(&announced),
+            }
+        }
+        self.open_master(&named).await
+    }
+
+    /// Opens `addr` and, in Sentinel mode, checks that it really is a master.
+    async fn open_master(&self, addr: &HostPort) -> anyhow::Result<Current> {
+        let mut conn = open(addr, &self.redis_settings, CONNECT_TIMEOUT)
             .await
             .with_context(|| format!("connect to redis at {addr}"))?;
         if matches!(self.target, RedisTarget::Sentinel { .. }) {
@@ -276,9 +304,31 @@ impl Inner {
         }
         Ok(Current {
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
-            addr,
+            addr: addr.clone(),
             conn,
         })
+    }
+
+    fn announced(&self) -> Option<HostPort> {
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn forget_announcement(&self, stale: &HostPort) {
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        if announced.as_ref() == Some(stale) {
+            *announced = None;
+        }
+    }
+
+    /// Drops the current connection unless it leads to `master`.
+    fn drop_unless(&self, master: &HostPort) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|c| c.addr != *master) {
+            *current = None;
+        }
     }
 
     async fn ask_sentinels(
@@ -328,21 +378,22 @@ impl Inner {
             host: host.to_string(),
             port,
         };
+        // Announce first, so that any connect from now on prefers the new master.
         {
-            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-            if current.as_ref().is_some_and(|c| c.addr != new_master) {
-                *current = None;
+            let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if announced.as_ref() != Some(&new_master) {
+                log::info(format_args!(
+                    "sentinel {from}: master {name} switched to {new_master}"
+                ));
+                *announced = Some(new_master.clone());
             }
         }
-        // Forget a recent failure: the next request must try the new master at once.
-        *self.connecting.lock().await = None;
-        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
-        if announced.as_ref() != Some(&new_master) {
-            log::info(format_args!(
-                "sentinel {from}: master {name} switched to {new_master}"
-            ));
-            *announced = Some(new_master);
-        }
+        self.drop_unless(&new_master);
+        // A connect in flight may have resolved the old master just before the switch: wait for
+        // it, drop what it stored, and forget a recent failure so the next request tries at once.
+        let mut last_failure = self.connecting.lock().await;
+        *last_failure = None;
+        self.drop_unless(&new_master);
     }
 }
 
