@@ -11,64 +11,34 @@
 //! Needs the Docker daemon and the offline images (`scripts/offline-images.sh`); fails, never
 //! skips, without them.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::sync::Mutex;
 
-const OFFLINE_IMAGES: &str = "NGINX_IMAGE=radar-offline/nginx:bookworm\n\
-    REDIS_IMAGE=radar-offline/redis:bookworm\nPOSTGRES_IMAGE=radar-offline/postgres:bookworm\n";
+use common::text;
 
 /// The drills measure timing: one stack at a time, so they do not compete for the CPU.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
+/// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
+struct Stack(common::HostProject);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-/// A stack under a unique project name, removed on drop — also when a test fails.
-struct Stack {
-    project: String,
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Stack {
+    type Target = common::HostProject;
+    fn deref(&self) -> &common::HostProject {
+        &self.0
+    }
 }
 
 impl Stack {
     fn up(tag: &str, ha: bool) -> Stack {
-        let out = run(Command::new("docker").arg("info"));
-        assert!(
-            out.status.success(),
-            "the Docker daemon is unreachable: these tests need it (they never skip)"
-        );
-        let stack = Stack {
-            project: format!("rdd-{tag}-{}", std::process::id()),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = run(stack.cli().arg("init"));
-        assert!(out.status.success(), "init: {}", text(&out));
-        let env = stack.env_file();
-        let mut env_text = std::fs::read_to_string(&env).unwrap();
-        env_text.push_str(OFFLINE_IMAGES);
-        env_text.push_str(&format!("HTTP_PORT={}\n", free_port()));
-        std::fs::write(&env, env_text).unwrap();
-        let mut up = stack.cli();
+        let stack = Stack(common::HostProject::new(&format!("rdd-{tag}"), 3));
         // verify is not part of what these tests prove (and is run, targeted, after drills).
-        up.args(["up", "--timeout", "180", "--no-verify"]);
+        let mut up = vec!["up", "--timeout", "180", "--no-verify"];
         if ha {
-            up.arg("--ha");
+            up.push("--ha");
         }
-        let out = run(&mut up);
+        let out = stack.run(&up);
         assert!(
             out.status.success(),
             "radar-deploy up failed (are the offline images built? scripts/offline-images.sh):\n{}",
@@ -77,26 +47,9 @@ impl Stack {
         stack
     }
 
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
-    }
-
-    fn cli(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_radar-deploy"));
-        c.current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RADAR_ENV_FILE")
-            .args(["--project", &self.project]);
-        c
-    }
-
     /// Runs a drill with `--format json`; returns the exit code, the report and all output.
     fn drill(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
-        let out = run(self
-            .cli()
-            .arg("drill")
-            .args(args)
-            .args(["--format", "json"]));
+        let out = self.run(&[&["drill"], args, &["--format", "json"]].concat());
         let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         (out.status.code().unwrap_or(-1), report, text(&out))
     }
@@ -106,12 +59,7 @@ impl Stack {
     fn verify_shows_passed(&self, ha: bool, checks: &[&str]) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let mut c = self.cli();
-            c.arg("verify");
-            if ha {
-                c.arg("--ha");
-            }
-            let out = text(&run(&mut c));
+            let out = text(&self.run(if ha { &["verify", "--ha"] } else { &["verify"] }));
             let missing: Vec<&&str> = checks
                 .iter()
                 .filter(|name| {
@@ -127,29 +75,6 @@ impl Stack {
                 "after the drill, verify does not pass {missing:?}:\n{out}"
             );
             std::thread::sleep(std::time::Duration::from_secs(2));
-        }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.cli().args(["down", "--volumes"]).output();
-        // Whatever `down` left behind, by the project label only.
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        for (list, remove) in [
-            (vec!["ps", "-aq"], vec!["rm", "-f", "-v"]),
-            (vec!["network", "ls", "-q"], vec!["network", "rm"]),
-            (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
-        ] {
-            if let Ok(out) = Command::new("docker")
-                .args(&list)
-                .args(["--filter", &label])
-                .output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("docker").args(&remove).arg(id).output();
-                }
-            }
         }
     }
 }
@@ -200,7 +125,7 @@ fn an_instance_crash_under_load_fails_no_request() {
     assert!(out.contains("no Sentinels"), "{out}");
 
     // A budget that cannot hold is a failed drill (exit 1), with the text report naming it.
-    let out = run(s.cli().args([
+    let out = s.run(&[
         "drill",
         "instance",
         "--duration",
@@ -209,7 +134,7 @@ fn an_instance_crash_under_load_fails_no_request() {
         "0",
         "--max-failed",
         "100000",
-    ]));
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(

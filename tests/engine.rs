@@ -6,90 +6,37 @@
 //! (`scripts/offline-images.sh`) and the reference app (`scripts/build-app-image.sh`), or
 //! whatever NGINX_IMAGE / POSTGRES_IMAGE / REDIS_IMAGE / APP_IMAGE name.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{image, text};
 use radar_deploy::docker::DockerClient;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// A project of its own (see `common::HostProject`), with what these tests ask of a stack.
+struct Project(common::HostProject);
 
-fn image(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
-
-/// A project of its own: a temp dir with an env file, a free port, and cleanup on drop.
-struct Project {
-    name: String,
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Project {
+    type Target = common::HostProject;
+    fn deref(&self) -> &common::HostProject {
+        &self.0
+    }
 }
 
 impl Project {
+    /// `extra_env`: `NAME=value` lines added to the env file.
     fn new(extra_env: &str) -> Project {
-        let name = format!(
-            "rdtest-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let p = Project { name, dir };
-        let out = p.run(&["init"]);
-        assert!(out.status.success(), "init: {}", text(&out));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut env = std::fs::read_to_string(p.env_file()).expect("env file");
-        env.push_str(&format!(
-            "NGINX_IMAGE={}\nPOSTGRES_IMAGE={}\nREDIS_IMAGE={}\nAPP_IMAGE={}\nHTTP_PORT={port}\n{extra_env}",
-            image("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
-            image("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
-            image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
-            image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
-        ));
-        std::fs::write(p.env_file(), env).expect("write env file");
-        p
-    }
-
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--env-file")
-            .arg(self.env_file())
-            .arg("--project")
-            .arg(&self.name)
-            .arg("--no-color")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RADAR_ENV_FILE")
-            .env_remove("RADAR_PROJECT");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run radar-deploy")
-    }
-
-    /// Runs and asserts success, returning stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "radar-deploy {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let p = common::HostProject::new("rdtest", 3);
+        for (name, value) in extra_env.lines().filter_map(|l| l.split_once('=')) {
+            p.set_env(name, value);
+        }
+        Project(p)
     }
 
     fn status(&self) -> Value {
-        serde_json::from_str(&self.ok(&["status", "--format", "json"])).expect("status json")
+        serde_json::from_str(&self.stdout(&["status", "--format", "json"])).expect("status json")
     }
 
     /// (name, id) of every container, sorted.
@@ -153,21 +100,6 @@ impl Project {
             )
         })
     }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        // Only this project's label: other tests and people share the daemon.
-        let _ = self.command(&["down", "--volumes"]).output();
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

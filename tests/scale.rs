@@ -13,109 +13,46 @@
 //! skips, without them. The figures (requests, failed, longest gap, time to healthy) are
 //! printed to stderr (`cargo test --test scale -- --nocapture`).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{docker, text};
 use radar_deploy::drill::load::{Load, LoadOptions, LoadResult, SESSION_PATH};
 use radar_deploy::drill::stats;
 
-const BIN: &str = env!("CARGO_BIN_EXE_radar-deploy");
 const APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
 const CONCURRENCY: usize = 8;
 
 /// These tests measure what clients see: one stack under load at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
-}
-
-/// A stack under a unique project name, removed on drop — also when a test fails.
+/// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
 struct Stack {
-    project: String,
-    dir: tempfile::TempDir,
-    port: u16,
+    p: common::HostProject,
     /// Image tags this test created, untagged on drop.
     tags: Vec<String>,
 }
 
+impl std::ops::Deref for Stack {
+    type Target = common::HostProject;
+    fn deref(&self) -> &common::HostProject {
+        &self.p
+    }
+}
+
 impl Stack {
     fn new(tag: &str) -> Stack {
-        let out = docker(&["info"]);
-        assert!(
-            out.status.success(),
-            "the Docker daemon is unreachable: these tests need it (they never skip)\n{}",
-            text(&out)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let s = Stack {
-            project: format!("rdscale-{tag}-{}", std::process::id()),
-            dir: tempfile::tempdir().unwrap(),
-            port,
+        Stack {
+            p: common::HostProject::new(&format!("rdscale-{tag}"), 3),
             tags: vec![],
-        };
-        let out = s.run(&["init"]);
-        assert!(out.status.success(), "init: {}", text(&out));
-        s.append_env(&format!(
-            "NGINX_IMAGE=radar-offline/nginx:bookworm\nPOSTGRES_IMAGE=radar-offline/postgres:bookworm\n\
-             REDIS_IMAGE=radar-offline/redis:bookworm\nAPP_IMAGE={APP_IMAGE}\nHTTP_PORT={port}\n"
-        ));
-        s
-    }
-
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
-    }
-
-    fn append_env(&self, lines: &str) {
-        let mut env = std::fs::read_to_string(self.env_file()).unwrap();
-        env.push_str(lines);
-        std::fs::write(self.env_file(), env).unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RADAR_ENV_FILE")
-            .env_remove("RADAR_PROJECT")
-            .env_remove("APP_INSTANCES")
-            .args(["--project", &self.project])
-            .args(args)
-            .output()
-            .expect("run radar-deploy")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "radar-deploy {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        text(&out)
+        }
     }
 
     /// (name, full id) of the project's app containers, sorted by name.
     fn apps(&self) -> Vec<(String, String)> {
-        let label = format!("label=com.docker.compose.project={}", self.project);
+        let label = format!("label=com.docker.compose.project={}", self.name);
         let out = docker(&[
             "ps",
             "-a",
@@ -143,7 +80,7 @@ impl Stack {
     fn nginx_upstream(&self) -> Vec<String> {
         let out = docker(&[
             "exec",
-            &format!("{}-nginx-1", self.project),
+            &format!("{}-nginx-1", self.name),
             "cat",
             "/etc/nginx/nginx.conf",
         ]);
@@ -158,19 +95,6 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.run(&["down", "--volumes"]);
-        // Whatever `down` left behind, by the project label only.
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        for (list, remove) in [
-            (vec!["ps", "-aq"], vec!["rm", "-f", "-v"]),
-            (vec!["network", "ls", "-q"], vec!["network", "rm"]),
-            (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
-        ] {
-            let out = docker(&[list.as_slice(), &["--filter", &label]].concat());
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = docker(&[remove.as_slice(), &[id]].concat());
-            }
-        }
         for tag in &self.tags {
             // Only the tag: the image itself is the shared reference app.
             let _ = docker(&["rmi", tag]);
@@ -353,7 +277,7 @@ fn a_rolling_update_and_a_failed_one_under_load_fail_no_request() {
     let out = docker(&["tag", APP_IMAGE, &v2]);
     assert!(out.status.success(), "{}", text(&out));
     s.tags.push(v2.clone());
-    s.append_env(&format!("APP_IMAGE={v2}\n"));
+    s.set_env("APP_IMAGE", &v2);
 
     let before = s.apps();
     let load = Background::start(&s.url());
@@ -389,7 +313,7 @@ fn a_rolling_update_and_a_failed_one_under_load_fail_no_request() {
 
     // An update whose instances never become healthy: rolled back, old ones serve on.
     let good_env = std::fs::read_to_string(s.env_file()).unwrap();
-    s.append_env("APP_HEALTHCHECK='/radar-app no-such-probe'\n");
+    s.set_env("APP_HEALTHCHECK", "'/radar-app no-such-probe'");
     let before = s.apps();
     let load = Background::start(&s.url());
     std::thread::sleep(Duration::from_millis(1500));

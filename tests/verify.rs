@@ -6,68 +6,39 @@
 //! Needs the Docker daemon, Compose v2 and the offline images (`scripts/offline-images.sh`);
 //! fails, never skips, without them.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const OFFLINE_IMAGES: &str = "NGINX_IMAGE=radar-offline/nginx:bookworm\n\
-    REDIS_IMAGE=radar-offline/redis:bookworm\nPOSTGRES_IMAGE=radar-offline/postgres:bookworm\n";
+use common::{free_port, text};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
+struct Stack {
+    p: common::HostProject,
+    ha: bool,
 }
 
-/// A stack under a unique project name, removed on drop — also when a test fails.
-struct Stack {
-    project: String,
-    dir: tempfile::TempDir,
-    ha: bool,
+impl std::ops::Deref for Stack {
+    type Target = common::HostProject;
+    fn deref(&self) -> &common::HostProject {
+        &self.p
+    }
 }
 
 impl Stack {
     fn up(tag: &str, ha: bool) -> Stack {
-        let out = run(Command::new("docker").arg("info"));
-        assert!(
-            out.status.success(),
-            "the Docker daemon is unreachable: these tests need it (they never skip)"
-        );
-        let project = format!("rdv-{tag}-{}", std::process::id());
         let stack = Stack {
-            project,
-            dir: tempfile::tempdir().unwrap(),
+            p: common::HostProject::new(&format!("rdv-{tag}"), 3),
             ha,
         };
-        let out = run(stack.cli().arg("init"));
-        assert!(
-            out.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = stack.env_file();
-        let mut text = std::fs::read_to_string(&env).unwrap();
-        text.push_str(OFFLINE_IMAGES);
-        text.push_str(&format!("HTTP_PORT={}\n", free_port()));
-        std::fs::write(&env, text).unwrap();
-        let mut render = stack.cli();
-        render.arg("render");
-        if ha {
-            render.arg("--ha");
-        }
-        let out = run(&mut render);
-        assert!(
-            out.status.success(),
-            "render: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stack.ok(if ha { &["render", "--ha"] } else { &["render"] });
         let out = run(stack
             .compose(&[])
             .args(["up", "-d", "--wait", "--wait-timeout", "120"]));
@@ -79,25 +50,12 @@ impl Stack {
         stack
     }
 
-    fn env_file(&self) -> PathBuf {
-        self.dir.path().join(".env.multi-instance")
-    }
-
-    fn cli(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_radar-deploy"));
-        c.current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RADAR_ENV_FILE")
-            .args(["--project", &self.project]);
-        c
-    }
-
     fn compose(&self, extra_files: &[&Path]) -> Command {
         let mut c = Command::new("docker");
         c.current_dir(self.dir.path()).args([
             "compose",
             "-p",
-            &self.project,
+            &self.name,
             "--env-file",
             ".env.multi-instance",
             "-f",
@@ -113,7 +71,7 @@ impl Stack {
     }
 
     fn container(&self, service: &str) -> String {
-        format!("{}-{service}-1", self.project)
+        format!("{}-{service}-1", self.name)
     }
 
     fn docker(&self, args: &[&str]) {
@@ -125,19 +83,11 @@ impl Stack {
         );
     }
 
-    /// Runs verify; returns (exit code, stdout).
+    /// Runs verify; returns (exit code, stdout and stderr).
     fn verify(&self, extra: &[&str]) -> (i32, String) {
-        let mut c = self.cli();
-        c.arg("verify");
-        if self.ha {
-            c.arg("--ha");
-        }
-        let out = run(c.args(extra));
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let ha: &[&str] = if self.ha { &["--ha"] } else { &[] };
+        let out = self.run(&[&["verify"], ha, extra].concat());
+        (out.status.code().unwrap_or(-1), text(&out))
     }
 
     /// Verify until it passes, within a deadline: a mended fault takes a moment to heal.
@@ -165,25 +115,6 @@ impl Stack {
             "{fault}: no failed check named {check:?}:\n{out}"
         );
         out
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self
-            .compose(&[])
-            .args(["down", "-v", "--remove-orphans", "-t", "2"])
-            .output();
-        // Anything compose did not know about (e.g. after a failed override), by label.
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
-            }
-        }
     }
 }
 
@@ -338,21 +269,11 @@ fn verify_ha_catches_a_stopped_replica() {
 #[test]
 fn verify_url_without_docker_reports_instance_checks_as_skipped() {
     let s = Stack::up("url", false);
-    let port = std::fs::read_to_string(s.env_file())
-        .unwrap()
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("HTTP_PORT=").map(str::to_string))
-        .unwrap();
     let (code, out) = {
-        let mut c = s.cli();
         // An unreachable daemon, as on a CI runner that only has HTTP access.
-        c.env("DOCKER_HOST", "tcp://127.0.0.1:1").args([
-            "verify",
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-        ]);
-        let o = run(&mut c);
+        let o = run(s
+            .command(&["verify", "--url", &format!("http://127.0.0.1:{}", s.port)])
+            .env("DOCKER_HOST", "tcp://127.0.0.1:1"));
         (
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -365,13 +286,10 @@ fn verify_url_without_docker_reports_instance_checks_as_skipped() {
         .any(|l| l.starts_with('✓') && l.contains("app-1 is healthy")));
 
     // An unreachable URL is a failed check (exit 1), not an error.
-    let mut c = s.cli();
-    c.env("DOCKER_HOST", "tcp://127.0.0.1:1").args([
-        "verify",
-        "--url",
-        &format!("http://127.0.0.1:{}", free_port()),
-    ]);
-    let o = run(&mut c);
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let o = run(s
+        .command(&["verify", "--url", &unreachable])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1"));
     assert_eq!(
         o.status.code(),
         Some(1),

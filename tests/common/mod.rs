@@ -1,5 +1,7 @@
-//! Test support shared by the integration tests that need a swarm (`tests/swarm.rs`,
-//! `tests/docs.rs`). Each test binary includes it with `mod common;`.
+//! Test support shared by the integration tests that drive the built CLI against Docker: a
+//! [`Project`] of its own (unique name, temp dir, env file, free port), a [`HostProject`] that
+//! removes its single-host stack on drop, and the [`SwarmGuard`] for the swarm tests. Each test
+//! binary includes it with `mod common;`.
 
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
@@ -96,6 +98,24 @@ pub fn text(o: &std::process::Output) -> String {
     )
 }
 
+/// Fails the test when the daemon is unreachable: a CI without Docker must not pass silently.
+pub fn require_docker() {
+    let out = docker(&["info"]);
+    assert!(
+        out.status.success(),
+        "the Docker daemon is unreachable: these tests need it (they never skip)\n{}",
+        text(&out)
+    );
+}
+
+/// Runs the docker CLI; fails the test only when it cannot be started.
+pub fn docker(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -115,8 +135,10 @@ pub struct Project {
 
 impl Project {
     pub fn new(prefix: &str, instances: usize, docker_host: Option<&str>) -> Project {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let p = Project {
-            name: format!("{prefix}-{}", std::process::id()),
+            name: format!("{prefix}-{}-{n}", std::process::id()),
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
             docker_host: docker_host.map(str::to_string),
@@ -165,7 +187,10 @@ impl Project {
             .current_dir(self.dir.path())
             .env_remove("RADAR_ENV_FILE")
             .env_remove("RADAR_PROJECT")
-            .env_remove("RADAR_TARGET");
+            .env_remove("RADAR_TARGET")
+            // The env file sets these; the caller's environment would win over it.
+            .env_remove("APP_INSTANCES")
+            .env_remove("HTTP_PORT");
         if let Some(host) = &self.docker_host {
             c.env("DOCKER_HOST", host);
         }
@@ -176,8 +201,17 @@ impl Project {
         self.command(args).output().expect("run radar-deploy")
     }
 
-    /// Runs radar-deploy and returns its output; fails the test unless it exits 0.
+    /// Runs radar-deploy and returns stdout and stderr; fails the test unless it exits 0.
     pub fn ok(&self, args: &[&str]) -> String {
+        text(&self.succeeded(args))
+    }
+
+    /// As [`Project::ok`], returning stdout alone (for `--format json`).
+    pub fn stdout(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.succeeded(args).stdout).into_owned()
+    }
+
+    fn succeeded(&self, args: &[&str]) -> std::process::Output {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -185,6 +219,43 @@ impl Project {
             out.status.code(),
             text(&out)
         );
-        text(&out)
+        out
+    }
+}
+
+/// A single-host [`Project`] on the local daemon (which it requires), removed when dropped, also
+/// when the test fails: `down --volumes`, then whatever is still labelled with the project (a
+/// test may have started containers that radar-deploy does not know of).
+pub struct HostProject(Project);
+
+impl HostProject {
+    pub fn new(prefix: &str, instances: usize) -> HostProject {
+        require_docker();
+        HostProject(Project::new(prefix, instances, None))
+    }
+}
+
+impl std::ops::Deref for HostProject {
+    type Target = Project;
+    fn deref(&self) -> &Project {
+        &self.0
+    }
+}
+
+impl Drop for HostProject {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--volumes"]);
+        // By the project's label only: other tests and people share the daemon.
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        for (list, remove) in [
+            (["ps", "-aq"].as_slice(), ["rm", "-f", "-v"].as_slice()),
+            (&["network", "ls", "-q"], &["network", "rm"]),
+            (&["volume", "ls", "-q"], &["volume", "rm", "-f"]),
+        ] {
+            let out = docker(&[list, &["--filter", &label]].concat());
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = docker(&[remove, &[id]].concat());
+            }
+        }
     }
 }
