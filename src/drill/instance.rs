@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::load::Load;
 use super::stats;
 use super::{
     assemble, first_served_by, interrupted, is_running, Event, Measured, Options, Recovery, Report,
@@ -263,23 +262,7 @@ async fn measure(
         ));
     }
 
-    let load = Load::start(&opts.load_options())?;
-    let mut timeline = vec![Event {
-        at_ms: 0,
-        what: format!(
-            "load started: {} clients + 1 session client",
-            opts.concurrency
-        ),
-    }];
-    progress(&format!(
-        "load: {} clients + 1 session client against {}",
-        opts.concurrency, opts.url
-    ));
-    tokio::time::sleep(opts.warmup()).await;
-    if interrupted() {
-        load.stop().await;
-        bail!("interrupted (Ctrl-C) before the fault: nothing was changed");
-    }
+    let (load, mut timeline) = opts.start_load(progress).await?;
     // The app reports INSTANCE_ID, which radar-deploy sets to the alias; an app that reports
     // something else cannot be followed through nginx, and the report says so.
     let seen_before = load.live.last_success_of(&alias).is_some();

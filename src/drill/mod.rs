@@ -77,6 +77,24 @@ impl Options {
         (self.duration / 4).clamp(Duration::from_millis(500), Duration::from_secs(2))
     }
 
+    /// Starts the load and lets it run for the warm-up; returns it with the timeline begun.
+    /// Ctrl-C during the warm-up stops the drill before any fault.
+    async fn start_load(&self, progress: &dyn Fn(&str)) -> Result<(load::Load, Vec<Event>)> {
+        let load = load::Load::start(&self.load_options())?;
+        let clients = format!("{} clients + 1 session client", self.concurrency);
+        let timeline = vec![Event {
+            at_ms: 0,
+            what: format!("load started: {clients}"),
+        }];
+        progress(&format!("load: {clients} against {}", self.url));
+        tokio::time::sleep(self.warmup()).await;
+        if interrupted() {
+            load.stop().await;
+            bail!("interrupted (Ctrl-C) before the fault: nothing was changed");
+        }
+        Ok((load, timeline))
+    }
+
     fn load_options(&self) -> LoadOptions {
         LoadOptions {
             base_url: self.url.clone(),

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::load::Load;
 use super::stats;
 use super::{
     assemble, interrupted, is_running, session_gap, Event, Measured, Options, Recovery, Report,
@@ -276,23 +275,7 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         );
     }
 
-    let load = Load::start(&opts.load_options())?;
-    let mut timeline = vec![Event {
-        at_ms: 0,
-        what: format!(
-            "load started: {} clients + 1 session client",
-            opts.concurrency
-        ),
-    }];
-    progress(&format!(
-        "load: {} clients + 1 session client against {}",
-        opts.concurrency, opts.url
-    ));
-    tokio::time::sleep(opts.warmup()).await;
-    if interrupted() {
-        load.stop().await;
-        bail!("interrupted (Ctrl-C) before the fault: nothing was changed");
-    }
+    let (load, mut timeline) = opts.start_load(progress).await?;
 
     let fault_at_ms = load.now_ms();
     let deadline = Instant::now() + opts.timeout;
