@@ -18,13 +18,14 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
     if target == Target::Swarm {
         // The running stack's HA mode, whether it came from the env file or `up --ha`: the
         // app's spec (its Sentinel settings) must not change with the replica count.
-        let ha = swarm::deploy::deployed_with_ha(&g.project).await?;
+        let (docker, _) = swarm::deploy::connect().await?;
+        let ha = swarm::deploy::deployed_with_ha(&docker, &g.project).await?;
         let cfg = g.config(Overrides {
             ha,
             instances: Some(instances),
         })?;
         let stack = swarm::build(&desired::build(&cfg));
-        let r = swarm::deploy::scale(&stack, Duration::from_secs(timeout), &g.ui).await?;
+        let r = swarm::deploy::scale(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
         envfile::set_var(&g.env_file, "APP_INSTANCES", &instances.to_string())?;
         g.ui.success(&format!(
             "{}: {} → {instances} app tasks on the swarm in {:.1}s{}",

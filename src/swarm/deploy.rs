@@ -25,6 +25,13 @@ async fn lock(docker: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLo
     .await
 }
 
+/// Connects to the daemon and checks that it is a swarm manager: the client and the node's id.
+pub async fn connect() -> Result<(DockerClient, String)> {
+    let docker = DockerClient::connect().await?;
+    let node = manager(&docker).await?;
+    Ok((docker, node))
+}
+
 /// The node this run talks to, once it is known to be a manager.
 pub async fn manager(docker: &DockerClient) -> Result<String> {
     match docker.swarm_membership().await? {
@@ -114,8 +121,7 @@ async fn prepare(
 /// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
 /// order it would; nothing is changed.
 pub async fn plan(st: &Stack) -> Result<Vec<String>> {
-    let docker = DockerClient::connect().await?;
-    let node = manager(&docker).await?;
+    let (docker, node) = connect().await?;
     let (labelled, network, ids) = prepare(&docker, st, &node, true).await?;
     let mut lines: Vec<String> = labelled
         .iter()
@@ -162,8 +168,7 @@ pub async fn plan(st: &Stack) -> Result<Vec<String>> {
 
 pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let t0 = Instant::now();
-    let docker = DockerClient::connect().await?;
-    let node = manager(&docker).await?;
+    let (docker, node) = connect().await?;
     let _lock = lock(&docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
@@ -366,9 +371,7 @@ pub struct ScaleReport {
 }
 
 /// Whether the project's stack on the swarm runs the HA profile (it has Sentinels).
-pub async fn deployed_with_ha(project: &str) -> Result<bool> {
-    let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
+pub async fn deployed_with_ha(docker: &DockerClient, project: &str) -> Result<bool> {
     let sentinel = format!("{project}_{}-", Role::Sentinel.service());
     Ok(docker
         .list_services(project)
@@ -383,11 +386,14 @@ pub async fn deployed_with_ha(project: &str) -> Result<bool> {
 /// comes after the wait). A removed task drains its in-flight requests on SIGTERM; requests
 /// nginx sends it meanwhile fail to connect and are retried on another task
 /// (`proxy_next_upstream error`, idempotent requests only), until the reload drops it.
-pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport> {
+pub async fn scale(
+    docker: &DockerClient,
+    st: &Stack,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<ScaleReport> {
     let t0 = Instant::now();
-    let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
-    let _lock = lock(&docker, &st.project, ui).await?;
+    let _lock = lock(docker, &st.project, ui).await?;
     let app = st
         .services
         .iter()
@@ -411,7 +417,7 @@ pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport
         ui.info(&format!("service {name}: {from} → {} tasks", app.replicas));
     }
     wait_converged(
-        &docker,
+        docker,
         &st.project,
         &name,
         app.replicas,
@@ -422,7 +428,7 @@ pub async fn scale(st: &Stack, timeout: Duration, ui: &Ui) -> Result<ScaleReport
     .await?;
     let nginx_reloaded = what != Deployed::Unchanged;
     if nginx_reloaded {
-        reload_nginx(&docker, st).await?;
+        reload_nginx(docker, st).await?;
     }
     Ok(ScaleReport {
         from,
@@ -446,8 +452,7 @@ pub struct DownReport {
 /// Removes the project's services, then (once their tasks are gone) its configs, secrets,
 /// network and, with `volumes`, its volumes on this node.
 pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> Result<DownReport> {
-    let docker = DockerClient::connect().await?;
-    let node = manager(&docker).await?;
+    let (docker, node) = connect().await?;
     let _lock = lock(&docker, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
@@ -596,8 +601,7 @@ impl StatusReport {
 }
 
 pub async fn status(project: &str) -> Result<StatusReport> {
-    let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
+    let (docker, _) = connect().await?;
     let mut services = Vec::new();
     let hosts = docker.node_states().await?;
     for s in docker.list_services(project).await? {
@@ -635,8 +639,7 @@ pub async fn logs(
     tail: Option<u32>,
 ) -> Result<()> {
     use futures_util::StreamExt;
-    let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
+    let (docker, _) = connect().await?;
     let prefix = format!("{project}_");
     let mut services = docker.list_services(project).await?;
     services.sort_by(|a, b| a.name.cmp(&b.name));

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::deploy::manager;
+use super::deploy::{connect, manager};
 use crate::docker::{DockerClient, ObservedTask};
 use crate::verify::topology::{Member, Topology, HELPER_ROLES};
 use crate::verify::{self, Check, Status, GROUP_HEALTH};
@@ -179,8 +179,7 @@ pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<T
 /// Swarm counts a task with a healthcheck as running only once it is healthy, so "running"
 /// is Docker's health verdict for each task.
 pub async fn verify(opts: &verify::Options) -> Result<verify::Report> {
-    let docker = DockerClient::connect().await?;
-    manager(&docker).await?;
+    let (docker, _) = connect().await?;
     let mut report = verify::run(&verify::Options {
         docker: Some(docker.clone()),
         swarm: true,
