@@ -4,6 +4,8 @@
 //! same API. Secret values never appear: each secret is a Compose secret whose value Compose
 //! reads from the variable of the same name in the env file (`--env-file`).
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -58,6 +60,8 @@ struct Service {
     restart: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     security_opt: Vec<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    sysctls: BTreeMap<String, String>,
     stop_grace_period: String,
     deploy: Deploy,
     labels: IndexMap<&'static str, String>,
@@ -175,6 +179,7 @@ fn service(c: &Container) -> Service {
         } else {
             vec![]
         },
+        sysctls: c.sysctls.clone(),
         stop_grace_period: format!("{}s", c.stop_grace_secs),
         deploy: Deploy {
             resources: Resources {

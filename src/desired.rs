@@ -96,6 +96,8 @@ pub struct Container {
     pub memory_bytes: i64,
     pub published: Vec<PublishedPort>,
     pub no_new_privileges: bool,
+    /// Kernel settings of the container's own network namespace.
+    pub sysctls: BTreeMap<String, String>,
     pub stop_grace_secs: u32,
     /// Aliases of the containers that must be healthy before this one starts. Start order is
     /// not a property of the running container, and nginx's list grows with the instance
@@ -337,6 +339,7 @@ pub fn build(cfg: &Config) -> Deployment {
         .into(),
         instances,
         listen_port: NGINX_PORT,
+        swarm: false,
     };
     let mut files = vec![
         ConfigFile {
@@ -419,6 +422,7 @@ fn base(role: Role, number: u32, alias: String, image: &str) -> Container {
         memory_bytes: 256 << 20,
         published: vec![],
         no_new_privileges: true,
+        sysctls: BTreeMap::new(),
         stop_grace_secs: 10,
         depends_on: vec![],
         profile: None,

@@ -52,6 +52,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::desired::{Container, Deployment, Healthcheck, Role, LABEL_ROLE};
+use crate::templates;
 
 pub const STACK_FILE_NAME: &str = "docker-stack.multi-instance.yml";
 /// Where the Swarm variant of nginx.conf is rendered (beside the single-host one).
@@ -156,24 +157,31 @@ fn digest(parts: &[&[u8]]) -> String {
     hex::encode(&h.finalize()[..5])
 }
 
+/// TCP keepalive timings for nginx's network namespace. A request already sent to a task on a
+/// node that vanishes gets no answer and no reset, and nginx would wait proxy_read_timeout
+/// (60 s). With keepalive on its upstream sockets (`proxy_socket_keepalive` in the Swarm
+/// nginx.conf) and these probe timings, the dead peer is found after about 6 s of silence and
+/// nginx passes the (idempotent) request to another task. A live peer's kernel answers the
+/// probes, so slow requests are not cut short. Measured by `tests/swarm_two_nodes.rs`.
+fn lost_peer_keepalive() -> BTreeMap<String, String> {
+    [
+        ("net.ipv4.tcp_keepalive_time", "3"),
+        ("net.ipv4.tcp_keepalive_intvl", "1"),
+        ("net.ipv4.tcp_keepalive_probes", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// Builds the Swarm stack from the desired state. Pure.
 pub fn build(d: &Deployment) -> Stack {
     let project = d.project.clone();
     // nginx balances over every task of the app service (see the module comment).
-    let swarm_nginx = d.with_upstream(&[APP_TASKS_HOST.to_string()]);
-    // Swarm, not radar-deploy, picks the tasks a scale-down stops, so nginx cannot take them
-    // out of its upstream first: until the reload after they are gone, a request may meet
-    // several stopping tasks in a row (refused, or timing out once the address is gone). Let
-    // nginx try every server, bounded by proxy_next_upstream_timeout, instead of three.
-    let nginx_conf = swarm_nginx
-        .file("nginx.conf")
-        .map(|f| {
-            f.content.replace(
-                "proxy_next_upstream_tries 3;",
-                "proxy_next_upstream_tries 0;",
-            )
-        })
-        .unwrap_or_default();
+    let nginx_conf = templates::nginx_conf(&templates::NginxVars {
+        swarm: true,
+        ..d.with_upstream(&[APP_TASKS_HOST.to_string()]).nginx
+    });
 
     let mut services = Vec::new();
     let mut seen_app = false;
@@ -199,7 +207,10 @@ pub fn build(d: &Deployment) -> Stack {
                             target: "/data".into(),
                         });
                     }
-                    Role::Nginx => spec.command = Some(nginx_command(c.command.as_deref())),
+                    Role::Nginx => {
+                        spec.command = Some(nginx_command(c.command.as_deref()));
+                        spec.sysctls = lost_peer_keepalive();
+                    }
                     _ => {}
                 }
                 services.push(pinned_service(&project, spec));
@@ -410,6 +421,8 @@ struct FileService {
     ports: Vec<FilePort>,
     #[serde(skip_serializing_if = "Option::is_none")]
     healthcheck: Option<FileHealthcheck>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    sysctls: BTreeMap<String, String>,
     stop_grace_period: String,
     deploy: FileDeploy,
 }
@@ -554,6 +567,7 @@ fn file_service(s: &Service) -> FileService {
             })
             .collect(),
         healthcheck: c.healthcheck.as_ref().map(file_healthcheck),
+        sysctls: c.sysctls.clone(),
         stop_grace_period: format!("{}s", c.stop_grace_secs),
         deploy: FileDeploy {
             mode: "replicated",

@@ -21,6 +21,8 @@ pub struct NginxVars {
     pub strategy: String,
     pub instances: Vec<Upstream>,
     pub listen_port: u16,
+    /// The Swarm target: a task set that Swarm changes and nodes that can vanish.
+    pub swarm: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,7 +3,9 @@
 //! 10.231.0.12 a worker; the machine's own daemon is not touched) → `up --target swarm
 //! --instances 4` puts app tasks on both nodes → `verify` through nginx on node 1 is green →
 //! node 2 is lost as in a power cut (`lose-node 2`: its processes frozen, its link down, then
-//! all killed), under client load → Swarm marks it down and starts its app tasks on node 1,
+//! all killed), under client load and with slow requests in flight on every task (each must
+//! still be answered: nginx finds the dead peer by TCP keepalive and passes the request to
+//! node 1) → Swarm marks it down and starts its app tasks on node 1,
 //! nginx's watcher follows, `verify` is green again → `down --target swarm --volumes` →
 //! `scripts/two-node-swarm.sh down`, also on failure (the guards' Drop).
 //!
@@ -210,6 +212,8 @@ impl Drop for Project {
 fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     let mut nodes = Nodes::up();
     let p = Project::new();
+    // The app's /api/slow holds requests in flight across the loss of node 2.
+    p.set_env("APP_ENV_RADAR_APP_DIAGNOSTICS", "1");
 
     // Against a worker, every Swarm command stops at once (exit 2) and says what to do.
     let out = p
@@ -279,6 +283,8 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     let (rescheduled, green_after, failed, sent, why) = block_on(async {
         let load = Load::start(&opts).expect("load clients");
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let slow = start_slow_requests(&p.url());
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let lost = Instant::now();
         let out = tokio::task::spawn_blocking(|| {
             Command::new("bash")
@@ -318,6 +324,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
         // Keep the load on a little after the recovery.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let r = load.stop().await;
+        report_slow_requests(slow).await;
         let failed = r.samples.iter().filter(|s| !s.ok()).count();
         let why = radar_deploy::drill::stats::failures(&r.samples);
         (
@@ -342,4 +349,71 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     assert!(out.contains("removed 4 services"), "{out}");
     drop(p);
     nodes.down();
+}
+
+/// How long each slow request is held by the app, and how many there are: two per app task
+/// when nginx spreads them evenly (least_conn), so some are in flight on node 2 when it is lost.
+const SLOW_MS: u64 = 5000;
+const SLOW_REQUESTS: usize = 2 * INSTANCES;
+
+type SlowRequest = tokio::task::JoinHandle<(Duration, Result<(u16, String), String>)>;
+
+/// Starts the slow requests through nginx; each yields (duration, status and body or error).
+fn start_slow_requests(url: &str) -> Vec<SlowRequest> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("http client");
+    (0..SLOW_REQUESTS)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{url}/api/slow?ms={SLOW_MS}"));
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let result = async {
+                    let r = client.get(&url).send().await?;
+                    let status = r.status().as_u16();
+                    Ok::<_, reqwest::Error>((status, r.text().await?))
+                }
+                .await
+                .map_err(|e| e.to_string());
+                (t0.elapsed(), result)
+            })
+        })
+        .collect()
+}
+
+/// Every request in flight when node 2 was lost must still be answered, in seconds: nginx's
+/// TCP keepalive probes find the dead peer (about 6 s of silence) and nginx passes the request
+/// to a task on node 1, instead of waiting proxy_read_timeout (60 s) and answering 504. Those
+/// retried take longer than SLOW_MS by the detection time; at least one must have been.
+async fn report_slow_requests(slow: Vec<SlowRequest>) {
+    let mut durations = vec![];
+    for request in slow {
+        let (took, result) = request.await.expect("slow request task");
+        match result {
+            Ok((200, _)) => durations.push(took),
+            other => {
+                panic!("a request in flight when node 2 was lost failed after {took:?}: {other:?}")
+            }
+        }
+    }
+    let retried: Vec<String> = durations
+        .iter()
+        .filter(|d| d.as_millis() as u64 > SLOW_MS + 1500)
+        .map(|d| format!("{:.1}s", d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "two nodes: {SLOW_REQUESTS} requests of {SLOW_MS} ms in flight when node 2 was lost: all \
+         answered 200; {} passed to node 1 after the dead peer was found, in {retried:?}",
+        retried.len()
+    );
+    assert!(
+        !retried.is_empty(),
+        "no slow request was on node 2: the loss was not exercised ({durations:?})"
+    );
+    let slowest = durations.iter().max().expect("slow requests");
+    assert!(
+        *slowest < Duration::from_millis(SLOW_MS) + Duration::from_secs(15),
+        "a request took {slowest:?}: nginx waited for the lost node instead of retrying"
+    );
 }

@@ -105,6 +105,7 @@ pub fn container_body(
             security_opt: c
                 .no_new_privileges
                 .then(|| vec!["no-new-privileges:true".to_string()]),
+            sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),
             network_mode: Some(d.network.clone()),
             ..Default::default()
         }),

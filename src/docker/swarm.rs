@@ -221,6 +221,7 @@ fn service_spec(st: &Stack, s: &swarm::Service, ids: &HashMap<String, String>) -
                 }),
                 secrets: Some(secrets),
                 configs: Some(configs),
+                sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),
                 ..Default::default()
             }),
             resources: Some(TaskSpecResources {
