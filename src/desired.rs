@@ -23,7 +23,7 @@ pub const LABEL_INSTANCE: &str = "io.radar-deploy.instance";
 pub const LABEL_CONFIG_HASH: &str = "io.radar-deploy.config-hash";
 pub const LABEL_RELOAD_HASH: &str = "io.radar-deploy.reload-hash";
 
-const REDIS_PORT: u16 = 6379;
+pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
 const POSTGRES_PORT: u16 = 5432;
 const NGINX_PORT: u16 = 80;
@@ -286,6 +286,21 @@ fn redis_command(alias: &str, replica_of: Option<&str>) -> Vec<String> {
 }
 
 fn redis_healthcheck(port: u16) -> Healthcheck {
+    redis_healthcheck_matching(port, REDIS_READY)
+}
+
+/// Redis's `INFO replication` lines that make it healthy: the master, or a replica whose link
+/// to the master is up.
+const REDIS_READY: &str = "role:master|master_link_status:up";
+
+/// Swarm replaces a task whose healthcheck fails, unlike a single host's daemon. A replica
+/// whose master vanished (its node lost) must live on for the Sentinels to promote it, so on
+/// Swarm a replica whose link was up once is healthy too (`master_link_down_since_seconds` is
+/// -1 until the first link): the first sync still gates `up`, a lost master no longer kills it.
+pub(crate) const REDIS_LINKED_ONCE: &str =
+    "role:master|master_link_status:up|master_link_down_since_seconds:[0-9]";
+
+pub(crate) fn redis_healthcheck_matching(port: u16, lines: &str) -> Healthcheck {
     let secret = secret_path("redis_password");
     let test = if port == SENTINEL_PORT {
         strings(&["CMD", "redis-cli", "-p", "26379", "ping"])
@@ -298,7 +313,7 @@ fn redis_healthcheck(port: u16) -> Healthcheck {
             "CMD-SHELL".into(),
             format!(
                 "REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} info replication \
-                 | grep -Eq '^(role:master|master_link_status:up)'"
+                 | grep -Eq '^({lines})'"
             ),
         ]
     };
@@ -494,11 +509,18 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
     let mut c = base(Role::Sentinel, n, alias.clone(), cfg.redis.image.as_str());
     // Each Sentinel needs its own writable config: it rewrites it as it learns the topology.
     // The copy is kept across restarts so a restarted Sentinel remembers a failover.
+    // Peers it knows whose names do not resolve now (a Sentinel or replica not running, or on
+    // a lost node) are forgotten before it starts: Sentinel cannot load a config naming a host
+    // it cannot resolve ("Failed to resolve hostname") and would never start again, and it
+    // learns its peers anew from their hello messages.
     let script = format!(
         "set -eu; umask 077; conf=/data/sentinel.conf; \
          if [ ! -s \"$conf\" ]; then cp /etc/radar-deploy/sentinel.conf \"$conf.tmp\"; \
          printf 'sentinel auth-pass %s \"%s\"\\nsentinel announce-ip %s\\n' '{master}' \"$(cat {secret})\" '{alias}' >> \"$conf.tmp\"; \
-         mv \"$conf.tmp\" \"$conf\"; fi; exec redis-sentinel \"$conf\"",
+         mv \"$conf.tmp\" \"$conf\"; fi; \
+         for h in $(sed -n 's/^sentinel known-[a-z]* [^ ]* \\([^ ]*\\) .*/\\1/p' \"$conf\" | sort -u); do \
+         timeout 3 getent hosts \"$h\" >/dev/null || sed -i \"/^sentinel known-[a-z]* [^ ]* $h /d\" \"$conf\"; done; \
+         exec redis-sentinel \"$conf\"",
         master = cfg.sentinel.master_name,
         secret = secret_path("redis_password"),
     );

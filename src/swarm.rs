@@ -213,6 +213,12 @@ pub fn build(d: &Deployment) -> Stack {
                     }
                     _ => {}
                 }
+                if matches!(c.role, Role::Redis | Role::RedisReplica) {
+                    spec.healthcheck = Some(crate::desired::redis_healthcheck_matching(
+                        crate::desired::REDIS_PORT,
+                        crate::desired::REDIS_LINKED_ONCE,
+                    ));
+                }
                 services.push(pinned_service(&project, spec));
             }
         }

@@ -1,4 +1,4 @@
-//! The Swarm target on TWO nodes, and the loss of one: `scripts/two-node-swarm.sh up` builds
+//! The Swarm target on TWO nodes, and the loss of one: `scripts/local-swarm.sh up` builds
 //! two Docker daemons in network namespaces of this machine (10.231.0.11 the manager,
 //! 10.231.0.12 a worker; the machine's own daemon is not touched) → `up --target swarm
 //! --instances 4` puts app tasks on both nodes → `verify` through nginx on node 1 is green →
@@ -7,7 +7,7 @@
 //! still be answered: nginx finds the dead peer by TCP keepalive and passes the request to
 //! node 1) → Swarm marks it down and starts its app tasks on node 1,
 //! nginx's watcher follows, `verify` is green again → `down --target swarm --volumes` →
-//! `scripts/two-node-swarm.sh down`, also on failure (the guards' Drop).
+//! `scripts/local-swarm.sh down`, also on failure (the guards' Drop).
 //!
 //! Postgres and Redis are pinned to node 1 as test setup: node labels
 //! `radar-deploy.{project}.{service}=true` on node 1 before `up` (which keeps labels it finds);
@@ -18,207 +18,31 @@
 //! main daemon (`scripts/offline-images.sh`); it FAILS, never skips, when it cannot build the
 //! nodes. A machine-wide lock keeps two runs (two checkouts) from sharing the nodes.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use radar_deploy::drill::load::{self, Load, LoadOptions};
-use radar_deploy::lock::ProjectLock;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/two-node-swarm.sh");
-const MANAGER: &str = "unix:///run/rd2n/node1.sock";
-const WORKER: &str = "unix:///run/rd2n/node2.sock";
 const NODE1: &str = "rd2n-1";
-const NODE1_IP: &str = "10.231.0.11";
 const NODE2: &str = "rd2n-2";
 const INSTANCES: usize = 4;
 /// From the loss of node 2 to a green verify on node 1 alone.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(180);
 
 mod common;
+use common::nodes::{docker, Nodes, Project};
 use common::{block_on, text};
-
-fn script(arg: &str) -> Output {
-    Command::new("bash")
-        .arg(SCRIPT)
-        .arg(arg)
-        .output()
-        .unwrap_or_else(|e| panic!("running {SCRIPT} {arg}: {e}"))
-}
-
-/// `docker -H <node 1>` (the manager); panics naming the command when it fails.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .arg("-H")
-        .arg(MANAGER)
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed:\n{}",
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The two nodes, for as long as the guard lives: `up` on creation, `down` on drop.
-struct Nodes {
-    down: bool,
-    _lock: ProjectLock,
-}
-
-impl Nodes {
-    fn up() -> Nodes {
-        let lock = block_on(ProjectLock::acquire(
-            "rd2n",
-            "two-node-swarm",
-            Duration::from_secs(1200),
-            |pid| eprintln!("waiting for the two-node swarm test of pid {pid}"),
-        ))
-        .expect("the machine-wide two-node swarm lock");
-        // Taken by no one now: left over from a run that was killed, rebuild from scratch.
-        let _ = script("down");
-        let nodes = Nodes {
-            down: false,
-            _lock: lock,
-        };
-        let t0 = Instant::now();
-        let out = script("up");
-        eprintln!("{}", text(&out));
-        assert!(
-            out.status.success(),
-            "scripts/two-node-swarm.sh up could not build the two nodes (this test never \
-             skips; it needs root, iproute2 and the offline images):\n{}",
-            text(&out)
-        );
-        eprintln!(
-            "two nodes: scripts/two-node-swarm.sh up in {:.1}s",
-            t0.elapsed().as_secs_f64()
-        );
-        nodes
-    }
-
-    fn down(&mut self) {
-        self.down = true;
-        let out = script("down");
-        eprintln!("{}", text(&out));
-        assert!(
-            out.status.success(),
-            "scripts/two-node-swarm.sh down:\n{}",
-            text(&out)
-        );
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        if self.down {
-            return;
-        }
-        if std::thread::panicking() {
-            // What the nodes looked like, before down deletes their logs.
-            eprintln!("{}", text(&script("status")));
-            for n in [1, 2] {
-                let log =
-                    std::fs::read_to_string(format!("/run/rd2n/node{n}.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                eprintln!("--- node {n} dockerd log (last lines, newest first) ---");
-                for l in tail {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        eprintln!("{}", text(&script("down")));
-    }
-}
-
-/// A project deployed through node 1; `down --target swarm --volumes` on drop.
-struct Project(common::Project);
-
-impl std::ops::Deref for Project {
-    type Target = common::Project;
-    fn deref(&self) -> &common::Project {
-        &self.0
-    }
-}
-
-impl Project {
-    fn new() -> Project {
-        Project(common::Project::new("rd2n", INSTANCES, Some(MANAGER)))
-    }
-
-    fn url(&self) -> String {
-        format!("http://{NODE1_IP}:{}", self.port)
-    }
-
-    /// `verify --target swarm` through nginx on node 1: (green, output).
-    fn verify(&self) -> (bool, String) {
-        let url = self.url();
-        let out = self.run(&["verify", "--target", "swarm", "--url", &url]);
-        let t = text(&out);
-        (
-            out.status.success() && t.contains("All verification checks passed"),
-            t,
-        )
-    }
-
-    /// The nodes (hostnames) the running tasks of a service are on.
-    fn running_on(&self, service: &str) -> Vec<String> {
-        docker(&[
-            "service",
-            "ps",
-            &format!("{}_{service}", self.name),
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.Node}} {{.CurrentState}}",
-        ])
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some("Running"))
-        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
-        .collect()
-    }
-
-    /// Waits until `ok(nodes of the service's running tasks)`, up to `deadline`.
-    fn wait_tasks(&self, service: &str, deadline: Instant, ok: impl Fn(&[String]) -> bool) {
-        loop {
-            let on = self.running_on(service);
-            if ok(&on) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "service {}_{service}: running tasks on {on:?} by the deadline:\n{}",
-                self.name,
-                docker(&[
-                    "service",
-                    "ps",
-                    "--no-trunc",
-                    &format!("{}_{service}", self.name)
-                ])
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.run(&["down", "--target", "swarm", "--volumes"]);
-    }
-}
 
 #[test]
 fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
-    let mut nodes = Nodes::up();
-    let p = Project::new();
+    let mut nodes = Nodes::up(2);
+    let p = Project::new("rd2n", INSTANCES);
     // The app's /api/slow holds requests in flight across the loss of node 2.
     p.set_env("APP_ENV_RADAR_APP_DIAGNOSTICS", "1");
 
     // Against a worker, every Swarm command stops at once (exit 2) and says what to do.
     let out = p
         .command(&["status", "--target", "swarm"])
-        .env("DOCKER_HOST", WORKER)
+        .env("DOCKER_HOST", common::nodes::socket(2))
         .output()
         .expect("run radar-deploy");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -264,7 +88,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
             "no app task on {node}: {on:?}"
         );
     }
-    let (green, out) = p.verify();
+    let (green, out) = p.verify(&[]);
     assert!(green, "verify on two nodes is not green:\n{out}");
     assert!(out.contains("4 instances served"), "{out}");
     let to_verified = t0.elapsed();
@@ -286,16 +110,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
         let slow = start_slow_requests(&p.url());
         tokio::time::sleep(Duration::from_millis(500)).await;
         let lost = Instant::now();
-        let out = tokio::task::spawn_blocking(|| {
-            Command::new("bash")
-                .args([SCRIPT, "lose-node", "2"])
-                .output()
-                .expect("lose-node")
-        })
-        .await
-        .unwrap();
-        assert!(out.status.success(), "lose-node 2:\n{}", text(&out));
-        eprintln!("{}", text(&out));
+        tokio::task::block_in_place(|| nodes.lose(2));
         let deadline = lost + RECOVERY_DEADLINE;
         let mut rescheduled = None;
         let mut last = String::new();
@@ -308,7 +123,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
                 rescheduled = Some(lost.elapsed());
             }
             if rescheduled.is_some() {
-                let (green, out) = tokio::task::block_in_place(|| p.verify());
+                let (green, out) = tokio::task::block_in_place(|| p.verify(&[]));
                 if green {
                     break lost.elapsed();
                 }
@@ -341,7 +156,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
         rescheduled.as_secs_f64(),
         green_after.as_secs_f64()
     );
-    let (green, out) = p.verify();
+    let (green, out) = p.verify(&[]);
     assert!(green, "verify after losing node 2:\n{out}");
     assert!(out.contains("4 instances served"), "{out}");
 

@@ -6,6 +6,8 @@
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use radar_deploy::docker::{DockerClient, SwarmMembership};
 use radar_deploy::lock::ProjectLock;
 

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# A two-node Docker Swarm on this one machine, for tests/swarm_two_nodes.rs: two more Docker
-# daemons, each in its own network namespace, joined to a host bridge, the first a manager and
-# the second a worker. The machine's own daemon (/var/run/docker.sock) is never touched: not
-# its swarm, its configuration or its processes.
+# A Docker Swarm of several nodes on this one machine, for tests/swarm_two_nodes.rs and
+# tests/swarm_three_nodes.rs: RD2N_NODES (default 2, at most 9) more Docker daemons, each in its
+# own network namespace, joined to a host bridge, the first a manager and the others workers.
+# The machine's own daemon (/var/run/docker.sock) is never touched: not its swarm, its
+# configuration or its processes.
 #
 #   host bridge rd2n0 10.231.0.1/24
 #   ├── netns rd2n-1  eth0 10.231.0.11  dockerd -H unix:///run/rd2n/node1.sock  swarm manager
-#   └── netns rd2n-2  eth0 10.231.0.12  dockerd -H unix:///run/rd2n/node2.sock  swarm worker
+#   ├── netns rd2n-2  eth0 10.231.0.12  dockerd -H unix:///run/rd2n/node2.sock  swarm worker
+#   └── ...           (node N: rd2n-N, 10.231.0.1N, nodeN.sock, a worker)
+#
+# The nodes' resolver is a dnsmasq on the bridge (10.231.0.1) that knows no name and answers at
+# once, as a node's resolver on a real network does for a name it does not know: Docker's DNS
+# forwards every name Swarm does not list (a task not yet healthy, or on a lost node) upstream,
+# and without an answering resolver each such lookup takes 10-20 s, long enough to stall Redis
+# Sentinel, which resolves names in its one event loop.
 #
 # Each daemon has its own data root (/var/lib/rd2n/nodeN), exec root (/run/rd2n/nodeN, where it
 # runs its own containerd), pid file (/run/rd2n/nodeN.pid), log (/run/rd2n/nodeN.log), config
@@ -15,14 +23,17 @@
 # the stack needs are copied from the main daemon (`docker save | docker load`), as no registry
 # is reachable.
 #
-# usage: scripts/two-node-swarm.sh up          build the nodes and the swarm (idempotent)
-#        scripts/two-node-swarm.sh status      what exists, the swarm's nodes
-#        scripts/two-node-swarm.sh lose-node N node N vanishes as in a power cut: its processes
-#                                              are frozen, its link goes down, then they are killed
-#        scripts/two-node-swarm.sh down        stop the daemons started here, remove everything
+# usage: scripts/local-swarm.sh up          build the nodes and the swarm (idempotent)
+#        scripts/local-swarm.sh status      what exists, the swarm's nodes
+#        scripts/local-swarm.sh lose-node N node N (a worker) vanishes as in a power cut: its
+#                                           processes are frozen, its link goes down, then they
+#                                           are killed
+#        scripts/local-swarm.sh down        stop the daemons started here (of any node count),
+#                                           remove everything
 #
-# Environment: RD2N_STORAGE_DRIVER (default overlay2), RD2N_IMAGES (space-separated; default
-# the offline images and the app image), RD2N_TIMEOUT (seconds per wait, default 60).
+# Environment: RD2N_NODES (default 2), RD2N_STORAGE_DRIVER (default overlay2), RD2N_IMAGES
+# (space-separated; default the offline images and the app image), RD2N_TIMEOUT (seconds per
+# wait, default 60).
 set -euo pipefail
 
 readonly BRIDGE=rd2n0
@@ -30,7 +41,10 @@ readonly NET=10.231.0
 readonly HOST_IP=$NET.1
 readonly STATE=/var/lib/rd2n
 readonly RUN=/run/rd2n
-readonly NODES=(1 2)
+readonly COUNT=${RD2N_NODES:-2}
+[[ $COUNT =~ ^[2-9]$ ]] || { echo "local-swarm: error: RD2N_NODES must be 2 to 9, not '$COUNT'" >&2; exit 1; }
+read -r -a NODES <<<"$(seq -s ' ' 1 "$COUNT")"
+readonly NODES
 readonly CGROUPS=/sys/fs/cgroup
 readonly STORAGE_DRIVER=${RD2N_STORAGE_DRIVER:-overlay2}
 readonly TIMEOUT=${RD2N_TIMEOUT:-60}
@@ -40,8 +54,8 @@ read -r -a IMAGES <<<"${RD2N_IMAGES:-radar-offline/base:bookworm radar-offline/n
 readonly FWD_RULE=(FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment rd2n -j ACCEPT)
 
 t0=$SECONDS
-say() { printf 'two-node-swarm: [%ss] %s\n' "$((SECONDS - t0))" "$*"; }
-die() { printf 'two-node-swarm: error: %s\n' "$*" >&2; exit 1; }
+say() { printf 'local-swarm: [%ss] %s\n' "$((SECONDS - t0))" "$*"; }
+die() { printf 'local-swarm: error: %s\n' "$*" >&2; exit 1; }
 
 ns() { echo "rd2n-$1"; }
 ip_of() { echo "$NET.$((10 + $1))"; }
@@ -77,10 +91,10 @@ answers() { dk "$1" info >/dev/null 2>&1; }
 need() {
   [[ $EUID -eq 0 ]] || die "needs root (network namespaces, a bridge, dockerd)"
   local missing=()
-  for c in ip iptables nsenter unshare setsid timeout dockerd containerd runc docker; do
+  for c in ip iptables nsenter unshare setsid timeout dockerd containerd runc docker dnsmasq; do
     command -v "$c" >/dev/null || missing+=("$c")
   done
-  ((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (ip: apt-get install iproute2)"
+  ((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (ip: apt-get install iproute2; dnsmasq: apt-get install dnsmasq-base)"
   [[ -d $CGROUPS/freezer ]] || die "no cgroup v1 freezer at $CGROUPS/freezer (lose-node needs it)"
 }
 
@@ -109,7 +123,21 @@ net_up() {
     # to pull (Swarm tries before using the local image) fails at once instead of timing out.
     ip netns exec "$ns" ip route del default 2>/dev/null || true
   done
-  say "network: bridge $BRIDGE $HOST_IP/24, nodes $(ip_of 1) and $(ip_of 2)"
+  local n ips=()
+  for n in "${NODES[@]}"; do ips+=("$(ip_of "$n")"); done
+  say "network: bridge $BRIDGE $HOST_IP/24, nodes ${ips[*]}"
+  dns_up
+}
+
+dns_pid() { live_pid "$RUN/dns.pid" dnsmasq; }
+
+# No upstream server, no hosts file: every query is answered at once, negatively.
+dns_up() {
+  dns_pid >/dev/null && return
+  dnsmasq --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
+    --listen-address="$HOST_IP" --except-interface=lo --pid-file="$RUN/dns.pid" \
+    || die "dnsmasq could not listen on $HOST_IP:53"
+  say "dns: dnsmasq (pid $(dns_pid || echo '?')) answers the nodes' lookups on $HOST_IP:53"
 }
 
 daemon_up() {
@@ -134,7 +162,7 @@ EOF
     dockerd --config-file "$RUN/node$n.json" \
     --data-root "$STATE/node$n" --exec-root "$RUN/node$n" --pidfile "$(pidfile "$n")" \
     -H "unix://$(sock "$n")" --cgroup-parent "/$(ns "$n")" \
-    --bip "172.30.$n.1/24" --userland-proxy=false \
+    --bip "172.30.$n.1/24" --userland-proxy=false --dns "$HOST_IP" \
     </dev/null >"$RUN/node$n.log" 2>&1 &
   local launched=$! deadline=$((SECONDS + TIMEOUT))
   until answers "$n"; do
@@ -163,7 +191,7 @@ images_up() {
     done
   done
   if ((${#todo[@]} == 0)); then
-    say "images: already on both nodes"
+    say "images: already on every node"
     return
   fi
   local t=$SECONDS tar=$STATE/images.tar
@@ -191,27 +219,29 @@ swarm_up() {
       --default-addr-pool 10.232.0.0/16 --default-addr-pool-mask-length 24 >/dev/null
     say "swarm: initialised on node 1 ($(ip_of 1):2377)"
   fi
-  # The swarm port of node 1 from the host and from node 2: the bridge carries traffic (the
-  # host's FORWARD chain lets it through), before a join would time out obscurely.
+  # The swarm port of node 1 from the host and from each worker: the bridge carries traffic
+  # (the host's FORWARD chain lets it through), before a join would time out obscurely.
   reach "" "$(ip_of 1)" 2377 || die "the host cannot reach node 1's swarm port $(ip_of 1):2377"
-  reach "$(ns 2)" "$(ip_of 1)" 2377 \
-    || die "node 2 cannot reach node 1's swarm port $(ip_of 1):2377 over $BRIDGE (host FORWARD chain? br_netfilter?)"
-  state=$(dk 2 info --format '{{.Swarm.LocalNodeState}}')
-  if [[ $state != active ]]; then
-    local token
-    token=$(dk 1 swarm join-token -q worker)
-    dk 2 swarm join --advertise-addr "$(ip_of 2)" --listen-addr "$(ip_of 2):2377" \
-      --token "$token" "$(ip_of 1):2377" >/dev/null
-    say "swarm: node 2 joined as a worker"
-  fi
+  local n token=""
+  for n in "${NODES[@]:1}"; do
+    reach "$(ns "$n")" "$(ip_of 1)" 2377 \
+      || die "node $n cannot reach node 1's swarm port $(ip_of 1):2377 over $BRIDGE (host FORWARD chain? br_netfilter?)"
+    state=$(dk "$n" info --format '{{.Swarm.LocalNodeState}}')
+    if [[ $state != active ]]; then
+      [[ -n $token ]] || token=$(dk 1 swarm join-token -q worker)
+      dk "$n" swarm join --advertise-addr "$(ip_of "$n")" --listen-addr "$(ip_of "$n"):2377" \
+        --token "$token" "$(ip_of 1):2377" >/dev/null
+      say "swarm: node $n joined as a worker"
+    fi
+  done
   local deadline=$((SECONDS + TIMEOUT)) ready
   while :; do
     ready=$(dk 1 node ls --format '{{.Status}}' | grep -c '^Ready$' || true)
-    ((ready == 2)) && break
-    ((SECONDS < deadline)) || { dk 1 node ls >&2; die "swarm: $ready of 2 nodes Ready after ${TIMEOUT}s"; }
+    ((ready == COUNT)) && break
+    ((SECONDS < deadline)) || { dk 1 node ls >&2; die "swarm: $ready of $COUNT nodes Ready after ${TIMEOUT}s"; }
     sleep 1
   done
-  say "swarm: 2 nodes Ready (manager $(ip_of 1), worker $(ip_of 2))"
+  say "swarm: $COUNT nodes Ready (manager $(ip_of 1), workers ${NODES[*]:1})"
 }
 
 # vxlan between the nodes: a service with one task on each node, each task fetching a page
@@ -221,27 +251,27 @@ overlay_check() {
   dk 1 service rm "$svc" >/dev/null 2>&1 || true
   dk 1 network rm "$net" >/dev/null 2>&1 || true
   dk 1 network create -d overlay "$net" >/dev/null
-  dk 1 service create -d -q --no-resolve-image --name "$svc" --network "$net" --replicas 2 \
+  dk 1 service create -d -q --no-resolve-image --name "$svc" --network "$net" --replicas "$COUNT" \
     --replicas-max-per-node 1 --endpoint-mode dnsrr "${IMAGES[0]}" \
     sh -c 'mkdir -p /var/log/nginx /var/lib/nginx && hostname >/var/www/html/index.html && exec nginx -g "daemon off;"' >/dev/null
   deadline=$((SECONDS + TIMEOUT))
   local ok=0 out=""
   while ((SECONDS < deadline)); do
-    if [[ $(dk 1 service ps "$svc" --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running') == 2 ]]; then
+    if [[ $(dk 1 service ps "$svc" --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running') == "$COUNT" ]]; then
       local n c
       ok=1
       for n in "${NODES[@]}"; do
         c=$(dk "$n" ps -q --filter "label=com.docker.swarm.service.name=$svc")
         [[ -n $c ]] || { ok=0; break; }
         out=$(dk "$n" exec "$c" sh -c 'for a in $(getent ahostsv4 tasks.'"$svc"' | cut -d" " -f1 | sort -u); do curl -sf -m 3 "http://$a/" || echo "no answer from $a"; done' 2>&1) || true
-        if [[ $(grep -vc 'no answer' <<<"$out") != 2 ]]; then ok=0; break; fi
+        if [[ $(grep -vc 'no answer' <<<"$out") != "$COUNT" ]]; then ok=0; break; fi
       done
       ((ok)) && break
     fi
     sleep 1
   done
   dk 1 service rm "$svc" >/dev/null 2>&1 || true
-  ((ok)) || die "overlay: the two tasks of $svc (one per node) could not reach each other within ${TIMEOUT}s${out:+: $out} (vxlan between the network namespaces? UDP 4789 on $BRIDGE?)"
+  ((ok)) || die "overlay: the $COUNT tasks of $svc (one per node) could not reach each other within ${TIMEOUT}s${out:+: $out} (vxlan between the network namespaces? UDP 4789 on $BRIDGE?)"
   deadline=$((SECONDS + 20))
   until dk 1 network rm "$net" >/dev/null 2>&1 || ((SECONDS >= deadline)); do sleep 1; done
   say "overlay: a task on each node reaches the other over vxlan (checked in $((SECONDS - t))s)"
@@ -276,7 +306,7 @@ freeze() {
 cmd_lose_node() {
   need
   local n=${1:-}
-  [[ $n == 2 ]] || die "lose-node: only node 2 (the worker) can be lost; node 1 is the only manager"
+  [[ $n =~ ^[2-9]$ ]] || die "lose-node: only a worker (node 2 to 9) can be lost; node 1 is the only manager"
   [[ -d $CGROUPS/freezer/$(ns "$n") ]] || die "node $n is not up"
   # Frozen first, so no process of the node notices what follows and says goodbye; then the
   # link goes down, so not even the node's kernel answers (no TCP reset, no ICMP): to its peers
@@ -321,10 +351,21 @@ rm_cgroups() {
   done
 }
 
+# The nodes that left anything behind, whatever RD2N_NODES was when they were built.
+present_nodes() {
+  local n
+  for n in 1 2 3 4 5 6 7 8 9; do
+    if has_ns "$n" || [[ -e $(pidfile "$n") || -d $CGROUPS/freezer/$(ns "$n") ]] \
+      || ip link show "$(veth_host "$n")" >/dev/null 2>&1; then
+      echo "$n"
+    fi
+  done
+}
+
 cmd_down() {
   need
   local n pid
-  for n in "${NODES[@]}"; do
+  for n in $(present_nodes); do
     freeze "$n" THAWED
     if pid=$(dockerd_pid "$n"); then
       stop_pid "$pid" "node $n dockerd" 30
@@ -351,6 +392,10 @@ cmd_down() {
     fi
     ip link del "$(veth_host "$n")" 2>/dev/null || true
   done
+  if pid=$(dns_pid); then
+    stop_pid "$pid" dnsmasq 5
+    say "dns: dnsmasq (pid $pid) stopped"
+  fi
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link del "$BRIDGE"
     say "bridge $BRIDGE removed"
@@ -363,7 +408,7 @@ cmd_down() {
     die "mounts remain under $STATE or $RUN; not deleting them"
   fi
   rm -rf "$STATE" "$RUN"
-  say "down: no daemon, namespace, bridge, cgroup or state directory of the two nodes left"
+  say "down: no daemon, namespace, bridge, cgroup or state directory of the nodes left"
 }
 
 # ---- status ----
@@ -394,5 +439,5 @@ case ${1:-} in
   status) cmd_status ;;
   lose-node) cmd_lose_node "${2:-}" ;;
   -h|--help|help) sed -n '2,/^set -euo/{/^#/{s/^# \{0,1\}//;p}}' "${BASH_SOURCE[0]}" ;;
-  *) die "usage: $0 up|down|status|lose-node 2" ;;
+  *) die "usage: $0 up|down|status|lose-node N" ;;
 esac
