@@ -136,17 +136,7 @@ fn swarm_ha_on_three_nodes_keeps_a_sentinel_quorum_when_the_master_node_is_lost(
 
     // Sessions: the session client's outage after the loss, and its session kept.
     let session_client = opts.concurrency;
-    // The session client alone, as client 0 of one.
-    let own: Vec<stats::Sample> = result
-        .samples
-        .iter()
-        .filter(|s| s.client == session_client)
-        .map(|s| stats::Sample {
-            client: 0,
-            ..s.clone()
-        })
-        .collect();
-    let outage = stats::gaps(&own, 1, (lost_at_ms, result.duration_ms)).1;
+    let outage = radar_deploy::drill::session_gap(&result, session_client, lost_at_ms);
     let integrity = stats::session_integrity(&result.sessions);
     let failed = result.samples.iter().filter(|s| !s.ok()).count();
     eprintln!(

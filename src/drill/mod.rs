@@ -311,7 +311,7 @@ fn assemble(opts: &Options, m: Measured) -> Report {
         .collect();
     let (client_gaps, _) = stats::gaps(&load_samples, opts.concurrency, window);
     let (_, longest_gap) = stats::gaps(&result.samples, opts.concurrency + 1, window);
-    let session_gap = session_gap(&result, session_client);
+    let session_gap = session_gap(&result, session_client, 0);
     let session_requests = result
         .samples
         .iter()
@@ -430,7 +430,8 @@ fn first_served_by(samples: &[stats::Sample], instance: &str, after_ms: u64) -> 
 }
 
 /// The session client's longest span without a successful answer: the session outage.
-fn session_gap(result: &LoadResult, session_client: usize) -> Gap {
+/// The session client's longest span without a successful answer, from `from_ms` to the end.
+pub fn session_gap(result: &LoadResult, session_client: usize, from_ms: u64) -> Gap {
     let own: Vec<stats::Sample> = result
         .samples
         .iter()
@@ -440,5 +441,5 @@ fn session_gap(result: &LoadResult, session_client: usize) -> Gap {
             ..s.clone()
         })
         .collect();
-    stats::gaps(&own, 1, (0, result.duration_ms)).1
+    stats::gaps(&own, 1, (from_ms, result.duration_ms)).1
 }

@@ -392,7 +392,7 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
 
     // The outage is the session client's longest span without an answer; it ends with the
     // first session served again.
-    let outage = session_gap(&result, opts.concurrency);
+    let outage = session_gap(&result, opts.concurrency, 0);
     let back = (outage.to_ms > fault_at_ms).then_some(outage.to_ms);
     if let Some(t) = back {
         timeline.push(Event {
