@@ -44,6 +44,12 @@
 //! - Stateful services update stop-first (two Postgres on one data directory would corrupt
 //!   it), and so does nginx (its host port); the app starts the new task first; every update
 //!   is health-monitored and rolled back on failure.
+//! - Nodes can vanish. nginx keeps TCP keepalive on its upstream connections with short probe
+//!   timings ([`lost_peer_keepalive`]), so a request waiting on a task of a lost node is passed
+//!   to another task after seconds, not failed after a minute.
+//! - Swarm replaces a task whose healthcheck fails (a single host's daemon does not), so the
+//!   Redis healthcheck lets a replica whose master vanished live on to be promoted
+//!   ([`crate::desired::REDIS_LINKED_ONCE`]).
 
 use std::collections::BTreeMap;
 
@@ -211,13 +217,13 @@ pub fn build(d: &Deployment) -> Stack {
                         spec.command = Some(nginx_command(c.command.as_deref()));
                         spec.sysctls = lost_peer_keepalive();
                     }
+                    Role::Redis | Role::RedisReplica => {
+                        spec.healthcheck = Some(crate::desired::redis_healthcheck_matching(
+                            crate::desired::REDIS_PORT,
+                            crate::desired::REDIS_LINKED_ONCE,
+                        ));
+                    }
                     _ => {}
-                }
-                if matches!(c.role, Role::Redis | Role::RedisReplica) {
-                    spec.healthcheck = Some(crate::desired::redis_healthcheck_matching(
-                        crate::desired::REDIS_PORT,
-                        crate::desired::REDIS_LINKED_ONCE,
-                    ));
                 }
                 services.push(pinned_service(&project, spec));
             }
