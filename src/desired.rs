@@ -498,10 +498,24 @@ fn redis(alias: &str, role: Role, replica_of: Option<&str>, cfg: &Config) -> Con
     c.healthcheck = Some(redis_healthcheck(REDIS_PORT));
     c.nano_cpus = 500_000_000;
     if let Some(master) = replica_of {
+        // Not on the master: adding HA must not recreate it (its sessions would go).
+        bounded_name_lookups(&mut c);
         c.depends_on = vec![master.into()];
         c.profile = Some(HA_PROFILE);
     }
     c
+}
+
+/// Redis and Sentinel resolve names in their one event loop, blocking, and re-resolve a stopped
+/// or lost master's name every second; Docker's DNS passes a name it does not know (a stopped
+/// container's) to the host's resolver. When that resolver is slow to answer, glibc waits 5 s,
+/// twice, per lookup: a replica blocked that long answers the Sentinels' INFO too late to be
+/// promoted ("-failover-abort-no-good-slave"), and a Sentinel stalls past its 2 s TILT
+/// threshold. One second, once, keeps both answering; the names they need are Docker's own,
+/// answered at once.
+fn bounded_name_lookups(c: &mut Container) {
+    c.env
+        .insert("RES_OPTIONS".into(), "timeout:1 attempts:1".into());
 }
 
 fn sentinel(n: u32, cfg: &Config) -> Container {
@@ -525,6 +539,7 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
         secret = secret_path("redis_password"),
     );
     c.command = Some(vec!["bash".into(), "-c".into(), script]);
+    bounded_name_lookups(&mut c);
     c.user = Some("redis".into());
     c.secrets = vec!["redis_password".into()];
     c.files = vec![FileMount {

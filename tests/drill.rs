@@ -47,6 +47,27 @@ impl Stack {
         stack
     }
 
+    /// What each Sentinel logged about the master, for a failed drill's message.
+    fn sentinel_events(&self) -> String {
+        let mut events = String::new();
+        for n in 1..=3 {
+            let name = format!("{}-sentinel-{n}", self.name);
+            let log = text(&common::docker(&["logs", &name]));
+            events.push_str(&format!("--- {name}\n"));
+            for line in log.lines().filter(|l| {
+                [
+                    "sdown", "odown", "tilt", "elected", "vote", "switch", "failover", "resolve",
+                ]
+                .iter()
+                .any(|e| l.contains(e))
+            }) {
+                events.push_str(line);
+                events.push('\n');
+            }
+        }
+        events
+    }
+
     /// Runs a drill with `--format json`; returns the exit code, the report and all output.
     fn drill(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
         let out = self.run(&[&["drill"], args, &["--format", "json"]].concat());
@@ -161,7 +182,12 @@ fn a_redis_failover_keeps_the_session_outage_under_budget_and_the_counter_intact
     // by the drill, not gated here. RADAR_DRILL_MAX_OUTAGE_MS tightens it on a quiet host.
     let budget = std::env::var("RADAR_DRILL_MAX_OUTAGE_MS").unwrap_or_else(|_| "30000".into());
     let (code, r, out) = s.drill(&["redis", "--duration", "15", "--max-outage-ms", &budget]);
-    assert_eq!(code, 0, "drill redis:\n{out}");
+    assert_eq!(
+        code,
+        0,
+        "drill redis:\n{out}\nthe Sentinels' events:\n{}",
+        s.sentinel_events()
+    );
     assert_eq!(r["passed"], true, "{out}");
     let outage = r["recovery"]["session_outage_ms"].as_u64().unwrap();
     assert!(
