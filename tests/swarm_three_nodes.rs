@@ -44,18 +44,7 @@ fn swarm_ha_on_three_nodes_keeps_a_sentinel_quorum_when_the_master_node_is_lost(
     let p = Project::new("rd3n", INSTANCES);
 
     let t0 = Instant::now();
-    let n = INSTANCES.to_string();
-    let out = p.ok(&[
-        "up",
-        "--target",
-        "swarm",
-        "--ha",
-        "--instances",
-        &n,
-        "--no-verify",
-        "--timeout",
-        "300",
-    ]);
+    let out = p.up(INSTANCES, &["--ha", "--timeout", "300"]);
     assert!(out.contains("8 created"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(180);
     for service in SERVICES {

@@ -66,17 +66,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     }
 
     let t0 = Instant::now();
-    let n = INSTANCES.to_string();
-    let out = p.ok(&[
-        "up",
-        "--target",
-        "swarm",
-        "--instances",
-        &n,
-        "--no-verify",
-        "--timeout",
-        "240",
-    ]);
+    let out = p.up(INSTANCES, &["--timeout", "240"]);
     assert!(out.contains("4 created"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(120);
     p.wait_tasks("nginx", deadline, |on| on == [NODE1.to_string()]);

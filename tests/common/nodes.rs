@@ -145,6 +145,14 @@ impl Project {
         Project(super::Project::new(prefix, instances, Some(MANAGER)))
     }
 
+    /// `up --target swarm --instances N --no-verify` and `extra`, through node 1; its output.
+    /// verify is run by the tests themselves, through nginx on node 1.
+    pub fn up(&self, instances: usize, extra: &[&str]) -> String {
+        let n = instances.to_string();
+        let up = ["up", "--target", "swarm", "--instances", &n, "--no-verify"];
+        self.ok(&[&up[..], extra].concat())
+    }
+
     /// nginx on node 1, where `up` pins it (the manager it talks to).
     pub fn url(&self) -> String {
         format!("http://{MANAGER_IP}:{}", self.port)
