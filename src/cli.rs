@@ -30,6 +30,11 @@ pub struct Cli {
     )]
     pub project: String,
 
+    /// The docker CLI context to use (see `docker context ls`); beats DOCKER_HOST, as in the
+    /// docker CLI. Without it: DOCKER_HOST, then DOCKER_CONTEXT, then the current context.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
     /// Never colour the output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,

@@ -43,7 +43,7 @@ fn image_var(role: Role) -> &'static str {
 }
 
 async fn lock(client: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
-    ProjectLock::acquire(&client.address.host, project, LOCK_WAIT, |pid| {
+    ProjectLock::acquire(&client.endpoint.host, project, LOCK_WAIT, |pid| {
         ui.info(&format!(
             "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
         ))
@@ -52,9 +52,13 @@ async fn lock(client: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLo
 }
 
 /// Converges the running stack to `d`.
-pub async fn up(d: &Deployment, opts: &UpOptions, ui: &Ui) -> Result<UpReport> {
+pub async fn up(
+    client: &DockerClient,
+    d: &Deployment,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<UpReport> {
     let t0 = Instant::now();
-    let client = DockerClient::connect().await?;
     if opts.dry_run {
         let observed = Observed::snapshot(&client, &d.project).await?;
         ui.result(&plan::plan(d, &observed).to_string());
@@ -171,7 +175,7 @@ async fn pull(client: &DockerClient, image: &str, ui: &Ui) -> Result<()> {
 
 /// On a local daemon, HTTP_PORT must be free, unless our own nginx is the one holding it.
 fn preflight_port(client: &DockerClient, d: &Deployment, observed: &Observed) -> Result<()> {
-    if !client.address.local {
+    if !client.endpoint.is_local() {
         return Ok(());
     }
     for port in d.containers.iter().flat_map(|c| c.published.iter()) {
@@ -202,8 +206,12 @@ pub struct DownReport {
 }
 
 /// Removes every object labelled with the project, and nothing else.
-pub async fn down(project: &str, volumes: bool, ui: &Ui) -> Result<DownReport> {
-    let client = DockerClient::connect().await?;
+pub async fn down(
+    client: &DockerClient,
+    project: &str,
+    volumes: bool,
+    ui: &Ui,
+) -> Result<DownReport> {
     let _lock = lock(&client, project, ui).await?;
     let observed = Observed::snapshot(&client, project).await?;
     // nginx first, so no request reaches an instance that is stopping.
@@ -268,8 +276,7 @@ pub struct PortStatus {
     pub container: u16,
 }
 
-pub async fn status(project: &str) -> Result<StatusReport> {
-    let client = DockerClient::connect().await?;
+pub async fn status(client: &DockerClient, project: &str) -> Result<StatusReport> {
     let (containers, networks, volumes) = tokio::try_join!(
         client.list_containers(project),
         client.list_networks(project),
@@ -345,12 +352,12 @@ impl StatusReport {
 /// Prints the logs of the project's containers, each line prefixed with `instance | `.
 /// `service` selects a service (`app`: every instance) or one instance (`app-2`).
 pub async fn logs(
+    client: &DockerClient,
     project: &str,
     service: Option<&str>,
     follow: bool,
     tail: Option<u32>,
 ) -> Result<()> {
-    let client = DockerClient::connect().await?;
     let mut containers = client.list_containers(project).await?;
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     if containers.is_empty() {

@@ -13,7 +13,8 @@
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
 //! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm, `swarm::verify` finds the tasks `verify` checks |
-//! | [`docker`] | the only bollard user: Docker facade, project errors, readiness as data |
+//! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
+//! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors, readiness as data |
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
@@ -39,6 +40,7 @@ pub mod config;
 pub mod desired;
 pub mod docker;
 pub mod drill;
+pub mod endpoint;
 pub mod engine;
 pub mod envfile;
 pub mod fsutil;
@@ -65,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let Cli {
         env_file,
         project,
+        context,
         no_color,
         quiet,
         verbose,
@@ -73,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let g = Globals {
         env_file,
         project,
+        context,
         ui: ui::Ui::new(no_color, quiet, verbose),
     };
     match command {

@@ -19,6 +19,7 @@ use crate::apply::{self, ApplyOptions};
 use crate::config::{self, Config, Origin, Overrides};
 use crate::desired::{self, Deployment, Role};
 use crate::docker::DockerClient;
+use crate::endpoint::Endpoint;
 use crate::lock::ProjectLock;
 use crate::observed::{ContainerState, Observed};
 use crate::plan::{self, Action, Plan};
@@ -69,12 +70,12 @@ fn config(opts: &ScaleOptions, ha: bool) -> Result<Config> {
     })
 }
 
-pub async fn scale(opts: &ScaleOptions, ui: &Ui) -> Result<ScaleReport> {
+pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<ScaleReport> {
     let t0 = Instant::now();
     // Validate first: a bad count is reported without touching Docker.
     let cfg = config(opts, false)?;
-    let client = DockerClient::connect().await?;
-    let _lock = ProjectLock::acquire(&client.address.host, &opts.project, LOCK_WAIT, |pid| {
+    let client = &DockerClient::connect(endpoint).await?;
+    let _lock = ProjectLock::acquire(&client.endpoint.host, &opts.project, LOCK_WAIT, |pid| {
         ui.info(&format!(
             "waiting for another radar-deploy run on project {} (pid {pid}) to finish…",
             opts.project

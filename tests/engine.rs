@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{image, text};
-use radar_deploy::docker::DockerClient;
 use serde_json::Value;
 
 /// A project of its own (see `common::HostProject`), with what these tests ask of a stack.
@@ -78,7 +77,7 @@ impl Project {
     fn exec(&self, container: &str, cmd: &[&str]) -> (i64, String) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let d = DockerClient::connect().await.expect("Docker reachable");
+            let d = common::connect_local().await.expect("Docker reachable");
             d.exec(
                 &format!("{}-{container}", self.name),
                 &cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -92,7 +91,7 @@ impl Project {
     fn leftovers(&self) -> (usize, usize, usize) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let d = DockerClient::connect().await.expect("Docker reachable");
+            let d = common::connect_local().await.expect("Docker reachable");
             (
                 d.list_containers(&self.name).await.unwrap().len(),
                 d.list_networks(&self.name).await.unwrap().len(),

@@ -15,7 +15,6 @@
 use std::process::Command;
 use std::time::Instant;
 
-use radar_deploy::docker::DockerClient;
 use radar_deploy::drill::load::{self, Load, LoadOptions};
 use serde_json::Value;
 
@@ -114,7 +113,7 @@ impl SwarmProject {
     /// Everything of the project still on the daemon.
     fn leftovers(&self) -> Vec<String> {
         block_on(async {
-            let d = DockerClient::connect().await.expect("Docker reachable");
+            let d = common::connect_local().await.expect("Docker reachable");
             let mut left = d.stack_leftovers(&self.name).await.expect("list stack");
             left.extend(
                 d.stack_volumes(&self.name)

@@ -9,6 +9,7 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
     let DownArgs { target, volumes } = args;
     if target == Target::Swarm {
         let r = crate::swarm::deploy::down(
+            &g.docker().await?,
             &g.project,
             volumes,
             std::time::Duration::from_secs(120),
@@ -30,7 +31,7 @@ pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::Success);
     }
-    let r = engine::down(&g.project, volumes, &g.ui).await?;
+    let r = engine::down(&g.docker().await?, &g.project, volumes, &g.ui).await?;
     let kept = kept_volumes(r.kept_volumes);
     g.ui.success(&format!(
         "{}: removed {} containers, {} network{}, {} volumes{kept}",

@@ -6,7 +6,7 @@ use super::Globals;
 use crate::cli::{DrillArgs, DrillKind, StatusFormat, Target};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
-use crate::docker::{DockerClient, Readiness};
+use crate::docker::Readiness;
 use crate::drill::{self, report, Kind, Options};
 use crate::outcome::Outcome;
 
@@ -64,7 +64,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         timeout: Duration::from_secs(timeout),
         master_name: cfg.sentinel.master_name.clone(),
         app_readiness,
-        docker: DockerClient::connect().await?,
+        docker: g.docker().await?,
     };
     // Progress goes to stderr, so `--format json` keeps stdout a single JSON document.
     let ui = g.ui;

@@ -12,10 +12,11 @@ pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
         follow,
         tail,
     } = args;
+    let docker = g.docker().await?;
     match target {
-        Target::Single => engine::logs(&g.project, service.as_deref(), follow, tail).await?,
+        Target::Single => engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?,
         Target::Swarm => {
-            crate::swarm::deploy::logs(&g.project, service.as_deref(), follow, tail).await?
+            crate::swarm::deploy::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
         }
     }
     Ok(Outcome::Success)

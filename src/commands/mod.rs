@@ -19,6 +19,8 @@ use anyhow::{bail, Result};
 use crate::cli::Target;
 
 use crate::config::{self, Config, Overrides};
+use crate::docker::DockerClient;
+use crate::endpoint::{self, Endpoint};
 use crate::ui::Ui;
 
 /// The global options every subcommand sees.
@@ -26,6 +28,8 @@ use crate::ui::Ui;
 pub struct Globals {
     pub env_file: PathBuf,
     pub project: String,
+    /// `--context NAME`: the docker CLI's context to use (see [`crate::endpoint`]).
+    pub context: Option<String>,
     pub ui: Ui,
 }
 
@@ -35,6 +39,27 @@ impl Globals {
         let inputs =
             config::Inputs::from_process(self.env_file.clone(), self.project.clone(), overrides);
         Ok(config::resolve(&inputs)?)
+    }
+
+    /// The Docker endpoint, resolved as the docker CLI does (flag, environment, context store).
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        Ok(endpoint::from_process(self.context.clone())?)
+    }
+
+    /// A client of the daemon this run talks to; `-v` says which one and what it runs.
+    pub async fn docker(&self) -> Result<DockerClient> {
+        let endpoint = self.endpoint()?;
+        let docker = DockerClient::connect(&endpoint).await?;
+        let d = &docker.daemon;
+        self.ui.detail(&format!(
+            "Docker {} on {}/{} ({}) at {}",
+            d.server_version,
+            d.os_type,
+            d.architecture,
+            d.operating_system,
+            endpoint.describe()
+        ));
+        Ok(docker)
     }
 }
 

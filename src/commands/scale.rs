@@ -18,7 +18,7 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
     if target == Target::Swarm {
         // The running stack's HA mode, whether it came from the env file or `up --ha`: the
         // app's spec (its Sentinel settings) must not change with the replica count.
-        let (docker, _) = swarm::deploy::connect().await?;
+        let docker = g.docker().await?;
         let ha = swarm::deploy::deployed_with_ha(&docker, &g.project).await?;
         let cfg = g.config(Overrides {
             ha,
@@ -50,7 +50,7 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         instances,
         timeout: Duration::from_secs(timeout),
     };
-    let r = scale::scale(&opts, &g.ui).await?;
+    let r = scale::scale(&g.endpoint()?, &opts, &g.ui).await?;
     let change = match (r.added.is_empty(), r.removed.is_empty()) {
         (true, true) => "nothing to change".to_string(),
         (false, _) => format!("added {}", r.added.join(", ")),

@@ -8,14 +8,14 @@ use crate::outcome::Outcome;
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let StatusArgs { target, format } = args;
     if target == Target::Swarm {
-        let report = crate::swarm::deploy::status(&g.project).await?;
+        let report = crate::swarm::deploy::status(&g.docker().await?, &g.project).await?;
         match format {
             StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
             StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         }
         return Ok(Outcome::Success);
     }
-    let report = engine::status(&g.project).await?;
+    let report = engine::status(&g.docker().await?, &g.project).await?;
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

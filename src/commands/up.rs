@@ -19,6 +19,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     } = args;
     let cfg = g.config(Overrides { ha, instances })?;
     let deployment = desired::build(&cfg);
+    let docker = g.docker().await?;
     if target == Target::Swarm {
         let stack = swarm::build(&deployment);
         if dry_run {
@@ -28,12 +29,12 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
                  writes the whole stack file):",
                 stack.project
             );
-            for line in swarm::deploy::plan(&stack).await? {
+            for line in swarm::deploy::plan(&docker, &stack).await? {
                 println!("  {line}");
             }
             return Ok(Outcome::Success);
         }
-        let r = swarm::deploy::up(&stack, Duration::from_secs(timeout), &g.ui).await?;
+        let r = swarm::deploy::up(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
         g.ui.success(&format!(
             "{} is up on the swarm: {} services ({} created, {} updated, {} unchanged) ready in {:.1}s{}",
             stack.project,
@@ -47,7 +48,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         if no_verify {
             return Ok(Outcome::Success);
         }
-        let report = swarm::verify::verify(&verify::Options::for_config(&cfg, None)).await?;
+        let report = swarm::verify::verify(&docker, &verify::Options::for_config(&cfg, None)).await?;
         print!("{}", verify::report::text(&report, &g.ui));
         return Ok(if report.passed {
             Outcome::Success
@@ -59,7 +60,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         timeout: Duration::from_secs(timeout),
         dry_run,
     };
-    let report = engine::up(&deployment, &opts, &g.ui).await?;
+    let report = engine::up(&docker, &deployment, &opts, &g.ui).await?;
     if dry_run {
         return Ok(Outcome::Success);
     }
@@ -75,7 +76,6 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     // The stack is up; now prove it works. A failed check is exit 1, as with `verify`.
-    let docker = crate::docker::DockerClient::connect().await?;
     let report = verify::run(&verify::Options::for_config(&cfg, Some(docker))).await?;
     print!("{}", verify::report::text(&report, &g.ui));
     Ok(if report.passed {

@@ -3,7 +3,6 @@ use anyhow::{bail, Result};
 use super::Globals;
 use crate::cli::{ReportFormat, Target, VerifyArgs};
 use crate::config::{vars::lookup, Overrides};
-use crate::docker::DockerClient;
 use crate::outcome::Outcome;
 use crate::verify::{self, report, Options};
 
@@ -35,7 +34,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         (Some(_), Err(_)) => None,
         (None, Err(e)) => return Err(e),
     };
-    let docker = match DockerClient::connect().await {
+    let docker = match g.docker().await {
         Ok(d) => Some(d),
         Err(_) if url.is_some() => None,
         Err(e) => bail!(
@@ -63,7 +62,10 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         opts.url = url;
     }
     let r = if target == Target::Swarm {
-        crate::swarm::verify::verify(&opts).await?
+        let Some(docker) = opts.docker.clone() else {
+            bail!("verify --target swarm needs the Docker daemon (a swarm manager); --url alone is not enough");
+        };
+        crate::swarm::verify::verify(&docker, &opts).await?
     } else {
         verify::run(&opts).await?
     };

@@ -6,6 +6,7 @@
 //! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
 
 mod spec;
+mod ssh;
 mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,7 @@ use bollard::{body_full, Docker};
 use futures_util::{Stream, StreamExt};
 
 use crate::desired::{Container, Deployment};
+use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
 pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
@@ -51,12 +53,22 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot reach the Docker daemon at {host}: {detail}\n  fix: start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at a running daemon")]
-    Unreachable { host: String, detail: String },
-    #[error("permission denied on the Docker socket {host}\n  fix: add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or run with sudo")]
-    PermissionDenied { host: String },
-    #[error("DOCKER_HOST={host} is not usable: {detail}\n  fix: use unix:///var/run/docker.sock, tcp://HOST:2375, or unset DOCKER_HOST")]
-    BadHost { host: String, detail: String },
+    #[error("cannot reach the Docker daemon at {endpoint}: {detail}\n  fix: {fix}")]
+    Unreachable {
+        endpoint: String,
+        detail: String,
+        fix: String,
+    },
+    #[error("permission denied on the Docker endpoint {endpoint}\n  fix: {fix}")]
+    PermissionDenied { endpoint: String, fix: String },
+    #[error("the Docker endpoint {endpoint} is not usable: {detail}\n  fix: {fix}")]
+    BadEndpoint {
+        endpoint: String,
+        detail: String,
+        fix: String,
+    },
+    #[error("{message}\n  fix: {fix}")]
+    WrongDaemon { message: String, fix: String },
     #[error("{kind} {name} not found")]
     NotFound { kind: &'static str, name: String },
     #[error("{kind} {name}: conflict: {message}")]
@@ -201,39 +213,13 @@ pub fn assess(readiness: &Readiness, p: &Probe) -> Verdict {
 /// A file read from inside a container.
 pub type FileBytes = Vec<u8>;
 
-/// Where the daemon is, for messages and for deciding whether host ports can be checked here.
-#[derive(Debug, Clone)]
-pub struct DaemonAddress {
-    pub host: String,
-    pub local: bool,
-}
-
-impl DaemonAddress {
-    pub fn from_env() -> DaemonAddress {
-        match std::env::var("DOCKER_HOST") {
-            Ok(h) if !h.is_empty() => DaemonAddress {
-                local: h.starts_with("unix://")
-                    || h.starts_with("npipe://")
-                    || h.contains("://localhost")
-                    || h.contains("://127.0.0.1"),
-                host: h,
-            },
-            _ => DaemonAddress {
-                host: if cfg!(windows) {
-                    "npipe:////./pipe/docker_engine".into()
-                } else {
-                    "unix:///var/run/docker.sock".into()
-                },
-                local: true,
-            },
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
-    pub address: DaemonAddress,
+    /// Where the daemon is and what chose it: every message about reaching it says so.
+    pub endpoint: Endpoint,
+    /// What the daemon said about itself (OS, architecture, version).
+    pub daemon: DaemonFacts,
 }
 
 /// One line of a container's log.
@@ -242,19 +228,40 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Bollard's per-request timeout: long, because image builds and pulls are single requests.
+const REQUEST_TIMEOUT_SECS: u64 = 600;
+
 impl DockerClient {
-    /// Connects and negotiates the API version (the daemon may be older than bollard's default);
-    /// that first request doubles as the ping, so every later failure is about an object, not
-    /// about reaching Docker.
-    pub async fn connect() -> Result<DockerClient> {
-        let address = DaemonAddress::from_env();
-        let docker = Docker::connect_with_defaults().map_err(|e| connect_error(&address, e))?;
-        let docker = docker.with_timeout(Duration::from_secs(600));
+    /// Connects to `endpoint` and negotiates the API version (the daemon may be older than
+    /// bollard's default); that first request doubles as the ping, so every later failure is
+    /// about an object, not about reaching Docker. Then asks the daemon what it is and refuses
+    /// one that does not run Linux containers.
+    pub async fn connect(endpoint: &Endpoint) -> Result<DockerClient> {
+        let docker = open(endpoint).map_err(|e| connect_error(endpoint, e))?;
         let docker = match docker.negotiate_version().await {
             Ok(d) => d,
-            Err(e) => return Err(connect_error(&address, e)),
+            Err(e) => return Err(connect_error(endpoint, e)),
         };
-        Ok(DockerClient { docker, address })
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| connect_error(endpoint, e))?;
+        let daemon = DaemonFacts {
+            os_type: info.os_type.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_default(),
+            operating_system: info.operating_system.unwrap_or_default(),
+            server_version: info.server_version.unwrap_or_default(),
+            name: info.name.unwrap_or_default(),
+        };
+        crate::endpoint::check_daemon(endpoint, &daemon).map_err(|e| DockerError::WrongDaemon {
+            message: e.message,
+            fix: e.fix,
+        })?;
+        Ok(DockerClient {
+            docker,
+            endpoint: endpoint.clone(),
+            daemon,
+        })
     }
 
     fn project_filter(project: &str) -> HashMap<&'static str, Vec<String>> {
@@ -853,32 +860,127 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
-/// Turns a failed connect/ping into the message a person can act on.
-fn connect_error(address: &DaemonAddress, e: bollard::errors::Error) -> DockerError {
+/// Opens a client for the endpoint's transport (no request is made yet).
+fn open(endpoint: &Endpoint) -> std::result::Result<Docker, bollard::errors::Error> {
+    let version = bollard::API_DEFAULT_VERSION;
+    match &endpoint.transport {
+        #[cfg(unix)]
+        Transport::Unix(path) => {
+            Docker::connect_with_unix(&path.to_string_lossy(), REQUEST_TIMEOUT_SECS, version)
+        }
+        #[cfg(not(unix))]
+        Transport::Unix(_) => Err(bollard::errors::Error::UnsupportedURISchemeError {
+            uri: endpoint.host.clone(),
+        }),
+        #[cfg(windows)]
+        Transport::NamedPipe(pipe) => {
+            Docker::connect_with_named_pipe(pipe, REQUEST_TIMEOUT_SECS, version)
+        }
+        #[cfg(not(windows))]
+        Transport::NamedPipe(_) => Err(bollard::errors::Error::UnsupportedURISchemeError {
+            uri: endpoint.host.clone(),
+        }),
+        Transport::Tcp { addr, tls: None } => {
+            Docker::connect_with_http(&format!("tcp://{addr}"), REQUEST_TIMEOUT_SECS, version)
+        }
+        Transport::Tcp {
+            addr,
+            tls: Some(tls),
+        } => Docker::connect_with_ssl(
+            &format!("tcp://{addr}"),
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            REQUEST_TIMEOUT_SECS,
+            version,
+        ),
+        Transport::Ssh { user, host, port } => {
+            ssh::connect(user.as_deref(), host, *port, REQUEST_TIMEOUT_SECS)
+        }
+    }
+}
+
+/// Turns a failed connect/ping into the message a person can act on: the endpoint, where it
+/// came from, and the fix for this platform and this kind of endpoint.
+fn connect_error(endpoint: &Endpoint, e: bollard::errors::Error) -> DockerError {
+    use bollard::errors::Error as B;
+    let os = Os::current();
     let detail = error_chain(&e);
     let lower = detail.to_lowercase();
-    if let bollard::errors::Error::SocketNotFoundError(path) = &e {
-        DockerError::Unreachable {
-            host: address.host.clone(),
-            detail: format!("no socket at {path} (is Docker installed and running?)"),
+    let described = endpoint.describe();
+    let tls = match &endpoint.transport {
+        Transport::Tcp { tls: Some(t), .. } => Some(t),
+        _ => None,
+    };
+    let unreachable = |detail: String, fix: String| DockerError::Unreachable {
+        endpoint: described.clone(),
+        detail,
+        fix,
+    };
+    match (&e, tls) {
+        (B::SocketNotFoundError(path), _) => unreachable(
+            format!("no socket at {path} (is Docker installed and running?)"),
+            endpoint.fix(os),
+        ),
+        (B::CertPathError { path } | B::CertParseError { path }, Some(t)) => unreachable(
+            format!("cannot use the TLS file {} ({})", path.display(), t.origin),
+            "make sure ca.pem, cert.pem and key.pem there are readable PEM files".into(),
+        ),
+        (B::UnsupportedURISchemeError { .. }, _) => DockerError::BadEndpoint {
+            endpoint: described.clone(),
+            detail: format!("this build of radar-deploy cannot use {} here", endpoint.host),
+            fix: if cfg!(windows) {
+                "on Windows use npipe://, tcp://, https:// or ssh://".into()
+            } else {
+                "on this platform use unix://, tcp://, https:// or ssh://".into()
+            },
+        },
+        (_, Some(t)) if lower.contains("unknownissuer") || lower.contains("unknown issuer") => {
+            unreachable(
+                format!(
+                    "the daemon's certificate is not signed by the CA {} ({}): {detail}",
+                    t.ca.display(),
+                    t.origin
+                ),
+                "use the CA that signed the daemon's certificate (ca.pem), or check that this is the \
+                 daemon you meant"
+                    .into(),
+            )
         }
-    } else if lower.contains("permission denied") {
-        DockerError::PermissionDenied {
-            host: address.host.clone(),
+        (_, Some(t)) if lower.contains("notvalidforname") || lower.contains("not valid for name") => {
+            unreachable(
+                format!("the daemon's certificate does not name the host in {}: {detail}", endpoint.host),
+                format!(
+                    "connect by a name or address the certificate covers, or reissue it (CA {}, {})",
+                    t.ca.display(),
+                    t.origin
+                ),
+            )
         }
-    } else if matches!(e, bollard::errors::Error::UnsupportedURISchemeError { .. })
-        || lower.contains("invalid uri")
-        || lower.contains("unable to parse")
-    {
-        DockerError::BadHost {
-            host: address.host.clone(),
-            detail,
+        (_, Some(t)) if lower.contains("alert") || lower.contains("certificate required") => {
+            unreachable(
+                format!("the daemon refused the TLS handshake: {detail}"),
+                format!(
+                    "the daemon must trust your client certificate {} (signed by its CA; {})",
+                    t.cert.display(),
+                    t.origin
+                ),
+            )
         }
-    } else {
-        DockerError::Unreachable {
-            host: address.host.clone(),
-            detail,
+        _ if lower.contains("permission denied") => DockerError::PermissionDenied {
+            endpoint: described.clone(),
+            fix: endpoint.permission_fix(os),
+        },
+        _ if matches!(endpoint.transport, Transport::Tcp { tls: None, .. })
+            && (lower.contains("invalid http version") || lower.contains("http/0.9")
+                || lower.contains("connection closed before message completed")) =>
+        {
+            unreachable(
+                format!("the daemon does not speak plain HTTP here (a TLS port?): {detail}"),
+                "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use the daemon's plain-HTTP port".into(),
+            )
         }
+        _ => unreachable(detail, endpoint.fix(os)),
     }
 }
 

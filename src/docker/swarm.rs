@@ -310,7 +310,7 @@ impl DockerClient {
             .docker
             .info()
             .await
-            .map_err(|e| DockerError::from_bollard("daemon", &self.address.host, e))?;
+            .map_err(|e| DockerError::from_bollard("daemon", &self.endpoint.host, e))?;
         let Some(sw) = info.swarm else {
             return Ok(SwarmMembership::NotInSwarm);
         };

@@ -493,7 +493,7 @@ impl Crash {
 /// On Swarm either kill is a crash: Swarm replaces a task whose container stopped.
 async fn crash(opts: &Options, victim: &Victim) -> Result<Crash> {
     let (name, id) = victim.container();
-    if opts.docker.address.local {
+    if opts.docker.endpoint.is_local() {
         let pids = container_pids(id);
         if !pids.is_empty() {
             let status = tokio::process::Command::new("kill")

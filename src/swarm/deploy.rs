@@ -17,19 +17,12 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The same per-project lock as the single-host engine: two runs never interleave.
 async fn lock(docker: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
-    ProjectLock::acquire(&docker.address.host, project, LOCK_WAIT, |pid| {
+    ProjectLock::acquire(&docker.endpoint.host, project, LOCK_WAIT, |pid| {
         ui.info(&format!(
             "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
         ))
     })
     .await
-}
-
-/// Connects to the daemon and checks that it is a swarm manager: the client and the node's id.
-pub async fn connect() -> Result<(DockerClient, String)> {
-    let docker = DockerClient::connect().await?;
-    let node = manager(&docker).await?;
-    Ok((docker, node))
 }
 
 /// The node this run talks to, once it is known to be a manager.
@@ -39,12 +32,12 @@ pub async fn manager(docker: &DockerClient) -> Result<String> {
         SwarmMembership::Worker => bail!(
             "this Docker daemon ({}) is a swarm worker; --target swarm needs a manager\n  \
              fix: point DOCKER_HOST at a manager node, or promote this one (`docker node promote`)",
-            docker.address.host
+            docker.endpoint.describe()
         ),
         SwarmMembership::NotInSwarm => bail!(
             "this Docker daemon ({}) is not part of a swarm\n  fix: run `docker swarm init` \
              (or `docker swarm join` an existing swarm as a manager), or use --target single",
-            docker.address.host
+            docker.endpoint.describe()
         ),
     }
 }
@@ -120,8 +113,8 @@ async fn prepare(
 
 /// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
 /// order it would; nothing is changed.
-pub async fn plan(st: &Stack) -> Result<Vec<String>> {
-    let (docker, node) = connect().await?;
+pub async fn plan(docker: &DockerClient, st: &Stack) -> Result<Vec<String>> {
+    let node = manager(docker).await?;
     let (labelled, network, ids) = prepare(&docker, st, &node, true).await?;
     let mut lines: Vec<String> = labelled
         .iter()
@@ -166,9 +159,14 @@ pub async fn plan(st: &Stack) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-pub async fn up(st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
+pub async fn up(
+    docker: &DockerClient,
+    st: &Stack,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<UpReport> {
     let t0 = Instant::now();
-    let (docker, node) = connect().await?;
+    let node = manager(docker).await?;
     let _lock = lock(&docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
@@ -451,8 +449,14 @@ pub struct DownReport {
 
 /// Removes the project's services, then (once their tasks are gone) its configs, secrets,
 /// network and, with `volumes`, its volumes on this node.
-pub async fn down(project: &str, volumes: bool, timeout: Duration, ui: &Ui) -> Result<DownReport> {
-    let (docker, node) = connect().await?;
+pub async fn down(
+    docker: &DockerClient,
+    project: &str,
+    volumes: bool,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<DownReport> {
+    let node = manager(docker).await?;
     let _lock = lock(&docker, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
@@ -600,8 +604,8 @@ impl StatusReport {
     }
 }
 
-pub async fn status(project: &str) -> Result<StatusReport> {
-    let (docker, _) = connect().await?;
+pub async fn status(docker: &DockerClient, project: &str) -> Result<StatusReport> {
+    manager(docker).await?;
     let mut services = Vec::new();
     let hosts = docker.node_states().await?;
     for s in docker.list_services(project).await? {
@@ -633,13 +637,14 @@ pub async fn status(project: &str) -> Result<StatusReport> {
 /// (`nginx`, `app`) or app slot (`app-3`), each line prefixed with the task's name
 /// (`app-3`, `nginx`), wherever in the swarm the task runs.
 pub async fn logs(
+    docker: &DockerClient,
     project: &str,
     service: Option<&str>,
     follow: bool,
     tail: Option<u32>,
 ) -> Result<()> {
     use futures_util::StreamExt;
-    let (docker, _) = connect().await?;
+    manager(docker).await?;
     let prefix = format!("{project}_");
     let mut services = docker.list_services(project).await?;
     services.sort_by(|a, b| a.name.cmp(&b.name));

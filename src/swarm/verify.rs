@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::deploy::{connect, manager};
+use super::deploy::manager;
 use crate::docker::{DockerClient, ObservedTask};
 use crate::verify::topology::{Member, Topology, HELPER_ROLES};
 use crate::verify::{self, Check, Status, GROUP_HEALTH};
@@ -178,8 +178,8 @@ pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<T
 /// `verify --target swarm`: the common checks, and each service's tasks as Swarm sees them.
 /// Swarm counts a task with a healthcheck as running only once it is healthy, so "running"
 /// is Docker's health verdict for each task.
-pub async fn verify(opts: &verify::Options) -> Result<verify::Report> {
-    let (docker, _) = connect().await?;
+pub async fn verify(docker: &DockerClient, opts: &verify::Options) -> Result<verify::Report> {
+    manager(docker).await?;
     let mut report = verify::run(&verify::Options {
         docker: Some(docker.clone()),
         swarm: true,

@@ -11,6 +11,12 @@ pub mod nodes;
 use radar_deploy::docker::{DockerClient, SwarmMembership};
 use radar_deploy::lock::ProjectLock;
 
+/// A client of the daemon this process's environment names (as radar-deploy would find it).
+pub async fn connect_local() -> Result<DockerClient, radar_deploy::docker::DockerError> {
+    let endpoint = radar_deploy::endpoint::from_process(None).expect("a usable Docker endpoint");
+    DockerClient::connect(&endpoint).await
+}
+
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Runtime::new().expect("runtime").block_on(f)
 }
@@ -36,11 +42,11 @@ impl SwarmGuard {
     /// the guard makes it a manager (to see what radar-deploy says about such a daemon).
     pub fn acquire_then(outside: impl FnOnce()) -> SwarmGuard {
         block_on(async {
-            let d = DockerClient::connect()
+            let d = connect_local()
                 .await
                 .expect("the Docker daemon must be reachable for this test");
             let lock = ProjectLock::acquire(
-                &d.address.host,
+                &d.endpoint.host,
                 "swarm-tests",
                 std::time::Duration::from_secs(900),
                 |pid| eprintln!("waiting for the swarm test of pid {pid}"),
@@ -79,7 +85,7 @@ impl SwarmGuard {
 impl Drop for SwarmGuard {
     fn drop(&mut self) {
         if self.joined {
-            let _ = block_on(async { DockerClient::connect().await?.leave_swarm().await });
+            let _ = block_on(async { connect_local().await?.leave_swarm().await });
         }
     }
 }
