@@ -193,12 +193,16 @@ impl Endpoint {
     /// What to do when the socket refuses this user.
     pub fn permission_fix(&self, os: Os) -> String {
         match os {
-            Os::Linux => "add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log \
+            Os::Linux => {
+                "add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log \
                           in again), or use rootless Docker through its context"
-                .to_string(),
-            Os::Windows => "run from an account in the `docker-users` group (Docker Desktop adds it; log \
+                    .to_string()
+            }
+            Os::Windows => {
+                "run from an account in the `docker-users` group (Docker Desktop adds it; log \
                             out and in again after joining)"
-                .to_string(),
+                    .to_string()
+            }
             _ => format!("check the permissions of {}", self.host),
         }
     }
@@ -319,13 +323,19 @@ fn current_context(
         Ok(None) => return Ok(None),
         Err(e) => {
             return Err(ResolveError {
-                message: format!("cannot read the docker CLI's config {}: {e}", path.display()),
+                message: format!(
+                    "cannot read the docker CLI's config {}: {e}",
+                    path.display()
+                ),
                 fix: "make it readable, or set DOCKER_HOST / --context to bypass it".into(),
             })
         }
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ResolveError {
-        message: format!("the docker CLI's config {} is not valid JSON: {e}", path.display()),
+        message: format!(
+            "the docker CLI's config {} is not valid JSON: {e}",
+            path.display()
+        ),
         fix: "repair the file (docker itself will refuse it too), or set DOCKER_HOST / --context"
             .into(),
     })?;
@@ -390,7 +400,9 @@ fn from_context(
             "docker context \"{name}\": {} is not valid JSON: {e}",
             meta_path.display()
         ),
-        fix: format!("recreate the context (`docker context rm {name}`, `docker context create …`)"),
+        fix: format!(
+            "recreate the context (`docker context rm {name}`, `docker context create …`)"
+        ),
     })?;
     let docker = meta.get("Endpoints").and_then(|e| e.get("docker"));
     let Some(host) = docker
@@ -433,10 +445,7 @@ fn from_context(
             ca: tls_dir.join("ca.pem"),
             cert: tls_dir.join("cert.pem"),
             key: tls_dir.join("key.pem"),
-            origin: format!(
-                "context \"{name}\"'s TLS store {}",
-                tls_dir.display()
-            ),
+            origin: format!("context \"{name}\"'s TLS store {}", tls_dir.display()),
         })
     } else {
         None
@@ -458,28 +467,29 @@ fn from_docker_host(
     read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
 ) -> Result<Endpoint, ResolveError> {
     let wants_tls = inputs.tls_verify.is_some() || host.starts_with("https://");
-    let tls = if wants_tls && !host.starts_with("ssh://") {
-        let (dir, origin) = match (&inputs.cert_path, inputs.config_dir()) {
-            (Some(p), _) => (p.clone(), format!("DOCKER_CERT_PATH={}", p.display())),
-            (None, Some(d)) => (
-                d.clone(),
-                format!("{} (DOCKER_CERT_PATH is unset)", d.display()),
-            ),
-            (None, None) => {
-                return Err(ResolveError {
-                    message: "DOCKER_TLS_VERIFY is set but there is no DOCKER_CERT_PATH and no home \
+    let tls =
+        if wants_tls && !host.starts_with("ssh://") {
+            let (dir, origin) =
+                match (&inputs.cert_path, inputs.config_dir()) {
+                    (Some(p), _) => (p.clone(), format!("DOCKER_CERT_PATH={}", p.display())),
+                    (None, Some(d)) => (
+                        d.clone(),
+                        format!("{} (DOCKER_CERT_PATH is unset)", d.display()),
+                    ),
+                    (None, None) => return Err(ResolveError {
+                        message:
+                            "DOCKER_TLS_VERIFY is set but there is no DOCKER_CERT_PATH and no home \
                               directory to find ca.pem, cert.pem and key.pem in"
-                        .into(),
-                    fix: "set DOCKER_CERT_PATH to the directory holding them".into(),
-                })
-            }
-        };
-        let missing: Vec<&str> = ["ca.pem", "cert.pem", "key.pem"]
-            .into_iter()
-            .filter(|f| !matches!(read(&dir.join(f)), Ok(Some(_))))
-            .collect();
-        if !missing.is_empty() {
-            return Err(ResolveError {
+                                .into(),
+                        fix: "set DOCKER_CERT_PATH to the directory holding them".into(),
+                    }),
+                };
+            let missing: Vec<&str> = ["ca.pem", "cert.pem", "key.pem"]
+                .into_iter()
+                .filter(|f| !matches!(read(&dir.join(f)), Ok(Some(_))))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ResolveError {
                 message: format!(
                     "TLS to DOCKER_HOST={host} needs {} in {origin}, which {} missing",
                     missing.join(", "),
@@ -489,26 +499,28 @@ fn from_docker_host(
                       client certificate and key (cert.pem, key.pem), or unset DOCKER_TLS_VERIFY"
                     .into(),
             });
-        }
-        Some(Tls {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            origin,
-        })
-    } else {
-        None
-    };
+            }
+            Some(Tls {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+                origin,
+            })
+        } else {
+            None
+        };
     parse_host(host, tls, Source::DockerHost)
 }
 
 /// Parses `scheme://…` into a transport, as `docker -H` accepts it.
 fn parse_host(host: &str, tls: Option<Tls>, source: Source) -> Result<Endpoint, ResolveError> {
-    let bad = |why: &str| ResolveError {
+    let bad = |why: &str| {
+        ResolveError {
         message: format!("the Docker endpoint {host} ({source}) is not usable: {why}"),
         fix: "use unix:///path/to/docker.sock, npipe:////./pipe/NAME, tcp://HOST:PORT (TLS with \
               DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), https://HOST:PORT or ssh://[USER@]HOST[:PORT]"
             .into(),
+    }
     };
     let Some((scheme, rest)) = host.split_once("://") else {
         return Err(bad("it has no scheme"));
@@ -532,7 +544,10 @@ fn parse_host(host: &str, tls: Option<Tls>, source: Source) -> Result<Endpoint, 
             if addr.is_empty() || addr.contains('/') {
                 return Err(bad("expected HOST:PORT after the scheme"));
             }
-            let addr = if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            let addr = if addr
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
                 addr.to_string()
             } else {
                 // The docker CLI's default ports: 2376 with TLS, 2375 without.
@@ -583,7 +598,11 @@ pub fn read_file(path: &Path) -> std::io::Result<Option<String>> {
 
 /// Resolves from this process (flag and environment) and the real files.
 pub fn from_process(context_flag: Option<String>) -> Result<Endpoint, ResolveError> {
-    resolve(&Inputs::from_process(context_flag), Os::current(), &read_file)
+    resolve(
+        &Inputs::from_process(context_flag),
+        Os::current(),
+        &read_file,
+    )
 }
 
 /// What the daemon says about itself after connecting: enough to refuse one that cannot run the

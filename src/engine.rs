@@ -60,28 +60,28 @@ pub async fn up(
 ) -> Result<UpReport> {
     let t0 = Instant::now();
     if opts.dry_run {
-        let observed = Observed::snapshot(&client, &d.project).await?;
+        let observed = Observed::snapshot(client, &d.project).await?;
         ui.result(&plan::plan(d, &observed).to_string());
         return Ok(UpReport {
             steps: 0,
             elapsed: t0.elapsed(),
         });
     }
-    let _lock = lock(&client, &d.project, ui).await?;
+    let _lock = lock(client, &d.project, ui).await?;
     let work = async {
-        let observed = Observed::snapshot(&client, &d.project).await?;
+        let observed = Observed::snapshot(client, &d.project).await?;
         let plan = plan::plan(d, &observed);
         if plan.is_empty() {
             ui.detail(&plan.to_string());
         } else {
             ui.info(plan.to_string().trim_end());
-            preflight_images(&client, d, ui).await?;
-            preflight_port(&client, d, &observed)?;
+            preflight_images(client, d, ui).await?;
+            preflight_port(client, d, &observed)?;
         }
         let apply_opts = ApplyOptions {
             timeout: opts.timeout,
         };
-        apply::apply(&client, d, &plan, &apply_opts, ui).await?;
+        apply::apply(client, d, &plan, &apply_opts, ui).await?;
         Ok::<_, anyhow::Error>(plan.steps.len())
     };
     // Ctrl-C drops whatever is in flight; the lock is released on the way out, and the next
@@ -212,8 +212,8 @@ pub async fn down(
     volumes: bool,
     ui: &Ui,
 ) -> Result<DownReport> {
-    let _lock = lock(&client, project, ui).await?;
-    let observed = Observed::snapshot(&client, project).await?;
+    let _lock = lock(client, project, ui).await?;
+    let observed = Observed::snapshot(client, project).await?;
     // nginx first, so no request reaches an instance that is stopping.
     let (front, rest): (Vec<_>, Vec<_>) = observed
         .containers

@@ -82,7 +82,7 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
         ))
     })
     .await?;
-    let observed = Observed::snapshot(&client, &opts.project).await?;
+    let observed = Observed::snapshot(client, &opts.project).await?;
     ensure_up(&opts.project, &observed)?;
     // The running deployment's HA mode, whether it came from the env file or `up --ha`.
     let ha = observed
@@ -110,7 +110,7 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
     let apply_opts = ApplyOptions {
         timeout: opts.timeout,
     };
-    let run = apply::apply(&client, &d, &plan, &apply_opts, ui);
+    let run = apply::apply(client, &d, &plan, &apply_opts, ui);
     let applied = tokio::select! {
         r = run => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
@@ -119,7 +119,7 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
         )),
     };
     if let Err(e) = applied {
-        let undone = roll_back_new_instances(&client, &d, &plan).await;
+        let undone = roll_back_new_instances(client, &d, &plan).await;
         return Err(e.context(format!(
             "scale to {} failed; {undone}; the env file is unchanged",
             opts.instances

@@ -4,8 +4,8 @@
 //! forwarder or server this test starts in front of this machine's daemon, stopped by its pid
 //! when the test ends; the stacks are removed by their unique project names.
 //!
-//! Needs the docker CLI (to create contexts, as a user would), socat, openssl, and for the ssh
-//! test openssh-server (`.ci/run` installs them). Like every Docker test here, these FAIL when
+//! Needs the docker CLI (to create contexts, as a user would), socat, stunnel4, openssl, and for
+//! the ssh test openssh-server (`.ci/run` installs them). Like every Docker test here, these FAIL when
 //! something is missing: a green run means each path was exercised.
 
 #![cfg(unix)]
@@ -39,7 +39,9 @@ fn need(tool: &str) -> PathBuf {
             .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("`{tool}` is not installed; this test needs it (.ci/run installs it; it never skips)")
+        panic!(
+            "`{tool}` is not installed; this test needs it (.ci/run installs it; it never skips)"
+        )
     })
 }
 
@@ -56,7 +58,10 @@ fn start(what: &'static str, cmd: &mut Command) -> Started {
 fn wait_for(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not come up within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up within 20 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -136,7 +141,10 @@ fn a_context_at_a_non_default_socket_carries_up_status_verify_and_down() {
     let config = dir.path().join("docker-config");
     std::fs::create_dir_all(&config).unwrap();
     let host = format!("host=unix://{}", sock.display());
-    docker_cli(&config, &["context", "create", "elsewhere", "--docker", &host]);
+    docker_cli(
+        &config,
+        &["context", "create", "elsewhere", "--docker", &host],
+    );
     docker_cli(
         &config,
         &[
@@ -158,7 +166,10 @@ fn a_context_at_a_non_default_socket_carries_up_status_verify_and_down() {
             && up.contains("docker context \"elsewhere\""),
         "-v names the endpoint and the context it came from:\n{up}"
     );
-    assert!(up.contains("Verification passed") || up.contains("passed"), "{up}");
+    assert!(
+        up.contains("Verification passed") || up.contains("passed"),
+        "{up}"
+    );
     let status = ok(&p, &env, &["status", "--format", "json"]);
     assert!(status.contains("app-2"), "{status}");
     ok(&p, &env, &["verify"]);
@@ -210,20 +221,64 @@ fn make_pki(dir: &Path, name: &str) -> PathBuf {
     )
     .unwrap();
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        &format!("/CN=test CA {name}"), "-keyout", "ca-key.pem", "-out", "ca.pem",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=test CA {name}"),
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     for (who, cn) in [("server", "127.0.0.1"), ("client", "radar-deploy test")] {
-        let key = if who == "client" { "key.pem".to_string() } else { format!("{who}-key.pem") };
-        let cert = if who == "client" { "cert.pem".to_string() } else { format!("{who}.pem") };
+        let key = if who == "client" {
+            "key.pem".to_string()
+        } else {
+            format!("{who}-key.pem")
+        };
+        let cert = if who == "client" {
+            "cert.pem".to_string()
+        } else {
+            format!("{who}.pem")
+        };
         run(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"), "-keyout",
-            &key, "-out", &format!("{who}.csr"),
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &key,
+            "-out",
+            &format!("{who}.csr"),
         ]);
         run(&[
-            "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-extensions", who, "-out",
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            who,
+            "-out",
             &cert,
         ]);
     }
@@ -238,18 +293,21 @@ fn mutual_tls_by_environment_and_by_context_and_a_wrong_ca_is_refused() {
     let other = make_pki(dir.path(), "other");
     let port = free_port();
     // Mutual TLS in front of the daemon: only a client certificate of the good CA gets through.
-    let _tls = start(
-        "socat TLS forwarder",
-        Command::new(need("socat")).args([
-            &format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},cafile={},verify=1",
-                good.join("server.pem").display(),
-                good.join("server-key.pem").display(),
-                good.join("ca.pem").display()
-            ),
-            &format!("UNIX-CONNECT:{DAEMON_SOCKET}"),
-        ]),
-    );
+    // stunnel rather than socat: socat 1.7 sets no TLS session id context, so OpenSSL fails
+    // every resumed session when client certificates are verified (rustls resumes).
+    let conf = dir.path().join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[docker]\naccept = 127.0.0.1:{port}\nconnect = {DAEMON_SOCKET}\n\
+             cert = {}\nkey = {}\nCAfile = {}\nverifyChain = yes\nrequireCert = yes\n",
+            good.join("server.pem").display(),
+            good.join("server-key.pem").display(),
+            good.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let _tls = start("stunnel", Command::new(need("stunnel4")).arg(&conf));
     wait_for("the TLS forwarder", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

@@ -14,9 +14,12 @@ pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
     } = args;
     let docker = g.docker().await?;
     match target {
-        Target::Single => engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?,
+        Target::Single => {
+            engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
+        }
         Target::Swarm => {
-            crate::swarm::deploy::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
+            crate::swarm::deploy::logs(&docker, &g.project, service.as_deref(), follow, tail)
+                .await?
         }
     }
     Ok(Outcome::Success)

@@ -48,7 +48,8 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         if no_verify {
             return Ok(Outcome::Success);
         }
-        let report = swarm::verify::verify(&docker, &verify::Options::for_config(&cfg, None)).await?;
+        let report =
+            swarm::verify::verify(&docker, &verify::Options::for_config(&cfg, None)).await?;
         print!("{}", verify::report::text(&report, &g.ui));
         return Ok(if report.passed {
             Outcome::Success

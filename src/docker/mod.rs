@@ -972,12 +972,16 @@ fn connect_error(endpoint: &Endpoint, e: bollard::errors::Error) -> DockerError 
             fix: endpoint.permission_fix(os),
         },
         _ if matches!(endpoint.transport, Transport::Tcp { tls: None, .. })
-            && (lower.contains("invalid http version") || lower.contains("http/0.9")
+            && (lower.contains("invalid http version")
+                || lower.contains("http/0.9")
+                || lower.contains("connection reset")
                 || lower.contains("connection closed before message completed")) =>
         {
             unreachable(
-                format!("the daemon does not speak plain HTTP here (a TLS port?): {detail}"),
-                "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use the daemon's plain-HTTP port".into(),
+                format!("the endpoint hung up on plain HTTP (a TLS port?): {detail}"),
+                "if it speaks TLS (port 2376 usually does), set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH \
+                 (or use a context with TLS material); otherwise start the daemon there"
+                    .into(),
             )
         }
         _ => unreachable(detail, endpoint.fix(os)),

@@ -22,7 +22,11 @@ use tokio::sync::oneshot;
 
 /// The ssh arguments before the remote command, as the docker CLI passes them.
 pub fn ssh_args(user: Option<&str>, host: &str, port: Option<u16>, batch: bool) -> Vec<String> {
-    let mut args = vec!["-o".to_string(), "ConnectTimeout=30".to_string(), "-T".into()];
+    let mut args = vec![
+        "-o".to_string(),
+        "ConnectTimeout=30".to_string(),
+        "-T".into(),
+    ];
     if batch {
         // Off a terminal nobody can answer a password prompt: fail at once instead of hanging.
         args.extend(["-o".to_string(), "BatchMode=yes".to_string()]);
@@ -175,11 +179,7 @@ impl AsyncRead for SshStream {
         // The stream ended before the daemon said anything: ssh (or the remote docker) failed,
         // and the reason is on its stderr.
         let _ = ready!(Pin::new(&mut self.stderr_done).poll(cx));
-        let said = self
-            .stderr
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let said = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             if said.is_empty() {

@@ -17,7 +17,10 @@ impl Files {
         let meta = format!(
             r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
         );
-        self.with(&format!("/home/u/.docker/contexts/meta/{id}/meta.json"), &meta)
+        self.with(
+            &format!("/home/u/.docker/contexts/meta/{id}/meta.json"),
+            &meta,
+        )
     }
 
     fn resolve(&self, inputs: &Inputs, os: Os) -> Result<Endpoint, ResolveError> {
@@ -39,7 +42,10 @@ fn nothing_configured_is_the_platform_default() {
     assert_eq!(e.source, Source::Default);
     assert!(e.is_local());
     let w = Files::default().resolve(&home(), Os::Windows).unwrap();
-    assert_eq!(w.transport, Transport::NamedPipe(r"\\.\pipe\docker_engine".into()));
+    assert_eq!(
+        w.transport,
+        Transport::NamedPipe(r"\\.\pipe\docker_engine".into())
+    );
     assert_eq!(w.host, "npipe:////./pipe/docker_engine");
 }
 
@@ -72,7 +78,10 @@ fn precedence_is_flag_then_docker_host_then_docker_context_then_config() {
         .with_context("flag", "unix:///flag.sock");
     let mut i = home();
     i.docker_context = Some("env".into());
-    assert_eq!(files.resolve(&i, Os::Linux).unwrap().host, "unix:///env.sock");
+    assert_eq!(
+        files.resolve(&i, Os::Linux).unwrap().host,
+        "unix:///env.sock"
+    );
     i.docker_host = Some("tcp://10.0.0.5:2375".into());
     let e = files.resolve(&i, Os::Linux).unwrap();
     assert_eq!(e.source, Source::DockerHost);
@@ -90,7 +99,10 @@ fn precedence_is_flag_then_docker_host_then_docker_context_then_config() {
     assert!(e.describe().contains("(--context)"), "{}", e.describe());
     // `default` means "no context": DOCKER_HOST, else the platform's socket.
     i.context_flag = Some("default".into());
-    assert_eq!(files.resolve(&i, Os::Linux).unwrap().source, Source::DockerHost);
+    assert_eq!(
+        files.resolve(&i, Os::Linux).unwrap().source,
+        Source::DockerHost
+    );
 }
 
 #[test]
@@ -143,7 +155,11 @@ fn context_tls_material_comes_from_its_tls_store() {
     let mut i = home();
     i.context_flag = Some("secure".into());
     let e = files.resolve(&i, Os::Linux).unwrap();
-    let Transport::Tcp { addr, tls: Some(tls) } = e.transport else {
+    let Transport::Tcp {
+        addr,
+        tls: Some(tls),
+    } = e.transport
+    else {
         panic!("expected TLS: {e:?}")
     };
     assert_eq!(addr, "203.0.113.7:2376");
@@ -164,7 +180,11 @@ fn docker_tls_verify_takes_the_files_of_docker_cert_path() {
     i.tls_verify = Some("1".into());
     i.cert_path = Some("/certs".into());
     let e = files.resolve(&i, Os::Linux).unwrap();
-    let Transport::Tcp { addr, tls: Some(tls) } = e.transport else {
+    let Transport::Tcp {
+        addr,
+        tls: Some(tls),
+    } = e.transport
+    else {
         panic!("expected TLS: {e:?}")
     };
     assert_eq!(addr, "192.0.2.1:2376", "TLS's default port");
@@ -225,10 +245,16 @@ fn skip_tls_verify_contexts_are_refused_rather_than_trusted_blindly() {
 fn advice_fits_the_platform_and_the_source() {
     let default = Files::default().resolve(&home(), Os::Mac).unwrap();
     let mac = default.fix(Os::Mac);
-    assert!(mac.contains("Docker Desktop") && !mac.contains("systemctl"), "{mac}");
+    assert!(
+        mac.contains("Docker Desktop") && !mac.contains("systemctl"),
+        "{mac}"
+    );
     assert!(default.fix(Os::Linux).contains("systemctl"));
     let win = default.fix(Os::Windows);
-    assert!(!win.contains("systemctl") && win.contains("Docker Desktop"), "{win}");
+    assert!(
+        !win.contains("systemctl") && win.contains("Docker Desktop"),
+        "{win}"
+    );
     let mut i = home();
     i.docker_context = Some("c".into());
     let e = Files::default()
@@ -265,7 +291,10 @@ fn a_daemon_running_windows_containers_is_refused_with_the_switch() {
     let e = Files::default().resolve(&home(), Os::Windows).unwrap();
     let err = check_daemon(&e, &facts(WINDOWS_INFO)).unwrap_err();
     assert!(err.message.contains("windows containers"), "{err}");
-    assert!(err.message.contains("npipe:////./pipe/docker_engine"), "{err}");
+    assert!(
+        err.message.contains("npipe:////./pipe/docker_engine"),
+        "{err}"
+    );
     assert!(err.fix.contains("Switch to Linux containers"), "{err}");
     assert_eq!(check_daemon(&e, &facts(LINUX_INFO)), Ok(()));
 }

@@ -115,7 +115,7 @@ async fn prepare(
 /// order it would; nothing is changed.
 pub async fn plan(docker: &DockerClient, st: &Stack) -> Result<Vec<String>> {
     let node = manager(docker).await?;
-    let (labelled, network, ids) = prepare(&docker, st, &node, true).await?;
+    let (labelled, network, ids) = prepare(docker, st, &node, true).await?;
     let mut lines: Vec<String> = labelled
         .iter()
         .map(|(label, host)| format!("label   node {host}: {label}=true (pins a service there)"))
@@ -159,18 +159,13 @@ pub async fn plan(docker: &DockerClient, st: &Stack) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-pub async fn up(
-    docker: &DockerClient,
-    st: &Stack,
-    timeout: Duration,
-    ui: &Ui,
-) -> Result<UpReport> {
+pub async fn up(docker: &DockerClient, st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
     let t0 = Instant::now();
     let node = manager(docker).await?;
-    let _lock = lock(&docker, &st.project, ui).await?;
+    let _lock = lock(docker, &st.project, ui).await?;
     let mut report = UpReport::default();
 
-    let (labelled, _, ids) = prepare(&docker, st, &node, false).await?;
+    let (labelled, _, ids) = prepare(docker, st, &node, false).await?;
     for (label, host) in &labelled {
         ui.info(&format!("node {host}: label {label}=true (pins it there)"));
     }
@@ -212,7 +207,7 @@ pub async fn up(
         for ((s, hash), what) in tier.iter().zip(&hashes).zip(&outcomes) {
             let follow = (s.spec.role == Role::App && *what == Deployed::Updated).then_some(st);
             wait_converged(
-                &docker,
+                docker,
                 &st.project,
                 &st.service_name(s),
                 s.replicas,
@@ -225,7 +220,7 @@ pub async fn up(
     }
     // nginx resolved `tasks.app` when it loaded its config; a new task set needs a reload.
     if app_changed && !nginx_changed {
-        reload_nginx(&docker, st).await?;
+        reload_nginx(docker, st).await?;
         report.nginx_reloaded = true;
     }
     // Configs and secrets of earlier versions, no longer used by any service.
@@ -457,7 +452,7 @@ pub async fn down(
     ui: &Ui,
 ) -> Result<DownReport> {
     let node = manager(docker).await?;
-    let _lock = lock(&docker, project, ui).await?;
+    let _lock = lock(docker, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
     for s in &services {

@@ -190,7 +190,7 @@ pub async fn verify(docker: &DockerClient, opts: &verify::Options) -> Result<ver
     let _ = docker
         .remove_container(&DockerClient::probe_name(&opts.project))
         .await;
-    let all = tasks(&docker, &opts.project)
+    let all = tasks(docker, &opts.project)
         .await
         .map_err(anyhow::Error::msg)?;
     let checks = all.iter().map(|(service, tasks)| {
