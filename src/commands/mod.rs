@@ -50,15 +50,7 @@ impl Globals {
     pub async fn docker(&self) -> Result<DockerClient> {
         let endpoint = self.endpoint()?;
         let docker = DockerClient::connect(&endpoint).await?;
-        let d = &docker.daemon;
-        self.ui.detail(&format!(
-            "Docker {} on {}/{} ({}) at {}",
-            d.server_version,
-            d.os_type,
-            d.architecture,
-            d.operating_system,
-            endpoint.describe()
-        ));
+        self.ui.detail(&format!("daemon: {}", docker.describe()));
         Ok(docker)
     }
 }

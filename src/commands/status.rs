@@ -7,15 +7,20 @@ use crate::outcome::Outcome;
 
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let StatusArgs { target, format } = args;
+    let docker = g.docker().await?;
+    // With -v, connecting said it already.
+    if format == StatusFormat::Text && g.ui.verbose == 0 {
+        g.ui.info(&format!("daemon: {}", docker.describe()));
+    }
     if target == Target::Swarm {
-        let report = crate::swarm::deploy::status(&g.docker().await?, &g.project).await?;
+        let report = crate::swarm::deploy::status(&docker, &g.project).await?;
         match format {
             StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
             StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         }
         return Ok(Outcome::Success);
     }
-    let report = engine::status(&g.docker().await?, &g.project).await?;
+    let report = engine::status(&docker, &g.project).await?;
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -264,6 +264,20 @@ impl DockerClient {
         })
     }
 
+    /// "Docker 20.10.24, linux/x86_64 (Debian GNU/Linux 12) at unix:///var/run/docker.sock (…)":
+    /// which daemon this is and where it came from.
+    pub fn describe(&self) -> String {
+        let d = &self.daemon;
+        format!(
+            "Docker {}, {}/{} ({}) at {}",
+            d.server_version,
+            d.os_type,
+            d.architecture,
+            d.operating_system,
+            self.endpoint.describe()
+        )
+    }
+
     fn project_filter(project: &str) -> HashMap<&'static str, Vec<String>> {
         HashMap::from([("label", vec![format!("{LABEL_PROJECT}={project}")])])
     }
