@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::desired::{Container, Deployment, Role};
 use crate::docker::{self, DockerClient, Readiness};
+use crate::observed::ContainerState;
 use crate::plan::{Action, Plan, Step};
 use crate::ui::Ui;
 
@@ -229,7 +230,7 @@ async fn converge_container(
     // Creating and delivering files needs no dependency: do it at once, in parallel with
     // everything else, so that only the start waits for readiness of what it depends on.
     match action {
-        Some(Action::Create { .. }) => create_with_files(client, d, c).await?,
+        Some(Action::Create { .. }) => create_over_leftover(client, d, c).await?,
         Some(Action::Recreate { .. }) => {
             client
                 .stop_and_remove(&name, c.stop_grace_secs)
@@ -240,7 +241,7 @@ async fn converge_container(
         Some(Action::Start { .. }) => match upload_files(client, d, c, &name).await {
             // Docker rolls back a create whose request was cut off (Ctrl-C), possibly after
             // the snapshot saw the container: then it is simply created again.
-            Err(e) if is_not_found(&e) => create_with_files(client, d, c).await?,
+            Err(e) if is_not_found(&e) => create_over_leftover(client, d, c).await?,
             r => r?,
         },
         _ => {}
@@ -302,6 +303,34 @@ async fn converge_container(
 
 /// Create, then deliver secrets and files: secrets reach the container as files before its
 /// process runs, so none is in its environment, command or `docker inspect`.
+/// Creates `c`, where an interrupted run may have left its name taken after the snapshot: the
+/// daemon finishes a create whose client is gone (a Postgres create, which fills its volume,
+/// can take a second), or is still rolling one back. A never-started container under the name
+/// is such a leftover and is replaced; a removal in progress is waited for; anything else (a
+/// running container) is not ours to touch here and is reported.
+async fn create_over_leftover(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
+    let name = d.container_name(c);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let err = match create_with_files(client, d, c).await {
+            Err(e) if is_conflict(&e) && Instant::now() < deadline => e,
+            r => return r,
+        };
+        match client.probe(&name, &Readiness::Running).await {
+            Ok(p) if p.state == ContainerState::Created => {
+                client.remove_container(&name).await.with_context(|| {
+                    format!("removing {name}, left never started by an interrupted run")
+                })?;
+            }
+            Ok(p) if p.state == ContainerState::Removing => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(e) if e.is_not_found() => tokio::time::sleep(Duration::from_millis(250)).await,
+            _ => return Err(err),
+        }
+    }
+}
+
 async fn create_with_files(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
     let name = d.container_name(c);
     client.create_container(d, c).await?;
@@ -461,6 +490,15 @@ fn indent(text: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<docker::DockerError>(),
+            Some(docker::DockerError::Conflict { .. })
+        )
+    })
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
