@@ -12,7 +12,8 @@ use crate::fsutil;
 /// generated from the OS random source.
 pub fn generate() -> Result<String> {
     let mut out = String::from(
-        "# radar-deploy env file, written by `radar-deploy init`. Keep it private (mode 0600):\n\
+        "# radar-deploy env file, written by `radar-deploy init`. Keep it private (mode 0600, or\n\
+         # on Windows readable by your account alone):\n\
          # it holds the stack's secrets. Every variable is described in .env.multi-instance.example.\n",
     );
     let mut group = "";
@@ -37,8 +38,9 @@ pub fn generate() -> Result<String> {
     Ok(out)
 }
 
-/// Writes a new env file (mode 0600). Refuses to replace an existing one unless `force`.
-pub fn init(path: &Path, force: bool) -> Result<()> {
+/// Writes a new env file (mode 0600 on unix, an owner-only ACL on Windows) and says how private
+/// it is. Refuses to replace an existing one unless `force`.
+pub fn init(path: &Path, force: bool) -> Result<fsutil::Privacy> {
     if !force && path.exists() {
         bail!(
             "{} already exists; it was left unchanged. Pass --force to replace it with new secrets \
