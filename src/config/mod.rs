@@ -163,7 +163,12 @@ impl Inputs {
         Inputs {
             env_file,
             project,
-            process_env: std::env::vars().collect(),
+            // `env::vars` panics on a variable that is not Unicode (possible on unix, and on
+            // Windows with unpaired surrogates); such a name is none of ours, and such a value
+            // is read lossily, so validation names it instead.
+            process_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into())))
+                .collect(),
             overrides,
         }
     }
