@@ -12,9 +12,9 @@ use crate::fsutil;
 /// generated from the OS random source.
 pub fn generate() -> Result<String> {
     let mut out = String::from(
-        "# radar-deploy env file, written by `radar-deploy init`. Keep it private (mode 0600, or\n\
-         # on Windows readable by your account alone):\n\
-         # it holds the stack's secrets. Every variable is described in .env.multi-instance.example.\n",
+        "# radar-deploy env file, written by `radar-deploy init`. It holds the stack's secrets: keep it\n\
+         # private (mode 0600; on Windows, readable by your account alone). Every variable is\n\
+         # described in .env.multi-instance.example.\n",
     );
     let mut group = "";
     for v in vars::VARS {

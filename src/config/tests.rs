@@ -346,7 +346,13 @@ fn env_file_problem(bytes: &[u8]) -> Problem {
         overrides: Overrides::default(),
     };
     let ps = resolve(&inputs).expect_err("should be refused").problems;
-    let p = problem_for(&ps, "(env file)").clone();
+    assert_eq!(
+        ps.len(),
+        1,
+        "only the encoding, not its consequences: {ps:#?}"
+    );
+    let p = ps[0].clone();
+    assert_eq!(p.variable, "(env file)");
     assert!(
         p.to_string().contains(&path.display().to_string()),
         "the file is named: {p}"
