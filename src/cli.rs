@@ -63,7 +63,7 @@ pub enum Target {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the env file with strong generated secrets (mode 0600).
+    /// Write the env file with strong generated secrets (mode 0600; Windows: your account only).
     Init(InitArgs),
     /// Write the deployment files (Compose file, nginx.conf, sentinel.conf).
     Render(RenderArgs),

@@ -111,7 +111,7 @@ pub(crate) fn escape(s: &str) -> String {
 }
 
 pub(crate) fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

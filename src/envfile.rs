@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+use crate::config::source::EnvText;
 use crate::config::{secret, vars};
 use crate::fsutil;
 
@@ -11,8 +12,9 @@ use crate::fsutil;
 /// generated from the OS random source.
 pub fn generate() -> Result<String> {
     let mut out = String::from(
-        "# radar-deploy env file, written by `radar-deploy init`. Keep it private (mode 0600):\n\
-         # it holds the stack's secrets. Every variable is described in .env.multi-instance.example.\n",
+        "# radar-deploy env file, written by `radar-deploy init`. It holds the stack's secrets: keep it\n\
+         # private (mode 0600; on Windows, readable by your account alone). Every variable is\n\
+         # described in .env.multi-instance.example.\n",
     );
     let mut group = "";
     for v in vars::VARS {
@@ -36,8 +38,9 @@ pub fn generate() -> Result<String> {
     Ok(out)
 }
 
-/// Writes a new env file (mode 0600). Refuses to replace an existing one unless `force`.
-pub fn init(path: &Path, force: bool) -> Result<()> {
+/// Writes a new env file (mode 0600 on unix, an owner-only ACL on Windows) and says how private
+/// it is. Refuses to replace an existing one unless `force`.
+pub fn init(path: &Path, force: bool) -> Result<fsutil::Privacy> {
     if !force && path.exists() {
         bail!(
             "{} already exists; it was left unchanged. Pass --force to replace it with new secrets \
@@ -60,7 +63,8 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
 }
 
 /// Sets `name=value` in an existing env file, atomically and keeping everything else: every
-/// other line and comment, and the file's mode (0600 for a file holding secrets). Every
+/// other line and comment, its byte-order mark and line ends, and the file's mode (0600 for a
+/// file holding secrets). Every
 /// assignment of `name` gets the value (dotenv's last one wins, so an earlier stale one would
 /// only mislead a reader); without one, the assignment is appended.
 pub fn set_var(path: &Path, name: &str, value: &str) -> Result<()> {
@@ -68,10 +72,13 @@ pub fn set_var(path: &Path, name: &str, value: &str) -> Result<()> {
     // Write where the file really is: replacing a symlink with a file would cut it loose.
     let real =
         std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = std::fs::read_to_string(&real)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(&real).with_context(|| format!("cannot read {}", path.display()))?;
+    let stored = EnvText::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} {e}\n  fix: {}", path.display(), e.fix()))?;
     let mode = file_mode(&real)?;
-    let updated = set_assignment(&text, name, value);
+    // Written back as it was stored (a BOM, CRLF), so an editor on Windows sees no change
+    // beyond the value.
+    let updated = stored.encode(&set_assignment(&stored.text, name, value));
     fsutil::write_all_atomically(&[(real, updated)], mode)
 }
 
@@ -144,6 +151,50 @@ mod tests {
             set_assignment("A=1", "APP_INSTANCES", "4"),
             "A=1\nAPP_INSTANCES=4\n"
         );
+    }
+
+    #[test]
+    fn set_var_keeps_a_byte_order_mark_and_crlf_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        let cases = [
+            (
+                "\u{feff}A=1\r\nAPP_INSTANCES=3\r\n",
+                "\u{feff}A=1\r\nAPP_INSTANCES=7\r\n",
+            ),
+            ("\u{feff}APP_INSTANCES=3\n", "\u{feff}APP_INSTANCES=7\n"),
+            ("A=1\r\n", "A=1\r\nAPP_INSTANCES=7\r\n"),
+            ("A=1\n", "A=1\nAPP_INSTANCES=7\n"),
+        ];
+        for (before, after) in cases {
+            std::fs::write(&path, before).unwrap();
+            set_var(&path, "APP_INSTANCES", "7").unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), after, "{before:?}");
+        }
+    }
+
+    #[test]
+    fn set_var_refuses_a_utf16_file_and_leaves_it_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(
+                "APP_INSTANCES=3\r\n"
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes),
+            )
+            .collect();
+        std::fs::write(&path, &utf16).unwrap();
+        let err = set_var(&path, "APP_INSTANCES", "7")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("UTF-16 LE") && err.contains("save it as UTF-8"),
+            "{err}"
+        );
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), utf16);
     }
 
     #[cfg(unix)]

@@ -1,10 +1,15 @@
 //! A per-project lock, so two runs of `up`/`scale`/`down` on one project never interleave.
 //!
-//! A file in the user's runtime (or temp) directory, keyed by daemon and project, created
-//! exclusively and holding the owner's pid. A lock whose pid is no longer alive (a killed run)
-//! is taken over; a live holder is waited for up to a bound, then named in the error.
+//! An OS file lock (`flock` on unix, `LockFileEx` on Windows, through std's `File::try_lock`) on
+//! a file in the user's runtime (or temp) directory, keyed by daemon and project. The OS drops
+//! the lock when its process ends, however it ends, so a killed run's lock is free at once on
+//! every platform: no pid liveness check, which Windows could not do. A live holder is waited
+//! for up to a bound, then named in the error.
+//!
+//! The holder's pid is written to a sibling `.pid` file, for the messages only: Windows locks
+//! are mandatory, so a waiter could not read the locked file itself.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,22 +17,21 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+/// Held for as long as the value lives; the OS releases it when the file is closed (on drop,
+/// or when the process dies).
 #[derive(Debug)]
 pub struct ProjectLock {
-    path: PathBuf,
+    _file: File,
 }
 
 impl ProjectLock {
     pub fn path_for(daemon: &str, project: &str) -> PathBuf {
-        let dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
         let key = hex::encode(&Sha256::digest(format!("{daemon}\0{project}"))[..8]);
-        dir.join(format!("radar-deploy-{project}-{key}.lock"))
+        lock_dir().join(format!("radar-deploy-{project}-{key}.lock"))
     }
 
-    /// Takes the lock, waiting up to `wait` for a live holder; `on_wait` is told once.
+    /// Takes the lock, waiting up to `wait` for a live holder; `on_wait` is told once, with the
+    /// holder's pid (as soon as the holder has written it).
     pub async fn acquire(
         daemon: &str,
         project: &str,
@@ -35,114 +39,191 @@ impl ProjectLock {
         on_wait: impl Fn(u32),
     ) -> Result<ProjectLock> {
         let path = Self::path_for(daemon, project);
+        // Never truncated nor removed: a waiter may hold it open, and removing it would let a
+        // third run lock a new file of the same name while the waiter locks the old one.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot open the lock file {} (check that its directory is writable)",
+                    path.display()
+                )
+            })?;
         let deadline = Instant::now() + wait;
         let mut told = false;
         loop {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(std::process::id().to_string().as_bytes())
-                        .with_context(|| format!("writing the lock file {}", path.display()))?;
-                    return Ok(ProjectLock { path });
+            match file.try_lock() {
+                Ok(()) => {
+                    write_pid(&pid_path(&path));
+                    return Ok(ProjectLock { _file: file });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = read_pid(&path);
-                    match holder {
-                        Some(pid) if pid_alive(pid) && pid != std::process::id() => {
-                            if Instant::now() >= deadline {
-                                bail!(
-                                    "project {project} is locked by another radar-deploy run (pid {pid}); \
-                                     wait for it to finish, or stop it (lock file {})",
-                                    path.display()
-                                );
-                            }
-                            if !told {
-                                on_wait(pid);
-                                told = true;
-                            }
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        // Left by a run that no longer exists (killed), or half-written by one
-                        // that is starting right now: a half-written file is retried shortly.
-                        None if file_is_fresh(&path) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        _ => {
-                            let _ = std::fs::remove_file(&path);
-                        }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = read_pid(&pid_path(&path));
+                    if Instant::now() >= deadline {
+                        let who = holder.map_or("pid unknown".to_string(), |p| format!("pid {p}"));
+                        bail!(
+                            "project {project} is locked by another radar-deploy run ({who}); \
+                             wait for it to finish, or stop it: the lock is released when that \
+                             process ends (lock file {})",
+                            path.display()
+                        );
                     }
+                    if let (false, Some(pid)) = (told, holder) {
+                        on_wait(pid);
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("creating the lock file {}", path.display()))
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot lock {} (a file system without locks, such as some network \
+                             shares? set TMPDIR{} to a local directory)",
+                            path.display(),
+                            if cfg!(unix) {
+                                " or XDG_RUNTIME_DIR"
+                            } else {
+                                "/TEMP"
+                            }
+                        )
+                    })
                 }
             }
         }
     }
 }
 
-impl Drop for ProjectLock {
-    fn drop(&mut self) {
-        if read_pid(&self.path) == Some(std::process::id()) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+/// The user's runtime directory where there is one (per user, cleared at logout), else the
+/// temp directory (`%TEMP%` on Windows, also per user).
+fn lock_dir() -> PathBuf {
+    // XDG_RUNTIME_DIR is a unix convention; a Windows process (e.g. under Wine) may inherit it
+    // holding a unix path that means nothing there.
+    #[cfg(unix)]
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+    {
+        return dir;
     }
+    std::env::temp_dir()
+}
+
+fn pid_path(lock: &Path) -> PathBuf {
+    let mut p = lock.as_os_str().to_owned();
+    p.push(".pid");
+    PathBuf::from(p)
+}
+
+/// Best effort: the pid only serves messages, so failing to write it never fails the run.
+fn write_pid(path: &Path) {
+    let _ = File::create(path).and_then(|mut f| write!(f, "{}", std::process::id()));
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn file_is_fresh(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < Duration::from_secs(2))
-}
-
-#[cfg(target_os = "linux")]
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn pid_alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-#[cfg(not(unix))]
-fn pid_alive(_pid: u32) -> bool {
-    // Without a cheap liveness check, a lock is trusted until it is old.
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    const HELPER_VAR: &str = "RADAR_LOCK_TEST_HOLD";
+
+    /// Not a test of its own: run by the tests below in a child process (this test binary again),
+    /// it takes the lock named by the variable, says so, and holds it until killed.
+    #[tokio::test]
+    async fn lock_holder_helper() {
+        let Ok(project) = std::env::var(HELPER_VAR) else {
+            return;
+        };
+        let _lock = ProjectLock::acquire("test", &project, Duration::ZERO, |_| {})
+            .await
+            .expect("the helper takes the free lock");
+        println!("locked");
+        std::thread::sleep(Duration::from_secs(120));
+    }
+
+    /// A child process that holds the lock of `project`, once this returns.
+    fn spawn_holder(project: &str) -> Child {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lock::tests::lock_holder_helper", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(HELPER_VAR, project)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the lock holder");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        if out
+            .lines()
+            .any(|line| line.is_ok_and(|l| l.contains("locked")))
+        {
+            return child;
+        }
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("the lock holder ended without taking the lock: {status:?}");
+    }
+
+    fn unique(name: &str) -> String {
+        format!("locktest-{name}-{}", std::process::id())
+    }
 
     #[tokio::test]
-    async fn a_lock_left_by_a_dead_pid_is_taken_over_and_a_live_one_refused() {
-        let project = format!("locktest-{}", std::process::id());
-        let path = ProjectLock::path_for("test", &project);
-        // A pid that cannot be alive.
-        std::fs::write(&path, "4000000000").unwrap();
-        let lock = ProjectLock::acquire("test", &project, Duration::from_millis(100), |_| {})
+    async fn a_lock_held_by_another_handle_is_refused_naming_the_holder() {
+        let project = unique("handle");
+        let first = ProjectLock::acquire("test", &project, Duration::ZERO, |_| {})
             .await
             .unwrap();
-        assert_eq!(read_pid(&path), Some(std::process::id()));
-        drop(lock);
-        assert!(!path.exists());
+        let told = std::cell::Cell::new(None);
+        let err = ProjectLock::acquire("test", &project, Duration::from_millis(300), |pid| {
+            told.set(Some(pid))
+        })
+        .await
+        .unwrap_err();
+        let me = std::process::id();
+        assert!(err.to_string().contains(&format!("pid {me}")), "{err}");
+        assert_eq!(told.get(), Some(me), "the waiter is told who holds it");
+        drop(first);
+        ProjectLock::acquire("test", &project, Duration::ZERO, |_| {})
+            .await
+            .expect("free again once the holder is dropped");
+        remove_files(&project);
+    }
 
-        // pid 1 is always alive.
-        std::fs::write(&path, "1").unwrap();
+    #[tokio::test]
+    async fn a_lock_whose_holder_process_was_killed_is_taken_over() {
+        let project = unique("killed");
+        let mut holder = spawn_holder(&project);
         let err = ProjectLock::acquire("test", &project, Duration::from_millis(300), |_| {})
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("pid 1"), "{err}");
-        std::fs::remove_file(&path).unwrap();
+        assert!(
+            err.to_string().contains(&format!("pid {}", holder.id())),
+            "{err}"
+        );
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        // The file and the pid it names are still there; only the OS lock is gone.
+        assert!(ProjectLock::path_for("test", &project).exists());
+        let t0 = Instant::now();
+        ProjectLock::acquire("test", &project, Duration::from_secs(5), |_| {})
+            .await
+            .expect("a dead holder's lock is taken over");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let path = ProjectLock::path_for("test", &project);
+        assert_eq!(read_pid(&pid_path(&path)), Some(std::process::id()));
+        remove_files(&project);
+    }
+
+    fn remove_files(project: &str) {
+        let path = ProjectLock::path_for("test", project);
+        let _ = std::fs::remove_file(pid_path(&path));
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -37,6 +37,10 @@ pub struct SentinelVars {
 }
 
 fn render(name: &str, source: &str, vars: impl Serialize) -> String {
+    // `.gitattributes` keeps the templates LF on every checkout; should a checkout still turn
+    // them CRLF (a Windows git with other settings), the rendered files, their hashes (which
+    // decide whether containers are recreated) and the snapshots must not change.
+    let source = source.replace("\r\n", "\n");
     let mut env = Environment::new();
     env.set_syntax(
         minijinja::syntax::SyntaxConfig::builder()
@@ -47,7 +51,7 @@ fn render(name: &str, source: &str, vars: impl Serialize) -> String {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     // The templates are part of the binary and their variables are typed structs, so a failure
     // here is a bug in this crate, caught by the snapshot tests, not a user error.
-    env.add_template(name, source)
+    env.add_template(name, &source)
         .and_then(|_| {
             env.get_template(name)?
                 .render(minijinja::value::Serde(&vars))
@@ -65,4 +69,26 @@ pub fn sticky_example(vars: &NginxVars) -> String {
 
 pub fn sentinel_conf(vars: &SentinelVars) -> String {
     render("sentinel.conf", SENTINEL_CONF, vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crlf_checkout_of_a_template_renders_the_same_bytes() {
+        let vars = SentinelVars {
+            sentinels: 3,
+            master_name: "mymaster".into(),
+            master_host: "redis-master".into(),
+            master_port: 6379,
+            quorum: 2,
+            down_after_ms: 5000,
+            failover_timeout_ms: 10000,
+        };
+        let lf = render("s", SENTINEL_CONF, &vars);
+        let crlf = render("s", &SENTINEL_CONF.replace('\n', "\r\n"), &vars);
+        assert_eq!(lf, crlf);
+        assert!(!lf.contains('\r'));
+    }
 }

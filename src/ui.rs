@@ -1,5 +1,6 @@
-//! Terminal output: colour only on a terminal and never with NO_COLOR or --no-color; quiet and
-//! verbose levels. Secrets never reach this module: callers pass text that holds none.
+//! Terminal output: colour only on a terminal that shows it (on Windows, a console that accepts
+//! ANSI codes) and never with NO_COLOR or --no-color; quiet and verbose levels. Secrets never
+//! reach this module: callers pass text that holds none.
 
 use std::io::IsTerminal;
 
@@ -14,7 +15,8 @@ impl Ui {
     pub fn new(no_color: bool, quiet: bool, verbose: u8) -> Ui {
         let color = !no_color
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            && std::io::stdout().is_terminal();
+            && std::io::stdout().is_terminal()
+            && console_takes_ansi();
         Ui {
             color,
             quiet,
@@ -72,4 +74,12 @@ impl Ui {
             println!("{text}");
         }
     }
+}
+
+/// Whether the terminal turns ANSI codes into colours. Unix terminals do. A Windows console does
+/// once virtual terminal processing is switched on (Windows 10 and later, on stdout and stderr);
+/// a legacy console refuses, and would print the codes raw, so colour is off there.
+fn console_takes_ansi() -> bool {
+    // `None` off Windows: nothing to switch on.
+    anstyle_query::windows::enable_ansi_colors().unwrap_or(true)
 }

@@ -7,9 +7,9 @@ use crate::outcome::Outcome;
 
 pub fn run(g: &Globals, args: InitArgs) -> Result<Outcome> {
     let InitArgs { force } = args;
-    envfile::init(&g.env_file, force)?;
+    let privacy = envfile::init(&g.env_file, force)?;
     g.ui.success(&format!(
-        "wrote {} (mode 0600) with newly generated secrets (not shown)",
+        "wrote {} ({privacy}) with newly generated secrets (not shown)",
         g.env_file.display()
     ));
     g.ui.info("next: `radar-deploy up` to deploy, or `radar-deploy render` to write the files");

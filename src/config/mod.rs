@@ -163,7 +163,12 @@ impl Inputs {
         Inputs {
             env_file,
             project,
-            process_env: std::env::vars().collect(),
+            // `env::vars` panics on a variable that is not Unicode (possible on unix, and on
+            // Windows with unpaired surrogates); such a name is none of ours, and such a value
+            // is read lossily, so validation names it instead.
+            process_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into())))
+                .collect(),
             overrides,
         }
     }
@@ -180,6 +185,15 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut raw = RawValues::default();
     let file_exists = raw.read_env_file(env_file, &mut problems);
+    if !problems.is_empty() && raw.values.is_empty() {
+        // Nothing could be read (an unreadable file, a wrong encoding): every "X is not set"
+        // that would follow is a consequence, and would hide the one fix that matters.
+        return Err(ConfigError {
+            env_file: env_file.clone(),
+            env_file_missing: false,
+            problems,
+        });
+    }
     raw.read_process_env(process_env.iter().cloned());
     let Overrides { ha, instances } = overrides;
     if *ha {

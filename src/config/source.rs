@@ -8,6 +8,88 @@ use std::path::{Path, PathBuf};
 use super::vars::{self, APP_PASSTHROUGH_PREFIX};
 use super::Problem;
 
+const UTF8_BOM: &str = "\u{feff}";
+
+/// An env file's text as the parser needs it (UTF-8, no byte-order mark, `\n` line ends), and
+/// how the file itself was stored, so that a rewrite ([`crate::envfile::set_var`]) keeps it:
+/// editors on Windows save with a UTF-8 BOM and CRLF line ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvText {
+    pub text: String,
+    pub bom: bool,
+    pub crlf: bool,
+}
+
+/// Why an env file's bytes are not text radar-deploy can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodingError {
+    /// What Notepad's "Unicode" and PowerShell 5's `Out-File`/`>` write.
+    #[error("is encoded as {0} (it starts with that byte-order mark); env files must be UTF-8")]
+    Utf16Or32(&'static str),
+    #[error("holds NUL bytes at line {line}: probably UTF-16 without a byte-order mark; env files must be UTF-8")]
+    Nul { line: usize },
+    #[error(
+        "is not valid UTF-8 at line {line} (a legacy code page such as Windows-1252 or Latin-1?)"
+    )]
+    NotUtf8 { line: usize },
+}
+
+impl EncodingError {
+    pub fn fix(&self) -> &'static str {
+        "save it as UTF-8 (Notepad: File > Save as > Encoding: UTF-8; PowerShell: \
+         Set-Content -Encoding utf8), or write a new one with `radar-deploy init --force`"
+    }
+}
+
+impl EnvText {
+    pub fn decode(bytes: &[u8]) -> Result<EnvText, EncodingError> {
+        // UTF-32 LE's mark begins with UTF-16 LE's, so it is checked first.
+        for (mark, name) in [
+            (&[0xFF, 0xFE, 0, 0][..], "UTF-32 LE"),
+            (&[0, 0, 0xFE, 0xFF][..], "UTF-32 BE"),
+            (&[0xFF, 0xFE][..], "UTF-16 LE"),
+            (&[0xFE, 0xFF][..], "UTF-16 BE"),
+        ] {
+            if bytes.starts_with(mark) {
+                return Err(EncodingError::Utf16Or32(name));
+            }
+        }
+        let line_of = |at: usize| 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        if let Some(at) = bytes.iter().position(|&b| b == 0) {
+            return Err(EncodingError::Nul { line: line_of(at) });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| EncodingError::NotUtf8 {
+            line: line_of(e.valid_up_to()),
+        })?;
+        let (bom, text) = match text.strip_prefix(UTF8_BOM) {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let crlf = text.contains("\r\n");
+        Ok(EnvText {
+            // dotenvy drops a line's final '\r', but would keep it inside a quoted multi-line
+            // value, so every CRLF goes before parsing.
+            text: text.replace("\r\n", "\n"),
+            bom,
+            crlf,
+        })
+    }
+
+    /// The file's bytes for `text` (with `\n` line ends), stored as this file was.
+    pub fn encode(&self, text: &str) -> String {
+        let body = if self.crlf {
+            text.replace("\r\n", "\n").replace('\n', "\r\n")
+        } else {
+            text.to_string()
+        };
+        if self.bom {
+            format!("{UTF8_BOM}{body}")
+        } else {
+            body
+        }
+    }
+}
+
 /// Where a value was set, so a problem can point at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -58,8 +140,8 @@ impl RawValues {
     /// Values from the env file. A missing file is not an error here: validation then reports
     /// each required variable, and the caller adds the hint to run `init`.
     pub fn read_env_file(&mut self, path: &Path, problems: &mut Vec<Problem>) -> bool {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
             Err(e) => {
                 problems.push(Problem::file(
@@ -67,6 +149,13 @@ impl RawValues {
                     format!("cannot be read: {e}"),
                     "check the path and its permissions",
                 ));
+                return true;
+            }
+        };
+        let text = match EnvText::decode(&bytes) {
+            Ok(decoded) => decoded.text,
+            Err(e) => {
+                problems.push(Problem::file(path, e.to_string(), e.fix()));
                 return true;
             }
         };

@@ -334,3 +334,92 @@ fn configuration_reference_is_up_to_date() {
         "docs/configuration.md is out of date: run `RADAR_UPDATE_DOCS=1 cargo test --lib config`"
     );
 }
+
+fn env_file_problem(bytes: &[u8]) -> Problem {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.multi-instance");
+    std::fs::write(&path, bytes).unwrap();
+    let inputs = Inputs {
+        env_file: path.clone(),
+        project: "reporadar".into(),
+        process_env: vec![],
+        overrides: Overrides::default(),
+    };
+    let ps = resolve(&inputs).expect_err("should be refused").problems;
+    assert_eq!(
+        ps.len(),
+        1,
+        "only the encoding, not its consequences: {ps:#?}"
+    );
+    let p = ps[0].clone();
+    assert_eq!(p.variable, "(env file)");
+    assert!(
+        p.to_string().contains(&path.display().to_string()),
+        "the file is named: {p}"
+    );
+    p
+}
+
+#[test]
+fn a_utf8_file_with_a_byte_order_mark_resolves() {
+    let c = case(&format!("\u{feff}{}", valid_file()));
+    let config = resolve(&c.inputs).expect("a BOM is not part of the first name");
+    assert_eq!(config.postgres.user, "reporadar");
+}
+
+#[test]
+fn crlf_line_ends_resolve_and_no_value_keeps_a_carriage_return() {
+    let file = format!(
+        "\u{feff}# saved by Notepad\n{}NGINX_IMAGE=\"nginx:1.27\"\nAPP_ENV_NOTE='two\nlines'\n",
+        valid_file()
+    )
+    .replace('\n', "\r\n");
+    let c = case(&file);
+    let config = resolve(&c.inputs).expect("CRLF env file resolves");
+    assert_eq!(config.postgres.user, "reporadar");
+    assert_eq!(config.postgres.password.expose(), STRONG_PG);
+    assert_eq!(config.encryption_key.expose(), STRONG_KEY);
+    assert_eq!(config.nginx_image.to_string(), "nginx:1.27");
+    assert_eq!(config.app.passthrough["NOTE"], "two\nlines");
+}
+
+#[test]
+fn crlf_syntax_error_still_names_the_line() {
+    let c = case(&format!("{}BROKEN='unterminated\n", valid_file()).replace('\n', "\r\n"));
+    let p = problem_for(&problems(&c), "BROKEN").clone();
+    assert!(
+        matches!(p.origin, Some(Origin::File { line: 7, .. })),
+        "{p}"
+    );
+}
+
+#[test]
+fn utf16_files_are_refused_naming_the_encoding_and_the_fix() {
+    let text = valid_file().replace('\n', "\r\n");
+    let le: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let be: Vec<u8> = [0xFE, 0xFF]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+        .collect();
+    for (bytes, name) in [(le, "UTF-16 LE"), (be, "UTF-16 BE")] {
+        let p = env_file_problem(&bytes);
+        assert!(p.message.contains(name), "{p}");
+        assert!(p.fix.contains("save it as UTF-8"), "{p}");
+    }
+    // Without a byte-order mark: NUL bytes give it away.
+    let bare: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let p = env_file_problem(&bare);
+    assert!(p.message.contains("UTF-16"), "{p}");
+}
+
+#[test]
+fn a_legacy_code_page_file_is_refused_naming_the_line() {
+    let mut bytes = valid_file().into_bytes();
+    bytes.extend_from_slice(b"APP_ENV_CITY=Z\xfcrich\n");
+    let p = env_file_problem(&bytes);
+    assert!(p.message.contains("not valid UTF-8 at line 7"), "{p}");
+    assert!(p.fix.contains("save it as UTF-8"), "{p}");
+}

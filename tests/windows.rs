@@ -1,0 +1,377 @@
+//! The Windows binary, run under Wine against this machine's daemon: what a Windows user runs.
+//!
+//! `.ci/run` builds `radar-deploy.exe` (x86_64-pc-windows-gnu, with bcryptprimitives.dll beside
+//! it: see `../shared/tools/windows-target.sh`) and names it in `RADAR_WINDOWS_EXE`. A Windows
+//! process under Wine cannot reach a unix socket, so each test starts a forwarder
+//! (`socat TCP-LISTEN:PORT,bind=127.0.0.1 … UNIX-CONNECT:<daemon socket>`) and gives the exe
+//! `DOCKER_HOST=tcp://127.0.0.1:PORT`.
+//!
+//! Under CI a missing exe or Wine fails the tests; elsewhere, without `RADAR_WINDOWS_EXE`, they
+//! say how to build it and pass without running.
+//!
+//! The whole life cycle is timed for the Windows binary and for the Linux one through the same
+//! forwarder, so the figures printed (`--nocapture`) show what Wine costs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{free_port, image, text, HostProject, BIN};
+
+const EXE_VAR: &str = "RADAR_WINDOWS_EXE";
+
+/// The tests share the daemon, two cores and one Wine prefix: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The exe to test, or `None` (outside CI only) when none was built.
+fn windows_exe() -> Option<PathBuf> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let how = "build it with `bash ../shared/tools/windows-target.sh` (once, as root), then \
+               `cargo +nightly build --release -Zbuild-std=std,panic_abort --target \
+               x86_64-pc-windows-gnu --bin radar-deploy`, copy bcryptprimitives.dll beside it, \
+               and set RADAR_WINDOWS_EXE to target/x86_64-pc-windows-gnu/release/radar-deploy.exe \
+               (.ci/run does all of it)";
+    let Some(exe) = std::env::var_os(EXE_VAR).map(PathBuf::from) else {
+        assert!(
+            !ci,
+            "{EXE_VAR} is not set: CI must test the Windows binary; {how}"
+        );
+        eprintln!("note: {EXE_VAR} is not set, so the Windows binary is not tested; {how}");
+        return None;
+    };
+    assert!(
+        exe.is_file(),
+        "{EXE_VAR}={} is not a file; {how}",
+        exe.display()
+    );
+    let dll = exe.with_file_name("bcryptprimitives.dll");
+    assert!(
+        dll.is_file(),
+        "{} is missing: Wine 8 lacks ProcessPrng, which Rust's std needs; {how}",
+        dll.display()
+    );
+    let wine = Command::new("wine").arg("--version").output();
+    assert!(
+        wine.as_ref().is_ok_and(|o| o.status.success()),
+        "wine is not installed ({wine:?}): run `bash ../shared/tools/windows-target.sh` as root"
+    );
+    Some(exe)
+}
+
+/// A forwarder from a loopback TCP port to the daemon's unix socket, ended (by its pid) on drop.
+struct Forwarder {
+    child: Child,
+    port: u16,
+}
+
+impl Forwarder {
+    fn start() -> Forwarder {
+        let socket = match std::env::var("DOCKER_HOST") {
+            Ok(h) if h.starts_with("unix://") => h["unix://".len()..].to_string(),
+            _ => "/var/run/docker.sock".to_string(),
+        };
+        let port = free_port();
+        let child = Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
+            .arg(format!("UNIX-CONNECT:{socket}"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start socat ({e}): run `bash ../shared/tools/windows-target.sh`")
+            });
+        let f = Forwarder { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "socat never listened on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        f
+    }
+
+    fn docker_host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Wine prefix for every test of this binary and every run of it: the first start of Wine
+/// initialises a prefix (10-20 s), which target/tmp keeps for the next run.
+fn wine_prefix() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine-prefix")
+}
+
+/// Which binary runs the commands: the Linux one or the Windows one under Wine.
+#[derive(Clone, Copy, PartialEq)]
+enum Binary<'a> {
+    Linux,
+    Windows(&'a Path),
+}
+
+/// Runs radar-deploy commands for a project through the forwarder, with exactly the project's
+/// settings: the env file is named relative to the project's directory (the working directory),
+/// which both binaries read alike.
+struct Runner<'a> {
+    binary: Binary<'a>,
+    project: &'a HostProject,
+    docker_host: String,
+}
+
+impl Runner<'_> {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = match self.binary {
+            Binary::Linux => Command::new(BIN),
+            Binary::Windows(exe) => {
+                let mut c = Command::new("wine");
+                c.arg(exe)
+                    .env("WINEPREFIX", wine_prefix())
+                    .env("WINEDEBUG", "-all")
+                    // No window is needed; without a display Wine does not try to open one.
+                    .env_remove("DISPLAY")
+                    .env_remove("WAYLAND_DISPLAY");
+                c
+            }
+        };
+        c.args(["--env-file", ".env.multi-instance", "--project"])
+            .arg(&self.project.name)
+            .arg("--no-color")
+            .args(args)
+            .current_dir(self.project.dir.path())
+            .env("DOCKER_HOST", &self.docker_host)
+            // Environment variables pass through to the Windows process: none of the caller's
+            // may change what the env file says.
+            .env_remove("RADAR_ENV_FILE")
+            .env_remove("RADAR_PROJECT")
+            .env_remove("RADAR_TARGET")
+            .env_remove("APP_INSTANCES")
+            .env_remove("HTTP_PORT")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run radar-deploy")
+    }
+
+    /// Runs a command that must succeed; returns its output text and how long it took.
+    fn ok(&self, args: &[&str]) -> (String, Duration) {
+        let t0 = Instant::now();
+        let out = self.run(args);
+        let took = t0.elapsed();
+        let name = match self.binary {
+            Binary::Linux => "radar-deploy",
+            Binary::Windows(_) => "radar-deploy.exe (Wine)",
+        };
+        assert!(
+            out.status.success(),
+            "{name} {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        (text(&out), took)
+    }
+
+    /// The env file as `init` wrote it, plus the offline images and the project's port.
+    fn init(&self) -> Duration {
+        let (out, took) = self.ok(&["init", "--force"]);
+        assert!(out.contains("newly generated secrets"), "{out}");
+        // init says how it protected the file, in the platform's own terms.
+        let protection = match self.binary {
+            Binary::Linux => "(mode 0600)",
+            Binary::Windows(_) => "(readable by your Windows account alone)",
+        };
+        assert!(out.contains(protection), "{out}");
+        for (var, default) in [
+            ("NGINX_IMAGE", "radar-offline/nginx:bookworm"),
+            ("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
+            ("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+            ("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+        ] {
+            self.project.set_env(var, &image(var, default));
+        }
+        self.project
+            .set_env("HTTP_PORT", &self.project.port.to_string());
+        self.project.set_env("APP_INSTANCES", "3");
+        took
+    }
+}
+
+/// `init` → `up --ha` → `verify --ha` → `scale 5` → `down --volumes`, each timed.
+fn life_cycle(binary: Binary, forwarder: &Forwarder) -> Vec<(&'static str, Duration)> {
+    let project = HostProject::new("win", 3);
+    let r = Runner {
+        binary,
+        project: &project,
+        docker_host: forwarder.docker_host(),
+    };
+    let mut times = vec![("init", r.init())];
+    // Each exits non-zero when a check fails.
+    let (_, took) = r.ok(&["up", "--ha", "--timeout", "240"]);
+    times.push(("up --ha", took));
+    let (_, took) = r.ok(&["verify", "--ha"]);
+    times.push(("verify --ha", took));
+    let (_, took) = r.ok(&["scale", "5", "--timeout", "240"]);
+    times.push(("scale 5", took));
+    let env = std::fs::read_to_string(project.env_file()).expect("env file");
+    assert!(
+        env.contains("APP_INSTANCES=5"),
+        "scale saved the count:\n{env}"
+    );
+    let out = r.run(&["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --format json: {e}\n{}", text(&out)));
+    let apps = status["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.contains("-app-")))
+        .count();
+    assert_eq!(apps, 5, "{status}");
+    let (_, took) = r.ok(&["down", "--volumes"]);
+    times.push(("down --volumes", took));
+    times
+}
+
+fn print_times(label: &str, times: &[(&str, Duration)]) -> Duration {
+    let total: Duration = times.iter().map(|(_, d)| *d).sum();
+    let each: Vec<String> = times
+        .iter()
+        .map(|(what, d)| format!("{what} {:.1}s", d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "{label}: {:.1}s in all ({})",
+        total.as_secs_f64(),
+        each.join(", ")
+    );
+    total
+}
+
+#[test]
+fn the_windows_binary_deploys_verifies_scales_and_removes_a_stack_under_wine() {
+    let Some(exe) = windows_exe() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let forwarder = Forwarder::start();
+
+    // The first start of Wine may initialise the prefix: timed apart, not part of the figures.
+    let t0 = Instant::now();
+    let out = Command::new("wine")
+        .arg(&exe)
+        .arg("--version")
+        .env("WINEPREFIX", wine_prefix())
+        .env("WINEDEBUG", "-all")
+        .env_remove("DISPLAY")
+        .output()
+        .expect("run wine");
+    assert!(
+        out.status.success(),
+        "radar-deploy.exe --version under Wine failed:\n{}",
+        text(&out)
+    );
+    eprintln!(
+        "Wine start (prefix {}): {:.1}s",
+        wine_prefix().display(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let windows = print_times(
+        "radar-deploy.exe under Wine",
+        &life_cycle(Binary::Windows(&exe), &forwarder),
+    );
+    let linux = print_times(
+        "radar-deploy (Linux), same forwarder",
+        &life_cycle(Binary::Linux, &forwarder),
+    );
+    eprintln!(
+        "Wine / Linux: {:.2}x",
+        windows.as_secs_f64() / linux.as_secs_f64()
+    );
+}
+
+/// Where the Windows process keeps its lock files: `%TEMP%` inside the Wine prefix.
+fn find_under(dir: &Path, name_starts: &str, name_ends: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() && !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            if let Some(found) = find_under(&path, name_starts, name_ends) {
+                return Some(found);
+            }
+        } else if name.starts_with(name_starts) && name.ends_with(name_ends) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_windows_run_leaves_a_lock_the_next_run_takes_over() {
+    let Some(exe) = windows_exe() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let forwarder = Forwarder::start();
+    let project = HostProject::new("winkill", 2);
+    let r = Runner {
+        binary: Binary::Windows(&exe),
+        project: &project,
+        docker_host: forwarder.docker_host(),
+    };
+    r.init();
+
+    let users = wine_prefix().join("drive_c/users");
+    let prefix = format!("radar-deploy-{}-", project.name);
+    // A pid file left by an earlier run of the same name would say nothing about this one.
+    if let Some(old) = find_under(&users, &prefix, ".lock.pid") {
+        std::fs::remove_file(old).expect("remove an old pid file");
+    }
+    let mut first = r
+        .command(&["up", "--timeout", "240"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wine");
+    // The pid file is written right after the lock is taken: the run holds it from then on.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pid_file = loop {
+        if let Some(p) = find_under(&users, &prefix, ".lock.pid") {
+            break p;
+        }
+        if Instant::now() > deadline || first.try_wait().ok().flatten().is_some() {
+            let _ = first.kill();
+            let _ = first.wait();
+            panic!("the first run never took the lock (no {prefix}*.lock.pid under {users:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Killed while it works, as a closed terminal or Task Manager would: no clean-up runs.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        first.try_wait().expect("status").is_none(),
+        "the first run ended before it could be killed; the test needs it mid-way"
+    );
+    first.kill().expect("kill the wine process");
+    first.wait().expect("reap it");
+    let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert!(pid_file.with_extension("").exists(), "the lock file stays");
+
+    let t0 = Instant::now();
+    let (out, took) = r.ok(&["up", "--timeout", "240"]);
+    assert!(
+        !out.contains("waiting for another radar-deploy run"),
+        "the killed run's lock (pid {holder}) was not released:\n{out}"
+    );
+    eprintln!(
+        "after the kill, the next up took the lock at once and deployed in {:.1}s",
+        took.as_secs_f64()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(240));
+    r.ok(&["down", "--volumes"]);
+}
