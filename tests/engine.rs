@@ -3,8 +3,9 @@
 //! Each test deploys under its own project name and removes everything labelled with it when it
 //! ends, also on failure (the guard's Drop). These tests need the daemon and FAIL when it is
 //! unreachable: a CI without Docker must not pass them silently. Images: the offline stand-ins
-//! (`scripts/offline-images.sh`) and the reference app (`scripts/build-app-image.sh`), or
-//! whatever NGINX_IMAGE / POSTGRES_IMAGE / REDIS_IMAGE / APP_IMAGE name.
+//! (`scripts/offline-images.sh`) and the reference app (built by the first `up` with
+//! APP_BUILDER_IMAGE=radar-offline/rust:bookworm), or whatever NGINX_IMAGE / POSTGRES_IMAGE /
+//! REDIS_IMAGE / APP_IMAGE / APP_BUILDER_IMAGE name.
 
 mod common;
 
@@ -269,4 +270,80 @@ fn an_unreachable_daemon_is_exit_2_with_what_to_do() {
         "{all}"
     );
     assert!(stderr.contains("fix:"), "{all}");
+}
+
+/// An image tag of this test's own, removed when dropped (also when the test fails), so the
+/// image other tests deploy is never touched.
+struct OwnImage(String);
+
+impl Drop for OwnImage {
+    fn drop(&mut self) {
+        let _ = common::docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-{}-{nanos:x}",
+        std::process::id()
+    ));
+    let tag = own.0.as_str();
+    let p = Project::new(&format!("APP_IMAGE={tag}\n"));
+    let builder = image("APP_BUILDER_IMAGE", "radar-offline/rust:bookworm");
+    let exists = || common::docker(&["image", "inspect", tag]).status.success();
+    assert!(!exists(), "{tag} must not exist before the test");
+
+    // A dry run names the build and builds nothing.
+    let dry = p.ok(&["up", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "preflight: build {tag} from the embedded source with {builder}"
+        )),
+        "{dry}"
+    );
+    assert!(!exists(), "--dry-run built {tag}");
+
+    // From nothing: built through the Engine API, deployed, verified (exit 0).
+    let t0 = Instant::now();
+    let first = p.ok(&["up", "--timeout", "120"]);
+    let took = t0.elapsed();
+    assert!(
+        first.contains(&format!(
+            "building {tag} from the embedded source with {builder}"
+        )),
+        "{first}"
+    );
+    assert!(first.contains(&format!("build {tag} | Step 1/")), "{first}");
+    assert!(first.contains(&format!("built {tag} in ")), "{first}");
+    assert!(first.contains("is up"), "{first}");
+    let labels = common::docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{ index .Config.Labels \"io.radar-deploy.app.source-sha256\" }} {{ .Config.User }} {{ .Architecture }}",
+        tag,
+    ]);
+    let labels = String::from_utf8_lossy(&labels.stdout);
+    let mut fields = labels.split_whitespace();
+    assert_eq!(
+        fields.next(),
+        Some(radar_deploy::app_image::source_digest()),
+        "the image records the source it was built from"
+    );
+    assert_eq!(fields.next(), Some("65532:65532"));
+    eprintln!(
+        "up with no app image (build + deploy + verify): {:.1}s on {}",
+        took.as_secs_f64(),
+        fields.next().unwrap_or("?")
+    );
+
+    // The next `up` finds it up to date: no build, nothing to change.
+    let second = p.ok(&["up", "--no-verify"]);
+    assert!(!second.contains("building"), "{second}");
+    assert!(second.contains("0 steps applied"), "{second}");
 }
