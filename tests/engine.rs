@@ -347,3 +347,38 @@ fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up
     assert!(!second.contains("building"), "{second}");
     assert!(second.contains("0 steps applied"), "{second}");
 }
+
+#[test]
+fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_fix() {
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-nobuilder-{}",
+        std::process::id()
+    ));
+    let p = Project::new(&format!(
+        "APP_IMAGE={}\nAPP_BUILDER_IMAGE=radar-test.invalid/no-such-rust:0\n",
+        own.0
+    ));
+    let out = p
+        .command(&["up", "--no-verify"])
+        .env_remove("APP_BUILDER_IMAGE")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "building the reference app image",
+        "with APP_BUILDER_IMAGE=radar-test.invalid/no-such-rust:0 failed",
+        "last lines of the build:",
+        "FROM ${BUILDER_IMAGE} AS build",
+        "fix: the builder image radar-test.invalid/no-such-rust:0 is not on this Docker host",
+        "set APP_BUILDER_IMAGE to a local image with cargo",
+    ] {
+        assert!(stderr.contains(want), "lacks {want:?}:\n{all}");
+    }
+    assert_eq!(
+        p.leftovers(),
+        (0, 0, 0),
+        "a failed build must create nothing"
+    );
+}
