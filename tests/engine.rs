@@ -346,6 +346,42 @@ fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up
     let second = p.ok(&["up", "--no-verify"]);
     assert!(!second.contains("building"), "{second}");
     assert!(second.contains("0 steps applied"), "{second}");
+
+    // Another image under the tag, labelled with another source (as after a change to app/):
+    // the dry run names the rebuild and the instances that run the image the tag no longer
+    // names; `up` rebuilds it (from the build cache: the very image the instances run).
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut build.stdin.take().unwrap(),
+        format!("FROM {tag}\nLABEL io.radar-deploy.app.source-sha256=0123456789abcdef\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let built = build.wait_with_output().unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    let _stale = OwnImage(String::from_utf8_lossy(&built.stdout).trim().to_string());
+    let dry = p.ok(&["up", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "preflight: build {tag} from the embedded source with {builder} (it was built from \
+             another source (io.radar-deploy.app.source-sha256 0123456789ab ≠"
+        )),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("(image {tag} now names another image")),
+        "{dry}"
+    );
+    let third = p.ok(&["up", "--no-verify"]);
+    assert!(third.contains(&format!("built {tag} in ")), "{third}");
+    assert!(third.contains("0 steps applied"), "{third}");
 }
 
 #[test]
@@ -380,5 +416,45 @@ fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_f
         p.leftovers(),
         (0, 0, 0),
         "a failed build must create nothing"
+    );
+}
+
+#[test]
+fn parallel_ups_build_a_missing_reference_image_once() {
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-parallel-{}",
+        std::process::id()
+    ));
+    let tag = own.0.as_str();
+    let projects: Vec<Project> = (0..2)
+        .map(|_| Project::new(&format!("APP_IMAGE={tag}\nAPP_INSTANCES=1\n")))
+        .collect();
+    let children: Vec<_> = projects
+        .iter()
+        .map(|p| {
+            p.command(&["up", "--no-verify", "--timeout", "120"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            text(&out)
+        })
+        .collect();
+    let builds = outs
+        .iter()
+        .filter(|o| o.contains(&format!("built {tag} in ")))
+        .count();
+    assert_eq!(
+        builds,
+        1,
+        "exactly one run builds:\n{}",
+        outs.join("\n----\n")
     );
 }
