@@ -33,6 +33,7 @@ NGINX_IMAGE=${NGINX_IMAGE:-radar-offline/nginx:bookworm}
 POSTGRES_IMAGE=${POSTGRES_IMAGE:-radar-offline/postgres:bookworm}
 REDIS_IMAGE=${REDIS_IMAGE:-radar-offline/redis:bookworm}
 APP_IMAGE=${APP_IMAGE:-radar-deploy/radar-app:0.1.0}
+APP_BUILDER_IMAGE=${APP_BUILDER_IMAGE:-radar-offline/rust:bookworm}
 APP_INSTANCES=${APP_INSTANCES:-3}
 HTTP_PORT=$port
 EOT

@@ -6,21 +6,26 @@
 #   radar-offline/nginx:bookworm     behaves like nginx:stable-bookworm
 #   radar-offline/redis:bookworm     behaves like redis:7.2-bookworm
 #   radar-offline/postgres:bookworm  behaves like postgres:15-bookworm
+#   radar-offline/rust:bookworm      stands in for rust:1-bookworm as APP_BUILDER_IMAGE: its own
+#                                    minbase rootfs (gcc, libc6-dev), this machine's Rust toolchain
+#                                    where the official image has it, and the reference app's
+#                                    crates vendored (containers here reach no crates.io)
 #
-# The thin images are built from scripts/offline-images/{nginx,redis,postgres}/.
+# The thin images are built from scripts/offline-images/{nginx,redis,postgres}/. The reference
+# app's image itself is built by `radar-deploy up` (with APP_BUILDER_IMAGE=radar-offline/rust:bookworm).
 # Idempotent: an image is rebuilt only when it is missing, when its build inputs changed (a hash
 # of them is stored in a label) or with --force. Needs root (debootstrap, chroot) and a Docker
 # daemon. The Debian mirror is the one apt on this machine is configured with.
 #
 # usage: scripts/offline-images.sh [--force] [--no-app] [-q]
-#        (RADAR_OFFLINE_PREFIX=name builds name/{base,nginx,redis,postgres}:bookworm instead)
+#        (RADAR_OFFLINE_PREFIX=name builds name/{base,nginx,redis,postgres,rust}:bookworm instead)
 set -euo pipefail
 
 usage() {
   sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "${BASH_SOURCE[0]}"
   cat <<'EOF'
   --force    rebuild every image, even when it exists and is up to date
-  --no-app   do not run scripts/build-app-image.sh afterwards
+  --no-app   do not make the app's builder image (radar-offline/rust:bookworm)
   -q         less output
 EOF
 }
@@ -270,14 +275,134 @@ for id in "${superseded[@]}"; do
   fi
 done
 
-if [[ $app == 1 && -f $here/build-app-image.sh ]]; then
-  log "running scripts/build-app-image.sh"
-  # its output goes to stderr: stdout is kept for the env lines below
-  bash "$here/build-app-image.sh" >&2 || die "scripts/build-app-image.sh failed"
+# ---------------------------------------------------------------- builder image (APP_BUILDER_IMAGE)
+
+rust_image=$prefix/rust:$suite
+root=$(cd "$here/.." && pwd)
+# What the official rust image brings that building the reference app statically needs: a C
+# toolchain for linking (gcc pulls binutils, which has readelf) and glibc's static libraries.
+rust_packages=(gcc libc6-dev ca-certificates)
+
+# >>> rust (everything between these markers is hashed into the builder image's inputs label)
+# The official image's layout: the toolchain under $RUSTUP_HOME/toolchains/<version>-<host>,
+# cargo's home /usr/local/cargo with the tools on PATH. Only bin/ and lib/ of this machine's
+# toolchain (its sysroot) are copied: no docs, no rustup.
+install_toolchain() { # rootfs
+  local r=$1 sysroot version host tc
+  sysroot=$(cd "$root" && rustc --print sysroot)
+  version=$(cd "$root" && rustc -vV | sed -n 's/^release: //p')
+  host=$(cd "$root" && rustc -vV | sed -n 's/^host: //p')
+  tc=/usr/local/rustup/toolchains/$version-$host
+  mkdir -p "$r$tc" "$r"/usr/local/cargo/bin
+  cp -a "$sysroot/bin" "$sysroot/lib" "$r$tc/"
+  rm -rf "$r$tc"/lib/rustlib/src "$r$tc"/lib/rustlib/*/analysis
+  local tool
+  for tool in cargo rustc rustdoc; do
+    if [[ -x $r$tc/bin/$tool ]]; then ln -s "$tc/bin/$tool" "$r/usr/local/cargo/bin/$tool"; fi
+  done
+  echo "$version"
+}
+# The reference app's dependencies, vendored on this machine (which reaches crates.io), from
+# the same manifest and lock file the build context carries (app/ alone, outside the
+# workspace), and a cargo config that replaces crates.io with them and never asks the network.
+vendor_app_crates() { # rootfs scratch-dir
+  local r=$1 tmp=$2/app-src
+  mkdir -p "$tmp"
+  cp -r "$root/app/Cargo.toml" "$root/app/src" "$tmp/"
+  cp "$root/Cargo.lock" "$tmp/"
+  (cd "$tmp" && cargo vendor --quiet "$r/usr/local/cargo/vendor" >/dev/null)
+  cat > "$r"/usr/local/cargo/config.toml <<'EOT'
+# Offline builder image (scripts/offline-images.sh): crates come from the vendored copy only.
+[source.crates-io]
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "/usr/local/cargo/vendor"
+
+[net]
+offline = true
+EOT
+}
+customise_rust_rootfs() {
+  local r=$1
+  # Nothing that names this machine or its mirror goes into the image.
+  printf '# offline image: no package sources configured\n' > "$r"/etc/apt/sources.list
+  rm -f "$r"/etc/resolv.conf "$r"/etc/hostname
+  : > "$r"/etc/resolv.conf
+  echo localhost > "$r"/etc/hostname
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r"/etc/hosts
+  rm -rf "$r"/var/cache/apt/* "$r"/var/lib/apt/lists/* "$r"/var/log/* "$r"/usr/share/man/* \
+         "$r"/usr/share/info/* "$r"/tmp/* "$r"/var/tmp/*
+  find "$r"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
+  mkdir -p "$r"/var/lib/apt/lists/partial "$r"/var/cache/apt/archives/partial
+}
+# <<< rust
+
+rust_inputs() {
+  { echo "$suite"; printf '%s\n' "${rust_packages[@]}"
+    (cd "$root" && rustc -vV)
+    sha256sum "$root/Cargo.lock" "$root/app/Cargo.toml" | cut -d' ' -f1
+    sed -n '/^# >>> rust/,/^# <<< rust/p' "${BASH_SOURCE[0]}"; } | hash_stdin
+}
+
+build_rust() {
+  local inputs=$1
+  command -v rustc >/dev/null && command -v cargo >/dev/null \
+    || die "$rust_image copies this machine's Rust toolchain: rustc and cargo must be on PATH"
+  [[ $(id -u) == 0 ]] || die "debootstrap needs root"
+  command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
+  local mirror; mirror=$(mirror_uri)
+  [[ -n $mirror ]] || die "no Debian mirror found in apt's sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list)"
+  cleanup
+  work=$(mktemp -d /var/tmp/radar-offline.XXXXXX)
+  local rootfs=$work/rootfs pkglist version
+  pkglist=$(IFS=,; echo "${rust_packages[*]}")
+  log "debootstrap $suite (minbase + ${rust_packages[*]}) for $rust_image"
+  if ! { debootstrap --foreign --variant=minbase --components=main --include="$pkglist" \
+           "$suite" "$rootfs" "$mirror" &&
+         mkdir -p "$rootfs/etc/dpkg/dpkg.cfg.d" &&
+         echo force-unsafe-io > "$rootfs/etc/dpkg/dpkg.cfg.d/zz-radar-offline-build" &&
+         chroot "$rootfs" /debootstrap/debootstrap --second-stage; } >"$work/debootstrap.out" 2>&1; then
+    tail -n 30 "$work/debootstrap.out" >&2
+    die "debootstrap failed for $rust_image (output above)"
+  fi
+  rm -f "$rootfs/etc/dpkg/dpkg.cfg.d/zz-radar-offline-build"
+  customise_rust_rootfs "$rootfs"
+  log "copying this machine's Rust toolchain and vendoring the reference app's crates"
+  version=$(install_toolchain "$rootfs")
+  vendor_app_crates "$rootfs" "$work" || die "cargo vendor failed for the reference app (app/)"
+  log "importing the rootfs as $rust_image (Rust $version)"
+  tar -C "$rootfs" --numeric-owner --xattrs --exclude='./dev/*' --exclude='./proc/*' \
+      --exclude='./sys/*' --exclude='./debootstrap' -cf - . \
+    | docker import \
+        --change 'ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo' \
+        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change "ENV RUST_VERSION=$version" \
+        --change 'CMD ["bash"]' \
+        --change "LABEL $label=true" \
+        --change "LABEL $hash_label=$inputs" \
+        --message "debootstrap $suite minbase: ${rust_packages[*]}; Rust $version; vendored crates of the reference app" \
+        - "$rust_image" >/dev/null
+  cleanup
+  work=
+}
+
+if [[ $app == 1 ]]; then
+  inputs=$(rust_inputs)
+  if [[ $force == 1 || $(image_inputs "$rust_image") != "$inputs" ]]; then
+    old_rust=$(image_id "$rust_image")
+    build_rust "$inputs"
+    # The replaced image, once no container uses it (a build in progress keeps it).
+    [[ -z $old_rust ]] || docker rmi "$old_rust" >/dev/null 2>&1 || true
+  else
+    log "$rust_image is up to date"
+  fi
 fi
 
 if [[ $quiet == 0 ]]; then
-  for svc in base nginx redis postgres; do
+  images=(base nginx redis postgres)
+  [[ $app == 0 ]] || images+=(rust)
+  for svc in "${images[@]}"; do
     docker image inspect -f "  $prefix/$svc:$suite {{.Size}}" "$prefix/$svc:$suite" \
       | awk '{printf "  %-32s %4d MB\n", $1, $2 / 1000000}' >&2
   done
@@ -287,3 +412,4 @@ NGINX_IMAGE=$prefix/nginx:$suite
 REDIS_IMAGE=$prefix/redis:$suite
 POSTGRES_IMAGE=$prefix/postgres:$suite
 EOF
+[[ $app == 0 ]] || echo "APP_BUILDER_IMAGE=$rust_image"

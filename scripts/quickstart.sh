@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a fresh clone to a running, verified stack on the built-in defaults:
-# build the binaries, provide the images (official ones when a registry answers, otherwise
-# built offline from Debian packages), write the env file if there is none, deploy.
+# build radar-deploy, provide the images (official ones when a registry answers, otherwise
+# built offline from Debian packages), write the env file if there is none, deploy. The
+# reference app's image is built by `up` itself, inside Docker, with APP_BUILDER_IMAGE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,8 +52,7 @@ if (( offline )); then
   set_var NGINX_IMAGE radar-offline/nginx:bookworm
   set_var REDIS_IMAGE radar-offline/redis:bookworm
   set_var POSTGRES_IMAGE radar-offline/postgres:bookworm
-else
-  scripts/build-app-image.sh
+  set_var APP_BUILDER_IMAGE radar-offline/rust:bookworm
 fi
 
 say "deploying"

@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::app_image;
 use crate::apply::{self, ApplyOptions};
-use crate::config::vars::REFERENCE_APP_IMAGE;
 use crate::desired::{Deployment, Role};
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
@@ -24,6 +24,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 pub struct UpOptions {
     pub timeout: Duration,
     pub dry_run: bool,
+    /// APP_BUILDER_IMAGE: builds the reference app image when it is missing or stale.
+    pub app_builder_image: String,
 }
 
 /// What `up` did, for the caller's report.
@@ -59,7 +61,18 @@ pub async fn up(
     ui: &Ui,
 ) -> Result<UpReport> {
     let t0 = Instant::now();
+    let app_image = d
+        .containers
+        .iter()
+        .find(|c| c.role == Role::App)
+        .map(|c| c.image.as_str());
     if opts.dry_run {
+        if let Some(image) = app_image {
+            let decision = app_image::check(client, image).await?;
+            if let Some(line) = app_image::plan_line(image, &opts.app_builder_image, &decision) {
+                ui.result(&line);
+            }
+        }
         let observed = Observed::snapshot(client, &d.project).await?;
         ui.result(&plan::plan(d, &observed).to_string());
         return Ok(UpReport {
@@ -69,6 +82,10 @@ pub async fn up(
     }
     let _lock = lock(client, &d.project, ui).await?;
     let work = async {
+        // Before the plan, so the instances are created from the image just built.
+        if let Some(image) = app_image {
+            app_image::ensure(client, image, &opts.app_builder_image, ui).await?;
+        }
         let observed = Observed::snapshot(client, &d.project).await?;
         let plan = plan::plan(d, &observed);
         if plan.is_empty() {
@@ -109,12 +126,6 @@ async fn preflight_images(client: &DockerClient, d: &Deployment, ui: &Ui) -> Res
             continue;
         }
         let var = image_var(c.role);
-        if c.image == REFERENCE_APP_IMAGE {
-            bail!(
-                "the reference app image {REFERENCE_APP_IMAGE} ({var}) is not on this Docker host\n  \
-                 fix: build it with `scripts/build-app-image.sh`, or set {var} to your app's image"
-            );
-        }
         pull(client, &c.image, ui).await.map_err(|e| {
             let fix = match c.role {
                 Role::App => format!(

@@ -18,6 +18,7 @@
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
+//! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
 //! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
 //! | [`lock`] | per-project lock file (a second run waits, then names the holder) |
@@ -30,8 +31,10 @@
 //! | [`ui`] | colour, quiet/verbose |
 //! | [`outcome`] | exit status: 0 ok, 1 a check failed, 2 any error |
 //!
-//! The reference app (`radar-app`) is a separate binary in `src/bin/radar-app/`.
+//! The reference app (`radar-app`) is its own package in `app/` (a workspace member): the CLI
+//! does not depend on it, it carries its source (`build.rs`) to build its image.
 
+pub mod app_image;
 pub mod apply;
 pub mod cli;
 pub mod commands;

@@ -39,6 +39,29 @@ impl ProjectLock {
         on_wait: impl Fn(u32),
     ) -> Result<ProjectLock> {
         let path = Self::path_for(daemon, project);
+        Self::acquire_at(path, &format!("project {project}"), wait, on_wait).await
+    }
+
+    /// The same kind of lock for something else that runs on a daemon one at a time (the build
+    /// of an image): `key` picks the lock, `subject` names it in messages.
+    pub async fn acquire_for(
+        daemon: &str,
+        key: &str,
+        subject: &str,
+        wait: Duration,
+        on_wait: impl Fn(u32),
+    ) -> Result<ProjectLock> {
+        let digest = hex::encode(&Sha256::digest(format!("{daemon}\0{key}"))[..8]);
+        let path = lock_dir().join(format!("radar-deploy-{digest}.lock"));
+        Self::acquire_at(path, subject, wait, on_wait).await
+    }
+
+    async fn acquire_at(
+        path: PathBuf,
+        subject: &str,
+        wait: Duration,
+        on_wait: impl Fn(u32),
+    ) -> Result<ProjectLock> {
         // Never truncated nor removed: a waiter may hold it open, and removing it would let a
         // third run lock a new file of the same name while the waiter locks the old one.
         let file = OpenOptions::new()
@@ -66,7 +89,7 @@ impl ProjectLock {
                     if Instant::now() >= deadline {
                         let who = holder.map_or("pid unknown".to_string(), |p| format!("pid {p}"));
                         bail!(
-                            "project {project} is locked by another radar-deploy run ({who}); \
+                            "{subject} is locked by another radar-deploy run ({who}); \
                              wait for it to finish, or stop it: the lock is released when that \
                              process ends (lock file {})",
                             path.display()

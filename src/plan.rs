@@ -430,6 +430,20 @@ fn container_change(
         }
         Some(_) => {}
     }
+    // Same image name and settings, but the tag now names another image (rebuilt, as `up` does
+    // with the reference app when its source changed, or pulled again): Docker then lists the
+    // container by the id of the image it runs. Replaced like any image change.
+    if o.image != c.image && o.image.starts_with("sha256:") {
+        let why = format!(
+            "image {} now names another image (the container runs {})",
+            c.image,
+            o.image.get(..19).unwrap_or(&o.image)
+        );
+        if c.role == Role::App && o.state == ContainerState::Running && !network_missing {
+            return Some(Change::Roll { reason: why });
+        }
+        return recreate(why);
+    }
     if network_missing {
         return recreate(format!("its network {} is missing", d.network));
     }
@@ -682,6 +696,45 @@ mod tests {
             })
             .collect();
         assert_eq!(replaced, ["app-1", "app-2", "app-3"]);
+    }
+
+    #[test]
+    fn an_image_tag_that_moved_to_a_rebuilt_image_replaces_the_instances_running_the_old_one() {
+        let d = desired::build(&config("", false));
+        let mut observed = running(&d);
+        // Docker lists a container by its image's id once the tag names another image.
+        for c in &mut observed.containers {
+            if c.name.ends_with("app-2") {
+                c.image = "sha256:0123456789abcdef0123456789".into();
+            }
+        }
+        let p = plan(&d, &observed);
+        let text = p.to_string();
+        assert!(
+            text.contains(
+                "replaces app-2 (image radar-deploy/radar-app:0.1.0 now names another image \
+                 (the container runs sha256:0123456789ab))"
+            ),
+            "{text}"
+        );
+        let replaced: Vec<&str> = p
+            .sequence()
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::StartNext { alias, .. } => Some(alias.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replaced, ["app-2"]);
+        // An image named by its id is the same image: nothing to do.
+        let by_id = desired::build(&config("APP_IMAGE=sha256:0123456789abcdef\n", false));
+        let mut observed = running(&by_id);
+        for c in &mut observed.containers {
+            if c.name.contains("-app-") {
+                c.image = "sha256:0123456789abcdef".into();
+            }
+        }
+        assert!(plan(&by_id, &observed).is_empty());
     }
 
     #[test]

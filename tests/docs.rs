@@ -152,6 +152,7 @@ fn the_guide_runs_as_written() {
             .env("NGINX_IMAGE", "radar-offline/nginx:bookworm")
             .env("REDIS_IMAGE", "radar-offline/redis:bookworm")
             .env("POSTGRES_IMAGE", "radar-offline/postgres:bookworm")
+            .env("APP_BUILDER_IMAGE", "radar-offline/rust:bookworm")
             .env("NO_COLOR", "1")
             .env_remove("RADAR_ENV_FILE")
             .output()

@@ -3,8 +3,9 @@
 //! Each test deploys under its own project name and removes everything labelled with it when it
 //! ends, also on failure (the guard's Drop). These tests need the daemon and FAIL when it is
 //! unreachable: a CI without Docker must not pass them silently. Images: the offline stand-ins
-//! (`scripts/offline-images.sh`) and the reference app (`scripts/build-app-image.sh`), or
-//! whatever NGINX_IMAGE / POSTGRES_IMAGE / REDIS_IMAGE / APP_IMAGE name.
+//! (`scripts/offline-images.sh`) and the reference app (built by the first `up` with
+//! APP_BUILDER_IMAGE=radar-offline/rust:bookworm), or whatever NGINX_IMAGE / POSTGRES_IMAGE /
+//! REDIS_IMAGE / APP_IMAGE / APP_BUILDER_IMAGE name.
 
 mod common;
 
@@ -268,4 +269,191 @@ fn an_unreachable_daemon_is_exit_2_with_what_to_do() {
         "{all}"
     );
     assert!(stderr.contains("fix:"), "{all}");
+}
+
+/// An image tag of this test's own, removed when dropped (also when the test fails), so the
+/// image other tests deploy is never touched.
+struct OwnImage(String);
+
+impl Drop for OwnImage {
+    fn drop(&mut self) {
+        let _ = common::docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-{}-{nanos:x}",
+        std::process::id()
+    ));
+    let tag = own.0.as_str();
+    let p = Project::new(&format!("APP_IMAGE={tag}\n"));
+    let builder = image("APP_BUILDER_IMAGE", "radar-offline/rust:bookworm");
+    let exists = || common::docker(&["image", "inspect", tag]).status.success();
+    assert!(!exists(), "{tag} must not exist before the test");
+
+    // A dry run names the build and builds nothing.
+    let dry = p.ok(&["up", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "preflight: build {tag} from the embedded source with {builder}"
+        )),
+        "{dry}"
+    );
+    assert!(!exists(), "--dry-run built {tag}");
+
+    // From nothing: built through the Engine API, deployed, verified (exit 0).
+    let t0 = Instant::now();
+    let first = p.ok(&["up", "--timeout", "120"]);
+    let took = t0.elapsed();
+    assert!(
+        first.contains(&format!(
+            "building {tag} from the embedded source with {builder}"
+        )),
+        "{first}"
+    );
+    assert!(first.contains(&format!("build {tag} | Step 1/")), "{first}");
+    assert!(first.contains(&format!("built {tag} in ")), "{first}");
+    assert!(first.contains("is up"), "{first}");
+    let labels = common::docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{ index .Config.Labels \"io.radar-deploy.app.source-sha256\" }} {{ .Config.User }} {{ .Architecture }}",
+        tag,
+    ]);
+    let labels = String::from_utf8_lossy(&labels.stdout);
+    let mut fields = labels.split_whitespace();
+    assert_eq!(
+        fields.next(),
+        Some(radar_deploy::app_image::source_digest()),
+        "the image records the source it was built from"
+    );
+    assert_eq!(fields.next(), Some("65532:65532"));
+    eprintln!(
+        "up with no app image (build + deploy + verify): {:.1}s on {}",
+        took.as_secs_f64(),
+        fields.next().unwrap_or("?")
+    );
+
+    // The next `up` finds it up to date: no build, nothing to change.
+    let second = p.ok(&["up", "--no-verify"]);
+    assert!(!second.contains("building"), "{second}");
+    assert!(second.contains("0 steps applied"), "{second}");
+
+    // Another image under the tag, labelled with another source (as after a change to app/):
+    // the dry run names the rebuild and the instances that run the image the tag no longer
+    // names; `up` rebuilds it (from the build cache: the very image the instances run).
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut build.stdin.take().unwrap(),
+        format!("FROM {tag}\nLABEL io.radar-deploy.app.source-sha256=0123456789abcdef\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let built = build.wait_with_output().unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    let _stale = OwnImage(String::from_utf8_lossy(&built.stdout).trim().to_string());
+    let dry = p.ok(&["up", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "preflight: build {tag} from the embedded source with {builder} (it was built from \
+             another source (io.radar-deploy.app.source-sha256 0123456789ab ≠"
+        )),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("(image {tag} now names another image")),
+        "{dry}"
+    );
+    let third = p.ok(&["up", "--no-verify"]);
+    assert!(third.contains(&format!("built {tag} in ")), "{third}");
+    assert!(third.contains("0 steps applied"), "{third}");
+}
+
+#[test]
+fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_fix() {
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-nobuilder-{}",
+        std::process::id()
+    ));
+    let p = Project::new(&format!(
+        "APP_IMAGE={}\nAPP_BUILDER_IMAGE=radar-test.invalid/no-such-rust:0\n",
+        own.0
+    ));
+    let out = p
+        .command(&["up", "--no-verify"])
+        .env_remove("APP_BUILDER_IMAGE")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "building the reference app image",
+        "with APP_BUILDER_IMAGE=radar-test.invalid/no-such-rust:0 failed",
+        "last lines of the build:",
+        "FROM ${BUILDER_IMAGE} AS build",
+        "fix: the builder image radar-test.invalid/no-such-rust:0 is not on this Docker host",
+        "set APP_BUILDER_IMAGE to a local image with cargo",
+    ] {
+        assert!(stderr.contains(want), "lacks {want:?}:\n{all}");
+    }
+    assert_eq!(
+        p.leftovers(),
+        (0, 0, 0),
+        "a failed build must create nothing"
+    );
+}
+
+#[test]
+fn parallel_ups_build_a_missing_reference_image_once() {
+    let own = OwnImage(format!(
+        "radar-deploy/radar-app:test-parallel-{}",
+        std::process::id()
+    ));
+    let tag = own.0.as_str();
+    let projects: Vec<Project> = (0..2)
+        .map(|_| Project::new(&format!("APP_IMAGE={tag}\nAPP_INSTANCES=1\n")))
+        .collect();
+    let children: Vec<_> = projects
+        .iter()
+        .map(|p| {
+            p.command(&["up", "--no-verify", "--timeout", "120"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            text(&out)
+        })
+        .collect();
+    let builds = outs
+        .iter()
+        .filter(|o| o.contains(&format!("built {tag} in ")))
+        .count();
+    assert_eq!(
+        builds,
+        1,
+        "exactly one run builds:\n{}",
+        outs.join("\n----\n")
+    );
 }

@@ -29,12 +29,19 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
                  writes the whole stack file):",
                 stack.project
             );
-            for line in swarm::deploy::plan(&docker, &stack).await? {
+            for line in swarm::deploy::plan(&docker, &stack, cfg.app.builder_image.as_str()).await? {
                 println!("  {line}");
             }
             return Ok(Outcome::Success);
         }
-        let r = swarm::deploy::up(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
+        let r = swarm::deploy::up(
+            &docker,
+            &stack,
+            Duration::from_secs(timeout),
+            cfg.app.builder_image.as_str(),
+            &g.ui,
+        )
+        .await?;
         g.ui.success(&format!(
             "{} is up on the swarm: {} services ({} created, {} updated, {} unchanged) ready in {:.1}s{}",
             stack.project,
@@ -60,6 +67,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let opts = engine::UpOptions {
         timeout: Duration::from_secs(timeout),
         dry_run,
+        app_builder_image: cfg.app.builder_image.to_string(),
     };
     let report = engine::up(&docker, &deployment, &opts, &g.ui).await?;
     if dry_run {

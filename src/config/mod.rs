@@ -40,6 +40,9 @@ pub struct Config {
 pub struct AppConfig {
     pub instances: InstanceCount,
     pub image: ImageRef,
+    /// The Rust image that builds the reference app's image when `image` is the reference
+    /// one and is missing or stale (`crate::app_image`).
+    pub builder_image: ImageRef,
     pub port: Port,
     pub cpus: NanoCpus,
     pub memory: MemoryBytes,
@@ -479,6 +482,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let nginx_image = r.parse::<ImageRef>("NGINX_IMAGE");
     let instances = r.parse::<InstanceCount>("APP_INSTANCES");
     let app_image = r.parse::<ImageRef>("APP_IMAGE");
+    let app_builder_image = r.parse::<ImageRef>("APP_BUILDER_IMAGE");
     let app_port = r.parse::<Port>("APP_PORT");
     let cpus = r.parse::<NanoCpus>("APP_CPUS");
     let memory = r.parse::<MemoryBytes>("APP_MEMORY");
@@ -560,6 +564,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
         app: AppConfig {
             instances: instances?,
             image: app_image?,
+            builder_image: app_builder_image?,
             port: app_port?,
             cpus: cpus?,
             memory: memory?,

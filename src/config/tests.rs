@@ -184,7 +184,13 @@ fn quorum_larger_than_three_sentinels_is_refused() {
 
 #[test]
 fn malformed_image_references_are_refused() {
-    for var in ["APP_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE"] {
+    for var in [
+        "APP_IMAGE",
+        "APP_BUILDER_IMAGE",
+        "NGINX_IMAGE",
+        "POSTGRES_IMAGE",
+        "REDIS_IMAGE",
+    ] {
         let c = case(&format!("{}{var}=Bad Image:\n", valid_file()));
         let c2 = case(&format!("{}{var}='Bad Image:'\n", valid_file()));
         let ps = [problems(&c), problems(&c2)].concat();

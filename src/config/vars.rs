@@ -35,15 +35,24 @@ const fn var(name: &'static str, need: Need, group: &'static str, doc: &'static 
 
 use Need::*;
 
-/// The default app image: the reference app this project ships (see `scripts/build-app-image.sh`).
+/// The repository of the reference app's image; with any tag, `up` builds it when it is missing
+/// or was built from another source than the one this binary carries (`crate::app_image`).
+pub const REFERENCE_APP_REPOSITORY: &str = "radar-deploy/radar-app";
+
+/// The default app image: the reference app this project ships (`app/`).
 pub const REFERENCE_APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
+
+/// The default image that builds the reference app: the official Rust image (Debian, like the
+/// other defaults), which has cargo, gcc and glibc's static libraries.
+pub const DEFAULT_APP_BUILDER_IMAGE: &str = "rust:1-bookworm";
 
 pub const VARS: &[Var] = &[
     var("HTTP_PORT", Default("80"), "Load balancer", "Host port nginx publishes (1..=65535). The only published port of the stack."),
     var("LB_STRATEGY", Default("least_conn"), "Load balancer", "nginx balancing: least_conn | round_robin | ip_hash (ip_hash pins a client to an instance; not needed with Redis sessions)."),
     var("NGINX_IMAGE", Default("nginx:stable-bookworm"), "Load balancer", "nginx image (official Debian-based by default; scripts/offline-images.sh builds a local one)."),
     var("APP_INSTANCES", Default("3"), "App", "Number of app instances behind nginx (1..=64)."),
-    var("APP_IMAGE", Default(REFERENCE_APP_IMAGE), "App", "The app image. Defaults to the reference app built by scripts/build-app-image.sh."),
+    var("APP_IMAGE", Default(REFERENCE_APP_IMAGE), "App", "The app image. Defaults to the reference app, which `up` builds inside Docker from the source radar-deploy carries when it is missing or out of date (any tag of radar-deploy/radar-app)."),
+    var("APP_BUILDER_IMAGE", Default(DEFAULT_APP_BUILDER_IMAGE), "App", "Rust image (cargo, gcc, libc6-dev) that builds the reference app image for the daemon's architecture. Without a registry name a local one: scripts/offline-images.sh makes radar-offline/rust:bookworm with vendored crates."),
     var("APP_PORT", Default("3000"), "App", "Port the app listens on inside its container (1..=65535)."),
     var("APP_CPUS", Default("0.5"), "App", "CPU limit per instance, in CPUs (e.g. 0.5)."),
     var("APP_MEMORY", Default("256m"), "App", "Memory limit per instance (bytes, or with k/m/g suffix; at least 16m)."),

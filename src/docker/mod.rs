@@ -5,6 +5,7 @@
 //! are plain structs ([`crate::observed`]), and readiness is data ([`Readiness`]) judged by a
 //! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
 
+mod build;
 mod spec;
 mod ssh;
 mod swarm;
@@ -33,6 +34,7 @@ use crate::desired::{Container, Deployment};
 use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
+pub use build::BuildRequest;
 pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 

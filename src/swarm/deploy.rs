@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{Service, Stack};
+use crate::app_image;
 use crate::desired::Role;
 use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
 use crate::lock::ProjectLock;
@@ -111,15 +112,29 @@ async fn prepare(
     Ok((labelled, network, ids))
 }
 
+/// The app service's image.
+fn app_image(st: &Stack) -> Option<&str> {
+    st.services
+        .iter()
+        .find(|s| s.spec.role == Role::App)
+        .map(|s| s.spec.image.as_str())
+}
+
 /// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
-/// order it would; nothing is changed.
-pub async fn plan(docker: &DockerClient, st: &Stack) -> Result<Vec<String>> {
+/// order it would; nothing is changed. `app_builder_image`: as for [`up`].
+pub async fn plan(docker: &DockerClient, st: &Stack, app_builder_image: &str) -> Result<Vec<String>> {
     let node = manager(docker).await?;
     let (labelled, network, ids) = prepare(docker, st, &node, true).await?;
-    let mut lines: Vec<String> = labelled
-        .iter()
-        .map(|(label, host)| format!("label   node {host}: {label}=true (pins a service there)"))
-        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    if let Some(image) = app_image(st) {
+        let decision = app_image::check(docker, image).await?;
+        lines.extend(app_image::plan_line(image, app_builder_image, &decision));
+    }
+    lines.extend(
+        labelled.iter().map(|(label, host)| {
+            format!("label   node {host}: {label}=true (pins a service there)")
+        }),
+    );
     if network {
         lines.push(format!(
             "create  network {} (overlay, attachable)",
@@ -159,11 +174,23 @@ pub async fn plan(docker: &DockerClient, st: &Stack) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-pub async fn up(docker: &DockerClient, st: &Stack, timeout: Duration, ui: &Ui) -> Result<UpReport> {
+/// Converges the stack. When the app is the reference image and it is missing or stale on the
+/// manager, it is built there first with `app_builder_image`, as on one host (`app_image`);
+/// other nodes need it too (no registry carries it), which is the operator's part.
+pub async fn up(
+    docker: &DockerClient,
+    st: &Stack,
+    timeout: Duration,
+    app_builder_image: &str,
+    ui: &Ui,
+) -> Result<UpReport> {
     let t0 = Instant::now();
     let node = manager(docker).await?;
     let _lock = lock(docker, &st.project, ui).await?;
     let mut report = UpReport::default();
+    if let Some(image) = app_image(st) {
+        app_image::ensure(&docker, image, app_builder_image, ui).await?;
+    }
 
     let (labelled, _, ids) = prepare(docker, st, &node, false).await?;
     for (label, host) in &labelled {

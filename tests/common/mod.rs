@@ -168,6 +168,11 @@ impl Project {
             "APP_IMAGE",
             &image("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
         );
+        // Builds the reference app image when it is missing or stale (no registry here).
+        p.set_env(
+            "APP_BUILDER_IMAGE",
+            &image("APP_BUILDER_IMAGE", "radar-offline/rust:bookworm"),
+        );
         p.set_env("HTTP_PORT", &p.port.to_string());
         p.set_env("APP_INSTANCES", &instances.to_string());
         p

@@ -1065,7 +1065,7 @@ fn session_follows_a_sentinel_failover_without_an_app_restart() {
 fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy() {
     require_docker();
     let app_image = std::env::var("RADAR_TEST_APP_IMAGE")
-        .unwrap_or_else(|_| "radar-deploy/radar-app:latest".to_string());
+        .unwrap_or_else(|_| "radar-deploy/radar-app:0.1.0".to_string());
     let inspect = docker(&[
         "image",
         "inspect",
@@ -1075,7 +1075,8 @@ fn image_runs_from_scratch_as_nonroot_resolves_service_names_and_becomes_healthy
     ]);
     assert!(
         inspect.status.success(),
-        "image {app_image} is missing: build it with scripts/build-app-image.sh"
+        "image {app_image} is missing: the first `radar-deploy up` builds it (.ci/run does so \
+         before the tests), or set RADAR_TEST_APP_IMAGE"
     );
     let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(config["User"], "65532:65532");

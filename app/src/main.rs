@@ -195,12 +195,38 @@ async fn run(cfg: Config, started: Instant) -> ExitCode {
     }
 }
 
+/// Waits for the request to stop: SIGTERM (`docker stop`) or SIGINT on Unix; on Windows
+/// (where the app runs only for development) Ctrl-C, Ctrl-Break or the console closing.
+/// A handler that cannot be installed is logged and that signal is not waited for.
+#[cfg(unix)]
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = listening(signal(SignalKind::terminate()), "SIGTERM");
+    let mut int = listening(signal(SignalKind::interrupt()), "SIGINT");
     tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        Some(()) = async { term.as_mut()?.recv().await } => "SIGTERM",
+        Some(()) = async { int.as_mut()?.recv().await } => "SIGINT",
+        else => std::future::pending().await,
     }
+}
+
+#[cfg(windows)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+    let mut brk = listening(ctrl_break(), "Ctrl-Break");
+    let mut close = listening(ctrl_close(), "console close");
+    let mut shutdown = listening(ctrl_shutdown(), "shutdown");
+    tokio::select! {
+        Ok(()) = tokio::signal::ctrl_c() => "Ctrl-C",
+        Some(()) = async { brk.as_mut()?.recv().await } => "Ctrl-Break",
+        Some(()) = async { close.as_mut()?.recv().await } => "console close",
+        Some(()) = async { shutdown.as_mut()?.recv().await } => "shutdown",
+        else => std::future::pending().await,
+    }
+}
+
+/// A signal listener, or `None` (logged) when it cannot be installed.
+fn listening<S>(r: std::io::Result<S>, name: &str) -> Option<S> {
+    r.map_err(|e| log::info(format_args!("cannot listen for {name}: {e}")))
+        .ok()
 }
