@@ -10,11 +10,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use sha2::{Digest, Sha256};
 
 use crate::config::vars::REFERENCE_APP_REPOSITORY;
@@ -160,7 +159,11 @@ pub async fn ensure(
         &format!("image build\0{image}"),
         &format!("the build of {image}"),
         BUILD_WAIT,
-        |pid| ui.info(&format!("waiting for another radar-deploy run (pid {pid}) that is building {image}…")),
+        |pid| {
+            ui.info(&format!(
+                "waiting for another radar-deploy run (pid {pid}) that is building {image}…"
+            ))
+        },
     )
     .await?;
     // Another run may have built it while this one waited.

@@ -29,7 +29,8 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
                  writes the whole stack file):",
                 stack.project
             );
-            for line in swarm::deploy::plan(&docker, &stack, cfg.app.builder_image.as_str()).await? {
+            for line in swarm::deploy::plan(&docker, &stack, cfg.app.builder_image.as_str()).await?
+            {
                 println!("  {line}");
             }
             return Ok(Outcome::Success);

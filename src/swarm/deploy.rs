@@ -122,7 +122,11 @@ fn app_image(st: &Stack) -> Option<&str> {
 
 /// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
 /// order it would; nothing is changed. `app_builder_image`: as for [`up`].
-pub async fn plan(docker: &DockerClient, st: &Stack, app_builder_image: &str) -> Result<Vec<String>> {
+pub async fn plan(
+    docker: &DockerClient,
+    st: &Stack,
+    app_builder_image: &str,
+) -> Result<Vec<String>> {
     let node = manager(docker).await?;
     let (labelled, network, ids) = prepare(docker, st, &node, true).await?;
     let mut lines: Vec<String> = Vec::new();
@@ -189,7 +193,7 @@ pub async fn up(
     let _lock = lock(docker, &st.project, ui).await?;
     let mut report = UpReport::default();
     if let Some(image) = app_image(st) {
-        app_image::ensure(&docker, image, app_builder_image, ui).await?;
+        app_image::ensure(docker, image, app_builder_image, ui).await?;
     }
 
     let (labelled, _, ids) = prepare(docker, st, &node, false).await?;
