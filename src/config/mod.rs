@@ -41,7 +41,7 @@ pub struct AppConfig {
     pub instances: InstanceCount,
     pub image: ImageRef,
     /// The Rust image that builds the reference app's image when `image` is the reference
-    /// one and is missing or stale (`crate::app_image`).
+    /// one and is missing or stale (src/app_image.rs).
     pub builder_image: ImageRef,
     pub port: Port,
     pub cpus: NanoCpus,

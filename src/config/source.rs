@@ -11,7 +11,7 @@ use super::Problem;
 const UTF8_BOM: &str = "\u{feff}";
 
 /// An env file's text as the parser needs it (UTF-8, no byte-order mark, `\n` line ends), and
-/// how the file itself was stored, so that a rewrite ([`crate::envfile::set_var`]) keeps it:
+/// how the file itself was stored, so that a rewrite (`envfile::set_var`) keeps it:
 /// editors on Windows save with a UTF-8 BOM and CRLF line ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvText {

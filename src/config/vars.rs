@@ -36,7 +36,7 @@ const fn var(name: &'static str, need: Need, group: &'static str, doc: &'static 
 use Need::*;
 
 /// The repository of the reference app's image; with any tag, `up` builds it when it is missing
-/// or was built from another source than the one this binary carries (`crate::app_image`).
+/// or was built from another source than the one this binary carries (src/app_image.rs).
 pub const REFERENCE_APP_REPOSITORY: &str = "radar-deploy/radar-app";
 
 /// The default app image: the reference app this project ships (`app/`).

@@ -1,4 +1,4 @@
-//! Image inspection and builds from a tar context (the reference app's image, `crate::app_image`).
+//! Image inspection and builds from a tar context (the reference app's image, src/app_image.rs).
 
 use std::collections::{BTreeMap, HashMap};
 
