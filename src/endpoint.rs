@@ -318,31 +318,47 @@ fn current_context(
     path: &Path,
     read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
 ) -> Result<Option<String>, ResolveError> {
+    let Some(v) = read_json(
+        path,
+        read,
+        "the docker CLI's config",
+        "make it readable, or set DOCKER_HOST / --context to bypass it",
+        "repair the file (docker itself will refuse it too), or set DOCKER_HOST / --context",
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(v.get("currentContext")
+        .and_then(|c| c.as_str())
+        .filter(|c| !c.is_empty())
+        .map(str::to_string))
+}
+
+/// A JSON file of the docker CLI's configuration; `None` when it does not exist. `what` names
+/// it in the messages, with the fix for a file that cannot be read or parsed.
+fn read_json(
+    path: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
+    what: &str,
+    unreadable_fix: &str,
+    invalid_fix: &str,
+) -> Result<Option<serde_json::Value>, ResolveError> {
     let text = match read(path) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(None),
         Err(e) => {
             return Err(ResolveError {
-                message: format!(
-                    "cannot read the docker CLI's config {}: {e}",
-                    path.display()
-                ),
-                fix: "make it readable, or set DOCKER_HOST / --context to bypass it".into(),
+                message: format!("cannot read {what} at {}: {e}", path.display()),
+                fix: unreadable_fix.into(),
             })
         }
     };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ResolveError {
-        message: format!(
-            "the docker CLI's config {} is not valid JSON: {e}",
-            path.display()
-        ),
-        fix: "repair the file (docker itself will refuse it too), or set DOCKER_HOST / --context"
-            .into(),
-    })?;
-    Ok(v.get("currentContext")
-        .and_then(|c| c.as_str())
-        .filter(|c| !c.is_empty())
-        .map(str::to_string))
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ResolveError {
+            message: format!("{what}: {} is not valid JSON: {e}", path.display()),
+            fix: invalid_fix.into(),
+        })
 }
 
 /// The store's directory name of a context: the hex sha256 of its name.
@@ -382,28 +398,16 @@ fn from_context(
             }
         ),
     };
-    let text = match read(&meta_path) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(not_found()),
-        Err(e) => {
-            return Err(ResolveError {
-                message: format!(
-                    "cannot read docker context \"{name}\" at {}: {e}",
-                    meta_path.display()
-                ),
-                fix: "make the docker CLI's context store readable for this user".into(),
-            })
-        }
+    let Some(meta) = read_json(
+        &meta_path,
+        read,
+        &format!("docker context \"{name}\""),
+        "make the docker CLI's context store readable for this user",
+        &format!("recreate the context (`docker context rm {name}`, `docker context create …`)"),
+    )?
+    else {
+        return Err(not_found());
     };
-    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| ResolveError {
-        message: format!(
-            "docker context \"{name}\": {} is not valid JSON: {e}",
-            meta_path.display()
-        ),
-        fix: format!(
-            "recreate the context (`docker context rm {name}`, `docker context create …`)"
-        ),
-    })?;
     let docker = meta.get("Endpoints").and_then(|e| e.get("docker"));
     let Some(host) = docker
         .and_then(|d| d.get("Host"))
