@@ -48,7 +48,9 @@ readonly NODES
 readonly CGROUPS=/sys/fs/cgroup
 readonly STORAGE_DRIVER=${RD2N_STORAGE_DRIVER:-overlay2}
 readonly TIMEOUT=${RD2N_TIMEOUT:-60}
-read -r -a IMAGES <<<"${RD2N_IMAGES:-radar-offline/base:bookworm radar-offline/nginx:bookworm radar-offline/redis:bookworm radar-offline/postgres:bookworm radar-deploy/radar-app:0.1.0}"
+# The app image is the one the tests deploy (APP_IMAGE when set); it is built on the main daemon
+# (by `radar-deploy up`, see .ci/run), since the nodes have no builder image.
+read -r -a IMAGES <<<"${RD2N_IMAGES:-radar-offline/base:bookworm radar-offline/nginx:bookworm radar-offline/redis:bookworm radar-offline/postgres:bookworm ${APP_IMAGE:-radar-deploy/radar-app:0.1.0}}"
 # The bridged traffic between the nodes passes the host's FORWARD chain (br_netfilter), whose
 # policy the main daemon set to DROP: this rule lets it through, and only it.
 readonly FWD_RULE=(FORWARD -i "$BRIDGE" -o "$BRIDGE" -m comment --comment rd2n -j ACCEPT)

@@ -393,11 +393,7 @@ fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_f
         "APP_IMAGE={}\nAPP_BUILDER_IMAGE=radar-test.invalid/no-such-rust:0\n",
         own.0
     ));
-    let out = p
-        .command(&["up", "--no-verify"])
-        .env_remove("APP_BUILDER_IMAGE")
-        .output()
-        .unwrap();
+    let out = p.run(&["up", "--no-verify"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     let stderr = String::from_utf8_lossy(&out.stderr);

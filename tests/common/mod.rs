@@ -201,9 +201,15 @@ impl Project {
             .env_remove("RADAR_ENV_FILE")
             .env_remove("RADAR_PROJECT")
             .env_remove("RADAR_TARGET")
-            // The env file sets these; the caller's environment would win over it.
+            // The env file sets these (the images from the caller's environment, when given,
+            // at `Project::new`); the caller's environment would win over a test's own value.
             .env_remove("APP_INSTANCES")
-            .env_remove("HTTP_PORT");
+            .env_remove("HTTP_PORT")
+            .env_remove("NGINX_IMAGE")
+            .env_remove("POSTGRES_IMAGE")
+            .env_remove("REDIS_IMAGE")
+            .env_remove("APP_IMAGE")
+            .env_remove("APP_BUILDER_IMAGE");
         if let Some(host) = &self.docker_host {
             c.env("DOCKER_HOST", host);
         }
