@@ -98,15 +98,14 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Windows has no modes: a mode that denies group and others (a file holding secrets, rewritten
 /// by `scale`) becomes the owner-only ACL again, as the new file would otherwise take its
-/// folder's; any other mode leaves the folder's.
+/// folder's; any other mode leaves the folder's. Best effort: the restriction fails only where
+/// the file system has no ACLs (FAT, some shares), and there the old file had none either.
 #[cfg(not(unix))]
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    match make_private(path) {
-        Privacy::FolderDefault(why) if mode & 0o077 == 0 => {
-            anyhow::bail!("cannot restrict {} to your account: {why}", path.display())
-        }
-        _ => Ok(()),
+    if mode & 0o077 == 0 {
+        make_private(path);
     }
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -21,10 +21,10 @@
 //! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
 //! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
-//! | [`lock`] | per-project lock file (a second run waits, then names the holder) |
+//! | [`lock`] | per-project OS file lock, freed when its process dies (a second run waits, then names the holder) |
 //! | [`render`] | the `render` operation: write those files, all or none |
 //! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
-//! | [`fsutil`] | atomic file writes |
+//! | [`fsutil`] | atomic file writes; private files (mode 0600, on Windows an owner-only ACL) |
 //! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, from which container, on either target) |
 //! | [`drill`] | a fault under load (instance killed, Redis master stopped), measured and judged |
 //! | [`http`] | the only module that speaks HTTP (reqwest) |

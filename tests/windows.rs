@@ -313,8 +313,33 @@ fn find_under(dir: &Path, name_starts: &str, name_ends: &str) -> Option<PathBuf>
     None
 }
 
+/// A process's stdout lines as they come, and all of them at the end.
+fn lines_of(
+    child: &mut Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let all = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, all)
+}
+
 #[test]
-fn a_killed_windows_run_leaves_a_lock_the_next_run_takes_over() {
+fn a_windows_run_waits_for_a_live_holder_and_takes_the_lock_when_it_is_killed() {
     let Some(exe) = windows_exe() else { return };
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let forwarder = Forwarder::start();
@@ -332,8 +357,10 @@ fn a_killed_windows_run_leaves_a_lock_the_next_run_takes_over() {
     if let Some(old) = find_under(&users, &prefix, ".lock.pid") {
         std::fs::remove_file(old).expect("remove an old pid file");
     }
+    // --ha: the longest `up`, so the first run is still working when the second one asks.
+    let up = ["up", "--ha", "--timeout", "240"];
     let mut first = r
-        .command(&["up", "--timeout", "240"])
+        .command(&up)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -349,29 +376,65 @@ fn a_killed_windows_run_leaves_a_lock_the_next_run_takes_over() {
             let _ = first.wait();
             panic!("the first run never took the lock (no {prefix}*.lock.pid under {users:?})");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
+    let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
+
+    // A second run finds the lock held: the OS lock works under Windows semantics too.
+    let mut second = r
+        .command(&up)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wine");
+    let (lines, all) = lines_of(&mut second);
+    let waiting = loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains("waiting for another radar-deploy run") => break line,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = first.kill();
+                let _ = first.wait();
+                let _ = second.kill();
+                let _ = second.wait();
+                panic!(
+                    "the second run never waited for the first ({e}):\n{}",
+                    all.join().unwrap_or_default()
+                );
+            }
+        }
+    };
+    assert!(
+        waiting.contains(&format!("(pid {})", holder.trim())),
+        "{waiting}"
+    );
     // Killed while it works, as a closed terminal or Task Manager would: no clean-up runs.
-    std::thread::sleep(Duration::from_secs(2));
     assert!(
         first.try_wait().expect("status").is_none(),
         "the first run ended before it could be killed; the test needs it mid-way"
     );
+    let killed = Instant::now();
     first.kill().expect("kill the wine process");
     first.wait().expect("reap it");
-    let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
     assert!(pid_file.with_extension("").exists(), "the lock file stays");
 
-    let t0 = Instant::now();
-    let (out, took) = r.ok(&["up", "--timeout", "240"]);
+    let status = second.wait().expect("the second run ends");
+    let took = killed.elapsed();
+    let stderr = {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = second.stderr.take().map(|mut e| e.read_to_string(&mut s));
+        s
+    };
+    let out = all.join().unwrap_or_default();
     assert!(
-        !out.contains("waiting for another radar-deploy run"),
-        "the killed run's lock (pid {holder}) was not released:\n{out}"
+        status.success(),
+        "the run that waited failed after the holder was killed ({status}):\n{out}{stderr}"
     );
     eprintln!(
-        "after the kill, the next up took the lock at once and deployed in {:.1}s",
+        "the waiting run took the killed run's lock over and deployed {:.1}s after the kill",
         took.as_secs_f64()
     );
-    assert!(t0.elapsed() < Duration::from_secs(240));
+    r.ok(&["verify", "--ha"]);
     r.ok(&["down", "--volumes"]);
 }
