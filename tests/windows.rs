@@ -196,6 +196,7 @@ impl Runner<'_> {
             ("POSTGRES_IMAGE", "radar-offline/postgres:bookworm"),
             ("REDIS_IMAGE", "radar-offline/redis:bookworm"),
             ("APP_IMAGE", "radar-deploy/radar-app:0.1.0"),
+            ("APP_BUILDER_IMAGE", "radar-offline/rust:bookworm"),
         ] {
             self.project.set_env(var, &image(var, default));
         }
