@@ -10,7 +10,8 @@
 //! say how to build it and pass without running.
 //!
 //! The whole life cycle is timed for the Windows binary and for the Linux one through the same
-//! forwarder, so the figures printed (`--nocapture`) show what Wine costs.
+//! forwarder, so the figures printed (`--nocapture`) show what Wine costs. Most of `up`'s time is
+//! waiting for containers to be healthy, which varies by a few seconds from run to run.
 
 mod common;
 
@@ -339,7 +340,7 @@ fn the_windows_binary_deploys_verifies_scales_and_removes_a_stack_under_wine() {
         &life_cycle(Binary::Windows(&exe), &forwarder),
     );
     let linux = print_times(
-        "radar-deploy (Linux), same forwarder",
+        "radar-deploy (Linux, the tests' debug build), same forwarder",
         &life_cycle(Binary::Linux, &forwarder),
     );
     eprintln!(
