@@ -10,7 +10,8 @@
 //! say how to build it and pass without running.
 //!
 //! The whole life cycle is timed for the Windows binary and for the Linux one through the same
-//! forwarder, so the figures printed (`--nocapture`) show what Wine costs.
+//! forwarder, so the figures printed (`--nocapture`) show what Wine costs. Most of `up`'s time is
+//! waiting for containers to be healthy, which varies by a few seconds from run to run.
 
 mod common;
 
@@ -104,9 +105,80 @@ impl Drop for Forwarder {
 }
 
 /// One Wine prefix for every test of this binary and every run of it: the first start of Wine
-/// initialises a prefix (10-20 s), which target/tmp keeps for the next run.
+/// initialises a prefix (10-40 s), which target/tmp keeps for the next run.
 fn wine_prefix() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine-prefix")
+}
+
+/// A wineserver kept running for a test, and Wine's own helper processes (services, devices)
+/// started once with it. Without it, every command starts a new server and helpers, which
+/// inherit the command's stdout and stderr, so waiting for the command's output waits for them
+/// too (2-3 s a command): Wine's cost, not the program's, and none that Windows has.
+struct WineServer {
+    /// `None` when a server of this prefix was already running: it is not ours to stop.
+    child: Option<Child>,
+}
+
+impl WineServer {
+    fn start(exe: &Path) -> WineServer {
+        std::fs::create_dir_all(wine_prefix()).expect("create the Wine prefix directory");
+        let mut child = Command::new("wineserver")
+            .args(["--foreground", "--persistent"])
+            .env("WINEPREFIX", wine_prefix())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wineserver");
+        std::thread::sleep(Duration::from_millis(300));
+        // It exits at once when another server has this prefix.
+        let child = match child.try_wait() {
+            Ok(Some(_)) => None,
+            _ => Some(child),
+        };
+        // The first start initialises the prefix and starts the helpers, with no pipe to hold.
+        let t0 = Instant::now();
+        let status = Command::new("wine")
+            .arg(exe)
+            .arg("--version")
+            .env("WINEPREFIX", wine_prefix())
+            .env("WINEDEBUG", "-all")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run wine");
+        assert!(
+            status.success(),
+            "radar-deploy.exe --version under Wine failed ({status}); run it by hand: \
+             WINEPREFIX={} wine {} --version",
+            wine_prefix().display(),
+            exe.display()
+        );
+        eprintln!(
+            "Wine ready (prefix {}) in {:.1}s",
+            wine_prefix().display(),
+            t0.elapsed().as_secs_f64()
+        );
+        WineServer { child }
+    }
+}
+
+impl Drop for WineServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `wineserver -k` stops this prefix's server and its helper processes; the server
+            // is the child started above, reaped by its pid.
+            let _ = Command::new("wineserver")
+                .arg("-k")
+                .env("WINEPREFIX", wine_prefix())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Which binary runs the commands: the Linux one or the Windows one under Wine.
@@ -263,33 +335,13 @@ fn the_windows_binary_deploys_verifies_scales_and_removes_a_stack_under_wine() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let forwarder = Forwarder::start();
 
-    // The first start of Wine may initialise the prefix: timed apart, not part of the figures.
-    let t0 = Instant::now();
-    let out = Command::new("wine")
-        .arg(&exe)
-        .arg("--version")
-        .env("WINEPREFIX", wine_prefix())
-        .env("WINEDEBUG", "-all")
-        .env_remove("DISPLAY")
-        .output()
-        .expect("run wine");
-    assert!(
-        out.status.success(),
-        "radar-deploy.exe --version under Wine failed:\n{}",
-        text(&out)
-    );
-    eprintln!(
-        "Wine start (prefix {}): {:.1}s",
-        wine_prefix().display(),
-        t0.elapsed().as_secs_f64()
-    );
-
+    let _wine = WineServer::start(&exe);
     let windows = print_times(
         "radar-deploy.exe under Wine",
         &life_cycle(Binary::Windows(&exe), &forwarder),
     );
     let linux = print_times(
-        "radar-deploy (Linux), same forwarder",
+        "radar-deploy (Linux, the tests' debug build), same forwarder",
         &life_cycle(Binary::Linux, &forwarder),
     );
     eprintln!(
@@ -344,6 +396,7 @@ fn a_windows_run_waits_for_a_live_holder_and_takes_the_lock_when_it_is_killed() 
     let Some(exe) = windows_exe() else { return };
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let forwarder = Forwarder::start();
+    let _wine = WineServer::start(&exe);
     let project = HostProject::new("winkill", 2);
     let r = Runner {
         binary: Binary::Windows(&exe),
