@@ -9,7 +9,7 @@
 #   radar-offline/rust:bookworm      stands in for rust:1-bookworm as APP_BUILDER_IMAGE: its own
 #                                    minbase rootfs (gcc, libc6-dev), this machine's Rust toolchain
 #                                    where the official image has it, and the reference app's
-#                                    crates vendored (containers here reach no crates.io)
+#                                    crates vendored (containers here reach no crates registry)
 #
 # The thin images are built from scripts/offline-images/{nginx,redis,postgres}/. The reference
 # app's image itself is built by `radar-deploy up` (with APP_BUILDER_IMAGE=radar-offline/rust:bookworm).
@@ -302,9 +302,9 @@ install_toolchain() { # rootfs
   done
   echo "$version"
 }
-# The reference app's dependencies, vendored on this machine (which reaches crates.io), from
+# The reference app's dependencies, vendored on this machine (which reaches the crates registry), from
 # the same manifest and lock file the build context carries (app/ alone, outside the
-# workspace), and a cargo config that replaces crates.io with them and never asks the network.
+# workspace), and a cargo config that replaces the crates registry with them and never asks the network.
 vendor_app_crates() { # rootfs scratch-dir
   local r=$1 tmp=$2/app-src
   mkdir -p "$tmp"

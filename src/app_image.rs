@@ -47,14 +47,13 @@ pub fn source_digest() -> &'static str {
     DIGEST.get_or_init(|| hex::encode(Sha256::digest(SOURCE_TAR)))
 }
 
-/// Whether `image` is the reference app's image: the repository `radar-deploy/radar-app`
-/// (also spelled `docker.io/radar-deploy/radar-app`) with a tag or none. A digest reference
+/// Whether `image` is the reference app's image: the repository `radar-deploy/radar-app` with a
+/// tag or none (a name with a registry host is someone's copy, pulled like any image). A digest reference
 /// names one exact image, which no build can produce, so it is not one to build.
 pub fn is_reference(image: &str) -> bool {
     if image.contains('@') {
         return false;
     }
-    let image = image.strip_prefix("docker.io/").unwrap_or(image);
     let last_slash = image.rfind('/').map_or(0, |i| i + 1);
     let repository = match image[last_slash..].rfind(':') {
         Some(i) => &image[..last_slash + i],
@@ -263,7 +262,7 @@ pub fn failure_fix(message: &str, last_lines: &[String], builder: &str) -> Strin
         || has("no matching package named")
     {
         return format!(
-            "the build could not get the app's crates: {builder} needs to reach crates.io, or \
+            "the build could not get the app's crates: {builder} needs to reach the crates registry, or \
              to carry them vendored with a $CARGO_HOME/config.toml source replacement \
              (scripts/offline-images.sh makes such an image, radar-offline/rust:bookworm); \
              or set APP_BUILDER_IMAGE to one that does"
@@ -299,7 +298,7 @@ mod tests {
             "radar-deploy/radar-app:0.1.0",
             "radar-deploy/radar-app:test-1234",
             "radar-deploy/radar-app",
-            "docker.io/radar-deploy/radar-app:latest",
+            "radar-deploy/radar-app:latest",
         ] {
             assert!(is_reference(image), "{image}");
         }
