@@ -592,6 +592,17 @@ mod tests {
         }
     }
 
+    /// The instances a rolling update replaces, in order.
+    fn replaced(p: &Plan) -> Vec<&str> {
+        p.sequence()
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::StartNext { alias, .. } => Some(alias.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn lines(p: &Plan) -> Vec<String> {
         p.to_string()
             .lines()
@@ -687,14 +698,7 @@ mod tests {
                 "↻ reload reporadar-nginx-1 (nginx): upload, check, reload in place: nginx.conf changed, once app-4 is ready",
             ]
         );
-        let replaced: Vec<&str> = p
-            .sequence()
-            .iter()
-            .filter_map(|s| match &s.action {
-                Action::StartNext { alias, .. } => Some(alias.as_str()),
-                _ => None,
-            })
-            .collect();
+        let replaced = replaced(&p);
         assert_eq!(replaced, ["app-1", "app-2", "app-3"]);
     }
 
@@ -717,14 +721,7 @@ mod tests {
             ),
             "{text}"
         );
-        let replaced: Vec<&str> = p
-            .sequence()
-            .iter()
-            .filter_map(|s| match &s.action {
-                Action::StartNext { alias, .. } => Some(alias.as_str()),
-                _ => None,
-            })
-            .collect();
+        let replaced = replaced(&p);
         assert_eq!(replaced, ["app-2"]);
         // An image named by its id is the same image: nothing to do.
         let by_id = desired::build(&config("APP_IMAGE=sha256:0123456789abcdef\n", false));
@@ -752,14 +749,7 @@ mod tests {
             lines(&p)[0],
             "~ recreate reporadar-app-2 (app-2): image radar-deploy/radar-app:0.1.0 → example/app:2"
         );
-        let replaced: Vec<&str> = p
-            .sequence()
-            .iter()
-            .filter_map(|s| match &s.action {
-                Action::StartNext { alias, .. } => Some(alias.as_str()),
-                _ => None,
-            })
-            .collect();
+        let replaced = replaced(&p);
         assert_eq!(replaced, ["app-1", "app-3"]);
     }
 

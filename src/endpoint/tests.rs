@@ -28,6 +28,17 @@ impl Files {
     }
 }
 
+/// The address and TLS material of an endpoint that must be TLS over tcp.
+fn tls_of(e: Endpoint) -> (String, Tls) {
+    match e.transport {
+        Transport::Tcp {
+            addr,
+            tls: Some(tls),
+        } => (addr, tls),
+        other => panic!("expected TLS over tcp: {other:?}"),
+    }
+}
+
 fn home() -> Inputs {
     Inputs {
         home: Some(PathBuf::from("/home/u")),
@@ -154,14 +165,7 @@ fn context_tls_material_comes_from_its_tls_store() {
         );
     let mut i = home();
     i.context_flag = Some("secure".into());
-    let e = files.resolve(&i, Os::Linux).unwrap();
-    let Transport::Tcp {
-        addr,
-        tls: Some(tls),
-    } = e.transport
-    else {
-        panic!("expected TLS: {e:?}")
-    };
+    let (addr, tls) = tls_of(files.resolve(&i, Os::Linux).unwrap());
     assert_eq!(addr, "203.0.113.7:2376");
     assert_eq!(
         tls.ca,
@@ -179,14 +183,7 @@ fn docker_tls_verify_takes_the_files_of_docker_cert_path() {
     i.docker_host = Some("tcp://192.0.2.1".into());
     i.tls_verify = Some("1".into());
     i.cert_path = Some("/certs".into());
-    let e = files.resolve(&i, Os::Linux).unwrap();
-    let Transport::Tcp {
-        addr,
-        tls: Some(tls),
-    } = e.transport
-    else {
-        panic!("expected TLS: {e:?}")
-    };
+    let (addr, tls) = tls_of(files.resolve(&i, Os::Linux).unwrap());
     assert_eq!(addr, "192.0.2.1:2376", "TLS's default port");
     assert_eq!(tls.key, PathBuf::from("/certs/key.pem"));
 
