@@ -414,18 +414,9 @@ impl DockerClient {
         Ok(None)
     }
 
+    /// Whether the image is on the daemon (one inspection, as [`DockerClient::image_labels`]).
     pub async fn image_exists(&self, image: &str) -> Result<bool> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = DockerError::from_bollard("image", image, e);
-                if err.is_not_found() {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        Ok(self.image_labels(image).await?.is_some())
     }
 
     /// Pulls an image, reporting progress as (layer id, status, current, total).
