@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
 
+    /// Unknown env-file variables (a misspelling such as HTTP_PROT) are errors, not warnings:
+    /// for CI, where a warning goes unread.
+    #[arg(long, global = true, env = "RADAR_STRICT")]
+    pub strict: bool,
+
     /// Never colour the output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,

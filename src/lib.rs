@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         env_file,
         project,
         context,
+        strict,
         no_color,
         quiet,
         verbose,
@@ -80,6 +81,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         env_file,
         project,
         context,
+        strict,
         ui: ui::Ui::new(no_color, quiet, verbose),
     };
     match command {

@@ -34,6 +34,8 @@ pub struct ScaleOptions {
     pub instances: u32,
     /// The deadline of each wait.
     pub timeout: Duration,
+    /// `--strict`: an unknown env-file variable is an error.
+    pub strict: bool,
 }
 
 pub struct ScaleReport {
@@ -58,6 +60,7 @@ fn config(opts: &ScaleOptions, ha: bool) -> Result<Config> {
         Overrides {
             ha,
             instances: Some(opts.instances),
+            strict: opts.strict,
         },
     );
     config::resolve(&inputs).map_err(|mut e| {
@@ -74,6 +77,9 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
     let t0 = Instant::now();
     // Validate first: a bad count is reported without touching Docker.
     let cfg = config(opts, false)?;
+    for w in &cfg.warnings {
+        ui.warn(&w.to_string());
+    }
     let client = &DockerClient::connect(endpoint).await?;
     let _lock = ProjectLock::acquire(&client.endpoint.host, &opts.project, LOCK_WAIT, |pid| {
         ui.info(&format!(

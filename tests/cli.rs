@@ -273,6 +273,31 @@ fn every_problem_is_listed_in_one_run() {
 }
 
 #[test]
+fn a_misspelt_variable_warns_and_fails_under_strict() {
+    let d = Dir::new();
+    d.write_env("HTTP_PROT=8080\n");
+    // A warning naming the line and the nearest name; the run goes on with the default.
+    d.cmd().arg("render").assert().success().stderr(
+        predicate::str::contains("HTTP_PROT is not a radar-deploy variable")
+            .and(predicate::str::contains(".env.multi-instance:7"))
+            .and(predicate::str::contains("did you mean HTTP_PORT?")),
+    );
+    // For CI: an error (exit 2) with the same words, by flag or by variable; nothing written.
+    std::fs::remove_dir_all(d.path().join("docker")).unwrap();
+    for strict in [&["--strict", "render"][..], &["render"][..]] {
+        let mut cmd = d.cmd();
+        if strict.len() == 1 {
+            cmd.env("RADAR_STRICT", "true");
+        }
+        cmd.args(strict).assert().code(2).stderr(
+            predicate::str::contains("HTTP_PROT is not a radar-deploy variable")
+                .and(predicate::str::contains("did you mean HTTP_PORT?")),
+        );
+        assert!(!d.path().join("docker").exists(), "{strict:?} wrote files");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let d = Dir::new();
     d.cmd().arg("deploy-everything").assert().code(2);

@@ -39,10 +39,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         .map(crate::http::parse_base_url)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let cfg = g.config(Overrides {
-        ha: false,
-        instances: None,
-    })?;
+    let cfg = g.config(Overrides::default())?;
     let deployment = desired::build(&cfg);
     let app_readiness = deployment
         .containers_of(Role::App)

@@ -30,15 +30,26 @@ pub struct Globals {
     pub project: String,
     /// `--context NAME`: the docker CLI's context to use (see [`crate::endpoint`]).
     pub context: Option<String>,
+    /// `--strict` (or RADAR_STRICT): unknown env-file variables are errors, not warnings.
+    pub strict: bool,
     pub ui: Ui,
 }
 
 impl Globals {
-    /// The validated configuration for this run; every problem is reported at once.
+    /// The validated configuration for this run; every problem is reported at once, and
+    /// every unknown env-file variable is warned about (an error under `--strict`).
     pub fn config(&self, overrides: Overrides) -> Result<Config> {
+        let overrides = Overrides {
+            strict: self.strict,
+            ..overrides
+        };
         let inputs =
             config::Inputs::from_process(self.env_file.clone(), self.project.clone(), overrides);
-        Ok(config::resolve(&inputs)?)
+        let cfg = config::resolve(&inputs)?;
+        for w in &cfg.warnings {
+            self.ui.warn(&w.to_string());
+        }
+        Ok(cfg)
     }
 
     /// The Docker endpoint, resolved as the docker CLI does (flag, environment, context store).

@@ -10,7 +10,7 @@ pub fn run(g: &Globals, args: RenderArgs) -> Result<Outcome> {
     let RenderArgs { target, out, ha } = args;
     let cfg = g.config(Overrides {
         ha,
-        instances: None,
+        ..Overrides::default()
     })?;
     let deployment = desired::build(&cfg);
     let env_file = g.env_file.display().to_string();

@@ -23,6 +23,7 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         let cfg = g.config(Overrides {
             ha,
             instances: Some(instances),
+            ..Overrides::default()
         })?;
         let stack = swarm::build(&desired::build(&cfg));
         let r = swarm::deploy::scale(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
@@ -49,6 +50,7 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         project: g.project.clone(),
         instances,
         timeout: Duration::from_secs(timeout),
+        strict: g.strict,
     };
     let r = scale::scale(&g.endpoint()?, &opts, &g.ui).await?;
     let change = match (r.added.is_empty(), r.removed.is_empty()) {

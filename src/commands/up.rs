@@ -17,7 +17,11 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         no_verify,
         dry_run,
     } = args;
-    let cfg = g.config(Overrides { ha, instances })?;
+    let cfg = g.config(Overrides {
+        ha,
+        instances,
+        ..Overrides::default()
+    })?;
     let deployment = desired::build(&cfg);
     let docker = g.docker().await?;
     if target == Target::Swarm {

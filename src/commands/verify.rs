@@ -27,7 +27,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         &url,
         g.config(Overrides {
             ha,
-            instances: None,
+            ..Overrides::default()
         }),
     ) {
         (_, Ok(cfg)) => Some(cfg),

@@ -34,6 +34,9 @@ pub struct Config {
     pub encryption_key: Secret,
     pub ha_enabled: bool,
     pub sentinel: SentinelConfig,
+    /// Env-file variables radar-deploy does not know (a misspelling, or a setting of another
+    /// version): ignored, and reported as warnings (errors under `--strict`).
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +152,8 @@ impl fmt::Display for ConfigError {
 pub struct Overrides {
     pub ha: bool,
     pub instances: Option<u32>,
+    /// `--strict` (or RADAR_STRICT): an unknown env-file variable is an error, not a warning.
+    pub strict: bool,
 }
 
 /// The inputs of [`resolve`], gathered by the caller so resolving stays pure and testable.
@@ -197,8 +202,20 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, ConfigError> {
             problems,
         });
     }
+    // Only the file's own names: the process environment is read for known names alone.
+    let Overrides {
+        ha,
+        instances,
+        strict,
+    } = overrides;
+    let unknown = unknown_variables(&raw, *strict);
     raw.read_process_env(process_env.iter().cloned());
-    let Overrides { ha, instances } = overrides;
+    let warnings = if *strict {
+        problems.extend(unknown);
+        vec![]
+    } else {
+        unknown
+    };
     if *ha {
         raw.set("HA_ENABLED", "true", Origin::Flag("--ha"));
     }
@@ -219,7 +236,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, ConfigError> {
     };
     let result = validate(&raw, &mut problems);
     match (project, result) {
-        (Some(project), Some(partial)) if problems.is_empty() => Ok(partial.into_config(project)),
+        (Some(project), Some(partial)) if problems.is_empty() => {
+            Ok(partial.into_config(project, warnings))
+        }
         _ => Err(ConfigError {
             env_file: env_file.clone(),
             env_file_missing: !file_exists,
@@ -243,7 +262,7 @@ struct Validated {
 }
 
 impl Validated {
-    fn into_config(self, project: ProjectName) -> Config {
+    fn into_config(self, project: ProjectName, warnings: Vec<Problem>) -> Config {
         let Validated {
             http_port,
             lb_strategy,
@@ -268,8 +287,49 @@ impl Validated {
             encryption_key,
             ha_enabled,
             sentinel,
+            warnings,
         }
     }
+}
+
+/// Every env-file variable that is neither radar-deploy's nor passed to the app
+/// (`APP_ENV_*`), with the nearest known name when one is close.
+fn unknown_variables(raw: &RawValues, strict: bool) -> Vec<Problem> {
+    let mut unknown: Vec<Problem> = raw
+        .values
+        .iter()
+        .filter(|(name, _)| {
+            vars::lookup(name).is_none() && !name.starts_with(APP_PASSTHROUGH_PREFIX)
+        })
+        .map(|(name, v)| {
+            let fix = match vars::nearest(name) {
+                Some(known) => format!("did you mean {known}?"),
+                // RADAR_PROJECT, RADAR_TARGET, …: the command line's own variables.
+                None if name.starts_with("RADAR_") => format!(
+                    "{name} is read from the process environment, as its flag is, not from the env file"
+                ),
+                None => format!(
+                    "a variable for the app is written {APP_PASSTHROUGH_PREFIX}<NAME>; remove the line if it is not needed"
+                ),
+            };
+            Problem {
+                variable: name.clone(),
+                origin: Some(v.origin.clone()),
+                message: if strict {
+                    "is not a radar-deploy variable (--strict)".into()
+                } else {
+                    "is not a radar-deploy variable, so it is ignored".into()
+                },
+                fix: format!("{fix} (every variable: docs/configuration.md)"),
+            }
+        })
+        .collect();
+    // In the file's order, as the user reads it.
+    unknown.sort_by_key(|p| match &p.origin {
+        Some(Origin::File { line, .. }) => *line,
+        _ => 0,
+    });
+    unknown
 }
 
 /// Reads variables one by one, remembering every problem instead of stopping at the first.

@@ -26,7 +26,7 @@ pub fn config(extra: &str, ha: bool) -> Config {
         process_env: vec![],
         overrides: Overrides {
             ha,
-            instances: None,
+            ..Overrides::default()
         },
     })
     .expect("test config is valid")

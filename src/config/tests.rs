@@ -253,6 +253,7 @@ fn environment_overrides_file_and_flags_override_environment() {
     c.inputs.overrides = Overrides {
         ha: true,
         instances: Some(5),
+        ..Overrides::default()
     };
     let cfg = resolve(&c.inputs).unwrap();
     assert_eq!(cfg.app.instances.get(), 5);
@@ -428,4 +429,85 @@ fn a_legacy_code_page_file_is_refused_naming_the_line() {
     let p = env_file_problem(&bytes);
     assert!(p.message.contains("not valid UTF-8 at line 7"), "{p}");
     assert!(p.fix.contains("save it as UTF-8"), "{p}");
+}
+
+#[test]
+fn a_misspelt_variable_is_a_warning_naming_the_nearest_known_one() {
+    let c = case(&format!("{}HTTP_PROT=8080\n", valid_file()));
+    let cfg = resolve(&c.inputs).expect("a warning, not an error");
+    assert_eq!(cfg.http_port.get(), 80, "the misspelt value is not used");
+    assert_eq!(cfg.warnings.len(), 1, "{:#?}", cfg.warnings);
+    let w = &cfg.warnings[0];
+    assert_eq!(w.variable, "HTTP_PROT");
+    assert!(
+        matches!(w.origin, Some(Origin::File { line: 7, .. })),
+        "{w:?}"
+    );
+    let text = w.to_string();
+    assert!(text.contains("is not a radar-deploy variable"), "{text}");
+    assert!(text.contains("did you mean HTTP_PORT?"), "{text}");
+}
+
+#[test]
+fn strict_makes_an_unknown_variable_an_error() {
+    let mut c = case(&format!(
+        "{}HTTP_PROT=8080\nLB_STRATEGY=ip_hash\n",
+        valid_file()
+    ));
+    c.inputs.overrides.strict = true;
+    let ps = problems(&c);
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert!(problem_for(&ps, "HTTP_PROT")
+        .fix
+        .contains("did you mean HTTP_PORT?"));
+}
+
+#[test]
+fn nearest_names_are_offered_only_when_close() {
+    for (typed, meant) in [
+        ("HTTP_PROT", Some("HTTP_PORT")),
+        ("http_port", Some("HTTP_PORT")),
+        ("APP_INSTANCE", Some("APP_INSTANCES")),
+        ("REDIS_PASWORD", Some("REDIS_PASSWORD")),
+        ("SENTINEL_QUORUMS", Some("SENTINEL_QUORUM")),
+        ("MAIL_FROM", None),
+        ("FOO", None),
+        ("PORT", None),
+    ] {
+        assert_eq!(vars::nearest(typed), meant, "{typed}");
+    }
+}
+
+#[test]
+fn app_variables_known_ones_and_the_process_environment_raise_no_warning() {
+    let mut c = case(&format!(
+        "{}APP_ENV_FEATURE_X=1\nLB_STRATEGY=round_robin\n",
+        valid_file()
+    ));
+    c.inputs.process_env = vec![
+        ("PATH".into(), "/usr/bin".into()),
+        ("HTTP_PROT".into(), "1".into()),
+    ];
+    c.inputs.overrides.strict = true;
+    let cfg = resolve(&c.inputs).expect("nothing unknown in the file");
+    assert!(cfg.warnings.is_empty(), "{:#?}", cfg.warnings);
+}
+
+#[test]
+fn a_command_line_variable_in_the_env_file_says_where_it_is_read() {
+    let c = case(&format!("{}RADAR_TARGET=swarm\n", valid_file()));
+    let cfg = resolve(&c.inputs).unwrap();
+    let text = cfg.warnings[0].to_string();
+    assert!(text.contains("read from the process environment"), "{text}");
+}
+
+#[test]
+fn an_unknown_variable_warning_never_shows_its_value() {
+    let c = case(&format!(
+        "{}REDIS_PASWORD=Zq8vN3xL0pW5tR7yU2iO\n",
+        valid_file()
+    ));
+    let cfg = resolve(&c.inputs).unwrap();
+    let text = cfg.warnings[0].to_string();
+    assert!(!text.contains("Zq8vN3xL0pW5tR7yU2iO"), "{text}");
 }

@@ -84,6 +84,21 @@ pub fn lookup(name: &str) -> Option<&'static Var> {
     VARS.iter().find(|v| v.name == name)
 }
 
+/// The known variable an unknown name most likely meant: the same letters in another case, or
+/// within two edits (a transposition is one: HTTP_PROT → HTTP_PORT) of a name of similar
+/// length. `None` when nothing is that close, rather than a guess that misleads.
+pub fn nearest(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if let Some(v) = lookup(&upper) {
+        return Some(v.name);
+    }
+    VARS.iter()
+        .map(|v| (strsim::damerau_levenshtein(&upper, v.name), v.name))
+        .filter(|(d, known)| *d <= 2 && *d < known.len() / 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
 /// The text of `.env.multi-instance.example`: every variable, grouped, with its default.
 /// Required values carry a placeholder that validation refuses, so the example cannot be
 /// deployed as is by accident.
@@ -132,7 +147,9 @@ pub fn reference_markdown() -> String {
          Generated from the tool's own variable table (`src/config/vars.rs`); a test fails when\n\
          this page and the tool disagree. Values are read from the env file (default\n\
          `.env.multi-instance`), then the process environment, then command-line flags.\n\
-         `APP_ENV_<NAME>=value` is passed to the app as `<NAME>=value`.\n",
+         `APP_ENV_<NAME>=value` is passed to the app as `<NAME>=value`. Any other name in the env\n\
+         file is ignored with a warning naming the nearest known one, or refused with `--strict`\n\
+         (`RADAR_STRICT=true`).\n",
     );
     let mut group = "";
     for v in VARS {
