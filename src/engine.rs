@@ -14,7 +14,7 @@ use crate::apply::{self, ApplyOptions};
 use crate::desired::{Deployment, Role};
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
-use crate::observed::{ContainerState, Health, Observed};
+use crate::observed::{ContainerState, Health, Observed, ObservedContainer};
 use crate::plan;
 use crate::ui::Ui;
 
@@ -93,7 +93,7 @@ pub async fn up(
         } else {
             ui.info(plan.to_string().trim_end());
             preflight_images(client, d, ui).await?;
-            preflight_port(client, d, &observed)?;
+            preflight_port(client, d).await?;
         }
         let apply_opts = ApplyOptions {
             timeout: opts.timeout,
@@ -184,29 +184,101 @@ async fn pull(client: &DockerClient, image: &str, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// On a local daemon, HTTP_PORT must be free, unless our own nginx is the one holding it.
-fn preflight_port(client: &DockerClient, d: &Deployment, observed: &Observed) -> Result<()> {
+/// On a local daemon, HTTP_PORT must be free, unless one of the project's own containers holds
+/// it. That is asked of Docker when the port is found taken, not read from the snapshot: after an
+/// interrupted `up` the holder may be a container that is created, starting, restarting or being
+/// replaced, which the list call shows without ports, or one that changed state while images
+/// were pulled.
+async fn preflight_port(client: &DockerClient, d: &Deployment) -> Result<()> {
     if !client.endpoint.is_local() {
         return Ok(());
     }
     for port in d.containers.iter().flat_map(|c| c.published.iter()) {
-        let ours = observed
-            .containers
-            .iter()
-            .any(|o| o.ports.iter().any(|(host, _)| *host == port.host));
-        if ours {
-            continue;
-        }
-        if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port.host)) {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
+        // A port our container has just released (a stop in flight) is free a moment later.
+        let mut tries = 0;
+        while port_taken(port.host) {
+            if published_by_project(client, &d.project, port.host).await? {
+                break;
+            }
+            tries += 1;
+            if tries == PORT_TRIES {
                 bail!(
-                    "HTTP_PORT={} is already in use on this machine\n  fix: stop what listens there, or set HTTP_PORT to a free port in the env file",
-                    port.host
+                    "HTTP_PORT={} is already in use on this machine, by a process that is not one of project {}'s containers\n  fix: stop what listens there, or set HTTP_PORT to a free port in the env file",
+                    port.host,
+                    d.project
                 );
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     Ok(())
+}
+
+const PORT_TRIES: u32 = 4;
+
+fn port_taken(port: u16) -> bool {
+    matches!(
+        std::net::TcpListener::bind(("0.0.0.0", port)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+    )
+}
+
+/// Whether a container of the project, in any state but stopped, is configured to publish
+/// `port`: then it, or its restart, holds the port.
+async fn published_by_project(client: &DockerClient, project: &str, port: u16) -> Result<bool> {
+    for c in client.list_containers(project).await? {
+        if stopped(&c) {
+            continue;
+        }
+        let configured = client.configured_host_ports(&c.name).await?;
+        if holds_port(&c, &configured, port) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn stopped(c: &ObservedContainer) -> bool {
+    matches!(c.state, ContainerState::Exited | ContainerState::Dead)
+}
+
+/// A container that is not stopped holds the port it publishes, or is about to: created (a
+/// start in flight), restarting, paused, being removed. The list call shows ports only while it
+/// runs, so its configuration decides.
+fn holds_port(c: &ObservedContainer, configured: &[u16], port: u16) -> bool {
+    !stopped(c) && (c.ports.iter().any(|(host, _)| *host == port) || configured.contains(&port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(state: ContainerState, listed: &[(u16, u16)]) -> ObservedContainer {
+        ObservedContainer {
+            name: "p-nginx".into(),
+            state,
+            ports: listed.to_vec(),
+            ..ObservedContainer::default()
+        }
+    }
+
+    #[test]
+    fn the_projects_own_container_holds_its_port_in_every_state_but_stopped() {
+        use ContainerState::*;
+        for state in [Created, Restarting, Paused, Removing, Other] {
+            // Listed without ports (as Docker lists all but a running container).
+            let c = container(state, &[]);
+            assert!(holds_port(&c, &[8080], 8080), "{state:?}");
+            assert!(!holds_port(&c, &[8080], 9090), "{state:?}");
+        }
+        assert!(holds_port(&container(Running, &[(8080, 80)]), &[], 8080));
+        for state in [Exited, Dead] {
+            assert!(
+                !holds_port(&container(state, &[]), &[8080], 8080),
+                "{state:?}"
+            );
+        }
+    }
 }
 
 pub struct DownReport {

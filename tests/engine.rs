@@ -238,6 +238,39 @@ fn an_interrupted_up_is_finished_by_the_next_up() {
     assert!(again.contains("0 steps applied"), "{again}");
 }
 
+/// Issue 13: `up` right after four `up`s interrupted at 0.3, 1, 2 and 3.5 s once refused with
+/// "HTTP_PORT=… is already in use" while the only listener was the project's own nginx (a
+/// start still in flight when the next `up` looked). The port check must know its own
+/// containers in every state; the next `up` converges and a further one has nothing to do.
+#[test]
+fn up_after_four_interrupted_ups_converges_without_a_port_complaint() {
+    let p = Project::new("");
+    for delay_ms in [300, 1000, 2000, 3500] {
+        let mut child = p
+            .command(&["up", "--instances", "2", "--no-verify", "--timeout", "90"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn up");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().expect("wait for up");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)) && !stderr.contains("already in use"),
+            "up interrupted after {delay_ms} ms: {:?}\n{stderr}",
+            out.status
+        );
+    }
+    let out = p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
+    assert!(!out.contains("already in use"), "{out}");
+    p.assert_all_healthy(5);
+    let again = p.ok(&["up", "--instances", "2", "--no-verify"]);
+    assert!(again.contains("0 steps applied"), "{again}");
+}
+
 #[test]
 fn an_image_that_cannot_be_pulled_is_named_with_its_variable_and_nothing_is_created() {
     let p = Project::new("NGINX_IMAGE=example.invalid/radar-test/nginx:0\n");

@@ -686,6 +686,32 @@ impl DockerClient {
         Ok((code, out))
     }
 
+    /// The host ports a container is configured to publish (its HostConfig, so also while it
+    /// is created, restarting or stopping, when the list call shows no port); empty when the
+    /// container is gone.
+    pub async fn configured_host_ports(&self, container: &str) -> Result<Vec<u16>> {
+        let info = match self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(vec![]),
+            Err(e) => return Err(DockerError::from_bollard("container", container, e)),
+        };
+        Ok(info
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default()
+            .into_values()
+            .flatten()
+            .flatten()
+            .filter_map(|b| b.host_port?.parse().ok())
+            .collect())
+    }
+
     /// One look at a container for a wait: its state and Docker's health; when it is running
     /// but not yet reported healthy, also one run of the healthcheck test.
     pub async fn probe(&self, container: &str, readiness: &Readiness) -> Result<Probe> {
