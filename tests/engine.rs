@@ -246,7 +246,7 @@ fn an_interrupted_up_is_finished_by_the_next_up() {
 fn up_after_four_interrupted_ups_converges_without_a_port_complaint() {
     let p = Project::new("");
     for delay_ms in [300, 1000, 2000, 3500] {
-        let mut child = p
+        let child = p
             .command(&["up", "--instances", "2", "--no-verify", "--timeout", "90"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
