@@ -6,6 +6,7 @@
 //! and started in parallel. Every container of the desired state is waited for, changed or
 //! not, so the converge part ends with the whole stack ready. Then the plan's sequence runs,
 //! one step at a time: drains, removals and rolling replacements, in the plan's order.
+//! Last, Docker's own verdict on every container with a healthcheck ([`docker_verdicts`]).
 //! Every wait has its own deadline (`--timeout`).
 
 use std::collections::HashMap;
@@ -80,6 +81,44 @@ pub async fn apply(
     for step in plan.sequence() {
         run_in_sequence(client, d, step, opts, ui).await?;
     }
+    docker_verdicts(client, d, opts, ui).await
+}
+
+/// Waits for Docker's own verdict, `healthy`, on every container that has a healthcheck, as
+/// `docker compose up --wait` does. The waits above run the healthcheck themselves so each
+/// dependency is seen ready at once, seconds before Docker's next probe; but an operator who
+/// runs `docker ps` (or a script that checks health) right after `up` must not see
+/// `health: starting`. All at once, so the cost is at most one healthcheck interval (2 s,
+/// `desired.rs`) after the last start (nginx's); API 1.41 has no `start_interval` to shorten
+/// that first probe.
+async fn docker_verdicts(
+    client: &DockerClient,
+    d: &Deployment,
+    opts: &ApplyOptions,
+    ui: &Ui,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let waits = d
+        .containers
+        .iter()
+        .filter(|c| c.healthcheck.is_some())
+        .map(|c| async move {
+            let name = d.container_name(c);
+            match client
+                .wait_ready(&name, &Readiness::DockerHealthy, t0 + opts.timeout)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(failure) => {
+                    Err(not_ready_error(client, &name, &c.alias, failure, opts.timeout).await)
+                }
+            }
+        });
+    try_join_all(waits).await?;
+    ui.detail(&format!(
+        "  Docker reports every container healthy ({:.1}s after the last was ready)",
+        t0.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

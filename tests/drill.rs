@@ -138,7 +138,22 @@ fn an_instance_crash_under_load_fails_no_request() {
         ms(&r["recovery"]["serving_after_ms"]),
         ms(&r["recovery"]["time_to_full_health_ms"]),
     );
-    s.verify_shows_passed(false, &["app-3 is healthy", "app-3 is ready"]);
+    // Back in nginx's rotation within 5 s of healthy (nginx's fail_timeout, not 30 s).
+    let (healthy, serving) = (
+        r["recovery"]["healthy_after_ms"].as_u64().unwrap_or(0),
+        r["recovery"]["serving_after_ms"]
+            .as_u64()
+            .unwrap_or(u64::MAX),
+    );
+    assert!(
+        serving.saturating_sub(healthy) <= 5000,
+        "app-3 served again through nginx {} after it was healthy (target: 5 s):\n{out}",
+        ms(&serving.saturating_sub(healthy).into())
+    );
+    s.verify_shows_passed(
+        false,
+        &["app-3 is healthy", "app-3 is ready", "Load distribution"],
+    );
 
     // Without Sentinels the Redis drill cannot run: exit 2, saying why.
     let (code, _, out) = s.drill(&["redis"]);

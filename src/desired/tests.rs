@@ -126,9 +126,7 @@ fn nginx_conf_lists_every_instance_explicitly() {
     let d = build(&config("APP_INSTANCES=5\n", false));
     let conf = &d.file("nginx.conf").unwrap().content;
     for n in 1..=5 {
-        assert!(conf.contains(&format!(
-            "server app-{n}:3000 max_fails=3 fail_timeout=30s;"
-        )));
+        assert!(conf.contains(&format!("server app-{n}:3000 max_fails=1 fail_timeout=3s;")));
     }
     assert!(conf.contains("least_conn;"));
     assert!(!conf.lines().any(|l| l.trim_start().starts_with("resolver")));

@@ -142,6 +142,11 @@ pub enum Readiness {
     /// once instead of at Docker's next interval. Without a test, Docker's status decides, and
     /// a container with no healthcheck at all counts as ready when running.
     Healthy { test: Option<Vec<String>> },
+    /// Docker's own verdict, and only it: healthy by its healthcheck (or running, without
+    /// one) — what `docker ps` shows and `docker compose up --wait` waits for. Slower than
+    /// [`Readiness::Healthy`] by up to one healthcheck interval, as Docker probes on its own
+    /// schedule.
+    DockerHealthy,
     /// Running is enough.
     Running,
 }
@@ -198,6 +203,11 @@ pub fn assess(readiness: &Readiness, p: &Probe) -> Verdict {
     }
     match readiness {
         Readiness::Running => Verdict::Ready,
+        Readiness::DockerHealthy => match p.docker_health {
+            Health::Healthy | Health::None => Verdict::Ready,
+            Health::Unhealthy => Verdict::Failed("Docker reports it unhealthy".into()),
+            Health::Starting => Verdict::NotYet,
+        },
         Readiness::Healthy { test } => {
             if p.docker_health == Health::Healthy || matches!(p.exec, Some((0, _))) {
                 Verdict::Ready
@@ -1162,6 +1172,22 @@ mod tests {
         assert_eq!(assess(&r, &running(Health::Starting)), Verdict::NotYet);
         let created = Probe::default();
         assert_eq!(assess(&Readiness::Running, &created), Verdict::NotYet);
+    }
+
+    #[test]
+    fn docker_s_verdict_is_docker_s_alone() {
+        let r = Readiness::DockerHealthy;
+        let mut p = running(Health::Starting);
+        // Our own run of the test passing is not Docker's verdict.
+        p.exec = Some((0, "ok".into()));
+        assert_eq!(assess(&r, &p), Verdict::NotYet);
+        assert_eq!(assess(&r, &running(Health::Healthy)), Verdict::Ready);
+        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
+        assert!(matches!(
+            assess(&r, &running(Health::Unhealthy)),
+            Verdict::Failed(_)
+        ));
+        assert_eq!(assess(&r, &Probe::default()), Verdict::NotYet);
     }
 
     #[test]

@@ -150,8 +150,25 @@ pub struct Distribution {
     pub failed: u32,
 }
 
-/// Every expected instance served some; none more than twice its fair share.
-pub fn judge_distribution(d: &Distribution, expected: &[String]) -> (Status, String) {
+/// What the per-instance checks saw of one instance's own health (its health endpoint, asked
+/// from inside the project network), so an idle instance is reported for what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceHealth {
+    /// Its health endpoint answered 200.
+    Healthy,
+    /// Not running, or its health endpoint did not answer 200: what was seen.
+    NotHealthy(String),
+}
+
+/// Every expected instance served some; none more than twice its fair share. `health` is what
+/// the per-instance checks saw (empty without Docker access): an idle instance that is healthy
+/// means nginx is not sending it requests, which is a different fault from an instance that
+/// is down, and the report says which.
+pub fn judge_distribution(
+    d: &Distribution,
+    expected: &[String],
+    health: &BTreeMap<String, InstanceHealth>,
+) -> (Status, String) {
     if d.failed > 0 {
         return (
             Status::Fail,
@@ -166,10 +183,7 @@ pub fn judge_distribution(d: &Distribution, expected: &[String]) -> (Status, Str
         .map(String::as_str)
         .collect();
     if !idle.is_empty() {
-        return (
-            Status::Fail,
-            format!("{} served no request", idle.join(", ")),
-        );
+        return (Status::Fail, idle_instances(&idle, d.requests, health));
     }
     let unknown: Vec<&str> = d
         .counts
@@ -205,6 +219,40 @@ pub fn judge_distribution(d: &Distribution, expected: &[String]) -> (Status, Str
             (2.0 * fair).floor()
         ),
     )
+}
+
+/// Why each idle instance got nothing, as far as the evidence shows: healthy ones are left
+/// out by nginx (after errors it counts a server failed for `fail_timeout`; or its upstream
+/// does not list the instance), unhealthy ones cannot serve.
+fn idle_instances(
+    idle: &[&str],
+    requests: u32,
+    health: &BTreeMap<String, InstanceHealth>,
+) -> String {
+    let (healthy, other): (Vec<&str>, Vec<&str>) = idle
+        .iter()
+        .partition(|id| health.get(**id) == Some(&InstanceHealth::Healthy));
+    let mut parts = vec![];
+    if !healthy.is_empty() {
+        let (names, verb, pronoun) = match healthy.as_slice() {
+            [one] => (one.to_string(), "is", "it"),
+            many => (many.join(", "), "are", "them"),
+        };
+        parts.push(format!(
+            "{names} {verb} healthy but nginx is not sending {pronoun} requests (none of {requests}); \
+             nginx's log says why (`radar-deploy logs nginx`: \"upstream server temporarily \
+             disabled\" after errors, or no server line for {pronoun})"
+        ));
+    }
+    for id in other {
+        parts.push(match health.get(id) {
+            Some(InstanceHealth::NotHealthy(seen)) => {
+                format!("{id} served no request: it is not healthy ({seen})")
+            }
+            _ => format!("{id} served no request"),
+        });
+    }
+    parts.join("; ")
 }
 
 /// A check from a status, a name and what was seen.
@@ -395,24 +443,93 @@ mod tests {
         (1..=n).map(|i| format!("app-{i}")).collect()
     }
 
+    fn judge(d: &Distribution, expected: &[String]) -> (Status, String) {
+        judge_distribution(d, expected, &BTreeMap::new())
+    }
+
     #[test]
     fn even_distribution_passes() {
         let d = dist(&[("app-1", 10), ("app-2", 11), ("app-3", 9)], 0);
-        assert_eq!(judge_distribution(&d, &ids(3)).0, Status::Pass);
+        assert_eq!(judge(&d, &ids(3)).0, Status::Pass);
     }
 
     #[test]
     fn an_idle_instance_fails() {
         let d = dist(&[("app-1", 15), ("app-2", 15), ("app-3", 0)], 0);
-        let (st, why) = judge_distribution(&d, &ids(3));
+        let (st, why) = judge(&d, &ids(3));
         assert_eq!(st, Status::Fail);
         assert!(why.contains("app-3 served no request"));
     }
 
     #[test]
+    fn an_idle_healthy_instance_is_one_nginx_does_not_send_requests_to() {
+        let d = dist(&[("app-1", 15), ("app-2", 0), ("app-3", 15)], 0);
+        let health: BTreeMap<String, InstanceHealth> = ids(3)
+            .into_iter()
+            .map(|id| (id, InstanceHealth::Healthy))
+            .collect();
+        let (st, why) = judge_distribution(&d, &ids(3), &health);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            why.starts_with("app-2 is healthy but nginx is not sending it requests (none of 30)"),
+            "{why}"
+        );
+        assert!(why.contains("radar-deploy logs nginx"), "{why}");
+        assert!(!why.contains("app-1") && !why.contains("app-3"), "{why}");
+    }
+
+    #[test]
+    fn an_idle_unhealthy_instance_is_reported_as_not_healthy_not_as_nginx_s_fault() {
+        let d = dist(
+            &[("app-1", 10), ("app-2", 0), ("app-3", 0), ("app-4", 20)],
+            0,
+        );
+        let health: BTreeMap<String, InstanceHealth> = [
+            ("app-1", InstanceHealth::Healthy),
+            (
+                "app-2",
+                InstanceHealth::NotHealthy("app-2 (p-app-2) is not running: Exited (137)".into()),
+            ),
+            ("app-3", InstanceHealth::Healthy),
+            ("app-4", InstanceHealth::Healthy),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let (st, why) = judge_distribution(&d, &ids(4), &health);
+        assert_eq!(st, Status::Fail);
+        assert_eq!(
+            why.split("; ").next(),
+            Some("app-3 is healthy but nginx is not sending it requests (none of 30)"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "app-2 served no request: it is not healthy (app-2 (p-app-2) is not running: Exited (137))"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("app-2 is healthy"), "{why}");
+    }
+
+    #[test]
+    fn several_idle_healthy_instances_are_named_together() {
+        let d = dist(&[("app-1", 30), ("app-2", 0), ("app-3", 0)], 0);
+        let health: BTreeMap<String, InstanceHealth> = ids(3)
+            .into_iter()
+            .map(|id| (id, InstanceHealth::Healthy))
+            .collect();
+        let (_, why) = judge_distribution(&d, &ids(3), &health);
+        assert!(
+            why.starts_with("app-2, app-3 are healthy but nginx is not sending them requests"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn more_than_twice_the_fair_share_fails() {
         let d = dist(&[("app-1", 21), ("app-2", 5), ("app-3", 4)], 0);
-        let (st, why) = judge_distribution(&d, &ids(3));
+        let (st, why) = judge(&d, &ids(3));
         assert_eq!(st, Status::Fail);
         assert!(why.contains("app-1 served 21"), "{why}");
     }
@@ -420,13 +537,13 @@ mod tests {
     #[test]
     fn failed_requests_fail_the_distribution() {
         let d = dist(&[("app-1", 10), ("app-2", 10), ("app-3", 9)], 1);
-        assert_eq!(judge_distribution(&d, &ids(3)).0, Status::Fail);
+        assert_eq!(judge(&d, &ids(3)).0, Status::Fail);
     }
 
     #[test]
     fn an_unexpected_instance_fails() {
         let d = dist(&[("app-1", 10), ("app-2", 10), ("stranger", 10)], 0);
-        assert_eq!(judge_distribution(&d, &ids(2)).0, Status::Fail);
+        assert_eq!(judge(&d, &ids(2)).0, Status::Fail);
     }
 
     /// What a Sentinel answers to the three questions `verify` asks, then to the end marker.

@@ -4,11 +4,12 @@
 //! asked, and from which container, comes from the [`Topology`]: the same checks serve one host
 //! and a swarm.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::evaluate::{self, parse_raw_http};
+use super::evaluate::{self, parse_raw_http, InstanceHealth};
 use super::topology::{Member, Topology};
 use super::{
     Check, Options, Status, GROUP_HA, GROUP_HEALTH, GROUP_INSTANCES, GROUP_LIVENESS,
@@ -53,6 +54,9 @@ pub struct InstanceEvidence {
     pub checks: Vec<Check>,
     /// The `instanceId` each instance reports (its alias when it reports none).
     pub ids: Vec<String>,
+    /// What its health check saw of each instance, by the id in `ids`: the load distribution
+    /// tells an idle healthy instance (nginx sends it nothing) from one that is down.
+    pub health: BTreeMap<String, InstanceHealth>,
 }
 
 fn skipped(group: &'static str, name: &str, why: &str) -> Check {
@@ -110,6 +114,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
         return InstanceEvidence {
             checks,
             ids: vec![],
+            health: BTreeMap::new(),
         };
     };
     let topo = match topo {
@@ -118,6 +123,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             return InstanceEvidence {
                 checks: vec![failed(GROUP_INSTANCES, names[0].1.into(), e.clone())],
                 ids: vec![],
+                health: BTreeMap::new(),
             }
         }
     };
@@ -145,6 +151,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
         (app, out.map(|(_, text)| text), started.elapsed())
     });
     let mut ids = vec![];
+    let mut health = BTreeMap::new();
     let mut results = join_all(probes).await;
     // In instance order (app-2 before app-10), also when Swarm's DNS listed them otherwise.
     let order = |m: &Member| (m.label().len(), m.label().to_string());
@@ -158,6 +165,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
                 for (_, group, word) in PATHS {
                     checks.push(failed(group, format!("{label} is {word}"), why.clone()));
                 }
+                health.insert(label.clone(), InstanceHealth::NotHealthy(why));
                 ids.push(label);
                 continue;
             }
@@ -173,6 +181,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             .clone()
             .or_else(|| reported.clone())
             .unwrap_or_else(|| app.address.clone());
+        let id = reported.clone().unwrap_or_else(|| label.clone());
         for (path, group, word) in PATHS {
             let url = format!("http://{}:{}{path}", app.address, opts.app_port);
             let (status, detail) = match sections.iter().find(|(p, _)| p == path) {
@@ -189,6 +198,13 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
                     ),
                 },
             };
+            if group == GROUP_HEALTH {
+                let seen = match status {
+                    Status::Pass => InstanceHealth::Healthy,
+                    _ => InstanceHealth::NotHealthy(detail.clone()),
+                };
+                health.insert(id.clone(), seen);
+            }
             checks.push(Check {
                 group,
                 name: format!("{label} is {word}"),
@@ -197,11 +213,15 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
                 duration_ms: ms,
             });
         }
-        ids.push(reported.unwrap_or(label));
+        ids.push(id);
     }
     // Listed by the ids they report: a Swarm task is otherwise only an address.
     checks.insert(0, presence_check(opts, &topo.apps, &ids));
-    InstanceEvidence { checks, ids }
+    InstanceEvidence {
+        checks,
+        ids,
+        health,
+    }
 }
 
 fn presence_check(opts: &Options, apps: &[Member], ids: &[String]) -> Check {

@@ -10,6 +10,7 @@ mod inside;
 pub mod report;
 pub mod topology;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use crate::config::{Config, LbStrategy};
 use crate::docker::DockerClient;
 use crate::http::{HttpClient, HttpError};
-use evaluate::{check, Distribution, SessionSample};
+use evaluate::{check, Distribution, InstanceHealth, SessionSample};
 
 /// Outcome of one check. A skipped check is reported as skipped, never as passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -157,7 +158,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     for id in &expected {
         distribution.counts.entry(id.clone()).or_insert(0);
     }
-    checks.push(distribution_check(opts, &distribution, &expected, pinned));
+    checks.push(distribution_check(
+        opts,
+        &distribution,
+        &expected,
+        &instances.health,
+        pinned,
+    ));
     checks.push(session_check(samples, expected.len(), pinned));
 
     if opts.ha {
@@ -178,6 +185,7 @@ fn distribution_check(
     opts: &Options,
     d: &Distribution,
     expected: &[String],
+    health: &BTreeMap<String, InstanceHealth>,
     pinned: bool,
 ) -> Check {
     let name = format!("Load distribution over {} requests", d.requests);
@@ -211,7 +219,7 @@ fn distribution_check(
     check(
         GROUP_DISTRIBUTION,
         name,
-        evaluate::judge_distribution(d, expected),
+        evaluate::judge_distribution(d, expected, health),
     )
 }
 
