@@ -95,7 +95,7 @@ check "access log goes to docker logs" bash -c "docker logs $ng 2>/dev/null | gr
 # the directives radar-deploy renders: upstream keepalive + least_conn + max_fails, gzip,
 # stub_status, proxy_next_upstream, websocket upgrade; then a reload
 docker exec -i "$ng" bash -c 'cat > /etc/nginx/conf.d/default.conf' <<'EOF'
-upstream app { least_conn; server 127.0.0.1:8081 max_fails=3 fail_timeout=30s; keepalive 32; }
+upstream app { least_conn; server 127.0.0.1:8081 max_fails=1 fail_timeout=3s; keepalive 32; }
 map $http_upgrade $connection_upgrade { default upgrade; '' close; }
 server {
     listen 80;
