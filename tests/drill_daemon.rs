@@ -156,7 +156,7 @@ fn secs(v: &serde_json::Value) -> String {
 fn figures(r: &serde_json::Value) -> String {
     let d = &r["recovery"]["daemon"];
     format!(
-        "daemon gone after {}, back after {}; serving again after {}; every container healthy after {}; verified after {}; {} requests, {} failed {}; longest gap {}",
+        "daemon gone after {}, back after {}; serving again after {}; every container healthy after {}; verified after {}; {} requests, {} failed {}; longest gap {}; notes: {}",
         secs(&d["daemon_down_after_ms"]),
         secs(&d["daemon_back_after_ms"]),
         secs(&r["recovery"]["serving_after_ms"]),
@@ -166,6 +166,7 @@ fn figures(r: &serde_json::Value) -> String {
         r["failures"]["total"],
         r["failures"]["by_kind"],
         secs(&r["longest_gap"]["ms"]),
+        r["notes"],
     )
 }
 

@@ -143,8 +143,12 @@ pub struct DaemonRecovery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_after_ms: Option<u64>,
     pub verify_runs: u32,
-    /// The checks the last failed `verify` run failed, when it never passed.
+    /// The checks the last failed `verify` run failed (also when a later run passed).
     pub verify_failed: Vec<String>,
+    /// When `verify` first failed after every container was healthy, and how often.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_first_failed_after_ms: Option<u64>,
+    pub verify_failed_runs: u32,
 }
 
 struct Watched {
@@ -464,7 +468,6 @@ pub async fn run(
                     Ok(Ok(r)) if r.passed => {
                         let at = load.now_ms();
                         rec.verified_after_ms = Some(at - fault_at_ms);
-                        rec.verify_failed.clear();
                         progress("verify passes again");
                         timeline.push(Event {
                             at_ms: at,
@@ -486,6 +489,11 @@ pub async fn run(
                             secs(VERIFY_DEADLINE.as_millis() as u64)
                         )]
                     }
+                }
+                if rec.verified_after_ms.is_none() {
+                    rec.verify_failed_runs += 1;
+                    rec.verify_first_failed_after_ms
+                        .get_or_insert(now - fault_at_ms);
                 }
             }
         }
@@ -547,11 +555,19 @@ pub async fn run(
             w.alias, w.back.policy_restarts
         ));
     }
-    if rec.verified_after_ms.is_none() && !rec.verify_failed.is_empty() {
-        notes.push(format!(
-            "the last verify run failed: {}",
+    match (rec.verified_after_ms, rec.verify_first_failed_after_ms) {
+        (None, _) if !rec.verify_failed.is_empty() => notes.push(format!(
+            "verify never passed; its last run failed: {}",
             rec.verify_failed.join("; ")
-        ));
+        )),
+        (Some(ok), Some(first)) => notes.push(format!(
+            "every container was healthy, yet verify failed {} time(s) from +{} until it passed              at +{}; the last failed run: {}",
+            rec.verify_failed_runs,
+            secs(first),
+            secs(ok),
+            rec.verify_failed.join("; ")
+        )),
+        _ => {}
     }
     rec.containers = watched.into_iter().map(|w| w.back).collect();
     Ok(finish(
