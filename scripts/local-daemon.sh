@@ -68,6 +68,11 @@ say() { printf 'local-daemon: [%ss] %s\n' "$((SECONDS - t0))" "$*"; }
 die() { printf 'local-daemon: error: %s\n' "$*" >&2; exit 1; }
 
 dk() { docker -H "unix://$SOCK" "$@"; }
+# The daemon the images come from: the one `docker` talks to, unless DOCKER_HOST names this one
+# (as it does for the commands run against the stack).
+main_dk() {
+  if [[ ${DOCKER_HOST:-} == "unix://$SOCK" ]]; then env -u DOCKER_HOST docker "$@"; else docker "$@"; fi
+}
 answers() { dk info >/dev/null 2>&1; }
 
 # A pid from a file, if that process is alive and its command line names `what`.
@@ -189,7 +194,7 @@ daemon_up() {
 images_up() {
   local missing=() img todo=()
   for img in "${IMAGES[@]}"; do
-    docker image inspect "$img" >/dev/null 2>&1 || missing+=("$img")
+    main_dk image inspect "$img" >/dev/null 2>&1 || missing+=("$img")
   done
   ((${#missing[@]} == 0)) || die "the main daemon lacks ${missing[*]}: build them with scripts/offline-images.sh (the app image: radar-deploy up)"
   for img in "${IMAGES[@]}"; do
@@ -200,7 +205,7 @@ images_up() {
     return
   fi
   local t=$SECONDS
-  docker save "${todo[@]}" | dk load -q >"$RUN/load.log" 2>&1 \
+  main_dk save "${todo[@]}" | dk load -q >"$RUN/load.log" 2>&1 \
     || die "docker save | docker load failed: $(cat "$RUN/load.log")"
   say "images: copied ${todo[*]} from the main daemon in $((SECONDS - t))s"
 }
