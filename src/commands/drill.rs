@@ -201,6 +201,28 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_flags_belong_to_drill_daemon_which_needs_a_restart_command() {
+        let args = |cmd: Option<&str>, max: Option<u64>| DrillDaemonArgs {
+            restart_command: cmd.map(String::from),
+            max_recovery_ms: max,
+        };
+        let e = daemon_settings(DrillKind::Daemon, args(None, Some(5)))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("needs --restart-command"), "{e}");
+        let s = daemon_settings(DrillKind::Daemon, args(Some("true"), Some(5))).unwrap();
+        assert_eq!(
+            (s.restart_command.as_deref(), s.max_recovery_ms),
+            (Some("true"), Some(5))
+        );
+        let e = daemon_settings(DrillKind::Instance, args(Some("true"), None))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("`drill daemon` only"), "{e}");
+        assert!(daemon_settings(DrillKind::Redis, args(None, None)).is_ok());
+    }
+
+    #[test]
     fn conflicting_or_unknown_targets_are_errors_that_name_the_fix() {
         let e = resolve(Some("app-2"), Some("app-3"), None).unwrap_err();
         assert!(e.to_string().contains("--instance only"), "{e}");

@@ -865,6 +865,72 @@ mod tests {
         assert_eq!(outage(&fine, 1, 1000, 1300), None);
     }
 
+    fn back(alias: &str, healthy: Option<u64>, kept: bool, crashes: i64) -> ContainerBack {
+        ContainerBack {
+            name: format!("p-{alias}"),
+            alias: alias.into(),
+            restart_policy: "unless-stopped".into(),
+            kept_running: kept,
+            running_after_ms: Some(6000),
+            healthy_after_ms: healthy,
+            policy_restarts: crashes,
+        }
+    }
+
+    #[test]
+    fn the_recovery_rows_show_containers_in_the_order_they_came_back() {
+        let rc = Recovery {
+            serving_after_ms: Some(6100),
+            daemon: Some(DaemonRecovery {
+                command_exit_code: Some(0),
+                command_finished_after_ms: Some(5900),
+                daemon_down_after_ms: Some(100),
+                daemon_back_after_ms: Some(6000),
+                containers: vec![
+                    back("nginx", Some(8000), false, 2),
+                    back("app-1", Some(7000), false, 0),
+                    back("redis", None, false, 0),
+                ],
+                verify_runs: 2,
+                verified_after_ms: Some(9500),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let rows: Vec<String> = recovery_rows(&rc)
+            .into_iter()
+            .map(|(l, v)| format!("{l}: {v}"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "live-restore off: the daemon stops every container",
+                "restart command finished (exit 0): 5.90 s",
+                "daemon went away: 0.10 s",
+                "daemon answers again: 6.00 s",
+                "app-1 healthy: 7.00 s (running 6.00 s)",
+                "nginx healthy: 8.00 s (running 6.00 s, 2 crash(es) on the way)",
+                "redis healthy: not reached (running 6.00 s)",
+                "serving again: 6.10 s",
+                "every instance serving through nginx: not reached",
+                "verify passes (2 runs): 9.50 s",
+            ]
+        );
+        let kept = Recovery {
+            daemon: Some(DaemonRecovery {
+                live_restore: true,
+                containers: vec![back("nginx", Some(4200), true, 0)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let rows = recovery_rows(&kept);
+        assert_eq!(rows[0].1, "containers should keep running");
+        assert!(rows
+            .iter()
+            .any(|(l, v)| l == "nginx healthy" && v == "4.20 s (kept running)"));
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn the_restart_command_runs_with_sh_and_its_status_is_seen() {
