@@ -214,6 +214,9 @@ fn a_daemon_restart_under_load_brings_every_container_back_and_verify_passes() {
         );
         assert_eq!(c["restart_policy"], "unless-stopped", "{c}");
         assert!(c["healthy_after_ms"].is_u64(), "{c} never healthy:\n{out}");
+        if c["alias"].as_str().unwrap_or_default().starts_with("app-") {
+            assert!(c["serving_after_ms"].is_u64(), "{c} never served:\n{out}");
+        }
     }
     assert!(d["verified_after_ms"].is_u64(), "{out}");
     assert!(

@@ -116,6 +116,10 @@ pub struct ContainerBack {
     /// Restarts by its restart policy after the daemon started again: it crashed on the way
     /// back (e.g. nginx while an upstream name did not resolve yet).
     pub policy_restarts: i64,
+    /// An app instance: its first answer through nginx to a request sent after the daemon
+    /// went away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_after_ms: Option<u64>,
 }
 
 /// `drill daemon`'s part of the recovery, in ms after the fault.
@@ -201,6 +205,7 @@ pub async fn run(
                 running_after_ms: None,
                 healthy_after_ms: None,
                 policy_restarts: 0,
+                serving_after_ms: None,
             },
             before: life,
         });
@@ -630,10 +635,33 @@ fn finish(
     result: super::load::LoadResult,
     mut rec: DaemonRecovery,
     mut timeline: Vec<Event>,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
     apps: &[String],
 ) -> Report {
     let after = |t: u64| t.saturating_sub(fault_at_ms);
+    // Each instance's first answer through nginx after the daemon went away. One healthy long
+    // before nginx sends it anything was marked failed by nginx (`max_fails`/`fail_timeout`
+    // of its server line) while it refused connections on the way back.
+    let since = fault_at_ms + rec.daemon_down_after_ms.unwrap_or(0);
+    for c in rec
+        .containers
+        .iter_mut()
+        .filter(|c| apps.contains(&c.alias))
+    {
+        c.serving_after_ms = super::first_served_by(&result.samples, &c.alias, since).map(after);
+        if let (Some(h), Some(s)) = (c.healthy_after_ms, c.serving_after_ms) {
+            if s > h + 5000 {
+                notes.push(format!(
+                    "nginx sent {} no request until +{}, {} after it was healthy: nginx had marked \
+                     it failed (`max_fails`/`fail_timeout` of its server line) while it refused \
+                     connections on the way back",
+                    c.alias,
+                    secs(s),
+                    secs(s - h)
+                ));
+            }
+        }
+    }
     let first_error = result
         .samples
         .iter()
@@ -783,11 +811,14 @@ pub fn recovery_rows(rc: &Recovery) -> Vec<(String, String)> {
         } else {
             format!("running {}", t(c.running_after_ms))
         };
-        let crashes = if c.policy_restarts > 0 {
+        let mut crashes = if c.policy_restarts > 0 {
             format!(", {} crash(es) on the way", c.policy_restarts)
         } else {
             String::new()
         };
+        if let Some(s) = c.serving_after_ms {
+            crashes += &format!(", through nginx {}", secs(s));
+        }
         rows.push((
             format!("{} healthy", c.alias),
             format!("{} ({how}{crashes})", t(c.healthy_after_ms)),
@@ -874,6 +905,7 @@ mod tests {
             running_after_ms: Some(6000),
             healthy_after_ms: healthy,
             policy_restarts: crashes,
+            serving_after_ms: None,
         }
     }
 
