@@ -1,13 +1,13 @@
 //! `drill daemon` against a Docker daemon of the test's own (`scripts/local-daemon.sh`: its own
 //! network namespace, data root, exec root, mount namespace; the machine's daemon is never
 //! touched): a 2-instance stack `up` on it → `verify` green through nginx's published port on
-//! the daemon's address (10.236.0.11) → `drill daemon --restart-command "<script>
-//! restart-daemon"` under load: the daemon stops every container (no live-restore), their
-//! restart policies bring them back, `verify` passes again, no session loses its counter →
-//! the daemon switched to live-restore → the same drill: every container keeps running; with a
-//! budget it cannot meet the drill fails (exit 1) → `down --volumes` → `local-daemon.sh down`,
-//! also on failure (the guards' Drop). Without `--restart-command` the drill cannot run (exit
-//! 2, with what to pass).
+//! the daemon's address (10.236.0.11) → a restart command that restarts nothing: exit 2 →
+//! `drill daemon --restart-command "<script> restart-daemon"` under load: the daemon stops
+//! every container (no live-restore), their restart policies bring them back, `verify` passes
+//! again, no session loses its counter → the daemon switched to live-restore → the same drill:
+//! every container keeps running; with a budget it cannot meet the drill fails (exit 1) →
+//! `down --volumes` → `local-daemon.sh down`, also on failure (the guards' Drop). Without
+//! `--restart-command` the drill cannot run (exit 2, with what to pass).
 //!
 //! ONE test function. Needs root (a namespace, a bridge, dockerd) and the offline images and
 //! the app image on the main daemon (`scripts/offline-images.sh`, `radar-deploy up`); it FAILS,
@@ -188,6 +188,25 @@ fn a_daemon_restart_under_load_brings_every_container_back_and_verify_passes() {
     let stack = Stack(common::Project::new("rdd", 2, Some(SOCKET)));
     stack.ok(&["up", "--timeout", "180", "--no-verify"]);
     stack.verify_passes(Duration::from_secs(60));
+
+    // A restart command that fails without restarting anything drills nothing: exit 2, with
+    // its output.
+    let url = stack.url();
+    let out = stack.run(&[
+        "drill",
+        "daemon",
+        "--duration",
+        "1",
+        "--url",
+        &url,
+        "--restart-command",
+        "echo no password here >&2; exit 3",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("never stopped answering"), "{said}");
+    assert!(said.contains("exited 3"), "{said}");
+    assert!(said.contains("no password here"), "{said}");
 
     // 1. No live-restore: the daemon stops every container and starts them again by their
     // restart policy (`unless-stopped`).

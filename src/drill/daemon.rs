@@ -320,8 +320,9 @@ pub async fn run(
         }
     }
 
-    // 2. A command that returned before the daemon went away gets a moment for it to go.
-    if down.is_none() {
+    // 2. A command that succeeded before the daemon went away (it only asked a service manager
+    // for the restart) gets a moment for it to go; one that failed does not.
+    if down.is_none() && rec.command_exit_code == Some(0) {
         let grace = (Instant::now() + GO_AWAY_GRACE).min(deadline);
         let gone = docker.until_disconnected();
         tokio::pin!(gone);
@@ -337,19 +338,36 @@ pub async fn run(
             load.tick(progress);
         }
     }
-    if let Some(t) = down {
-        timeline.push(Event {
-            at_ms: t,
-            what: "the daemon went away".into(),
-        });
-    } else {
-        notes.push(format!(
-            "the daemon never stopped answering (watched until {} after the command finished): \
-             did the command restart it? Is it the daemon the stack runs on ({})?",
-            secs(GO_AWAY_GRACE.as_millis() as u64),
+    // The fault never happened (a password prompt, a wrong service name, another daemon):
+    // nothing was drilled, which is an error to fix, not a verdict on the deployment.
+    let Some(down) = down else {
+        load.stop().await;
+        let how = match (rec.command_exit_code, rec.command_finished_after_ms) {
+            (Some(c), Some(_)) => format!("exited {c}"),
+            (None, Some(_)) => "was killed by a signal".into(),
+            _ => format!(
+                "did not finish within {}s (--timeout)",
+                opts.timeout.as_secs()
+            ),
+        };
+        let output = if rec.command_output.is_empty() {
+            "(no output)".to_string()
+        } else {
+            rec.command_output.join("\n    ")
+        };
+        bail!(
+            "the restart command {how}, and the Docker daemon at {} never stopped answering: \
+             nothing was drilled\n  command: {command}\n  its output:\n    {output}\n  fix: run the \
+             command by hand; it must restart the daemon the stack runs on without a prompt (its \
+             input is not a terminal: `sudo -n`, or a sudoers rule for the restart)",
             docker.endpoint.describe()
-        ));
-    }
+        );
+    };
+    timeline.push(Event {
+        at_ms: down,
+        what: "the daemon went away".into(),
+    });
+    rec.daemon_down_after_ms = Some(down - fault_at_ms);
 
     // 3. The daemon answers again: a new connection (the old one died with the daemon).
     let mut fresh: Option<DockerClient> = None;
@@ -387,18 +405,15 @@ pub async fn run(
         ));
     };
     let back = load.now_ms();
-    if down.is_some() {
-        rec.daemon_back_after_ms = Some(back - fault_at_ms);
-        progress("the daemon answers again");
-        timeline.push(Event {
-            at_ms: back,
-            what: "the daemon answers again".into(),
-        });
-    }
-    rec.daemon_down_after_ms = down.map(|t| t - fault_at_ms);
+    rec.daemon_back_after_ms = Some(back - fault_at_ms);
+    progress("the daemon answers again");
+    timeline.push(Event {
+        at_ms: back,
+        what: "the daemon answers again".into(),
+    });
     rec.live_restore_after = d.live_restore().await.ok();
     // Answers from requests sent after this came from the containers as they are now.
-    let since = down.unwrap_or(fault_at_ms);
+    let since = down;
 
     // 4. Every container back and healthy, every instance serving through nginx, then
     // `verify` until it passes.
