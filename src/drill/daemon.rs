@@ -845,7 +845,11 @@ pub fn recovery_rows(rc: &Recovery) -> Vec<(String, String)> {
         t(d.all_instances_serving_after_ms),
     ));
     rows.push((
-        format!("verify passes ({} runs)", d.verify_runs),
+        format!(
+            "verify passes ({} run{})",
+            d.verify_runs,
+            if d.verify_runs == 1 { "" } else { "s" }
+        ),
         t(d.verified_after_ms),
     ));
     rows
