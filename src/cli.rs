@@ -217,6 +217,9 @@ pub enum DrillKind {
     Instance,
     /// Stop the Redis master (HA stack); the Sentinels promote the replica.
     Redis,
+    /// Restart the Docker daemon the stack runs on (--restart-command says how); every
+    /// container must come back by its restart policy and `verify` pass again.
+    Daemon,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +257,21 @@ pub struct DrillArgs {
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,
+    #[command(flatten)]
+    pub daemon: DrillDaemonArgs,
+}
+
+/// The flags of `drill daemon`.
+#[derive(Debug, Args, Default)]
+pub struct DrillDaemonArgs {
+    /// `drill daemon`: the command that restarts the Docker daemon, run with the platform's
+    /// shell (sh -c; cmd /c on Windows), e.g. "sudo systemctl restart docker".
+    #[arg(long, value_name = "COMMAND")]
+    pub restart_command: Option<String>,
+    /// `drill daemon`: the longest time from the fault until `verify` passes again, in ms
+    /// (default 60000).
+    #[arg(long, value_name = "N")]
+    pub max_recovery_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

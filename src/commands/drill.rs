@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::Globals;
-use crate::cli::{DrillArgs, DrillKind, StatusFormat, Target};
+use crate::cli::{DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat, Target};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
 use crate::docker::Readiness;
@@ -22,6 +22,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         max_outage_ms,
         timeout,
         url,
+        daemon,
     } = args;
     if !(1..=3600).contains(&duration) {
         bail!("--duration {duration} is out of range: use 1 to 3600 seconds");
@@ -29,6 +30,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     if !(1..=256).contains(&concurrency) {
         bail!("--concurrency {concurrency} is out of range: use 1 to 256");
     }
+    let daemon = daemon_settings(kind, daemon)?;
     let env_target = std::env::var("RADAR_TARGET").ok();
     let (on, instance) = resolve_target(target.as_deref(), instance, env_target.as_deref())?;
     if let Some(i) = instance.as_deref().filter(|_| kind != DrillKind::Instance) {
@@ -49,6 +51,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         kind: match kind {
             DrillKind::Instance => Kind::Instance,
             DrillKind::Redis => Kind::Redis,
+            DrillKind::Daemon => Kind::Daemon,
         },
         project: cfg.project.to_string(),
         url: url.unwrap_or_else(|| format!("http://localhost:{}", cfg.http_port)),
@@ -62,6 +65,11 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         master_name: cfg.sentinel.master_name.clone(),
         app_readiness,
         docker: g.docker().await?,
+        daemon: drill::daemon::Settings {
+            verify: (kind == DrillKind::Daemon)
+                .then(|| crate::verify::Options::for_config(&cfg, None)),
+            ..daemon
+        },
     };
     // Progress goes to stderr, so `--format json` keeps stdout a single JSON document.
     let ui = g.ui;
@@ -83,6 +91,25 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         Outcome::Success
     } else {
         Outcome::ChecksFailed
+    })
+}
+
+/// `drill daemon`'s flags, checked before anything else: without `--restart-command` it cannot
+/// run (exit 2, with what to pass); the flags belong to it alone.
+fn daemon_settings(kind: DrillKind, args: DrillDaemonArgs) -> Result<drill::daemon::Settings> {
+    let DrillDaemonArgs {
+        restart_command,
+        max_recovery_ms,
+    } = args;
+    if kind == DrillKind::Daemon {
+        drill::daemon::require_restart_command(restart_command.as_deref())?;
+    } else if restart_command.is_some() || max_recovery_ms.is_some() {
+        bail!("--restart-command and --max-recovery-ms apply to `drill daemon` only");
+    }
+    Ok(drill::daemon::Settings {
+        restart_command,
+        max_recovery_ms,
+        verify: None,
     })
 }
 
@@ -168,6 +195,28 @@ mod tests {
             Target::Single
         );
         assert_eq!(resolve(None, None, Some("")).unwrap().0, Target::Single);
+    }
+
+    #[test]
+    fn the_daemon_flags_belong_to_drill_daemon_which_needs_a_restart_command() {
+        let args = |cmd: Option<&str>, max: Option<u64>| DrillDaemonArgs {
+            restart_command: cmd.map(String::from),
+            max_recovery_ms: max,
+        };
+        let e = daemon_settings(DrillKind::Daemon, args(None, Some(5)))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("needs --restart-command"), "{e}");
+        let s = daemon_settings(DrillKind::Daemon, args(Some("true"), Some(5))).unwrap();
+        assert_eq!(
+            (s.restart_command.as_deref(), s.max_recovery_ms),
+            (Some("true"), Some(5))
+        );
+        let e = daemon_settings(DrillKind::Instance, args(Some("true"), None))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("`drill daemon` only"), "{e}");
+        assert!(daemon_settings(DrillKind::Redis, args(None, None)).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
 
 mod build;
+mod restart;
 mod spec;
 mod ssh;
 mod swarm;
@@ -35,6 +36,7 @@ use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
 pub use build::BuildRequest;
+pub use restart::ContainerLife;
 pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 

@@ -7,6 +7,8 @@
 //!   new task in the same slot), nginx must route around it meanwhile.
 //! - `redis.rs`: stop the Redis master (on Swarm, its service goes to 0 replicas); the
 //!   Sentinels promote the replica, the app follows, the old master rejoins as a replica.
+//! - `daemon.rs`: restart the Docker daemon (`--restart-command`); every container comes back
+//!   by its restart policy and `verify` passes again.
 //! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
 //!
 //! A drill always tries to leave the deployment as it found it: a stopped master is started
@@ -17,6 +19,7 @@
 //! daemon of this node (a manager): the killed task's container must run on it, and so must a
 //! Sentinel for `drill redis` (every Redis query goes through one).
 
+pub mod daemon;
 mod instance;
 pub mod load;
 mod redis;
@@ -41,6 +44,7 @@ use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 pub enum Kind {
     Instance,
     Redis,
+    Daemon,
 }
 
 /// Default budgets (issue 6): no failed request when an instance crashes; at most 7 s without
@@ -69,6 +73,7 @@ pub struct Options {
     /// What "healthy" means for an app instance (its healthcheck, as `up` waits for it).
     pub app_readiness: Readiness,
     pub docker: DockerClient,
+    pub daemon: daemon::Settings,
 }
 
 impl Options {
@@ -138,6 +143,9 @@ pub struct Recovery {
     pub old_master_restarted_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_master_rejoined_after_ms: Option<u64>,
+    // drill daemon
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<daemon::DaemonRecovery>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +246,7 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         return match opts.kind {
             Kind::Instance => instance::run_swarm(opts, &node, progress).await,
             Kind::Redis => redis::run_swarm(opts, &node, progress).await,
+            Kind::Daemon => bail!("`drill daemon --target swarm` is not supported: restart one node's daemon with `drill daemon` against a single-host stack"),
         };
     }
     let containers = opts.docker.list_containers(&opts.project).await?;
@@ -251,6 +260,7 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     match opts.kind {
         Kind::Instance => instance::run(opts, &containers, progress).await,
         Kind::Redis => redis::run(opts, &containers, progress).await,
+        Kind::Daemon => daemon::run(opts, &containers, progress).await,
     }
 }
 
@@ -351,13 +361,13 @@ fn assemble(opts: &Options, m: Measured) -> Report {
     let mut verdicts = vec![];
     let max_failed = opts.max_failed.or(match opts.kind {
         Kind::Instance => Some(DEFAULT_MAX_FAILED_INSTANCE),
-        Kind::Redis => None,
+        Kind::Redis | Kind::Daemon => None,
     });
     if let Some(max) = max_failed {
         verdicts.push(stats::judge_failed(failures.total, max));
     }
     let max_outage = opts.max_outage_ms.or(match opts.kind {
-        Kind::Instance => None,
+        Kind::Instance | Kind::Daemon => None,
         Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
     });
     if let Some(max) = max_outage {
@@ -372,6 +382,7 @@ fn assemble(opts: &Options, m: Measured) -> Report {
                 max,
             ),
             Kind::Redis => stats::judge_outage("session outage", session_gap, max),
+            Kind::Daemon => stats::judge_outage("longest gap (any client)", longest_gap, max),
         });
     }
     verdicts.push(session_verdict);

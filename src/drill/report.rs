@@ -38,6 +38,7 @@ pub fn text(r: &Report, ui: &Ui) -> String {
     let title = match r.drill {
         Kind::Instance => "=== Drill: an app instance crashes ===",
         Kind::Redis => "=== Drill: the Redis master goes away ===",
+        Kind::Daemon => "=== Drill: the Docker daemon restarts ===",
     };
     let _ = writeln!(out, "{}", ui.bold(title));
     let _ = writeln!(out, "Project {} via {}", r.project, r.url);
@@ -194,6 +195,7 @@ pub fn text(r: &Report, ui: &Ui) -> String {
             };
             rows.push(("old master rejoined as replica".into(), rejoin));
         }
+        Kind::Daemon => rows.extend(super::daemon::recovery_rows(rc)),
     }
     rows.push((
         "time to full health".into(),
