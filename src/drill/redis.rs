@@ -31,6 +31,11 @@ const REPLICATION_SCRIPT: &str =
 const REMOTE_REPLICATION_SCRIPT: &str =
     "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli -h \"$1\" info replication";
 
+/// A Sentinel's answer to "who is master `$1`?", asked in its own container with the password
+/// the Sentinels require (the master name is the script's `$1`, never part of the script).
+const SENTINEL_MASTER_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
+     redis-cli -p 26379 sentinel get-master-addr-by-name \"$1\"";
+
 /// The master, its replica, the Sentinels, and how the master is taken away and brought back.
 struct Failover {
     master: String,
@@ -465,14 +470,7 @@ async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<St
 async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> Result<String> {
     let mut last = "no Sentinel is running".to_string();
     for s in sentinels {
-        let cmd = [
-            "redis-cli",
-            "-p",
-            "26379",
-            "sentinel",
-            "get-master-addr-by-name",
-            name,
-        ];
+        let cmd = ["bash", "-c", SENTINEL_MASTER_SCRIPT, "sentinel-ask", name];
         match exec(docker, s, &cmd).await {
             Ok(out) => match parse_master_addr(&out) {
                 Some(host) => return Ok(host),
