@@ -303,7 +303,12 @@ pub(crate) const REDIS_LINKED_ONCE: &str =
 pub(crate) fn redis_healthcheck_matching(port: u16, lines: &str) -> Healthcheck {
     let secret = secret_path("redis_password");
     let test = if port == SENTINEL_PORT {
-        strings(&["CMD", "redis-cli", "-p", "26379", "ping"])
+        // The Sentinels require the password; redis-cli exits 0 on a NOAUTH answer too, so
+        // the answer itself is what counts.
+        vec![
+            "CMD-SHELL".into(),
+            format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -qx PONG"),
+        ]
     } else {
         // Ready means: answering, and either the master or a replica whose link to the master
         // is up. A replica that answers PING but has not finished its first sync is not ready
@@ -523,6 +528,15 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
     let mut c = base(Role::Sentinel, n, alias.clone(), cfg.redis.image.as_str());
     // Each Sentinel needs its own writable config: it rewrites it as it learns the topology.
     // The copy is kept across restarts so a restarted Sentinel remembers a failover.
+    // Its credentials are written anew at every start, from the secret file, never kept: the
+    // Sentinels answer only with the password (`requirepass`), give it to each other
+    // (`sentinel sentinel-pass`) and to Redis (`auth-pass`). Sentinel's own rewrite stores
+    // them unquoted (a password with a space would no longer load) and adds a `user default`
+    // line with the password's hash, which would outlive a new password: all dropped first.
+    // The password is Redis's own, not one of the Sentinels': whoever may command the
+    // Sentinels can point every client at a master of their choosing (`SENTINEL REMOVE` and
+    // `MONITOR`) and collect Redis's password from the clients' AUTH, so a second secret
+    // would guard nothing more, and everything that talks to the Sentinels holds this one.
     // Peers it knows whose names do not resolve now (a Sentinel or replica not running, or on
     // a lost node) are forgotten before it starts: Sentinel cannot load a config naming a host
     // it cannot resolve ("Failed to resolve hostname") and would never start again, and it
@@ -530,8 +544,13 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
     let script = format!(
         "set -eu; umask 077; conf=/data/sentinel.conf; \
          if [ ! -s \"$conf\" ]; then cp /etc/radar-deploy/sentinel.conf \"$conf.tmp\"; \
-         printf 'sentinel auth-pass %s \"%s\"\\nsentinel announce-ip %s\\n' '{master}' \"$(cat {secret})\" '{alias}' >> \"$conf.tmp\"; \
+         printf 'sentinel announce-ip %s\\n' '{alias}' >> \"$conf.tmp\"; \
          mv \"$conf.tmp\" \"$conf\"; fi; \
+         pw=\"$(sed 's/[\\\\\"]/\\\\&/g' {secret})\"; \
+         sed -i -e '/^requirepass /d' -e '/^user default /d' -e '/^sentinel sentinel-pass /d' \
+         -e '/^sentinel auth-pass /d' \"$conf\"; \
+         printf 'requirepass \"%s\"\\nsentinel sentinel-pass \"%s\"\\nsentinel auth-pass %s \"%s\"\\n' \
+         \"$pw\" \"$pw\" '{master}' \"$pw\" >> \"$conf\"; \
          for h in $(sed -n 's/^sentinel known-[a-z]* [^ ]* \\([^ ]*\\) .*/\\1/p' \"$conf\" | sort -u); do \
          timeout 3 getent hosts \"$h\" >/dev/null || sed -i \"/^sentinel known-[a-z]* [^ ]* $h /d\" \"$conf\"; done; \
          exec redis-sentinel \"$conf\"",
@@ -550,7 +569,13 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
     c.healthcheck = Some(redis_healthcheck(SENTINEL_PORT));
     c.nano_cpus = 250_000_000;
     c.memory_bytes = 64 << 20;
-    c.depends_on = vec!["redis".into()];
+    // Started once the replica is linked, so that the first INFO each Sentinel gets from the
+    // master names the replica. Otherwise a Sentinel whose first INFO came before the replica's
+    // link learns of it only from the next one, 10 s later: a master lost in between leaves it
+    // knowing no replica, and when it wins the leader vote it aborts the failover
+    // ("-failover-abort-no-good-slave") and leads again 2 x failover-timeout later, for as long
+    // as it keeps winning (seen: 68 s, and 91 s in CI, instead of about 7 s).
+    c.depends_on = vec!["redis".into(), "redis-replica".into()];
     c.profile = Some(HA_PROFILE);
     c
 }
@@ -597,6 +622,11 @@ fn app(n: u32, cfg: &Config) -> Container {
             .collect();
         env.insert("REDIS_SENTINELS".into(), sentinels.join(","));
         env.insert("REDIS_MASTER_NAME".into(), cfg.sentinel.master_name.clone());
+        // The Sentinels share Redis's password (see `sentinel`): the same secret file.
+        env.insert(
+            "REDIS_SENTINEL_PASSWORD_FILE".into(),
+            secret_path("redis_password"),
+        );
     }
     c.env = env;
     c.user = Some(APP_USER.into());

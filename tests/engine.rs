@@ -190,19 +190,14 @@ fn up_ha_runs_a_replica_and_three_sentinels() {
     ]);
     // postgres, redis, redis-replica, 3 sentinels, app-1, nginx
     p.assert_docker_reports_all_healthy(8);
-    let (code, out) = p.exec(
-        "sentinel-1",
-        &[
-            "redis-cli",
-            "-p",
-            "26379",
-            "sentinel",
-            "ckquorum",
-            "mymaster",
-        ],
-    );
+    // The Sentinels answer only with the password (Redis's secret file) and agree with it.
+    let ask = "redis-cli -p 26379 sentinel ckquorum mymaster";
+    let (_, out) = p.exec("sentinel-1", &["bash", "-c", ask]);
+    assert!(out.contains("NOAUTH"), "answered without a password: {out}");
+    let with_password = format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" {ask}");
+    let (code, out) = p.exec("sentinel-1", &["bash", "-c", &with_password]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("OK"), "{out}");
+    assert!(out.contains("OK 3 usable Sentinels"), "{out}");
 }
 
 #[test]

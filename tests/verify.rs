@@ -24,6 +24,9 @@ fn run(cmd: &mut Command) -> Output {
 struct Stack {
     p: common::HostProject,
     ha: bool,
+    /// The project network, as Compose names it.
+    network: String,
+    redis_image: String,
 }
 
 impl std::ops::Deref for Stack {
@@ -35,8 +38,11 @@ impl std::ops::Deref for Stack {
 
 impl Stack {
     fn up(tag: &str, ha: bool) -> Stack {
+        let p = common::HostProject::new(&format!("rdv-{tag}"), 3);
         let stack = Stack {
-            p: common::HostProject::new(&format!("rdv-{tag}"), 3),
+            network: format!("{}_default", p.name),
+            redis_image: common::image("REDIS_IMAGE", "radar-offline/redis:bookworm"),
+            p,
             ha,
         };
         stack.ok(if ha { &["render", "--ha"] } else { &["render"] });
@@ -389,6 +395,33 @@ fn verify_ha_catches_a_stopped_replica() {
     let (code, out) = s.verify(&[]);
     assert_eq!(code, 0, "healthy HA stack:\n{out}");
     assert!(out.contains("OK 3 usable Sentinels"), "{out}");
+
+    // The Sentinels require the password: a container on the project network without it can
+    // neither ask them nor command a failover (verify above, which authenticates, passed).
+    for command in [
+        "SENTINEL get-master-addr-by-name mymaster",
+        "SENTINEL FAILOVER mymaster",
+    ] {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            s.network.as_str(),
+            "--entrypoint",
+            "redis-cli",
+            s.redis_image.as_str(),
+            "-h",
+            "sentinel-1",
+            "-p",
+            "26379",
+        ];
+        args.extend(command.split(' '));
+        let out = text(&run(Command::new("docker").args(&args)));
+        assert!(
+            out.contains("NOAUTH"),
+            "an unauthenticated `{command}` from the project network was not refused:\n{out}"
+        );
+    }
     s.docker(&["stop", "-t", "2", &s.container("redis-replica")]);
     s.verify_fails_naming("replica stopped", "Replica linked to the master");
     s.docker(&["start", &s.container("redis-replica")]);

@@ -66,7 +66,7 @@ pub const VARS: &[Var] = &[
     var("POSTGRES_PASSWORD", Secret, "PostgreSQL", "Database password (at least 16 characters, random)."),
     var("POSTGRES_MAX_CONNECTIONS", Default("300"), "PostgreSQL", "Postgres max_connections; 10 are kept back for administration."),
     var("REDIS_IMAGE", Default("redis:7.2-bookworm"), "Redis", "Redis image, also used for the replica and the Sentinels (official Debian-based by default)."),
-    var("REDIS_PASSWORD", Secret, "Redis", "Password of the Redis master and replica (requirepass and masterauth)."),
+    var("REDIS_PASSWORD", Secret, "Redis", "Password of the Redis master and replica (requirepass and masterauth), and of the Sentinels (their requirepass, and how they authenticate to each other)."),
     var("SESSION_SECRET", Secret, "Secrets", "Key that signs session cookies (at least 32 characters)."),
     var("ENCRYPTION_KEY", Secret, "Secrets", "Application encryption key (at least 32 characters)."),
     var("HA_ENABLED", Default("false"), "High availability", "true adds a Redis replica and three Sentinels (same as --ha)."),

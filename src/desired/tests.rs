@@ -88,7 +88,7 @@ fn start_order_follows_readiness() {
     let app = d.containers_of(Role::App).next().unwrap();
     assert_eq!(app.depends_on, ["postgres", "redis"]);
     let sentinel = d.containers_of(Role::Sentinel).next().unwrap();
-    assert_eq!(sentinel.depends_on, ["redis"]);
+    assert_eq!(sentinel.depends_on, ["redis", "redis-replica"]);
 }
 
 #[test]

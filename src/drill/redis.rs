@@ -31,6 +31,19 @@ const REPLICATION_SCRIPT: &str =
 const REMOTE_REPLICATION_SCRIPT: &str =
     "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli -h \"$1\" info replication";
 
+/// A Sentinel's answer to "who is master `$1`?", asked in its own container with the password
+/// the Sentinels require (the master name is the script's `$1`, never part of the script).
+const SENTINEL_MASTER_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
+     redis-cli -p 26379 sentinel get-master-addr-by-name \"$1\"";
+
+/// The replicas a Sentinel knows of master `$1`, one field a line (`ip` is the replica's name,
+/// as the HA stack announces hostnames).
+const SENTINEL_REPLICAS_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
+     redis-cli -p 26379 sentinel replicas \"$1\"";
+/// How long a drill waits for every Sentinel to know the replica: one INFO period (10 s) and
+/// some slack.
+const SENTINELS_LEARN_WITHIN: Duration = Duration::from_secs(15);
+
 /// The master, its replica, the Sentinels, and how the master is taken away and brought back.
 struct Failover {
     master: String,
@@ -275,6 +288,28 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         );
     }
 
+    // A Sentinel that knows no replica cannot fail over, yet may win the leader vote and abort
+    // ("-failover-abort-no-good-slave"), again every 2 x failover-timeout: each must have
+    // learnt of the replica from the master's INFO (every 10 s) before the master goes.
+    let deadline = Instant::now() + SENTINELS_LEARN_WITHIN;
+    loop {
+        let unaware = sentinels_unaware_of(docker, sentinels, &opts.master_name, &f.replica).await;
+        if unaware.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline || interrupted() {
+            bail!(
+                "Sentinel {} does not know the replica {} of master {}: it could not fail over \
+                 to it; a drill starts from a healthy deployment (the Sentinels learn of a replica \
+                 from the master within 10 s; run `radar-deploy verify --ha`)",
+                unaware.join(", "),
+                f.replica,
+                opts.master_name
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
     let (load, mut timeline) = opts.start_load(progress).await?;
 
     let fault_at_ms = load.now_ms();
@@ -465,14 +500,7 @@ async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<St
 async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> Result<String> {
     let mut last = "no Sentinel is running".to_string();
     for s in sentinels {
-        let cmd = [
-            "redis-cli",
-            "-p",
-            "26379",
-            "sentinel",
-            "get-master-addr-by-name",
-            name,
-        ];
+        let cmd = ["bash", "-c", SENTINEL_MASTER_SCRIPT, "sentinel-ask", name];
         match exec(docker, s, &cmd).await {
             Ok(out) => match parse_master_addr(&out) {
                 Some(host) => return Ok(host),
@@ -482,6 +510,27 @@ async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> 
         }
     }
     Err(anyhow!(last))
+}
+
+/// The Sentinels (containers) whose `SENTINEL replicas` does not list `replica`, or that do not
+/// answer.
+async fn sentinels_unaware_of(
+    docker: &DockerClient,
+    sentinels: &[String],
+    name: &str,
+    replica: &str,
+) -> Vec<String> {
+    let mut unaware = vec![];
+    for s in sentinels {
+        let cmd = ["bash", "-c", SENTINEL_REPLICAS_SCRIPT, "sentinel-ask", name];
+        let knows = exec(docker, s, &cmd)
+            .await
+            .is_ok_and(|out| out.lines().any(|l| l.trim() == replica));
+        if !knows {
+            unaware.push(s.clone());
+        }
+    }
+    unaware
 }
 
 /// `redis-cli` prints the host and the port on two lines; `(nil)` for an unknown master.

@@ -30,11 +30,20 @@ for path in "$@"; do
   fi
 done"#;
 
-/// Three questions to a Sentinel in its own protocol (inline commands), then a PING whose
-/// echo marks the end of the answers: a Sentinel knows no QUIT, so without the marker the read
-/// would wait for its timeout. The master name is an argument, never spliced in.
-const SENTINEL_SCRIPT: &str = r#"host=$1; port=$2; name=$3
+/// Three questions to a Sentinel in its own protocol, then a PING whose echo marks the end of
+/// the answers: a Sentinel knows no QUIT, so without the marker the read would wait for its
+/// timeout. The Sentinels require Redis's password: the first command is AUTH with the secret
+/// file of the container asked from, when it has one (sent as a RESP array, so any byte of the
+/// password is safe; it never leaves that container), else a PING, so that the answers of the
+/// three questions are always the 2nd to 4th. The master name is an argument, never spliced in.
+const SENTINEL_SCRIPT: &str = r#"LC_ALL=C; host=$1; port=$2; name=$3; pw=
+[ -r /run/secrets/redis_password ] && pw=$(cat /run/secrets/redis_password)
 exec 3<>"/dev/tcp/$host/$port" || exit 1
+if [ -n "$pw" ]; then
+  printf '*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n' "${#pw}" "$pw" >&3
+else
+  printf 'PING radar-deploy-no-password\r\n' >&3
+fi
 printf 'SENTINEL get-master-addr-by-name %s\r\nSENTINEL ckquorum %s\r\nSENTINEL replicas %s\r\nPING radar-deploy-end\r\n' "$name" "$name" "$name" >&3
 while IFS= read -r -t 3 line || [ -n "$line" ]; do
   printf '%s\n' "$line"
@@ -303,7 +312,32 @@ async fn ask_sentinel(
             ..SentinelView::default()
         },
         Ok((_, text)) => {
-            let answers = evaluate::parse_resp(&text);
+            let mut answers = evaluate::parse_resp(&text);
+            // The AUTH (or PING) answer first; a refused password fails every question after it.
+            if let Some(evaluate::Resp::Error(e)) = answers.first() {
+                return SentinelView {
+                    error: Some(format!(
+                        "{}:26379 refused the password in {helper}: {e}",
+                        s.address
+                    )),
+                    ..SentinelView::default()
+                };
+            }
+            if let Some(evaluate::Resp::Error(e)) = answers.get(1).filter(|_| answers.len() > 1) {
+                if e.starts_with("NOAUTH") {
+                    return SentinelView {
+                        error: Some(format!(
+                            "{}:26379 requires a password and {helper} has none \
+                             (no /run/secrets/redis_password): {e}",
+                            s.address
+                        )),
+                        ..SentinelView::default()
+                    };
+                }
+            }
+            if !answers.is_empty() {
+                answers.remove(0);
+            }
             if answers.len() < 3 {
                 return SentinelView {
                     error: Some(format!(
@@ -382,7 +416,15 @@ pub async fn ha_checks(opts: &Options, evidence: Evidence<'_>) -> Vec<Check> {
     });
 
     let master = &opts.master_name;
-    let views: Vec<(&Member, SentinelView)> = match &topo.helper {
+    // The Sentinels are asked from a container that holds Redis's password (theirs too): a
+    // running Sentinel's or Redis's on this daemon, else the general helper.
+    let helper = running
+        .iter()
+        .copied()
+        .chain(topo.redis_nodes.iter().filter(|r| r.down.is_none()))
+        .find_map(|m| m.container.clone())
+        .map_or_else(|| topo.helper.clone(), Ok);
+    let views: Vec<(&Member, SentinelView)> = match &helper {
         Ok(helper) => {
             join_all(
                 running
