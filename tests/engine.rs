@@ -273,7 +273,7 @@ fn up_after_four_interrupted_ups_converges_without_a_port_complaint() {
     }
     let out = p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
     assert!(!out.contains("already in use"), "{out}");
-    p.assert_all_healthy(5);
+    p.assert_docker_reports_all_healthy(5);
     let again = p.ok(&["up", "--instances", "2", "--no-verify"]);
     assert!(again.contains("0 steps applied"), "{again}");
 }

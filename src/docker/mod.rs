@@ -720,7 +720,7 @@ impl DockerClient {
             .into_values()
             .flatten()
             .flatten()
-            .filter_map(|b| b.host_port?.parse().ok())
+            .filter_map(|b| b.host_port?.parse::<u16>().ok())
             .collect())
     }
 
