@@ -269,7 +269,8 @@ async fn measure(
 
     let fault_at_ms = load.now_ms();
     let fault_started = Instant::now();
-    let how = match crash(opts, victim).await {
+    let (name, id) = victim.container();
+    let how = match crash(opts, name, id).await {
         Ok(how) => how,
         Err(e) => {
             load.stop().await;
@@ -467,7 +468,7 @@ async fn measure(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Crash {
+pub(super) enum Crash {
     /// SIGKILL to the container's processes from the host: a real crash, which Docker's
     /// restart policy answers.
     HostSigkill,
@@ -476,7 +477,7 @@ enum Crash {
 }
 
 impl Crash {
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             Crash::HostSigkill => "crashed: its processes were sent SIGKILL",
             Crash::ApiKill => "killed through the Docker API (SIGKILL)",
@@ -491,20 +492,24 @@ impl Crash {
 /// Docker; otherwise the API kill is the fallback.
 ///
 /// On Swarm either kill is a crash: Swarm replaces a task whose container stopped.
-async fn crash(opts: &Options, victim: &Victim) -> Result<Crash> {
-    let (name, id) = victim.container();
+/// `drill postgres|nginx|redis` crash their container the same way.
+pub(super) async fn crash(opts: &Options, name: &str, id: &str) -> Result<Crash> {
     if opts.docker.endpoint.is_local() {
-        let pids = container_pids(id);
-        if !pids.is_empty() {
+        // One `kill` per process: when the main process dies first, its children go with it
+        // and a later pid no longer exists; that is still a crash, not a reason to kill again
+        // through the API (which would also switch the restart policy off).
+        let mut killed = false;
+        for pid in container_pids(id) {
             let status = tokio::process::Command::new("kill")
                 .arg("-KILL")
-                .args(pids.iter().map(u32::to_string))
+                .arg(pid.to_string())
                 .stderr(std::process::Stdio::null())
                 .status()
                 .await;
-            if status.is_ok_and(|s| s.success()) {
-                return Ok(Crash::HostSigkill);
-            }
+            killed |= status.is_ok_and(|s| s.success());
+        }
+        if killed {
+            return Ok(Crash::HostSigkill);
         }
     }
     opts.docker.kill(name).await?;

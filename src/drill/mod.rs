@@ -17,9 +17,13 @@
 //! daemon of this node (a manager): the killed task's container must run on it, and so must a
 //! Sentinel for `drill redis` (every Redis query goes through one).
 
+mod fault;
 mod instance;
 pub mod load;
+mod memory;
+mod network;
 mod redis;
+mod service;
 pub mod report;
 pub mod stats;
 
@@ -30,6 +34,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cli::Target;
+use crate::desired::Role;
 use crate::docker::{DockerClient, Readiness};
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
@@ -41,12 +46,21 @@ use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 pub enum Kind {
     Instance,
     Redis,
+    Postgres,
+    Nginx,
+    Network,
+    Memory,
 }
 
 /// Default budgets (issue 6): no failed request when an instance crashes; at most 7 s without
 /// sessions when the Redis master goes away.
 pub const DEFAULT_MAX_FAILED_INSTANCE: u64 = 0;
 pub const DEFAULT_MAX_OUTAGE_MS_REDIS: u64 = 7000;
+/// Budgets of the single-host faults (issue 13); `fault.rs` says how each was chosen.
+pub use fault::{
+    DEFAULT_MAX_FAILED_MEMORY, DEFAULT_MAX_FAILED_NETWORK, DEFAULT_MAX_FAILED_POSTGRES,
+    DEFAULT_MAX_OUTAGE_MS_NGINX, DEFAULT_MAX_OUTAGE_MS_REDIS_RESTART,
+};
 
 pub struct Options {
     pub kind: Kind,
@@ -63,6 +77,8 @@ pub struct Options {
     pub instance: Option<String>,
     pub max_failed: Option<u64>,
     pub max_outage_ms: Option<u64>,
+    /// `drill network`: how long the instance stays cut off.
+    pub cut: Duration,
     /// Deadline for each recovery, from the fault.
     pub timeout: Duration,
     pub master_name: String,
@@ -138,6 +154,24 @@ pub struct Recovery {
     pub old_master_restarted_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_master_rejoined_after_ms: Option<u64>,
+    // drill postgres, nginx, redis (no Sentinels), network, memory
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error_after_ms: Option<u64>,
+    /// The container (or instance) is back: running, healthy, the load served again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered_after_ms: Option<u64>,
+    /// Every container running and healthy, the balancer serving, the data checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_failed_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_back_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+    /// The data invariant of the drill, checked after it (marker rows, no instance restart).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<fault::Check>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +272,10 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         return match opts.kind {
             Kind::Instance => instance::run_swarm(opts, &node, progress).await,
             Kind::Redis => redis::run_swarm(opts, &node, progress).await,
+            other => bail!(
+                "`drill {}` runs on one Docker host only; on Swarm there are `drill instance` and `drill redis`",
+                other.name()
+            ),
         };
     }
     let containers = opts.docker.list_containers(&opts.project).await?;
@@ -250,7 +288,28 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     balancer_answers(&opts.url).await?;
     match opts.kind {
         Kind::Instance => instance::run(opts, &containers, progress).await,
+        // Without Sentinels there is nothing to fail over to: Redis is killed and restarted.
+        Kind::Redis if !containers.iter().any(|c| c.role_kind() == Some(Role::Sentinel)) => {
+            service::run(opts, &containers, progress).await
+        }
         Kind::Redis => redis::run(opts, &containers, progress).await,
+        Kind::Postgres | Kind::Nginx => service::run(opts, &containers, progress).await,
+        Kind::Network => network::run(opts, &containers, progress).await,
+        Kind::Memory => memory::run(opts, &containers, progress).await,
+    }
+}
+
+impl Kind {
+    /// The name on the command line (`drill postgres`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Instance => "instance",
+            Kind::Redis => "redis",
+            Kind::Postgres => "postgres",
+            Kind::Nginx => "nginx",
+            Kind::Network => "network",
+            Kind::Memory => "memory",
+        }
     }
 }
 
@@ -351,18 +410,27 @@ fn assemble(opts: &Options, m: Measured) -> Report {
     let mut verdicts = vec![];
     let max_failed = opts.max_failed.or(match opts.kind {
         Kind::Instance => Some(DEFAULT_MAX_FAILED_INSTANCE),
-        Kind::Redis => None,
+        Kind::Postgres => Some(DEFAULT_MAX_FAILED_POSTGRES),
+        Kind::Network => Some(DEFAULT_MAX_FAILED_NETWORK),
+        Kind::Memory => Some(DEFAULT_MAX_FAILED_MEMORY),
+        Kind::Redis | Kind::Nginx => None,
     });
     if let Some(max) = max_failed {
         verdicts.push(stats::judge_failed(failures.total, max));
     }
+    // The failover flow (Sentinels) always records the old master's restart; the restart flow
+    // (no Sentinels: Redis itself killed and brought back) never does.
+    let failover = recovery.old_master_restarted_after_ms.is_some();
     let max_outage = opts.max_outage_ms.or(match opts.kind {
-        Kind::Instance => None,
-        Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
+        Kind::Redis if failover => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
+        Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS_RESTART),
+        Kind::Nginx => Some(DEFAULT_MAX_OUTAGE_MS_NGINX),
+        Kind::Instance | Kind::Postgres | Kind::Network | Kind::Memory => None,
     });
     if let Some(max) = max_outage {
         verdicts.push(match opts.kind {
-            Kind::Instance => stats::judge_outage(
+            Kind::Nginx => stats::judge_outage("longest gap (any client)", longest_gap, max),
+            Kind::Instance | Kind::Postgres | Kind::Network | Kind::Memory => stats::judge_outage(
                 "longest gap (worst client)",
                 client_gaps
                     .iter()
