@@ -145,7 +145,10 @@ pub fn no_instance_restarted(
 ) -> Check {
     let mut restarted = vec![];
     for (alias, b) in before {
-        let a = after.iter().find(|(x, _)| x == alias).and_then(|(_, f)| f.as_ref());
+        let a = after
+            .iter()
+            .find(|(x, _)| x == alias)
+            .and_then(|(_, f)| f.as_ref());
         match (b, a) {
             (Some(b), Some(a))
                 if a.restart_count == b.restart_count && a.started_at == b.started_at => {}
@@ -214,14 +217,23 @@ mod tests {
 
     #[test]
     fn an_instance_restart_is_seen_by_its_count_or_its_start_time() {
-        let before = vec![("app-1".into(), facts(0, "t0")), ("app-2".into(), facts(1, "t1"))];
+        let before = vec![
+            ("app-1".into(), facts(0, "t0")),
+            ("app-2".into(), facts(1, "t1")),
+        ];
         assert!(no_instance_restarted(&before, &before).passed);
-        let counted = vec![("app-1".into(), facts(1, "t0")), ("app-2".into(), facts(1, "t1"))];
+        let counted = vec![
+            ("app-1".into(), facts(1, "t0")),
+            ("app-2".into(), facts(1, "t1")),
+        ];
         let c = no_instance_restarted(&before, &counted);
         assert!(!c.passed);
         assert!(c.detail.contains("app-1 (restarts 0 → 1"), "{}", c.detail);
         // Docker's restart count misses a container started by hand: the start time does not.
-        let started = vec![("app-1".into(), facts(0, "t0")), ("app-2".into(), facts(1, "t9"))];
+        let started = vec![
+            ("app-1".into(), facts(0, "t0")),
+            ("app-2".into(), facts(1, "t9")),
+        ];
         assert!(!no_instance_restarted(&before, &started).passed);
         let gone = vec![("app-1".into(), facts(0, "t0")), ("app-2".into(), None)];
         assert!(!no_instance_restarted(&before, &gone).passed);
@@ -257,7 +269,12 @@ mod tests {
                 })
             },
         };
-        let samples = vec![s(10, 20, false), s(100, 150, true), s(120, 300, false), s(200, 210, false)];
+        let samples = vec![
+            s(10, 20, false),
+            s(100, 150, true),
+            s(120, 300, false),
+            s(200, 210, false),
+        ];
         assert_eq!(first_error_after(&samples, 100), Some(210));
         assert_eq!(first_error_after(&samples, 250), None);
         assert_eq!(first_ok_after(&samples, 0), Some(150));
@@ -289,5 +306,35 @@ mod tests {
         assert_eq!(bad.len(), 2);
         assert!(bad[0].contains("postgres is Starting"), "{bad:?}");
         assert!(bad[1].contains("nginx is Restarting"), "{bad:?}");
+    }
+}
+
+/// The `verified` step of the drills that predate it (`instance`, `redis` with Sentinels), on
+/// one host: a timeline event, or a note saying what is still wrong. Returns when it was
+/// verified (the drill's clock).
+pub async fn verified_step(
+    opts: &Options,
+    fault_started: Instant,
+    fault_at_ms: u64,
+    timeline: &mut Vec<super::Event>,
+    notes: &mut Vec<String>,
+) -> Option<u64> {
+    if opts.on == crate::cli::Target::Swarm {
+        return None;
+    }
+    let health = full_health(opts, Instant::now() + opts.timeout).await;
+    let at = fault_at_ms + fault_started.elapsed().as_millis() as u64;
+    match health {
+        Ok(()) => {
+            timeline.push(super::Event {
+                at_ms: at,
+                what: "verified: every container running and healthy, the balancer serving".into(),
+            });
+            Some(at)
+        }
+        Err(e) => {
+            notes.push(format!("not verified: {e}"));
+            None
+        }
     }
 }

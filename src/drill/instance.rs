@@ -432,6 +432,9 @@ async fn measure(
         at_ms: result.duration_ms,
         what: "load stopped".into(),
     });
+    let verified =
+        super::fault::verified_step(opts, fault_started, fault_at_ms, &mut timeline, &mut notes)
+            .await;
     timeline.sort_by_key(|e| e.at_ms);
 
     let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));
@@ -446,6 +449,12 @@ async fn measure(
         down_after_ms: after(down),
         healthy_after_ms: after(healthy),
         serving_after_ms: after(served_at),
+        first_error_after_ms: after(super::fault::first_error_after(
+            &result.samples,
+            fault_at_ms,
+        )),
+        recovered_after_ms: after(full),
+        verified_after_ms: after(verified),
         ..Default::default()
     };
     let budgets = vec![stats::judge_recovery(

@@ -34,6 +34,8 @@ const HOG_PATH: &str = "/var/log/app/.radar-drill-hog";
 /// From the hog's start: long enough to fill any sane limit, short enough to report a hog
 /// that could not do its job.
 const OOM_DEADLINE: Duration = Duration::from_secs(60);
+/// How long after the hog's end the container's death must show.
+const HOG_GONE: Duration = Duration::from_secs(5);
 
 /// `--instance` (alias or container name), else the highest numbered app instance.
 pub(super) fn pick_instance<'a>(
@@ -118,7 +120,7 @@ pub async fn run(
         bail!("cannot put the memory hog into {alias} at {HOG_PATH}: {e}");
     }
     // The exec ends when the hog (or the whole container) is killed: not awaited here.
-    let hog = {
+    let mut hog = {
         let docker = docker.clone();
         let name = target.name.clone();
         tokio::spawn(async move {
@@ -142,6 +144,7 @@ pub async fn run(
     let deadline = started + opts.timeout;
     let (mut killed, mut oom, mut healthy) = (None::<u64>, None::<bool>, None::<u64>);
     let mut exit_code = None;
+    let mut hog_ended = None::<Instant>;
     loop {
         let now = load.now_ms();
         let facts = docker.container_facts(&target.name).await.ok();
@@ -150,19 +153,21 @@ pub async fn run(
             if killed.is_none() && (!f.running || restarted) {
                 killed = Some(now);
                 exit_code = f.exit_code.filter(|c| *c != 0);
-                progress(&format!(
-                    "{alias} was killed ({}, OOMKilled {})",
-                    f.status, f.oom_killed
-                ));
-                timeline.push(Event {
-                    at_ms: now,
-                    what: format!(
+                progress(&format!("{alias} was killed (OOMKilled {})", f.oom_killed));
+                let what = if f.running {
+                    format!(
+                        "{alias} killed and already started again (restart count {} → {}), Docker's OOMKilled {}",
+                        before.restart_count, f.restart_count, f.oom_killed
+                    )
+                } else {
+                    format!(
                         "{alias} killed: {} (exit {}), Docker's OOMKilled {}",
                         f.status,
                         f.exit_code.unwrap_or(-1),
                         f.oom_killed
-                    ),
-                });
+                    )
+                };
+                timeline.push(Event { at_ms: now, what });
             }
             // OOMKilled stays set after the restart policy starts the container again.
             if killed.is_some() && f.oom_killed {
@@ -170,7 +175,12 @@ pub async fn run(
             } else if killed.is_some() && oom.is_none() && f.running && restarted {
                 oom = Some(false);
             }
-            if killed.is_some() && healthy.is_none() && f.running && restarted && f.health == Health::Healthy {
+            if killed.is_some()
+                && healthy.is_none()
+                && f.running
+                && restarted
+                && f.health == Health::Healthy
+            {
                 healthy = Some(now);
                 progress(&format!("{alias} is healthy again (restart policy)"));
                 timeline.push(Event {
@@ -179,10 +189,16 @@ pub async fn run(
                 });
             }
         }
-        if killed.is_none() && (hog.is_finished() || started.elapsed() >= OOM_DEADLINE) {
+        // The hog's exec ends when the container dies, often before Docker reports the
+        // exit: only a hog gone for a while with the container untouched was killed alone.
+        if hog.is_finished() && hog_ended.is_none() {
+            hog_ended = Some(Instant::now());
+        }
+        let hog_gone = hog_ended.is_some_and(|t| t.elapsed() >= HOG_GONE);
+        if killed.is_none() && (hog_gone || started.elapsed() >= OOM_DEADLINE) {
             notes.push(format!(
                 "{alias} was not killed: {}",
-                if hog.is_finished() {
+                if hog_gone {
                     "the hog itself ended (the kernel killed it instead of the app, or it could not run)"
                 } else {
                     "its memory limit was not reached in time"
@@ -210,6 +226,18 @@ pub async fn run(
         tokio::time::sleep(POLL).await;
     }
     let result = load.stop().await;
+    if killed.is_none() && hog.is_finished() {
+        // What the hog said (it says nothing when it works): why it could not do its job.
+        if let Ok(r) = (&mut hog).await {
+            notes.push(format!(
+                "the hog's exec: {}",
+                match r {
+                    Ok((code, out)) => format!("exit {code} {}", out.trim()),
+                    Err(e) => e.to_string(),
+                }
+            ));
+        }
+    }
     hog.abort();
     timeline.push(Event {
         at_ms: result.duration_ms,

@@ -23,8 +23,8 @@ pub mod load;
 mod memory;
 mod network;
 mod redis;
-mod service;
 pub mod report;
+mod service;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -289,7 +289,11 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     match opts.kind {
         Kind::Instance => instance::run(opts, &containers, progress).await,
         // Without Sentinels there is nothing to fail over to: Redis is killed and restarted.
-        Kind::Redis if !containers.iter().any(|c| c.role_kind() == Some(Role::Sentinel)) => {
+        Kind::Redis
+            if !containers
+                .iter()
+                .any(|c| c.role_kind() == Some(Role::Sentinel)) =>
+        {
             service::run(opts, &containers, progress).await
         }
         Kind::Redis => redis::run(opts, &containers, progress).await,

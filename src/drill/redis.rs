@@ -278,7 +278,8 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
     let (load, mut timeline) = opts.start_load(progress).await?;
 
     let fault_at_ms = load.now_ms();
-    let deadline = Instant::now() + opts.timeout;
+    let fault_started = Instant::now();
+    let deadline = fault_started + opts.timeout;
     progress(&format!("stopping the Redis master: {}", f.fault()));
     timeline.push(Event {
         at_ms: fault_at_ms,
@@ -389,6 +390,9 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         at_ms: result.duration_ms,
         what: "load stopped".into(),
     });
+    let verified =
+        super::fault::verified_step(opts, fault_started, fault_at_ms, &mut timeline, &mut notes)
+            .await;
 
     // The outage is the session client's longest span without an answer; it ends with the
     // first session served again.
@@ -422,6 +426,12 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         session_outage_ms: Some(outage.ms),
         old_master_restarted_after_ms: after(Some(restarted)),
         old_master_rejoined_after_ms: after(rejoined),
+        first_error_after_ms: after(super::fault::first_error_after(
+            &result.samples,
+            fault_at_ms,
+        )),
+        recovered_after_ms: after(full),
+        verified_after_ms: after(verified),
         ..Default::default()
     };
     let budgets = vec![

@@ -174,6 +174,12 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 "serving through nginx again".into(),
                 opt_secs(rc.serving_after_ms),
             ));
+            if rc.verified_after_ms.is_some() {
+                rows.push((
+                    "verified (all healthy)".into(),
+                    opt_secs(rc.verified_after_ms),
+                ));
+            }
         }
         Kind::Redis if rc.old_master_restarted_after_ms.is_some() => {
             rows.push((
@@ -200,6 +206,12 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 _ => "not reached".into(),
             };
             rows.push(("old master rejoined as replica".into(), rejoin));
+            if rc.verified_after_ms.is_some() {
+                rows.push((
+                    "verified (all healthy)".into(),
+                    opt_secs(rc.verified_after_ms),
+                ));
+            }
         }
         Kind::Redis | Kind::Postgres | Kind::Nginx | Kind::Network | Kind::Memory => {
             let mut row = |label: String, ms: Option<u64>| {
@@ -217,14 +229,8 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 "readiness answered 200 again".into(),
                 rc.readiness_back_after_ms,
             );
-            row(
-                "running and healthy again".into(),
-                rc.healthy_after_ms,
-            );
-            row(
-                "serving through nginx again".into(),
-                rc.serving_after_ms,
-            );
+            row("running and healthy again".into(), rc.healthy_after_ms);
+            row("serving through nginx again".into(), rc.serving_after_ms);
             rows.push(("recovered".into(), opt_secs(rc.recovered_after_ms)));
             rows.push((
                 "verified (all healthy, data checked)".into(),

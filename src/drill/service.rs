@@ -40,7 +40,8 @@ const MARKER_TABLE: &str = "radar_drill_marker";
 /// script.
 const PSQL: &str = "PGPASSWORD=\"$(cat \"$POSTGRES_PASSWORD_FILE\" 2>/dev/null || printf %s \"$POSTGRES_PASSWORD\")\" \
      psql -h 127.0.0.1 -v ON_ERROR_STOP=1 -qAt -U \"$POSTGRES_USER\" -d \"${POSTGRES_DB:-$POSTGRES_USER}\" -c \"$1\"";
-const REDIS_CONFIG: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli config get appendonly; \
+const REDIS_CONFIG: &str =
+    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli config get appendonly; \
      REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli config get appendfsync";
 
 pub async fn run(
@@ -110,7 +111,9 @@ pub async fn run(
                     fsync.as_deref().unwrap_or("?")
                 ));
             }
-            Err(e) => notes.push(format!("Redis's persistence settings could not be read: {e}")),
+            Err(e) => notes.push(format!(
+                "Redis's persistence settings could not be read: {e}"
+            )),
         }
     }
     let instances_before = fault::instance_facts(opts, containers).await;

@@ -1,9 +1,14 @@
-# A memory hog for `radar-deploy drill memory`, uploaded into an app container and run
-# there with exec: it needs no libc, no shell, nothing of the image (a FROM scratch image
-# has none). It removes its own file, points the kernel's OOM killer at the container's
-# main process (PID 1, same user: raising its oom_score_adj needs no privilege), then
-# allocates and touches memory until the container's memory limit is reached and the OOM
-# killer ends the container.
+# A memory hog for `radar-deploy drill memory` (src/drill/memory.rs), uploaded into an app
+# container and run there with exec: it needs no libc, no shell, nothing of the image (a
+# FROM scratch image has none). Build: scripts/drill-hog.sh.
+#
+# It removes its own file (argv[0], when given an argument), points the kernel's OOM killer
+# at the container's main process (PID 1, the same user: raising its oom_score_adj needs no
+# privilege), forks into 8 processes, and each allocates and touches memory until the
+# container's memory limit is reached. The OOM killer scores a task by its memory plus
+# oom_score_adj × limit/1000 (integer division: 1000 scores slightly less than the whole
+# limit), so one hog holding nearly all of it would outscore PID 1 and be killed alone;
+# eight holding an eighth each cannot. PID 1 dies, and the container with it.
         .globl _start
         .text
 _start:
@@ -26,6 +31,12 @@ _start:
         lea     value(%rip), %rsi
         mov     $4, %edx
         syscall
+        mov     $3, %ebx                # fork three times: 8 hogs
+2:
+        mov     $57, %eax               # fork()
+        syscall
+        dec     %ebx
+        jnz     2b
 grow:
         mov     $9, %eax                # mmap(0, 1 MiB, RW, PRIVATE|ANONYMOUS, -1, 0)
         xor     %edi, %edi
