@@ -202,6 +202,36 @@ pub fn marker_token(project: &str, now_ms: u128) -> String {
     format!("drill{p}{now_ms}")
 }
 
+/// The `verified` step of the drills that predate it (`instance`, `redis` with Sentinels), on
+/// one host: a timeline event, or a note saying what is still wrong. Returns when it was
+/// verified (the drill's clock).
+pub async fn verified_step(
+    opts: &Options,
+    fault_started: Instant,
+    fault_at_ms: u64,
+    timeline: &mut Vec<super::Event>,
+    notes: &mut Vec<String>,
+) -> Option<u64> {
+    if opts.on == crate::cli::Target::Swarm {
+        return None;
+    }
+    let health = full_health(opts, Instant::now() + opts.timeout).await;
+    let at = fault_at_ms + fault_started.elapsed().as_millis() as u64;
+    match health {
+        Ok(()) => {
+            timeline.push(super::Event {
+                at_ms: at,
+                what: "verified: every container running and healthy, the balancer serving".into(),
+            });
+            Some(at)
+        }
+        Err(e) => {
+            notes.push(format!("not verified: {e}"));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,35 +336,5 @@ mod tests {
         assert_eq!(bad.len(), 2);
         assert!(bad[0].contains("postgres is Starting"), "{bad:?}");
         assert!(bad[1].contains("nginx is Restarting"), "{bad:?}");
-    }
-}
-
-/// The `verified` step of the drills that predate it (`instance`, `redis` with Sentinels), on
-/// one host: a timeline event, or a note saying what is still wrong. Returns when it was
-/// verified (the drill's clock).
-pub async fn verified_step(
-    opts: &Options,
-    fault_started: Instant,
-    fault_at_ms: u64,
-    timeline: &mut Vec<super::Event>,
-    notes: &mut Vec<String>,
-) -> Option<u64> {
-    if opts.on == crate::cli::Target::Swarm {
-        return None;
-    }
-    let health = full_health(opts, Instant::now() + opts.timeout).await;
-    let at = fault_at_ms + fault_started.elapsed().as_millis() as u64;
-    match health {
-        Ok(()) => {
-            timeline.push(super::Event {
-                at_ms: at,
-                what: "verified: every container running and healthy, the balancer serving".into(),
-            });
-            Some(at)
-        }
-        Err(e) => {
-            notes.push(format!("not verified: {e}"));
-            None
-        }
     }
 }

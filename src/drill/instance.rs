@@ -267,6 +267,17 @@ async fn measure(
     // something else cannot be followed through nginx, and the report says so.
     let seen_before = load.live.last_success_of(&alias).is_some();
 
+    // On one host a restart policy can start the container again between two polls; its
+    // start time then shows the crash the poll missed.
+    let started_before = match victim {
+        Victim::Container { name, .. } => opts
+            .docker
+            .container_facts(name)
+            .await
+            .ok()
+            .map(|f| f.started_at),
+        Victim::Task { .. } => None,
+    };
     let fault_at_ms = load.now_ms();
     let fault_started = Instant::now();
     let (name, id) = victim.container();
@@ -305,8 +316,16 @@ async fn measure(
     loop {
         let now = load.now_ms();
         let verdict = victim.state(opts).await;
+        let restarted_unseen = match (&started_before, down) {
+            (Some(before), None) => opts
+                .docker
+                .container_facts(name)
+                .await
+                .is_ok_and(|f| &f.started_at != before),
+            _ => false,
+        };
         match (down, healthy, verdict) {
-            (None, _, Verdict::Ready) => {}
+            (None, _, Verdict::Ready) if !restarted_unseen => {}
             (None, _, _) => {
                 down = Some(now);
                 progress(&format!("{alias} is down"));

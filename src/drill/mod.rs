@@ -1,21 +1,30 @@
 //! `drill`: inject a fault into a running deployment while a built-in load runs, and measure
-//! what its clients saw (issue 6, DESIGN.md §7).
+//! what its clients saw (issues 6 and 13, DESIGN.md §7 and §10). One file per fault:
 //!
 //! - `load.rs`: the load generator (keep-alive clients through the balancer, and one session
 //!   client whose counter must never go back).
 //! - `instance.rs`: SIGKILL one app instance; its restart policy brings it back (on Swarm, a
 //!   new task in the same slot), nginx must route around it meanwhile.
-//! - `redis.rs`: stop the Redis master (on Swarm, its service goes to 0 replicas); the
-//!   Sentinels promote the replica, the app follows, the old master rejoins as a replica.
+//! - `redis.rs`: with Sentinels, stop the Redis master (on Swarm, its service goes to 0
+//!   replicas); the Sentinels promote the replica, the app follows, the old master rejoins.
+//! - `service.rs`: SIGKILL Postgres, nginx, or Redis on a stack without Sentinels; the restart
+//!   policy brings it back; Postgres's marker rows and the instances' restart counts checked.
+//! - `network.rs`: one app instance off the project network for `--cut-secs`, then back.
+//! - `memory.rs`: one app instance driven to its memory limit (a static hog, `hog/`, run inside
+//!   it); the OOM kill must be reported as such.
+//! - `fault.rs`: what the single-host faults share: budgets, the `verified` step, data checks.
 //! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
 //!
-//! A drill always tries to leave the deployment as it found it: a stopped master is started
-//! again (its service set back to 1 replica on Swarm), an instance that does not come back by
-//! itself is started.
+//! Every report names the fault, its timeline (fault, first failed request, recovered,
+//! verified: every container running and healthy, the balancer serving) and the failed
+//! requests by kind. A drill always tries to leave the deployment as it found it: a stopped
+//! master is started again (its service set back to 1 replica on Swarm), a container that does
+//! not come back by itself is started, a cut-off instance is attached again (also on Ctrl-C).
 //!
-//! `--target swarm` drills the Swarm stack of `up --target swarm`. Docker is asked through the
-//! daemon of this node (a manager): the killed task's container must run on it, and so must a
-//! Sentinel for `drill redis` (every Redis query goes through one).
+//! `--target swarm` drills the Swarm stack of `up --target swarm` (`instance` and `redis`).
+//! Docker is asked through the daemon of this node (a manager): the killed task's container
+//! must run on it, and so must a Sentinel for `drill redis` (every Redis query goes through
+//! one).
 
 mod fault;
 mod instance;
