@@ -39,7 +39,7 @@ drill_args() {
   esac
 }
 
-echo "up: $(timed rd up --no-verify --timeout 300)s"
+printf "up: %.2fs\n" "$(timed rd up --no-verify --timeout 300)"
 for d in $drills; do
   for ((i = 1; i <= rounds; i++)); do
     json=$work/$d-$i.json
@@ -74,7 +74,10 @@ spread() {
   local vals
   vals=$(awk -v c="$2" '$c != "-" {print $c}' "$work/$1.rows")
   if [[ -z $vals ]]; then echo "-"; return; fi
-  printf '%s / %s / %s' "$(sort -g <<<"$vals" | head -1)" "$(median <<<"$vals")" "$(sort -g <<<"$vals" | tail -1)"
+  local mid
+  mid=$(median <<<"$vals")
+  [[ $2 == 1 ]] && mid=${mid%.00} # request counts: whole unless the median falls between two
+  printf '%s / %s / %s' "$(sort -g <<<"$vals" | head -1)" "$mid" "$(sort -g <<<"$vals" | tail -1)"
 }
 
 echo

@@ -245,7 +245,7 @@ pub struct DrillArgs {
     /// N); default the highest numbered.
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
-    /// Failed requests allowed (default: 0 for `instance`, `postgres` and `memory`, 50 for
+    /// Failed requests allowed (default: 0 for `instance`, `postgres` and `memory`, 20 for
     /// `network`, not judged for `redis` and `nginx`).
     #[arg(long, value_name = "N")]
     pub max_failed: Option<u64>,

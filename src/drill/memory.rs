@@ -145,6 +145,7 @@ pub async fn run(
     let (mut killed, mut oom, mut healthy) = (None::<u64>, None::<bool>, None::<u64>);
     let mut exit_code = None;
     let mut hog_ended = None::<Instant>;
+    let mut verified = None::<Result<u64, String>>;
     loop {
         let now = load.now_ms();
         let facts = docker.container_facts(&target.name).await.ok();
@@ -212,6 +213,9 @@ pub async fn run(
                     .live
                     .last_success_of(&alias)
                     .is_some_and(|t| Some(t) > healthy));
+        if serving && verified.is_none() {
+            verified = Some(fault::verify(opts, || load.now_ms()).await);
+        }
         if serving && now >= duration_ms {
             break;
         }
@@ -262,15 +266,11 @@ pub async fn run(
             what: format!("recovered: {alias} answered through nginx again"),
         });
     }
-    let health = fault::full_health(opts, Instant::now() + opts.timeout).await;
-    let verified_at = load_clock_now(&result, started, fault_at_ms);
-    match &health {
-        Ok(()) => timeline.push(Event {
-            at_ms: verified_at,
-            what: "verified: every container running and healthy, the balancer serving".into(),
-        }),
-        Err(e) => notes.push(format!("not verified: {e}")),
-    }
+    let verified = match verified {
+        Some(v) => v,
+        None => fault::verify(opts, || load_clock_now(&result, started, fault_at_ms)).await,
+    };
+    let verified = fault::record_verified(verified, &mut timeline, &mut notes);
     let first_error = fault::first_error_after(&result.samples, fault_at_ms);
     if let Some(t) = first_error {
         timeline.push(Event {
@@ -294,7 +294,7 @@ pub async fn run(
         serving_after_ms: after(served),
         first_error_after_ms: after(first_error),
         recovered_after_ms: after(recovered),
-        verified_after_ms: after(health.is_ok().then_some(verified_at)),
+        verified_after_ms: after(verified),
         oom_killed: oom,
         ..Default::default()
     };

@@ -126,6 +126,7 @@ pub async fn run(
     let deadline = Instant::now() + opts.timeout;
     let duration_ms = opts.duration.as_millis() as u64;
     let mut recovered = None;
+    let mut verified = None::<Result<u64, String>>;
     loop {
         let now = load.now_ms();
         if recovered.is_none()
@@ -136,6 +137,7 @@ pub async fn run(
         {
             recovered = Some(now);
             progress(&format!("{alias} answers through nginx again"));
+            verified = Some(fault::verify(opts, || load.now_ms()).await);
         }
         let done = recovered.is_some() || !seen_before;
         if done && now >= duration_ms {
@@ -163,15 +165,11 @@ pub async fn run(
             "nginx sent {alias} no successful request after it was attached again, within --timeout"
         ));
     }
-    let health = fault::full_health(opts, Instant::now() + opts.timeout).await;
-    let verified_at = load_clock_now(&result, started, fault_at_ms);
-    match &health {
-        Ok(()) => timeline.push(Event {
-            at_ms: verified_at,
-            what: "verified: every container running and healthy, the balancer serving".into(),
-        }),
-        Err(e) => notes.push(format!("not verified: {e}")),
-    }
+    let verified = match verified {
+        Some(v) => v,
+        None => fault::verify(opts, || load_clock_now(&result, started, fault_at_ms)).await,
+    };
+    let verified = fault::record_verified(verified, &mut timeline, &mut notes);
     let first_error = fault::first_error_after(&result.samples, fault_at_ms);
     if let Some(t) = first_error {
         timeline.push(Event {
@@ -188,7 +186,7 @@ pub async fn run(
         serving_after_ms: after(served),
         first_error_after_ms: after(first_error),
         recovered_after_ms: after(served),
-        verified_after_ms: after(health.is_ok().then_some(verified_at)),
+        verified_after_ms: after(verified),
         ..Default::default()
     };
     let budgets = vec![

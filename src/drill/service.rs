@@ -148,6 +148,7 @@ pub async fn run(
     let (mut down, mut back, mut recovered) = (None::<u64>, None::<u64>, None::<u64>);
     let (mut ready_failed, mut ready_back) = (None::<u64>, None::<u64>);
     let mut started_by_drill = false;
+    let mut verified = None::<Result<u64, String>>;
     let mut last_ready_probe = Instant::now() - Duration::from_secs(1);
     loop {
         let now = load.now_ms();
@@ -216,6 +217,7 @@ pub async fn run(
                     at_ms: now,
                     what: "recovered: the container is back and the load is served".into(),
                 });
+                verified = Some(fault::verify(opts, || load.now_ms()).await);
             }
         }
         if recovered.is_some() && now >= duration_ms {
@@ -254,9 +256,12 @@ pub async fn run(
         }
     }
 
-    // verified: full health, then the data.
-    let verify_deadline = Instant::now() + opts.timeout;
-    let health = fault::full_health(opts, verify_deadline).await;
+    // verified: full health (as soon as it recovered, else now), then the data.
+    let verified = match verified {
+        Some(v) => v,
+        None => fault::verify(opts, || load_clock_now(&result, started, fault_at_ms)).await,
+    };
+    let verified = fault::record_verified(verified, &mut timeline, &mut notes);
     if role == Role::Postgres {
         let count = psql(
             docker,
@@ -285,19 +290,10 @@ pub async fn run(
             &instances_after,
         ));
     }
-    let verified_at = load_clock_now(&result, started, fault_at_ms);
-    match &health {
-        Ok(()) => timeline.push(Event {
-            at_ms: verified_at,
-            what: "verified: every container running and healthy, the balancer serving".into(),
-        }),
-        Err(e) => notes.push(format!("not verified: {e}")),
-    }
     timeline.sort_by_key(|e| e.at_ms);
 
     let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));
     let first_error = fault::first_error_after(&result.samples, fault_at_ms);
-    let verified = health.is_ok().then_some(verified_at);
     // nginx: the front door serves again with the first answer after the first refusal.
     let serving = (role == Role::Nginx)
         .then(|| first_error.and_then(|t| fault::first_ok_after(&result.samples, t)))
