@@ -17,11 +17,12 @@ use crate::observed::{ContainerState, Health, ObservedContainer};
 /// live in Redis. A Postgres crash must fail no request.
 pub const DEFAULT_MAX_FAILED_POSTGRES: u64 = 0;
 /// nginx is the only door: while it restarts every client is refused. Docker's restart
-/// policy starts it again within about a second (seen here 0.6–1.3 s, scripts/bench-drills.sh);
-/// 5 s leaves room for a loaded host.
+/// policy starts it again within about a second (the longest gap seen here 1.0–2.0 s, `scripts/
+/// bench-drills.sh`); 5 s leaves room for a loaded host.
 pub const DEFAULT_MAX_OUTAGE_MS_NGINX: u64 = 5000;
 /// Redis restarted by its restart policy replays its append-only file; sessions fail until it
-/// answers and the app reconnects (seen here 1–2 s). 5 s leaves room for a loaded host.
+/// answers and the app reconnects (session outage seen here: 1.5 s). 5 s leaves room for a
+/// loaded host.
 pub const DEFAULT_MAX_OUTAGE_MS_REDIS_RESTART: u64 = 5000;
 /// A cut-off instance answers nothing: nginx's new connections to it time out and are retried
 /// elsewhere (slow, not failed), but a request already sent to it on a kept-alive connection

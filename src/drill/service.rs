@@ -149,7 +149,7 @@ pub async fn run(
     let (mut ready_failed, mut ready_back) = (None::<u64>, None::<u64>);
     let mut started_by_drill = false;
     let mut verified = None::<Result<u64, String>>;
-    let mut last_ready_probe = Instant::now() - Duration::from_secs(1);
+    let mut last_ready_probe = None::<Instant>;
     loop {
         let now = load.now_ms();
         let facts = docker.container_facts(&target.name).await.ok();
@@ -185,8 +185,10 @@ pub async fn run(
             });
         }
         // Postgres: the instances' readiness, asked through the balancer (any instance).
-        if role == Role::Postgres && last_ready_probe.elapsed() >= Duration::from_millis(250) {
-            last_ready_probe = Instant::now();
+        if role == Role::Postgres
+            && last_ready_probe.is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        {
+            last_ready_probe = Some(Instant::now());
             let status = readiness
                 .get(&format!("{}/health/ready", opts.url))
                 .await
