@@ -215,8 +215,17 @@ pub struct DownArgs {
 pub enum DrillKind {
     /// SIGKILL one app instance; its restart policy brings it back.
     Instance,
-    /// Stop the Redis master (HA stack); the Sentinels promote the replica.
+    /// Redis: with Sentinels (--ha) stop the master, the replica is promoted; without, SIGKILL
+    /// Redis, its restart policy and append-only file bring it back.
     Redis,
+    /// SIGKILL Postgres: readiness goes 503, sessions go on, no instance restarts, no row lost.
+    Postgres,
+    /// SIGKILL nginx: how long the front door is shut.
+    Nginx,
+    /// Cut one app instance off the network for --cut-secs, then attach it again.
+    Network,
+    /// Make one app instance reach its memory limit: the OOM kill is reported as such.
+    Memory,
     /// Restart the Docker daemon the stack runs on (--restart-command says how); every
     /// container must come back by its restart policy and `verify` pass again.
     Daemon,
@@ -244,16 +253,21 @@ pub struct DrillArgs {
     /// N); default the highest numbered.
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
-    /// Failed requests allowed (default: 0 for `instance`, not judged for `redis`).
+    /// Failed requests allowed (default: 0 for `instance`, `postgres` and `memory`, 20 for
+    /// `network`, not judged for `redis` and `nginx`).
     #[arg(long, value_name = "N")]
     pub max_failed: Option<u64>,
-    /// Longest outage allowed in ms: the session client's for `redis` (default 7000), the
-    /// worst client's for `instance` (default: not judged).
+    /// Longest outage allowed in ms: the session client's for `redis` (default 7000 with
+    /// Sentinels, 5000 without), any client's for `nginx` (default 5000), the worst client's
+    /// for the others (default: not judged).
     #[arg(long, value_name = "N")]
     pub max_outage_ms: Option<u64>,
     /// Deadline in seconds for each recovery.
     #[arg(long, default_value_t = 90, value_name = "SECS")]
     pub timeout: u64,
+    /// `drill network`: seconds the instance stays cut off the network.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub cut_secs: u64,
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,

@@ -21,9 +21,13 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         max_failed,
         max_outage_ms,
         timeout,
+        cut_secs,
         url,
         daemon,
     } = args;
+    if !(1..=3600).contains(&cut_secs) {
+        bail!("--cut-secs {cut_secs} is out of range: use 1 to 3600 seconds");
+    }
     if !(1..=3600).contains(&duration) {
         bail!("--duration {duration} is out of range: use 1 to 3600 seconds");
     }
@@ -33,8 +37,14 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     let daemon = daemon_settings(kind, daemon)?;
     let env_target = std::env::var("RADAR_TARGET").ok();
     let (on, instance) = resolve_target(target.as_deref(), instance, env_target.as_deref())?;
-    if let Some(i) = instance.as_deref().filter(|_| kind != DrillKind::Instance) {
-        bail!("--instance {i} applies to `drill instance` only; drop it for `drill redis`");
+    let names_an_instance = matches!(
+        kind,
+        DrillKind::Instance | DrillKind::Network | DrillKind::Memory
+    );
+    if let Some(i) = instance.as_deref().filter(|_| !names_an_instance) {
+        bail!(
+            "--instance {i} applies to `drill instance`, `network` and `memory` only; drop it for this drill"
+        );
     }
     let url = url
         .as_deref()
@@ -51,6 +61,10 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         kind: match kind {
             DrillKind::Instance => Kind::Instance,
             DrillKind::Redis => Kind::Redis,
+            DrillKind::Postgres => Kind::Postgres,
+            DrillKind::Nginx => Kind::Nginx,
+            DrillKind::Network => Kind::Network,
+            DrillKind::Memory => Kind::Memory,
             DrillKind::Daemon => Kind::Daemon,
         },
         project: cfg.project.to_string(),
@@ -61,6 +75,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         instance,
         max_failed,
         max_outage_ms,
+        cut: Duration::from_secs(cut_secs),
         timeout: Duration::from_secs(timeout),
         master_name: cfg.sentinel.master_name.clone(),
         app_readiness,

@@ -6,6 +6,7 @@
 //! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
 
 mod build;
+mod faults;
 mod restart;
 mod spec;
 mod ssh;
@@ -36,8 +37,9 @@ use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
 pub use build::BuildRequest;
+pub use faults::ContainerFacts;
 pub use restart::ContainerLife;
-pub use spec::{file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
+pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 
 /// The label every object of a project carries; the only filter used to find or delete.

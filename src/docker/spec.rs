@@ -195,6 +195,13 @@ pub fn file_tar(d: &Deployment, c: &Container, reload_only: bool, suffix: &str) 
     t.finish()
 }
 
+/// One executable file at `path` (mode 0755), for extraction at `/` (`drill memory`'s hog).
+pub fn executable_tar(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    t.file(path, data, 0o755);
+    t.finish()
+}
+
 /// The marker file recording which reload hash the container now runs with.
 pub fn reload_marker_tar(hash: &str) -> Vec<u8> {
     let mut t = TarBuilder::new();

@@ -267,9 +267,21 @@ async fn measure(
     // something else cannot be followed through nginx, and the report says so.
     let seen_before = load.live.last_success_of(&alias).is_some();
 
+    // On one host a restart policy can start the container again between two polls; its
+    // start time then shows the crash the poll missed.
+    let started_before = match victim {
+        Victim::Container { name, .. } => opts
+            .docker
+            .container_facts(name)
+            .await
+            .ok()
+            .map(|f| f.started_at),
+        Victim::Task { .. } => None,
+    };
     let fault_at_ms = load.now_ms();
     let fault_started = Instant::now();
-    let how = match crash(opts, victim).await {
+    let (name, id) = victim.container();
+    let how = match crash(opts, name, id).await {
         Ok(how) => how,
         Err(e) => {
             load.stop().await;
@@ -301,11 +313,20 @@ async fn measure(
     let duration_ms = opts.duration.as_millis() as u64;
     let (mut down, mut healthy, mut serving) = (None::<u64>, None::<u64>, None::<u64>);
     let mut restarted = false;
+    let mut verified = None::<Result<u64, String>>;
     loop {
         let now = load.now_ms();
         let verdict = victim.state(opts).await;
+        let restarted_unseen = match (&started_before, down) {
+            (Some(before), None) => opts
+                .docker
+                .container_facts(name)
+                .await
+                .is_ok_and(|f| &f.started_at != before),
+            _ => false,
+        };
         match (down, healthy, verdict) {
-            (None, _, Verdict::Ready) => {}
+            (None, _, Verdict::Ready) if !restarted_unseen => {}
             (None, _, _) => {
                 down = Some(now);
                 progress(&format!("{alias} is down"));
@@ -354,6 +375,9 @@ async fn measure(
             }
         }
         let recovered = healthy.is_some() && (serving.is_some() || !seen_before);
+        if recovered && verified.is_none() && !on_swarm {
+            verified = Some(super::fault::verify(opts, || load.now_ms()).await);
+        }
         if recovered && now >= duration_ms {
             break;
         }
@@ -431,6 +455,9 @@ async fn measure(
         at_ms: result.duration_ms,
         what: "load stopped".into(),
     });
+    // The Swarm stack is verified by `verify --target swarm`, not here.
+    let verified =
+        verified.and_then(|v| super::fault::record_verified(v, &mut timeline, &mut notes));
     timeline.sort_by_key(|e| e.at_ms);
 
     let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));
@@ -445,6 +472,12 @@ async fn measure(
         down_after_ms: after(down),
         healthy_after_ms: after(healthy),
         serving_after_ms: after(served_at),
+        first_error_after_ms: after(super::fault::first_error_after(
+            &result.samples,
+            fault_at_ms,
+        )),
+        recovered_after_ms: after(full),
+        verified_after_ms: after(verified),
         ..Default::default()
     };
     let budgets = vec![stats::judge_recovery(
@@ -467,7 +500,7 @@ async fn measure(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Crash {
+pub(super) enum Crash {
     /// SIGKILL to the container's processes from the host: a real crash, which Docker's
     /// restart policy answers.
     HostSigkill,
@@ -476,7 +509,7 @@ enum Crash {
 }
 
 impl Crash {
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             Crash::HostSigkill => "crashed: its processes were sent SIGKILL",
             Crash::ApiKill => "killed through the Docker API (SIGKILL)",
@@ -491,20 +524,24 @@ impl Crash {
 /// Docker; otherwise the API kill is the fallback.
 ///
 /// On Swarm either kill is a crash: Swarm replaces a task whose container stopped.
-async fn crash(opts: &Options, victim: &Victim) -> Result<Crash> {
-    let (name, id) = victim.container();
+/// `drill postgres|nginx|redis` crash their container the same way.
+pub(super) async fn crash(opts: &Options, name: &str, id: &str) -> Result<Crash> {
     if opts.docker.endpoint.is_local() {
-        let pids = container_pids(id);
-        if !pids.is_empty() {
+        // One `kill` per process: when the main process dies first, its children go with it
+        // and a later pid no longer exists; that is still a crash, not a reason to kill again
+        // through the API (which would also switch the restart policy off).
+        let mut killed = false;
+        for pid in container_pids(id) {
             let status = tokio::process::Command::new("kill")
                 .arg("-KILL")
-                .args(pids.iter().map(u32::to_string))
+                .arg(pid.to_string())
                 .stderr(std::process::Stdio::null())
                 .status()
                 .await;
-            if status.is_ok_and(|s| s.success()) {
-                return Ok(Crash::HostSigkill);
-            }
+            killed |= status.is_ok_and(|s| s.success());
+        }
+        if killed {
+            return Ok(Crash::HostSigkill);
         }
     }
     opts.docker.kill(name).await?;

@@ -43,6 +43,9 @@ pub struct Live {
     /// The session client's last success and last failure (ms; 0 = none yet).
     pub session_last_ok: AtomicU64,
     pub session_last_failure: AtomicU64,
+    /// Any client's last success and last failure (ms of the answer; 0 = none yet).
+    pub last_ok: AtomicU64,
+    pub last_failure: AtomicU64,
     last_tick: AtomicU64,
 }
 
@@ -212,12 +215,14 @@ async fn client_loop(
         match &result {
             Ok(instance) => {
                 live.record_success(instance.as_deref(), sent_ms);
+                live.last_ok.fetch_max(done_ms, Ordering::SeqCst);
                 if is_session_client {
                     live.session_last_ok.fetch_max(done_ms, Ordering::SeqCst);
                 }
             }
             Err(_) => {
                 live.failed.fetch_add(1, Ordering::Relaxed);
+                live.last_failure.fetch_max(done_ms, Ordering::SeqCst);
                 if is_session_client {
                     live.session_last_failure
                         .fetch_max(done_ms, Ordering::SeqCst);

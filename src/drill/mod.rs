@@ -1,29 +1,42 @@
 //! `drill`: inject a fault into a running deployment while a built-in load runs, and measure
-//! what its clients saw (issue 6, DESIGN.md §7).
+//! what its clients saw (issues 6 and 13, DESIGN.md §7 and §10). One file per fault:
 //!
 //! - `load.rs`: the load generator (keep-alive clients through the balancer, and one session
 //!   client whose counter must never go back).
 //! - `instance.rs`: SIGKILL one app instance; its restart policy brings it back (on Swarm, a
 //!   new task in the same slot), nginx must route around it meanwhile.
-//! - `redis.rs`: stop the Redis master (on Swarm, its service goes to 0 replicas); the
-//!   Sentinels promote the replica, the app follows, the old master rejoins as a replica.
+//! - `redis.rs`: with Sentinels, stop the Redis master (on Swarm, its service goes to 0
+//!   replicas); the Sentinels promote the replica, the app follows, the old master rejoins.
+//! - `service.rs`: SIGKILL Postgres, nginx, or Redis on a stack without Sentinels; the restart
+//!   policy brings it back; Postgres's marker rows and the instances' restart counts checked.
+//! - `network.rs`: one app instance off the project network for `--cut-secs`, then back.
+//! - `memory.rs`: one app instance driven to its memory limit (a static hog, `hog/`, run inside
+//!   it); the OOM kill must be reported as such.
+//! - `fault.rs`: what the single-host faults share: budgets, the `verified` step, data checks.
 //! - `daemon.rs`: restart the Docker daemon (`--restart-command`); every container comes back
 //!   by its restart policy and `verify` passes again.
 //! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
 //!
-//! A drill always tries to leave the deployment as it found it: a stopped master is started
-//! again (its service set back to 1 replica on Swarm), an instance that does not come back by
-//! itself is started.
+//! Every report names the fault, its timeline (fault, first failed request, recovered,
+//! verified: every container running and healthy, the balancer serving) and the failed
+//! requests by kind. A drill always tries to leave the deployment as it found it: a stopped
+//! master is started again (its service set back to 1 replica on Swarm), a container that does
+//! not come back by itself is started, a cut-off instance is attached again (also on Ctrl-C).
 //!
-//! `--target swarm` drills the Swarm stack of `up --target swarm`. Docker is asked through the
-//! daemon of this node (a manager): the killed task's container must run on it, and so must a
-//! Sentinel for `drill redis` (every Redis query goes through one).
+//! `--target swarm` drills the Swarm stack of `up --target swarm` (`instance` and `redis`).
+//! Docker is asked through the daemon of this node (a manager): the killed task's container
+//! must run on it, and so must a Sentinel for `drill redis` (every Redis query goes through
+//! one).
 
 pub mod daemon;
+mod fault;
 mod instance;
 pub mod load;
+mod memory;
+mod network;
 mod redis;
 pub mod report;
+mod service;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +46,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cli::Target;
+use crate::desired::Role;
 use crate::docker::{DockerClient, Readiness};
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
@@ -44,6 +58,10 @@ use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 pub enum Kind {
     Instance,
     Redis,
+    Postgres,
+    Nginx,
+    Network,
+    Memory,
     Daemon,
 }
 
@@ -51,6 +69,11 @@ pub enum Kind {
 /// sessions when the Redis master goes away.
 pub const DEFAULT_MAX_FAILED_INSTANCE: u64 = 0;
 pub const DEFAULT_MAX_OUTAGE_MS_REDIS: u64 = 7000;
+/// Budgets of the single-host faults (issue 13); `fault.rs` says how each was chosen.
+pub use fault::{
+    DEFAULT_MAX_FAILED_MEMORY, DEFAULT_MAX_FAILED_NETWORK, DEFAULT_MAX_FAILED_POSTGRES,
+    DEFAULT_MAX_OUTAGE_MS_NGINX, DEFAULT_MAX_OUTAGE_MS_REDIS_RESTART,
+};
 
 pub struct Options {
     pub kind: Kind,
@@ -67,6 +90,8 @@ pub struct Options {
     pub instance: Option<String>,
     pub max_failed: Option<u64>,
     pub max_outage_ms: Option<u64>,
+    /// `drill network`: how long the instance stays cut off.
+    pub cut: Duration,
     /// Deadline for each recovery, from the fault.
     pub timeout: Duration,
     pub master_name: String,
@@ -143,6 +168,24 @@ pub struct Recovery {
     pub old_master_restarted_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_master_rejoined_after_ms: Option<u64>,
+    // drill postgres, nginx, redis (no Sentinels), network, memory
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error_after_ms: Option<u64>,
+    /// The container (or instance) is back: running, healthy, the load served again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered_after_ms: Option<u64>,
+    /// Every container running and healthy, the balancer serving, the data checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_failed_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_back_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+    /// The data invariant of the drill, checked after it (marker rows, no instance restart).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<fault::Check>,
     // drill daemon
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<daemon::DaemonRecovery>,
@@ -246,7 +289,10 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         return match opts.kind {
             Kind::Instance => instance::run_swarm(opts, &node, progress).await,
             Kind::Redis => redis::run_swarm(opts, &node, progress).await,
-            Kind::Daemon => bail!("`drill daemon --target swarm` is not supported: restart one node's daemon with `drill daemon` against a single-host stack"),
+            other => bail!(
+                "`drill {}` runs on one Docker host only; on Swarm there are `drill instance` and `drill redis`",
+                other.name()
+            ),
         };
     }
     let containers = opts.docker.list_containers(&opts.project).await?;
@@ -259,8 +305,34 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     balancer_answers(&opts.url).await?;
     match opts.kind {
         Kind::Instance => instance::run(opts, &containers, progress).await,
+        // Without Sentinels there is nothing to fail over to: Redis is killed and restarted.
+        Kind::Redis
+            if !containers
+                .iter()
+                .any(|c| c.role_kind() == Some(Role::Sentinel)) =>
+        {
+            service::run(opts, &containers, progress).await
+        }
         Kind::Redis => redis::run(opts, &containers, progress).await,
+        Kind::Postgres | Kind::Nginx => service::run(opts, &containers, progress).await,
+        Kind::Network => network::run(opts, &containers, progress).await,
+        Kind::Memory => memory::run(opts, &containers, progress).await,
         Kind::Daemon => daemon::run(opts, &containers, progress).await,
+    }
+}
+
+impl Kind {
+    /// The name on the command line (`drill postgres`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Instance => "instance",
+            Kind::Redis => "redis",
+            Kind::Postgres => "postgres",
+            Kind::Nginx => "nginx",
+            Kind::Network => "network",
+            Kind::Memory => "memory",
+            Kind::Daemon => "daemon",
+        }
     }
 }
 
@@ -361,18 +433,27 @@ fn assemble(opts: &Options, m: Measured) -> Report {
     let mut verdicts = vec![];
     let max_failed = opts.max_failed.or(match opts.kind {
         Kind::Instance => Some(DEFAULT_MAX_FAILED_INSTANCE),
-        Kind::Redis | Kind::Daemon => None,
+        Kind::Postgres => Some(DEFAULT_MAX_FAILED_POSTGRES),
+        Kind::Network => Some(DEFAULT_MAX_FAILED_NETWORK),
+        Kind::Memory => Some(DEFAULT_MAX_FAILED_MEMORY),
+        Kind::Redis | Kind::Nginx | Kind::Daemon => None,
     });
     if let Some(max) = max_failed {
         verdicts.push(stats::judge_failed(failures.total, max));
     }
+    // The failover flow (Sentinels) always records the old master's restart; the restart flow
+    // (no Sentinels: Redis itself killed and brought back) never does.
+    let failover = recovery.old_master_restarted_after_ms.is_some();
     let max_outage = opts.max_outage_ms.or(match opts.kind {
-        Kind::Instance | Kind::Daemon => None,
-        Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
+        Kind::Redis if failover => Some(DEFAULT_MAX_OUTAGE_MS_REDIS),
+        Kind::Redis => Some(DEFAULT_MAX_OUTAGE_MS_REDIS_RESTART),
+        Kind::Nginx => Some(DEFAULT_MAX_OUTAGE_MS_NGINX),
+        Kind::Instance | Kind::Postgres | Kind::Network | Kind::Memory | Kind::Daemon => None,
     });
     if let Some(max) = max_outage {
         verdicts.push(match opts.kind {
-            Kind::Instance => stats::judge_outage(
+            Kind::Nginx => stats::judge_outage("longest gap (any client)", longest_gap, max),
+            Kind::Instance | Kind::Postgres | Kind::Network | Kind::Memory => stats::judge_outage(
                 "longest gap (worst client)",
                 client_gaps
                     .iter()

@@ -313,7 +313,8 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
     let (load, mut timeline) = opts.start_load(progress).await?;
 
     let fault_at_ms = load.now_ms();
-    let deadline = Instant::now() + opts.timeout;
+    let fault_started = Instant::now();
+    let deadline = fault_started + opts.timeout;
     progress(&format!("stopping the Redis master: {}", f.fault()));
     timeline.push(Event {
         at_ms: fault_at_ms,
@@ -413,6 +414,13 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         notes.push("the app did not serve sessions again before the deadline".into());
     }
 
+    // Verified as soon as the old master is back (one host; on Swarm `verify --target swarm`).
+    let verified = if opts.on == crate::cli::Target::Single && !interrupted() {
+        Some(super::fault::verify(opts, || load.now_ms()).await)
+    } else {
+        None
+    };
+
     // Let the load run its full duration, so the steady state after the drill shows too.
     let duration_ms = opts.duration.as_millis() as u64;
     while load.now_ms() < duration_ms && !interrupted() {
@@ -424,6 +432,8 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         at_ms: result.duration_ms,
         what: "load stopped".into(),
     });
+    let verified =
+        verified.and_then(|v| super::fault::record_verified(v, &mut timeline, &mut notes));
 
     // The outage is the session client's longest span without an answer; it ends with the
     // first session served again.
@@ -457,6 +467,12 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         session_outage_ms: Some(outage.ms),
         old_master_restarted_after_ms: after(Some(restarted)),
         old_master_rejoined_after_ms: after(rejoined),
+        first_error_after_ms: after(super::fault::first_error_after(
+            &result.samples,
+            fault_at_ms,
+        )),
+        recovered_after_ms: after(full),
+        verified_after_ms: after(verified),
         ..Default::default()
     };
     let budgets = vec![

@@ -37,7 +37,14 @@ pub fn text(r: &Report, ui: &Ui) -> String {
     let f = r.fault_at_ms;
     let title = match r.drill {
         Kind::Instance => "=== Drill: an app instance crashes ===",
-        Kind::Redis => "=== Drill: the Redis master goes away ===",
+        Kind::Redis if r.recovery.old_master_restarted_after_ms.is_some() => {
+            "=== Drill: the Redis master goes away ==="
+        }
+        Kind::Redis => "=== Drill: Redis crashes ===",
+        Kind::Postgres => "=== Drill: Postgres crashes ===",
+        Kind::Nginx => "=== Drill: nginx crashes ===",
+        Kind::Network => "=== Drill: an app instance loses its network ===",
+        Kind::Memory => "=== Drill: an app instance reaches its memory limit ===",
         Kind::Daemon => "=== Drill: the Docker daemon restarts ===",
     };
     let _ = writeln!(out, "{}", ui.bold(title));
@@ -168,8 +175,14 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 "serving through nginx again".into(),
                 opt_secs(rc.serving_after_ms),
             ));
+            if rc.verified_after_ms.is_some() {
+                rows.push((
+                    "verified (all healthy)".into(),
+                    opt_secs(rc.verified_after_ms),
+                ));
+            }
         }
-        Kind::Redis => {
+        Kind::Redis if rc.old_master_restarted_after_ms.is_some() => {
             rows.push((
                 format!(
                     "new master ({})",
@@ -194,6 +207,39 @@ pub fn text(r: &Report, ui: &Ui) -> String {
                 _ => "not reached".into(),
             };
             rows.push(("old master rejoined as replica".into(), rejoin));
+            if rc.verified_after_ms.is_some() {
+                rows.push((
+                    "verified (all healthy)".into(),
+                    opt_secs(rc.verified_after_ms),
+                ));
+            }
+        }
+        Kind::Redis | Kind::Postgres | Kind::Nginx | Kind::Network | Kind::Memory => {
+            let mut row = |label: String, ms: Option<u64>| {
+                if ms.is_some() {
+                    rows.push((label, opt_secs(ms)));
+                }
+            };
+            row("first failed request".into(), rc.first_error_after_ms);
+            row(format!("{} seen down", rc.target), rc.down_after_ms);
+            row(
+                "readiness answered 503".into(),
+                rc.readiness_failed_after_ms,
+            );
+            row(
+                "readiness answered 200 again".into(),
+                rc.readiness_back_after_ms,
+            );
+            row("running and healthy again".into(), rc.healthy_after_ms);
+            row("serving through nginx again".into(), rc.serving_after_ms);
+            rows.push(("recovered".into(), opt_secs(rc.recovered_after_ms)));
+            rows.push((
+                "verified (all healthy, data checked)".into(),
+                opt_secs(rc.verified_after_ms),
+            ));
+            if let Some(oom) = rc.oom_killed {
+                rows.push(("Docker's OOMKilled".into(), oom.to_string()));
+            }
         }
         Kind::Daemon => rows.extend(super::daemon::recovery_rows(rc)),
     }
