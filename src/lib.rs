@@ -26,7 +26,7 @@
 //! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
 //! | [`fsutil`] | atomic file writes; private files (mode 0600, on Windows an owner-only ACL) |
 //! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, from which container, on either target) |
-//! | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory), measured, judged and verified |
+//! | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
 //! | [`http`] | the only module that speaks HTTP (reqwest) |
 //! | [`ui`] | colour, quiet/verbose |
 //! | [`outcome`] | exit status: 0 ok, 1 a check failed, 2 any error |
