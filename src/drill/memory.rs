@@ -4,7 +4,7 @@
 //!
 //! How the memory is eaten, for any app image: an app's own leak cannot be triggered from
 //! outside, and an image need not have a shell (the reference app is `FROM scratch`: one
-//! static binary). So the drill uploads a 488-byte static program (`hog/x86_64.S`, no libc,
+//! static binary). So the drill uploads a 504-byte static program (`hog/x86_64.S`, no libc,
 //! raw system calls) into the instance's log volume (the one path every instance has that its
 //! user can write) and runs it there with `docker exec`, in the container's memory cgroup. It
 //! removes its file, raises the oom_score_adj of the container's main process (PID 1, the
@@ -331,4 +331,33 @@ pub async fn run(
             notes,
         },
     ))
+}
+
+/// The checked-in hog is what its source assembles to: nobody has to trust the bytes. Linux
+/// hosts only (GNU binutils, as CI has them); the drill itself runs from any host.
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod hog_tests {
+    #[test]
+    fn the_embedded_hog_is_its_source_assembled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("hog.bin");
+        let root = env!("CARGO_MANIFEST_DIR");
+        let run = std::process::Command::new("bash")
+            .arg(format!("{root}/scripts/drill-hog.sh"))
+            .arg(&out)
+            .output()
+            .expect("bash runs scripts/drill-hog.sh");
+        assert!(
+            run.status.success(),
+            "scripts/drill-hog.sh failed (needs GNU binutils: as, ld):\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let built = std::fs::read(&out).expect("the script wrote its output");
+        assert!(
+            built == super::HOG_X86_64,
+            "src/drill/hog/x86_64.bin ({} bytes) is not what x86_64.S assembles to ({} bytes): run scripts/drill-hog.sh",
+            super::HOG_X86_64.len(),
+            built.len()
+        );
+    }
 }
