@@ -20,6 +20,9 @@ pub struct ContainerLife {
     /// Restarts by its restart policy since the daemon started (Docker resets it with the
     /// daemon).
     pub restart_count: i64,
+    /// Its healthcheck's test as Docker holds it (`["CMD", …]`, `["CMD-SHELL", "…"]`), so the
+    /// drill can run it itself when Docker's own verdict is stale.
+    pub healthcheck: Option<Vec<String>>,
 }
 
 impl ContainerLife {
@@ -78,6 +81,11 @@ impl DockerClient {
             started_at: state.started_at.unwrap_or_default(),
             restart_policy: policy,
             restart_count: info.restart_count.unwrap_or(0),
+            healthcheck: info
+                .config
+                .and_then(|c| c.healthcheck)
+                .and_then(|h| h.test)
+                .filter(|t| !t.is_empty()),
         })
     }
 

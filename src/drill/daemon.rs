@@ -20,7 +20,7 @@ use super::stats::{self, secs, Verdict};
 use super::{assemble, interrupted, Event, Measured, Options, Recovery, Report};
 use crate::desired::Role;
 use crate::docker::{assess, ContainerLife, DockerClient, Readiness, Verdict as Ready};
-use crate::observed::ObservedContainer;
+use crate::observed::{Health, ObservedContainer};
 
 /// Default budget from the fault until `verify` passes again. Measured on the test daemon
 /// (2 shared cores, a 2-instance stack, 10 runs): 7.2-10.4 s, once 35.0 s (verify failing for
@@ -163,6 +163,8 @@ struct Watched {
     is_app: bool,
     before: ContainerLife,
     back: ContainerBack,
+    /// Found healthy by its own healthcheck run while Docker still reported another status.
+    docker_behind: bool,
 }
 
 /// `drill daemon` on one host.
@@ -208,6 +210,7 @@ pub async fn run(
                 serving_after_ms: None,
             },
             before: life,
+            docker_behind: false,
         });
     }
     watched.sort_by(|a, b| a.name.cmp(&b.name));
@@ -452,13 +455,19 @@ pub async fn run(
             if !life.running {
                 continue;
             }
-            let healthy = d
-                .probe(&w.name, &Readiness::Healthy { test: None })
-                .await
-                .is_ok_and(|p| assess(&Readiness::Healthy { test: None }, &p) == Ready::Ready);
-            if healthy {
+            // Its healthcheck, run by the drill too when Docker has not said healthy: Docker
+            // before 23.0 stops running the healthchecks of live-restored containers
+            // (moby/moby#41871), so its status would never change.
+            let readiness = Readiness::Healthy {
+                test: life.healthcheck.clone(),
+            };
+            let Ok(p) = d.probe(&w.name, &readiness).await else {
+                continue;
+            };
+            if assess(&readiness, &p) == Ready::Ready {
                 w.back.healthy_after_ms = Some(now - fault_at_ms);
-                let what = format!("{} healthy (Docker's healthcheck)", w.alias);
+                w.docker_behind = p.docker_health != Health::Healthy;
+                let what = format!("{} healthy (its healthcheck)", w.alias);
                 progress(&what);
                 timeline.push(Event { at_ms: now, what });
             }
@@ -571,6 +580,28 @@ pub async fn run(
             Err(e) => notes.push(format!("{} could not be started again: {e}", w.name)),
         }
     }
+    // Docker's own verdict, once more at the end: still not `healthy` for a container whose
+    // healthcheck passes means its health monitor stopped.
+    let mut stale = vec![];
+    for w in watched.iter().filter(|w| w.docker_behind) {
+        let status = d
+            .probe(&w.name, &Readiness::Running)
+            .await
+            .map(|p| p.docker_health);
+        if status.is_ok_and(|h| h != Health::Healthy) {
+            stale.push(w.alias.clone());
+        }
+    }
+    if !stale.is_empty() {
+        notes.push(format!(
+            "Docker still reports {} as not healthy although their healthchecks pass when run: \
+             this daemon stopped running the healthchecks of containers it kept through its \
+             restart (live-restore; fixed in Docker 23.0, moby/moby#41871), so `docker ps` shows \
+             a status frozen at the restart; `docker restart`, or pause and unpause, of each \
+             container resumes them",
+            stale.join(", ")
+        ));
+    }
     for w in watched.iter().filter(|w| w.back.policy_restarts > 0) {
         notes.push(format!(
             "{} crashed {} time(s) on the way back and its restart policy restarted it",
@@ -583,7 +614,7 @@ pub async fn run(
             rec.verify_failed.join("; ")
         )),
         (Some(ok), Some(first)) => notes.push(format!(
-            "every container was healthy, yet verify failed {} time(s) from +{} until it passed              at +{}; the last failed run: {}",
+            "every container was healthy, yet verify failed {} time(s) from +{} until it passed at +{}; the last failed run: {}",
             rec.verify_failed_runs,
             secs(first),
             secs(ok),
