@@ -341,6 +341,18 @@ pub struct SentinelReplica {
     pub master_host: String,
 }
 
+/// The Sentinels (by label) whose replica list lacks `replica` (its announced name).
+pub fn sentinels_unaware_of<'a>(
+    views: &[(&'a str, &[SentinelReplica])],
+    replica: &str,
+) -> Vec<&'a str> {
+    views
+        .iter()
+        .filter(|(_, replicas)| !replicas.iter().any(|r| r.host == replica))
+        .map(|(label, _)| *label)
+        .collect()
+}
+
 pub fn sentinel_replicas(r: &Resp) -> Vec<SentinelReplica> {
     let Resp::Array(Some(replicas)) = r else {
         return vec![];
@@ -371,6 +383,27 @@ pub fn sentinel_replicas(r: &Resp) -> Vec<SentinelReplica> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sentinel_that_lists_no_replica_is_named() {
+        let known = [SentinelReplica {
+            host: "redis-replica".into(),
+            flags: "slave".into(),
+            link: "ok".into(),
+            master_host: "redis".into(),
+        }];
+        let views: [(&str, &[SentinelReplica]); 3] = [
+            ("sentinel-1", &known),
+            ("sentinel-2", &[]),
+            ("sentinel-3", &known),
+        ];
+        assert_eq!(
+            sentinels_unaware_of(&views, "redis-replica"),
+            vec!["sentinel-2"]
+        );
+        assert!(sentinels_unaware_of(&views[..1], "redis-replica").is_empty());
+        assert_eq!(sentinels_unaware_of(&views[..1], "redis").len(), 1);
+    }
 
     fn s(id: &str, views: i64, inst: &str) -> SessionSample {
         SessionSample {
