@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::stats::{self, secs, Verdict};
-use super::{assemble, interrupted, Event, Measured, Options, Recovery, Report};
+use super::{assemble, interrupted, stop_load, Event, Measured, Options, Recovery, Report};
 use crate::desired::Role;
 use crate::docker::{assess, ContainerLife, DockerClient, Readiness, Verdict as Ready};
 use crate::observed::{Health, ObservedContainer};
@@ -547,11 +547,7 @@ pub async fn run(
         load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
-    let result = load.stop().await;
-    timeline.push(Event {
-        at_ms: result.duration_ms,
-        what: "load stopped".into(),
-    });
+    let result = stop_load(load, &mut timeline).await;
 
     // Put things back: a container the daemon did not start again is started, and the report
     // shows what it logged.

@@ -235,6 +235,22 @@ pub fn record_verified(
     }
 }
 
+/// The first failed request after the fault, put into the timeline; returns when.
+pub fn record_first_error(
+    samples: &[Sample],
+    fault_at_ms: u64,
+    timeline: &mut Vec<super::Event>,
+) -> Option<u64> {
+    let first = first_error_after(samples, fault_at_ms);
+    if let Some(t) = first {
+        timeline.push(super::Event {
+            at_ms: t,
+            what: "first failed request".into(),
+        });
+    }
+    first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,13 +271,7 @@ pub async fn run(
         None => fault::verify(opts, || load_clock_now(&result, started, fault_at_ms)).await,
     };
     let verified = fault::record_verified(verified, &mut timeline, &mut notes);
-    let first_error = fault::first_error_after(&result.samples, fault_at_ms);
-    if let Some(t) = first_error {
-        timeline.push(Event {
-            at_ms: t,
-            what: "first failed request".into(),
-        });
-    }
+    let first_error = fault::record_first_error(&result.samples, fault_at_ms, &mut timeline);
     timeline.sort_by_key(|e| e.at_ms);
 
     let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));

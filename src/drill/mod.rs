@@ -336,6 +336,16 @@ impl Kind {
     }
 }
 
+/// Stops the load and marks the moment on the timeline.
+async fn stop_load(load: load::Load, timeline: &mut Vec<Event>) -> LoadResult {
+    let result = load.stop().await;
+    timeline.push(Event {
+        at_ms: result.duration_ms,
+        what: "load stopped".into(),
+    });
+    result
+}
+
 /// The drill measures a working deployment: the balancer must answer before anything starts.
 async fn balancer_answers(url: &str) -> Result<()> {
     let http = HttpClient::new(Duration::from_secs(5), true)?;

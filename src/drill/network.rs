@@ -23,7 +23,8 @@ use anyhow::{bail, Result};
 use super::fault;
 use super::service::load_clock_now;
 use super::{
-    assemble, first_served_by, interrupted, is_running, Event, Measured, Options, Recovery, Report,
+    assemble, first_served_by, interrupted, is_running, stop_load, Event, Measured, Options,
+    Recovery, Report,
 };
 use crate::desired::Role;
 use crate::observed::ObservedContainer;
@@ -149,11 +150,7 @@ pub async fn run(
         load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
-    let result = load.stop().await;
-    timeline.push(Event {
-        at_ms: result.duration_ms,
-        what: "load stopped".into(),
-    });
+    let result = stop_load(load, &mut timeline).await;
     let served = first_served_by(&result.samples, &alias, rejoin_at);
     if let Some(t) = served {
         timeline.push(Event {
@@ -170,13 +167,7 @@ pub async fn run(
         None => fault::verify(opts, || load_clock_now(&result, started, fault_at_ms)).await,
     };
     let verified = fault::record_verified(verified, &mut timeline, &mut notes);
-    let first_error = fault::first_error_after(&result.samples, fault_at_ms);
-    if let Some(t) = first_error {
-        timeline.push(Event {
-            at_ms: t,
-            what: "first failed request".into(),
-        });
-    }
+    let first_error = fault::record_first_error(&result.samples, fault_at_ms, &mut timeline);
     timeline.sort_by_key(|e| e.at_ms);
 
     let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));

@@ -14,7 +14,8 @@ use anyhow::{anyhow, bail, Result};
 
 use super::stats;
 use super::{
-    assemble, interrupted, is_running, session_gap, Event, Measured, Options, Recovery, Report,
+    assemble, interrupted, is_running, session_gap, stop_load, Event, Measured, Options, Recovery,
+    Report,
 };
 use crate::desired::Role;
 use crate::docker::DockerClient;
@@ -427,11 +428,7 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
         load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
-    let result = load.stop().await;
-    timeline.push(Event {
-        at_ms: result.duration_ms,
-        what: "load stopped".into(),
-    });
+    let result = stop_load(load, &mut timeline).await;
     let verified =
         verified.and_then(|v| super::fault::record_verified(v, &mut timeline, &mut notes));
 

@@ -24,7 +24,9 @@ use anyhow::{bail, Result};
 
 use super::fault::{self, Check};
 use super::instance::{crash, Crash};
-use super::{assemble, interrupted, is_running, Event, Kind, Measured, Options, Recovery, Report};
+use super::{
+    assemble, interrupted, is_running, stop_load, Event, Kind, Measured, Options, Recovery, Report,
+};
 use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::http::HttpClient;
@@ -239,11 +241,7 @@ pub async fn run(
         load.tick(progress);
         tokio::time::sleep(POLL).await;
     }
-    let result = load.stop().await;
-    timeline.push(Event {
-        at_ms: result.duration_ms,
-        what: "load stopped".into(),
-    });
+    let result = stop_load(load, &mut timeline).await;
 
     // Leave it as found: a container its restart policy did not bring back is started.
     if back.is_none() {
