@@ -84,8 +84,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Remove everything the project created (volumes only with --volumes).
     Down(DownArgs),
-    /// Inject a fault under load (kill an instance, stop the Redis master) and measure what
-    /// clients saw; exit 1 when a budget is exceeded.
+    /// Inject a fault under load (an instance, Redis, Postgres or nginx crashing, an instance
+    /// cut off or out of memory, the Docker daemon restarting), measure what clients saw and
+    /// verify the recovery; exit 1 when a budget is exceeded.
     Drill(DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(CompletionsArgs),
