@@ -44,7 +44,7 @@ fn the_app_is_one_replicated_service_identified_by_its_task_slot() {
 fn nginx_balances_over_every_task_with_its_strategy() {
     let st = stack("", false);
     let conf = &st.config("nginx_conf").expect("nginx config").content;
-    assert!(conf.contains("server tasks.app:3000 max_fails=1 fail_timeout=3s;"));
+    assert!(conf.contains("server tasks.app:3000 max_fails=3 fail_timeout=30s;"));
     assert!(conf.contains("least_conn;"));
     // Every server may be tried when several tasks stop at once (see `build`).
     assert!(conf.contains("proxy_next_upstream_tries 0;"));
