@@ -230,7 +230,12 @@ async fn published_by_project(client: &DockerClient, project: &str, port: u16) -
         if stopped(&c) {
             continue;
         }
-        let configured = client.configured_host_ports(&c.name).await?;
+        // Gone since the list call: it holds nothing.
+        let configured = match client.container_facts(&c.name).await {
+            Ok(facts) => facts.published_host_ports,
+            Err(e) if e.is_not_found() => vec![],
+            Err(e) => return Err(e.into()),
+        };
         if holds_port(&c, &configured, port) {
             return Ok(true);
         }

@@ -1,9 +1,10 @@
-//! What the fault drills need of Docker beyond the deployment's own calls: a container's
-//! restart count, start time, OOM flag and address (to tell a crash, an OOM kill and a
-//! reconnect from each other), and cutting a container off its network and back.
+//! One inspection of a container as the operations beyond a deploy need it: its restart
+//! count, start time, OOM flag and addresses (the drills tell a crash, an OOM kill and a
+//! reconnect apart with them), its restart policy and healthcheck (`drill daemon`), the host
+//! ports it is configured to publish (`up`'s port check); and cutting it off its network and
+//! back.
 
 use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
-use bollard::query_parameters::InspectContainerOptions;
 
 use super::{DockerClient, DockerError, Result};
 use crate::observed::Health;
@@ -25,9 +26,22 @@ pub struct ContainerFacts {
     pub memory_limit: i64,
     /// Its address on each network it is attached to, by network name.
     pub addresses: Vec<(String, String)>,
+    /// `no`, `always`, `unless-stopped`, `on-failure` (empty counts as `no`).
+    pub restart_policy: String,
+    /// Its healthcheck's test as Docker holds it (`["CMD", …]`, `["CMD-SHELL", "…"]`).
+    pub healthcheck: Option<Vec<String>>,
+    /// The host ports it is configured to publish (its HostConfig: also while it is created,
+    /// restarting or stopping, when the list call shows none).
+    pub published_host_ports: Vec<u16>,
 }
 
 impl ContainerFacts {
+    /// Whether the daemon starts it again after its own restart: `always`, and
+    /// `unless-stopped` (a stop by the daemon's shutdown is not a manual stop).
+    pub fn policy_restarts_after_daemon_restart(&self) -> bool {
+        matches!(self.restart_policy.as_str(), "always" | "unless-stopped")
+    }
+
     pub fn address_on(&self, network: &str) -> Option<&str> {
         self.addresses
             .iter()
@@ -38,18 +52,8 @@ impl ContainerFacts {
 
 impl DockerClient {
     pub async fn container_facts(&self, container: &str) -> Result<ContainerFacts> {
-        let info = self
-            .docker
-            .inspect_container(container, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| DockerError::from_bollard("container", container, e))?;
+        let info = self.inspect(container).await?;
         let state = info.state.unwrap_or_default();
-        let health = match state.health.and_then(|h| h.status) {
-            Some(bollard::models::HealthStatusEnum::HEALTHY) => Health::Healthy,
-            Some(bollard::models::HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
-            Some(bollard::models::HealthStatusEnum::STARTING) => Health::Starting,
-            _ => Health::None,
-        };
         let addresses = info
             .network_settings
             .and_then(|n| n.networks)
@@ -62,17 +66,36 @@ impl DockerClient {
                 v
             })
             .unwrap_or_default();
-        let memory_limit = info.host_config.and_then(|h| h.memory).unwrap_or(0);
+        let host = info.host_config.unwrap_or_default();
         Ok(ContainerFacts {
-            memory_limit,
+            memory_limit: host.memory.unwrap_or(0),
             running: state.running.unwrap_or(false),
             status: state.status.map(|s| s.to_string()).unwrap_or_default(),
             restart_count: info.restart_count.unwrap_or(0),
-            started_at: state.started_at.unwrap_or_default(),
+            started_at: state.started_at.clone().unwrap_or_default(),
             oom_killed: state.oom_killed.unwrap_or(false),
             exit_code: state.exit_code,
-            health,
+            health: super::docker_health(&state),
             addresses,
+            restart_policy: host
+                .restart_policy
+                .and_then(|p| p.name)
+                .map(|n| n.to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "no".into()),
+            healthcheck: info
+                .config
+                .and_then(|c| c.healthcheck)
+                .and_then(|h| h.test)
+                .filter(|t| !t.is_empty()),
+            published_host_ports: host
+                .port_bindings
+                .unwrap_or_default()
+                .into_values()
+                .flatten()
+                .flatten()
+                .filter_map(|b| b.host_port?.parse::<u16>().ok())
+                .collect(),
         })
     }
 

@@ -38,7 +38,6 @@ use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork
 
 pub use build::BuildRequest;
 pub use faults::ContainerFacts;
-pub use restart::ContainerLife;
 pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 
@@ -223,6 +222,16 @@ pub fn assess(readiness: &Readiness, p: &Probe) -> Verdict {
                 Verdict::NotYet
             }
         }
+    }
+}
+
+/// Docker's own health verdict, as its inspection reports it.
+fn docker_health(state: &bollard::models::ContainerState) -> Health {
+    match state.health.as_ref().and_then(|h| h.status) {
+        Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+        Some(HealthStatusEnum::STARTING) => Health::Starting,
+        _ => Health::None,
     }
 }
 
@@ -700,41 +709,20 @@ impl DockerClient {
         Ok((code, out))
     }
 
-    /// The host ports a container is configured to publish (its HostConfig, so also while it
-    /// is created, restarting or stopping, when the list call shows no port); empty when the
-    /// container is gone.
-    pub async fn configured_host_ports(&self, container: &str) -> Result<Vec<u16>> {
-        let info = match self
-            .docker
+    /// `docker inspect` of one container, its errors named after it.
+    async fn inspect(&self, container: &str) -> Result<bollard::models::ContainerInspectResponse> {
+        self.docker
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
-        {
-            Ok(info) => info,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(vec![]),
-            Err(e) => return Err(DockerError::from_bollard("container", container, e)),
-        };
-        Ok(info
-            .host_config
-            .and_then(|h| h.port_bindings)
-            .unwrap_or_default()
-            .into_values()
-            .flatten()
-            .flatten()
-            .filter_map(|b| b.host_port?.parse::<u16>().ok())
-            .collect())
+            .map_err(|e| DockerError::from_bollard("container", container, e))
     }
 
     /// One look at a container for a wait: its state and Docker's health; when it is running
     /// but not yet reported healthy, also one run of the healthcheck test.
     pub async fn probe(&self, container: &str, readiness: &Readiness) -> Result<Probe> {
-        let info = self
-            .docker
-            .inspect_container(container, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| DockerError::from_bollard("container", container, e))?;
+        let info = self.inspect(container).await?;
         let state = info.state.unwrap_or_default();
+        let docker_health = docker_health(&state);
         let health = state.health.clone().unwrap_or_default();
         let mut probe = Probe {
             state: match state.status {
@@ -752,12 +740,7 @@ impl DockerClient {
                 _ => ContainerState::Other,
             },
             exit_code: state.exit_code,
-            docker_health: match health.status {
-                Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
-                Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
-                Some(HealthStatusEnum::STARTING) => Health::Starting,
-                _ => Health::None,
-            },
+            docker_health,
             docker_probe_output: health.log.unwrap_or_default().last().map(|r| {
                 format!(
                     "exit {}: {}",

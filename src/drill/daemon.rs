@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::stats::{self, secs, Verdict};
 use super::{assemble, interrupted, stop_load, Event, Measured, Options, Recovery, Report};
 use crate::desired::Role;
-use crate::docker::{assess, ContainerLife, DockerClient, Readiness, Verdict as Ready};
+use crate::docker::{assess, ContainerFacts, DockerClient, Readiness, Verdict as Ready};
 use crate::observed::{Health, ObservedContainer};
 
 /// Default budget from the fault until `verify` passes again. Measured on the test daemon
@@ -161,7 +161,7 @@ struct Watched {
     name: String,
     alias: String,
     is_app: bool,
-    before: ContainerLife,
+    before: ContainerFacts,
     back: ContainerBack,
     /// Found healthy by its own healthcheck run while Docker still reported another status.
     docker_behind: bool,
@@ -179,7 +179,7 @@ pub async fn run(
     let mut watched = vec![];
     let mut notes = vec![];
     for c in containers {
-        let life = docker.container_life(&c.name).await?;
+        let life = docker.container_facts(&c.name).await?;
         if !life.running {
             bail!(
                 "{} ({}) is not running ({}): a drill starts from a healthy deployment; run `radar-deploy verify`",
@@ -436,7 +436,7 @@ pub async fn run(
             .iter_mut()
             .filter(|w| w.back.healthy_after_ms.is_none())
         {
-            let Ok(life) = d.container_life(&w.name).await else {
+            let Ok(life) = d.container_facts(&w.name).await else {
                 continue;
             };
             w.back.policy_restarts = w.back.policy_restarts.max(life.restart_count);
@@ -560,7 +560,7 @@ pub async fn run(
             .await
             .unwrap_or_default()
             .join(" | ");
-        let running = d.container_life(&w.name).await.is_ok_and(|l| l.running);
+        let running = d.container_facts(&w.name).await.is_ok_and(|l| l.running);
         if running {
             notes.push(format!(
                 "{} runs but was not healthy by the end of the drill; its last log lines: {log}",
