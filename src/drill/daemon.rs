@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::stats::{self, secs, Verdict};
-use super::{assemble, interrupted, stop_load, Event, Measured, Options, Recovery, Report};
+use super::{assemble, stop_load, stop_waiting, Event, Measured, Options, Recovery, Report};
 use crate::desired::Role;
 use crate::docker::{assess, ContainerFacts, DockerClient, Readiness, Verdict as Ready};
 use crate::observed::{Health, ObservedContainer};
@@ -110,7 +110,8 @@ pub struct ContainerBack {
     pub kept_running: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running_after_ms: Option<u64>,
-    /// Docker reports it healthy (or running, without a healthcheck).
+    /// Its healthcheck passes (Docker's verdict, or the drill's own run of the test), or it
+    /// runs, without a healthcheck.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy_after_ms: Option<u64>,
     /// Restarts by its restart policy after the daemon started again: it crashed on the way
@@ -533,15 +534,7 @@ pub async fn run(
         if recovered && load.now_ms() >= duration_ms {
             break;
         }
-        if interrupted() {
-            progress("interrupted (Ctrl-C): putting the deployment back");
-            break;
-        }
-        if !recovered && Instant::now() >= deadline {
-            progress(&format!(
-                "the stack did not recover within {}s (--timeout)",
-                opts.timeout.as_secs()
-            ));
+        if stop_waiting(recovered, deadline, "the stack", opts, progress) {
             break;
         }
         load.tick(progress);

@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 
 use super::stats;
 use super::{
-    assemble, first_served_by, interrupted, is_running, Event, Measured, Options, Recovery, Report,
+    assemble, first_served_by, is_running, stop_waiting, Event, Measured, Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::{assess, ObservedTask, Verdict};
@@ -381,15 +381,7 @@ async fn measure(
         if recovered && now >= duration_ms {
             break;
         }
-        if interrupted() {
-            progress("interrupted (Ctrl-C): putting the deployment back");
-            break;
-        }
-        if !recovered && Instant::now() >= deadline {
-            progress(&format!(
-                "{alias} did not recover within {}s (--timeout)",
-                opts.timeout.as_secs()
-            ));
+        if stop_waiting(recovered, deadline, &alias, opts, progress) {
             break;
         }
         load.tick(progress);

@@ -336,6 +336,29 @@ impl Kind {
     }
 }
 
+/// Whether a drill's wait for recovery ends now, for Ctrl-C or at its deadline (saying
+/// which; `who` is what did not recover).
+fn stop_waiting(
+    recovered: bool,
+    deadline: std::time::Instant,
+    who: &str,
+    opts: &Options,
+    progress: &dyn Fn(&str),
+) -> bool {
+    if interrupted() {
+        progress("interrupted (Ctrl-C): putting the deployment back");
+        return true;
+    }
+    if !recovered && std::time::Instant::now() >= deadline {
+        progress(&format!(
+            "{who} did not recover within {}s (--timeout)",
+            opts.timeout.as_secs()
+        ));
+        return true;
+    }
+    false
+}
+
 /// Stops the load and marks the moment on the timeline.
 async fn stop_load(load: load::Load, timeline: &mut Vec<Event>) -> LoadResult {
     let result = load.stop().await;

@@ -25,7 +25,7 @@ use anyhow::{bail, Result};
 use super::fault::{self, Check};
 use super::instance::{crash, Crash};
 use super::{
-    assemble, interrupted, is_running, stop_load, Event, Kind, Measured, Options, Recovery, Report,
+    assemble, is_running, stop_load, stop_waiting, Event, Kind, Measured, Options, Recovery, Report,
 };
 use crate::desired::Role;
 use crate::docker::DockerClient;
@@ -227,15 +227,7 @@ pub async fn run(
         if recovered.is_some() && now >= duration_ms {
             break;
         }
-        if interrupted() {
-            progress("interrupted (Ctrl-C): putting the deployment back");
-            break;
-        }
-        if recovered.is_none() && Instant::now() >= deadline {
-            progress(&format!(
-                "{alias} did not recover within {}s (--timeout)",
-                opts.timeout.as_secs()
-            ));
+        if stop_waiting(recovered.is_some(), deadline, &alias, opts, progress) {
             break;
         }
         load.tick(progress);
