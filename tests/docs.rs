@@ -184,3 +184,147 @@ fn the_guide_runs_as_written() {
     }
     eprintln!("docs/guide.md: {} examples executed", examples.len());
 }
+
+/// The Markdown pages a reader follows links between: the README and every page of `docs/`.
+fn pages() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The lines of a page outside fenced code blocks, with their line numbers.
+fn prose(markdown: &str) -> Vec<(usize, &str)> {
+    let mut fenced = false;
+    let mut out = vec![];
+    for (n, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            out.push((n + 1, line));
+        }
+    }
+    out
+}
+
+fn anchors(markdown: &str) -> Vec<String> {
+    prose(markdown)
+        .into_iter()
+        .filter_map(|(_, l)| l.strip_prefix('#'))
+        .map(|h| anchor(h.trim_start_matches('#')))
+        .collect()
+}
+
+/// Moving text between the README and `docs/` must not leave a link behind: every relative link
+/// names a file that exists and, with `#anchor`, a heading of that page.
+#[test]
+fn the_docs_links_resolve() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    let mut broken = vec![];
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let shown = page.strip_prefix(root).unwrap().display().to_string();
+        for (n, line) in prose(&text) {
+            for target in line.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let dest = if file.is_empty() {
+                    page.clone()
+                } else {
+                    page.parent().unwrap().join(file)
+                };
+                checked += 1;
+                if !dest.exists() {
+                    broken.push(format!("{shown}:{n}: {target}: no such file"));
+                } else if !fragment.is_empty() {
+                    let dest_text = std::fs::read_to_string(&dest).unwrap();
+                    if !anchors(&dest_text).iter().any(|a| a == fragment) {
+                        broken.push(format!("{shown}:{n}: {target}: no such heading"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} links found: the parser lost them");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The code cites the design document by section (`design.md §N`); every section it cites must
+/// exist there, so a citation never points at nothing.
+#[test]
+fn every_cited_design_section_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let design = std::fs::read_to_string(root.join("docs/design.md")).unwrap();
+    let sections: Vec<String> = prose(&design)
+        .into_iter()
+        .filter_map(|(_, l)| l.strip_prefix("## "))
+        .filter_map(|h| h.split_once(". ").map(|(n, _)| n.to_string()))
+        .collect();
+    let mut stack: Vec<PathBuf> = [
+        "src", "app", "scripts", "templates", "tests", ".ci", "build.rs", "docs", "README.md",
+    ]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    let mut cited = 0;
+    let mut missing = vec![];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // not text: no citation in it
+        };
+        for (n, line) in text.lines().enumerate() {
+            let Some(at) = line
+                .find("DESIGN.md §")
+                .or_else(|| line.find("design.md §"))
+            else {
+                continue;
+            };
+            for section in line[at..].split('§').skip(1) {
+                let number: String = section.chars().take_while(char::is_ascii_digit).collect();
+                if number.is_empty() {
+                    continue; // `§N` in prose about citations, not a citation
+                }
+                cited += 1;
+                if !sections.contains(&number) {
+                    let shown = path.strip_prefix(root).unwrap().display();
+                    missing.push(format!("{shown}:{}: §{number}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(cited >= 10, "only {cited} citations of design.md found");
+    assert!(
+        missing.is_empty(),
+        "cited sections missing from docs/design.md:\n{}",
+        missing.join("\n")
+    );
+}
