@@ -268,7 +268,10 @@ fn the_docs_links_resolve() {
             }
         }
     }
-    assert!(checked >= 20, "only {checked} links found: the parser lost them");
+    assert!(
+        checked >= 20,
+        "only {checked} links found: the parser lost them"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
@@ -284,11 +287,19 @@ fn every_cited_design_section_exists() {
         .filter_map(|h| h.split_once(". ").map(|(n, _)| n.to_string()))
         .collect();
     let mut stack: Vec<PathBuf> = [
-        "src", "app", "scripts", "templates", "tests", ".ci", "build.rs", "docs", "README.md",
+        "src",
+        "app",
+        "scripts",
+        "templates",
+        "tests",
+        ".ci",
+        "build.rs",
+        "docs",
+        "README.md",
     ]
-        .iter()
-        .map(|d| root.join(d))
-        .collect();
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
     let mut cited = 0;
     let mut missing = vec![];
     while let Some(path) = stack.pop() {
