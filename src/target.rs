@@ -330,16 +330,29 @@ pub async fn status(target: Target, docker: &DockerClient, project: &str) -> Res
     })
 }
 
-/// `logs`: every container's or task's log, or one service's or instance's, each line
-/// prefixed with the instance it came from.
+/// What `logs` prints: every container's or task's log, or one service's or instance's.
+#[derive(Clone, Copy)]
+pub struct LogsOptions<'a> {
+    /// A service (`app`: every instance) or one instance (`app-2`).
+    pub service: Option<&'a str>,
+    /// Keep printing new lines until Ctrl-C.
+    pub follow: bool,
+    /// Lines from the end of each log.
+    pub tail: Option<u32>,
+}
+
+/// `logs`: each line prefixed with the instance it came from.
 pub async fn logs(
     target: Target,
     docker: &DockerClient,
     project: &str,
-    service: Option<&str>,
-    follow: bool,
-    tail: Option<u32>,
+    opts: &LogsOptions<'_>,
 ) -> Result<()> {
+    let LogsOptions {
+        service,
+        follow,
+        tail,
+    } = *opts;
     match target {
         Target::Single => engine::logs(docker, project, service, follow, tail).await,
         Target::Swarm => swarm::deploy::logs(docker, project, service, follow, tail).await,

@@ -3,7 +3,7 @@ use anyhow::Result;
 use super::Globals;
 use crate::cli::LogsArgs;
 use crate::outcome::Outcome;
-use crate::target;
+use crate::target::{self, LogsOptions};
 
 pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
     let LogsArgs {
@@ -13,14 +13,11 @@ pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
         tail,
     } = args;
     let docker = g.docker().await?;
-    target::logs(
-        target.into(),
-        &docker,
-        &g.project,
-        service.as_deref(),
+    let opts = LogsOptions {
+        service: service.as_deref(),
         follow,
         tail,
-    )
-    .await?;
+    };
+    target::logs(target.into(), &docker, &g.project, &opts).await?;
     Ok(Outcome::Success)
 }
