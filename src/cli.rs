@@ -66,6 +66,30 @@ pub enum Target {
     Swarm,
 }
 
+impl From<Target> for crate::target::Target {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Single => crate::target::Target::Single,
+            Target::Swarm => crate::target::Target::Swarm,
+        }
+    }
+}
+
+/// `--target`, declared once for every subcommand that runs on either target (`drill` has its
+/// own: there it may also name the instance to kill).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TargetArgs {
+    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
+    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
+    pub target: Target,
+}
+
+impl From<TargetArgs> for crate::target::Target {
+    fn from(args: TargetArgs) -> Self {
+        args.target.into()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write the env file with strong generated secrets (mode 0600; Windows: your account only).
@@ -101,9 +125,8 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Directory to write the files into.
     #[arg(long, default_value = "docker", value_name = "DIR")]
     pub out: PathBuf,
@@ -114,9 +137,8 @@ pub struct RenderArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Add a Redis replica and three Sentinels.
     #[arg(long)]
     pub ha: bool,
@@ -149,9 +171,8 @@ pub enum StatusFormat {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,
@@ -167,9 +188,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The new number of app instances (1..=64).
     #[arg(value_name = "N")]
     pub instances: u32,
@@ -180,18 +200,16 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Only this service (e.g. nginx, app, app-2, postgres).
     pub service: Option<String>,
     /// Keep printing new lines.
@@ -204,9 +222,8 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Where the stack runs: `single` (one Docker host) or `swarm` (the daemon's swarm).
-    #[arg(long, env = "RADAR_TARGET", value_enum, default_value_t = Target::Single)]
-    pub target: Target,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Also delete the data volumes (Postgres and Redis data are lost).
     #[arg(long)]
     pub volumes: bool,

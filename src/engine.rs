@@ -7,19 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
-use serde::Serialize;
 
 use crate::app_image;
 use crate::apply::{self, ApplyOptions};
 use crate::desired::{Deployment, Role};
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
-use crate::observed::{ContainerState, Health, Observed, ObservedContainer};
+use crate::observed::{ContainerState, Observed, ObservedContainer};
 use crate::plan;
+use crate::status::{ContainerStatus, HostStatus, PortStatus};
 use crate::ui::Ui;
-
-/// How long a run waits for another run on the same project before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 pub struct UpOptions {
     pub timeout: Duration,
@@ -42,15 +39,6 @@ fn image_var(role: Role) -> &'static str {
         Role::App => "APP_IMAGE",
         Role::Nginx => "NGINX_IMAGE",
     }
-}
-
-async fn lock(client: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
-    ProjectLock::acquire(&client.endpoint.host, project, LOCK_WAIT, |pid| {
-        ui.info(&format!(
-            "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
-        ))
-    })
-    .await
 }
 
 /// Converges the running stack to `d`.
@@ -80,7 +68,7 @@ pub async fn up(
             elapsed: t0.elapsed(),
         });
     }
-    let _lock = lock(client, &d.project, ui).await?;
+    let _lock = ProjectLock::for_project(&client.endpoint.host, &d.project, ui).await?;
     let work = async {
         // Before the plan, so the instances are created from the image just built.
         if let Some(image) = app_image {
@@ -254,38 +242,6 @@ fn holds_port(c: &ObservedContainer, configured: &[u16], port: u16) -> bool {
     !stopped(c) && (c.ports.iter().any(|(host, _)| *host == port) || configured.contains(&port))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn container(state: ContainerState, listed: &[(u16, u16)]) -> ObservedContainer {
-        ObservedContainer {
-            name: "p-nginx".into(),
-            state,
-            ports: listed.to_vec(),
-            ..ObservedContainer::default()
-        }
-    }
-
-    #[test]
-    fn the_projects_own_container_holds_its_port_in_every_state_but_stopped() {
-        use ContainerState::*;
-        for state in [Created, Restarting, Paused, Removing, Other] {
-            // Listed without ports (as Docker lists all but a running container).
-            let c = container(state, &[]);
-            assert!(holds_port(&c, &[8080], 8080), "{state:?}");
-            assert!(!holds_port(&c, &[8080], 9090), "{state:?}");
-        }
-        assert!(holds_port(&container(Running, &[(8080, 80)]), &[], 8080));
-        for state in [Exited, Dead] {
-            assert!(
-                !holds_port(&container(state, &[]), &[8080], 8080),
-                "{state:?}"
-            );
-        }
-    }
-}
-
 pub struct DownReport {
     pub containers: usize,
     pub networks: usize,
@@ -300,7 +256,7 @@ pub async fn down(
     volumes: bool,
     ui: &Ui,
 ) -> Result<DownReport> {
-    let _lock = lock(client, project, ui).await?;
+    let _lock = ProjectLock::for_project(&client.endpoint.host, project, ui).await?;
     let observed = Observed::snapshot(client, project).await?;
     // nginx first, so no request reaches an instance that is stopping.
     let (front, rest): (Vec<_>, Vec<_>) = observed
@@ -337,34 +293,7 @@ pub async fn down(
     })
 }
 
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub project: String,
-    pub containers: Vec<ContainerStatus>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ContainerStatus {
-    pub service: String,
-    pub instance: String,
-    pub name: String,
-    pub id: String,
-    pub image: String,
-    pub state: ContainerState,
-    pub health: Health,
-    pub status: String,
-    pub ports: Vec<PortStatus>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PortStatus {
-    pub host: u16,
-    pub container: u16,
-}
-
-pub async fn status(client: &DockerClient, project: &str) -> Result<StatusReport> {
+pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> {
     let (containers, networks, volumes) = tokio::try_join!(
         client.list_containers(project),
         client.list_networks(project),
@@ -392,49 +321,12 @@ pub async fn status(client: &DockerClient, project: &str) -> Result<StatusReport
         })
         .collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(StatusReport {
+    Ok(HostStatus {
         project: project.to_string(),
         containers,
         networks: networks.into_iter().map(|n| n.name).collect(),
         volumes: volumes.into_iter().map(|v| v.name).collect(),
     })
-}
-
-impl StatusReport {
-    pub fn to_text(&self, ui: &Ui) -> String {
-        if self.containers.is_empty() {
-            return format!("project {}: no containers\n", self.project);
-        }
-        let mut out = format!(
-            "{:<16} {:<28} {:<10} {:<10} {:<13} {}\n",
-            "INSTANCE", "NAME", "STATE", "HEALTH", "CONTAINER", "PORTS"
-        );
-        for c in &self.containers {
-            let health = format!("{:?}", c.health).to_lowercase();
-            let health_col = format!("{health:<10}");
-            let health_col = match c.health {
-                Health::Healthy => ui.green(&health_col),
-                Health::Unhealthy => ui.red(&health_col),
-                Health::Starting => ui.yellow(&health_col),
-                Health::None => health_col,
-            };
-            let ports: Vec<String> = c
-                .ports
-                .iter()
-                .map(|p| format!("{}->{}/tcp", p.host, p.container))
-                .collect();
-            out.push_str(&format!(
-                "{:<16} {:<28} {:<10} {} {:<13} {}\n",
-                c.instance,
-                c.name,
-                format!("{:?}", c.state).to_lowercase(),
-                health_col,
-                c.id,
-                ports.join(", ")
-            ));
-        }
-        out
-    }
 }
 
 /// Prints the logs of the project's containers, each line prefixed with `instance | `.
@@ -511,4 +403,36 @@ pub(crate) async fn print_logs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(state: ContainerState, listed: &[(u16, u16)]) -> ObservedContainer {
+        ObservedContainer {
+            name: "p-nginx".into(),
+            state,
+            ports: listed.to_vec(),
+            ..ObservedContainer::default()
+        }
+    }
+
+    #[test]
+    fn the_projects_own_container_holds_its_port_in_every_state_but_stopped() {
+        use ContainerState::*;
+        for state in [Created, Restarting, Paused, Removing, Other] {
+            // Listed without ports (as Docker lists all but a running container).
+            let c = container(state, &[]);
+            assert!(holds_port(&c, &[8080], 8080), "{state:?}");
+            assert!(!holds_port(&c, &[8080], 9090), "{state:?}");
+        }
+        assert!(holds_port(&container(Running, &[(8080, 80)]), &[], 8080));
+        for state in [Exited, Dead] {
+            assert!(
+                !holds_port(&container(state, &[]), &[8080], 8080),
+                "{state:?}"
+            );
+        }
+    }
 }

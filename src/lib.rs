@@ -12,15 +12,17 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
-//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm, `swarm::verify` finds the tasks `verify` checks |
+//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm |
 //! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
 //! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors, readiness as data |
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
 //! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
+//! | [`target`] | the target chosen once: `up`/`down`/`scale`/`status`/`logs`/`render` on one host (`engine`, `scale`) or a swarm (`swarm::deploy`) |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
 //! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
+//! | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
 //! | [`lock`] | per-project OS file lock, freed when its process dies (a second run waits, then names the holder) |
 //! | [`render`] | the `render` operation: write those files, all or none |
 //! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
@@ -54,7 +56,9 @@ pub mod outcome;
 pub mod plan;
 pub mod render;
 pub mod scale;
+pub mod status;
 pub mod swarm;
+pub mod target;
 pub mod templates;
 pub mod ui;
 pub mod verify;

@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::ui::Ui;
+
+/// How long a run waits for another run on the same project before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// Held for as long as the value lives; the OS releases it when the file is closed (on drop,
 /// or when the process dies).
 #[derive(Debug)]
@@ -28,6 +33,17 @@ impl ProjectLock {
     pub fn path_for(daemon: &str, project: &str) -> PathBuf {
         let key = hex::encode(&Sha256::digest(format!("{daemon}\0{project}"))[..8]);
         lock_dir().join(format!("radar-deploy-{project}-{key}.lock"))
+    }
+
+    /// The lock every operation that changes a project takes (`up`, `scale`, `down`, on either
+    /// target): waits up to [`LOCK_WAIT`] for another run on the project, saying so once.
+    pub async fn for_project(daemon: &str, project: &str, ui: &Ui) -> Result<ProjectLock> {
+        Self::acquire(daemon, project, LOCK_WAIT, |pid| {
+            ui.info(&format!(
+                "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
+            ))
+        })
+        .await
     }
 
     /// Takes the lock, waiting up to `wait` for a live holder; `on_wait` is told once, with the

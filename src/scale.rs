@@ -25,9 +25,6 @@ use crate::observed::{ContainerState, Observed};
 use crate::plan::{self, Action, Plan};
 use crate::ui::Ui;
 
-/// How long a run waits for another run on the same project before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(60);
-
 pub struct ScaleOptions {
     pub env_file: PathBuf,
     pub project: String,
@@ -53,7 +50,7 @@ pub struct ScaleReport {
 
 /// The configuration with `n` instances, validated like `up --instances n`: the count's range
 /// and APP_INSTANCES x DB_POOL_SIZE against POSTGRES_MAX_CONNECTIONS, named with the numbers.
-fn config(opts: &ScaleOptions, ha: bool) -> Result<Config> {
+pub fn config(opts: &ScaleOptions, ha: bool) -> Result<Config> {
     let inputs = config::Inputs::from_process(
         opts.env_file.clone(),
         opts.project.clone(),
@@ -81,20 +78,11 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
         ui.warn(&w.to_string());
     }
     let client = &DockerClient::connect(endpoint).await?;
-    let _lock = ProjectLock::acquire(&client.endpoint.host, &opts.project, LOCK_WAIT, |pid| {
-        ui.info(&format!(
-            "waiting for another radar-deploy run on project {} (pid {pid}) to finish…",
-            opts.project
-        ))
-    })
-    .await?;
+    let _lock = ProjectLock::for_project(&client.endpoint.host, &opts.project, ui).await?;
     let observed = Observed::snapshot(client, &opts.project).await?;
     ensure_up(&opts.project, &observed)?;
     // The running deployment's HA mode, whether it came from the env file or `up --ha`.
-    let ha = observed
-        .containers
-        .iter()
-        .any(|c| c.role() == Some(Role::Sentinel.service()));
+    let ha = crate::status::runs_ha(observed.containers.iter().filter_map(|c| c.role()));
     let cfg = if ha && !cfg.ha_enabled {
         config(opts, true)?
     } else {

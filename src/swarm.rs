@@ -728,7 +728,6 @@ pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
 }
 
 pub mod deploy;
-pub mod verify;
 
 #[cfg(test)]
 mod tests;

@@ -3,12 +3,13 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::Globals;
-use crate::cli::{DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat, Target};
+use crate::cli::{self, DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
 use crate::docker::Readiness;
 use crate::drill::{self, report, Kind, Options};
 use crate::outcome::Outcome;
+use crate::target::Target;
 
 pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     let DrillArgs {
@@ -82,7 +83,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         docker: g.docker().await?,
         daemon: drill::daemon::Settings {
             verify: (kind == DrillKind::Daemon)
-                .then(|| crate::verify::Options::for_config(&cfg, None)),
+                .then(|| crate::verify::Options::for_config(&cfg, on, None)),
             ..daemon
         },
     };
@@ -137,7 +138,7 @@ fn resolve_target(
     env: Option<&str>,
 ) -> Result<(Target, Option<String>)> {
     use clap::ValueEnum;
-    let parse = |v: &str| Target::from_str(v, false).ok();
+    let parse = |v: &str| cli::Target::from_str(v, false).ok().map(Target::from);
     let (flag, instance) = match target {
         None => (None, instance),
         Some(t) => match parse(t) {

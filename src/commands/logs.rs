@@ -1,9 +1,9 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{LogsArgs, Target};
-use crate::engine;
+use crate::cli::LogsArgs;
 use crate::outcome::Outcome;
+use crate::target::{self, LogsOptions};
 
 pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
     let LogsArgs {
@@ -13,14 +13,11 @@ pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
         tail,
     } = args;
     let docker = g.docker().await?;
-    match target {
-        Target::Single => {
-            engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
-        }
-        Target::Swarm => {
-            crate::swarm::deploy::logs(&docker, &g.project, service.as_deref(), follow, tail)
-                .await?
-        }
-    }
+    let opts = LogsOptions {
+        service: service.as_deref(),
+        follow,
+        tail,
+    };
+    target::logs(target.into(), &docker, &g.project, &opts).await?;
     Ok(Outcome::Success)
 }

@@ -14,9 +14,7 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-
-use crate::cli::Target;
+use anyhow::Result;
 
 use crate::config::{self, Config, Overrides};
 use crate::docker::DockerClient;
@@ -64,13 +62,4 @@ impl Globals {
         self.ui.detail(&format!("daemon: {}", docker.describe()));
         Ok(docker)
     }
-}
-
-/// For commands that do not drive a Swarm yet: a clear usage error (exit 2), not a
-/// single-host run the user did not ask for.
-pub fn single_host_only(target: Target, command: &str) -> Result<()> {
-    if target == Target::Swarm {
-        bail!("`{command} --target swarm` is not supported yet; use --target single");
-    }
-    Ok(())
 }

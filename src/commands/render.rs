@@ -1,10 +1,10 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{RenderArgs, Target};
+use crate::cli::RenderArgs;
 use crate::config::Overrides;
 use crate::outcome::Outcome;
-use crate::{desired, fsutil, render, swarm};
+use crate::{desired, target};
 
 pub fn run(g: &Globals, args: RenderArgs) -> Result<Outcome> {
     let RenderArgs { target, out, ha } = args;
@@ -14,18 +14,7 @@ pub fn run(g: &Globals, args: RenderArgs) -> Result<Outcome> {
     })?;
     let deployment = desired::build(&cfg);
     let env_file = g.env_file.display().to_string();
-    let written = match target {
-        Target::Single => render::write(&deployment, &out, &env_file)?,
-        Target::Swarm => {
-            let files: Vec<_> = swarm::files(&swarm::build(&deployment), &env_file)
-                .into_iter()
-                .map(|(rel, content)| (out.join(rel), content))
-                .collect();
-            // Like the Compose render: no secret in these files, readable by all.
-            fsutil::write_all_atomically(&files, 0o644)?;
-            files.into_iter().map(|(p, _)| p).collect()
-        }
-    };
+    let written = target::render(target.into(), &deployment, &out, &env_file)?;
     for path in &written {
         g.ui.success(&format!("wrote {}", path.display()));
     }

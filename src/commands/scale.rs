@@ -3,11 +3,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{ScaleArgs, Target};
-use crate::config::Overrides;
+use crate::cli::ScaleArgs;
 use crate::outcome::Outcome;
-use crate::scale::{self, ScaleOptions};
-use crate::{desired, envfile, swarm};
+use crate::scale::ScaleOptions;
+use crate::target;
 
 pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
     let ScaleArgs {
@@ -15,36 +14,6 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         instances,
         timeout,
     } = args;
-    if target == Target::Swarm {
-        // The running stack's HA mode, whether it came from the env file or `up --ha`: the
-        // app's spec (its Sentinel settings) must not change with the replica count.
-        let docker = g.docker().await?;
-        let ha = swarm::deploy::deployed_with_ha(&docker, &g.project).await?;
-        let cfg = g.config(Overrides {
-            ha,
-            instances: Some(instances),
-            ..Overrides::default()
-        })?;
-        let stack = swarm::build(&desired::build(&cfg));
-        let r = swarm::deploy::scale(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
-        envfile::set_var(&g.env_file, "APP_INSTANCES", &instances.to_string())?;
-        g.ui.success(&format!(
-            "{}: {} → {instances} app tasks on the swarm in {:.1}s{}",
-            stack.project,
-            r.from,
-            r.elapsed.as_secs_f64(),
-            if r.nginx_reloaded {
-                "; nginx reloaded for the new task set"
-            } else {
-                ""
-            }
-        ));
-        g.ui.info(&format!(
-            "saved APP_INSTANCES={instances} in {}",
-            g.env_file.display()
-        ));
-        return Ok(Outcome::Success);
-    }
     let opts = ScaleOptions {
         env_file: g.env_file.clone(),
         project: g.project.clone(),
@@ -52,30 +21,10 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         timeout: Duration::from_secs(timeout),
         strict: g.strict,
     };
-    let r = scale::scale(&g.endpoint()?, &opts, &g.ui).await?;
-    let change = match (r.added.is_empty(), r.removed.is_empty()) {
-        (true, true) => "nothing to change".to_string(),
-        (false, _) => format!("added {}", r.added.join(", ")),
-        (true, false) => format!("removed {} (log volumes kept)", r.removed.join(", ")),
-    };
-    g.ui.success(&format!(
-        "{}: {} → {} app instance{} ({change}) in {:.1}s, no running instance recreated",
-        r.project,
-        r.from,
-        r.to,
-        if r.to == 1 { "" } else { "s" },
-        r.elapsed.as_secs_f64()
-    ));
-    g.ui.info(&format!(
-        "saved APP_INSTANCES={} in {}, so a later `up` keeps {} instances",
-        r.to,
-        r.env_file.display(),
-        r.to
-    ));
-    if r.overridden_by_environment {
-        g.ui.info(
-            "note: APP_INSTANCES is also set in the environment, which overrides the env file",
-        );
+    let r = target::scale(target.into(), &g.endpoint()?, &opts, &g.ui).await?;
+    g.ui.success(&r.summary());
+    for note in r.notes() {
+        g.ui.info(&note);
     }
     Ok(Outcome::Success)
 }

@@ -1,9 +1,9 @@
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{StatusArgs, StatusFormat, Target};
-use crate::engine;
+use crate::cli::{StatusArgs, StatusFormat};
 use crate::outcome::Outcome;
+use crate::target;
 
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let StatusArgs { target, format } = args;
@@ -12,18 +12,10 @@ pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     if format == StatusFormat::Text && g.ui.verbose == 0 {
         g.ui.info(&format!("daemon: {}", docker.describe()));
     }
-    if target == Target::Swarm {
-        let report = crate::swarm::deploy::status(&docker, &g.project).await?;
-        match format {
-            StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
-            StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        }
-        return Ok(Outcome::Success);
-    }
-    let report = engine::status(&docker, &g.project).await?;
+    let report = target::status(target.into(), &docker, &g.project).await?;
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
-        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        StatusFormat::Json => println!("{}", report.to_json()?),
     }
     Ok(Outcome::Success)
 }

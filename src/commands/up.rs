@@ -3,10 +3,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::Globals;
-use crate::cli::{Target, UpArgs};
+use crate::cli::UpArgs;
 use crate::config::Overrides;
+use crate::engine::UpOptions;
 use crate::outcome::Outcome;
-use crate::{desired, engine, swarm, verify};
+use crate::{desired, target, verify};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
@@ -17,6 +18,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         no_verify,
         dry_run,
     } = args;
+    let target = target.into();
     let cfg = g.config(Overrides {
         ha,
         instances,
@@ -24,73 +26,20 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     })?;
     let deployment = desired::build(&cfg);
     let docker = g.docker().await?;
-    if target == Target::Swarm {
-        let stack = swarm::build(&deployment);
-        if dry_run {
-            // What would change on the swarm; `render --target swarm` shows the whole stack.
-            println!(
-                "plan for stack {} on the swarm (nothing is changed; `render --target swarm` \
-                 writes the whole stack file):",
-                stack.project
-            );
-            for line in swarm::deploy::plan(&docker, &stack, cfg.app.builder_image.as_str()).await?
-            {
-                println!("  {line}");
-            }
-            return Ok(Outcome::Success);
-        }
-        let r = swarm::deploy::up(
-            &docker,
-            &stack,
-            Duration::from_secs(timeout),
-            cfg.app.builder_image.as_str(),
-            &g.ui,
-        )
-        .await?;
-        g.ui.success(&format!(
-            "{} is up on the swarm: {} services ({} created, {} updated, {} unchanged) ready in {:.1}s{}",
-            stack.project,
-            stack.services.len(),
-            r.created,
-            r.updated,
-            r.unchanged,
-            r.elapsed.as_secs_f64(),
-            if r.nginx_reloaded { "; nginx reloaded for the new tasks" } else { "" }
-        ));
-        if no_verify {
-            return Ok(Outcome::Success);
-        }
-        let report =
-            swarm::verify::verify(&docker, &verify::Options::for_config(&cfg, None)).await?;
-        print!("{}", verify::report::text(&report, &g.ui));
-        return Ok(if report.passed {
-            Outcome::Success
-        } else {
-            Outcome::ChecksFailed
-        });
-    }
-    let opts = engine::UpOptions {
+    let opts = UpOptions {
         timeout: Duration::from_secs(timeout),
         dry_run,
         app_builder_image: cfg.app.builder_image.to_string(),
     };
-    let report = engine::up(&docker, &deployment, &opts, &g.ui).await?;
-    if dry_run {
+    let Some(done) = target::up(target, &docker, &deployment, &opts, &g.ui).await? else {
         return Ok(Outcome::Success);
-    }
-    g.ui.success(&format!(
-        "{} is up: {} containers ready, {} step{} applied in {:.1}s",
-        deployment.project,
-        deployment.containers.len(),
-        report.steps,
-        if report.steps == 1 { "" } else { "s" },
-        report.elapsed.as_secs_f64()
-    ));
+    };
+    g.ui.success(&done.summary());
     if no_verify {
         return Ok(Outcome::Success);
     }
     // The stack is up; now prove it works. A failed check is exit 1, as with `verify`.
-    let report = verify::run(&verify::Options::for_config(&cfg, Some(docker))).await?;
+    let report = verify::run(&verify::Options::for_config(&cfg, target, Some(docker))).await?;
     print!("{}", verify::report::text(&report, &g.ui));
     Ok(if report.passed {
         Outcome::Success

@@ -1,7 +1,7 @@
 use anyhow::{bail, Result};
 
 use super::Globals;
-use crate::cli::{ReportFormat, Target, VerifyArgs};
+use crate::cli::{ReportFormat, VerifyArgs};
 use crate::config::{vars::lookup, Overrides};
 use crate::outcome::Outcome;
 use crate::verify::{self, report, Options};
@@ -14,6 +14,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         format,
         ha,
     } = args;
+    let target = target.into();
     if !(1..=10_000).contains(&requests) {
         bail!("--requests {requests} is out of range: use 1 to 10000");
     }
@@ -42,7 +43,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         ),
     };
     let mut opts = match &cfg {
-        Some(cfg) => Options::for_config(cfg, docker),
+        Some(cfg) => Options::for_config(cfg, target, docker),
         None => Options {
             project: g.project.clone(),
             url: String::new(),
@@ -53,7 +54,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             lb_strategy: None,
             master_name: default_of("REDIS_MASTER_NAME"),
             docker,
-            swarm: false,
+            target,
         },
     };
     opts.requests = requests;
@@ -61,14 +62,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
     if let Some(url) = url {
         opts.url = url;
     }
-    let r = if target == Target::Swarm {
-        let Some(docker) = opts.docker.clone() else {
-            bail!("verify --target swarm needs the Docker daemon (a swarm manager); --url alone is not enough");
-        };
-        crate::swarm::verify::verify(&docker, &opts).await?
-    } else {
-        verify::run(&opts).await?
-    };
+    let r = verify::run(&opts).await?;
     match format {
         ReportFormat::Text => print!("{}", report::text(&r, &g.ui)),
         ReportFormat::Json => println!("{}", report::json(&r)),

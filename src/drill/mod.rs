@@ -45,11 +45,11 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::cli::Target;
 use crate::desired::Role;
 use crate::docker::{DockerClient, Readiness};
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
+use crate::target::Target;
 use load::{LoadOptions, LoadResult};
 use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 

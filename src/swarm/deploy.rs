@@ -4,27 +4,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 
 use super::{Service, Stack};
 use crate::app_image;
 use crate::desired::Role;
 use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
 use crate::lock::ProjectLock;
+use crate::status::{ServiceStatus, SwarmStatus};
 use crate::ui::Ui;
-
-/// How long a run waits for another run on the same project before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// The same per-project lock as the single-host engine: two runs never interleave.
-async fn lock(docker: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLock> {
-    ProjectLock::acquire(&docker.endpoint.host, project, LOCK_WAIT, |pid| {
-        ui.info(&format!(
-            "waiting for another radar-deploy run on project {project} (pid {pid}) to finish…"
-        ))
-    })
-    .await
-}
 
 /// The node this run talks to, once it is known to be a manager.
 pub async fn manager(docker: &DockerClient) -> Result<String> {
@@ -190,7 +177,7 @@ pub async fn up(
 ) -> Result<UpReport> {
     let t0 = Instant::now();
     let node = manager(docker).await?;
-    let _lock = lock(docker, &st.project, ui).await?;
+    let _lock = ProjectLock::for_project(&docker.endpoint.host, &st.project, ui).await?;
     let mut report = UpReport::default();
     if let Some(image) = app_image(st) {
         app_image::ensure(docker, image, app_builder_image, ui).await?;
@@ -394,14 +381,13 @@ pub struct ScaleReport {
     pub elapsed: Duration,
 }
 
-/// Whether the project's stack on the swarm runs the HA profile (it has Sentinels).
+/// Whether the project's stack on the swarm runs the HA profile ([`crate::status::runs_ha`]).
 pub async fn deployed_with_ha(docker: &DockerClient, project: &str) -> Result<bool> {
-    let sentinel = format!("{project}_{}-", Role::Sentinel.service());
-    Ok(docker
-        .list_services(project)
-        .await?
-        .iter()
-        .any(|s| s.name.starts_with(&sentinel)))
+    let prefix = format!("{project}_");
+    let services = docker.list_services(project).await?;
+    Ok(crate::status::runs_ha(
+        services.iter().filter_map(|s| s.name.strip_prefix(&prefix)),
+    ))
 }
 
 /// `scale N` on the swarm: only the app service's replica count changes (Swarm starts or
@@ -417,7 +403,7 @@ pub async fn scale(
     ui: &Ui,
 ) -> Result<ScaleReport> {
     let t0 = Instant::now();
-    let _lock = lock(docker, &st.project, ui).await?;
+    let _lock = ProjectLock::for_project(&docker.endpoint.host, &st.project, ui).await?;
     let app = st
         .services
         .iter()
@@ -483,7 +469,7 @@ pub async fn down(
     ui: &Ui,
 ) -> Result<DownReport> {
     let node = manager(docker).await?;
-    let _lock = lock(docker, project, ui).await?;
+    let _lock = ProjectLock::for_project(&docker.endpoint.host, project, ui).await?;
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
     for s in &services {
@@ -566,71 +552,7 @@ pub async fn down(
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub image: String,
-    pub running: usize,
-    pub replicas: u64,
-    pub published: Vec<u16>,
-    pub update_state: Option<String>,
-    /// Where its running tasks are: node host name → how many.
-    pub nodes: std::collections::BTreeMap<String, usize>,
-    pub tasks: Vec<crate::docker::ObservedTask>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub project: String,
-    pub target: &'static str,
-    pub services: Vec<ServiceStatus>,
-}
-
-impl StatusReport {
-    pub fn to_text(&self, ui: &Ui) -> String {
-        if self.services.is_empty() {
-            return format!("{}: no services on the swarm\n", self.project);
-        }
-        let mut out = format!("{} (swarm)\n", ui.bold(&self.project));
-        for s in &self.services {
-            let ok = s.running as u64 == s.replicas;
-            let count = format!("{}/{}", s.running, s.replicas);
-            let ports = s
-                .published
-                .iter()
-                .map(|p| format!(" :{p}"))
-                .collect::<String>();
-            let update = s
-                .update_state
-                .as_deref()
-                .map(|u| format!(" update {u}"))
-                .unwrap_or_default();
-            let on = s
-                .nodes
-                .iter()
-                .map(|(host, n)| match n {
-                    1 => host.clone(),
-                    n => format!("{host} ×{n}"),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push_str(&format!(
-                "  {:<32} {:>7}  {}{ports}{update}{}\n",
-                s.name,
-                if ok { ui.green(&count) } else { ui.red(&count) },
-                s.image,
-                if on.is_empty() {
-                    String::new()
-                } else {
-                    format!("  on {on}")
-                }
-            ));
-        }
-        out
-    }
-}
-
-pub async fn status(docker: &DockerClient, project: &str) -> Result<StatusReport> {
+pub async fn status(docker: &DockerClient, project: &str) -> Result<SwarmStatus> {
     manager(docker).await?;
     let mut services = Vec::new();
     let hosts = docker.node_states().await?;
@@ -652,11 +574,7 @@ pub async fn status(docker: &DockerClient, project: &str) -> Result<StatusReport
             tasks,
         });
     }
-    Ok(StatusReport {
-        project: project.to_string(),
-        target: "swarm",
-        services,
-    })
+    Ok(SwarmStatus::new(project, services))
 }
 
 /// `logs --target swarm`: the log of every task Swarm wants running, or of one service

@@ -13,11 +13,13 @@ pub mod topology;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use serde::Serialize;
 
 use crate::config::{Config, LbStrategy};
 use crate::docker::DockerClient;
 use crate::http::{HttpClient, HttpError};
+use crate::target::Target;
 use evaluate::{check, Distribution, InstanceHealth, SessionSample};
 
 /// Outcome of one check. A skipped check is reported as skipped, never as passed.
@@ -92,15 +94,16 @@ pub struct Options {
     pub expected_instances: Option<u32>,
     pub lb_strategy: Option<LbStrategy>,
     pub master_name: String,
-    /// `None`: no Docker access; per-instance and HA checks are reported as skipped.
+    /// `None`: no Docker access; per-instance and HA checks are reported as skipped (one host
+    /// only: a swarm's instances are known only through Docker).
     pub docker: Option<DockerClient>,
-    /// The deployment runs on the daemon's swarm (`--target swarm`): its instances are tasks.
-    pub swarm: bool,
+    /// Where the deployment runs: on a swarm its instances are tasks.
+    pub target: Target,
 }
 
 impl Options {
     /// Options for a deployment described by `cfg` (used by `up` after converging).
-    pub fn for_config(cfg: &Config, docker: Option<DockerClient>) -> Options {
+    pub fn for_config(cfg: &Config, target: Target, docker: Option<DockerClient>) -> Options {
         Options {
             project: cfg.project.to_string(),
             url: format!("http://localhost:{}", cfg.http_port),
@@ -111,15 +114,88 @@ impl Options {
             lb_strategy: Some(cfg.lb_strategy),
             master_name: cfg.sentinel.master_name.clone(),
             docker,
-            swarm: false,
+            target,
         }
     }
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Runs every check. Returns an error only when verification could not run at all.
+/// Runs every check, on either target. Returns an error only when verification could not run
+/// at all.
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    match (opts.target, &opts.docker) {
+        (Target::Single, _) => checks(opts).await,
+        (Target::Swarm, Some(docker)) => on_swarm(docker, opts).await,
+        (Target::Swarm, None) => bail!(
+            "verify --target swarm needs the Docker daemon (a swarm manager); --url alone is not \
+             enough"
+        ),
+    }
+}
+
+/// The common checks, and each service's tasks as Swarm sees them. Swarm counts a task with a
+/// healthcheck as running only once it is healthy, so "running" is Docker's health verdict for
+/// each task.
+async fn on_swarm(docker: &DockerClient, opts: &Options) -> anyhow::Result<Report> {
+    crate::swarm::deploy::manager(docker).await?;
+    let mut report = checks(opts).await?;
+    // The probe container, if the topology needed one.
+    let _ = docker
+        .remove_container(&DockerClient::probe_name(&opts.project))
+        .await;
+    let tasks = topology::swarm_tasks(docker, &opts.project)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let at = report
+        .checks
+        .iter()
+        .position(|c| c.group == GROUP_HEALTH)
+        .unwrap_or(report.checks.len());
+    report
+        .checks
+        .splice(at..at, task_checks(&opts.project, &tasks));
+    report.passed = report.checks.iter().all(|c| c.status != Status::Fail);
+    Ok(report)
+}
+
+/// One check per service of the stack: all its tasks running (and healthy).
+fn task_checks(project: &str, all: &topology::Tasks) -> Vec<Check> {
+    all.iter()
+        .map(|(service, tasks)| {
+            let running = tasks.iter().filter(|t| t.running).count();
+            let problems: Vec<String> = tasks
+                .iter()
+                .filter(|t| !t.running)
+                .map(|t| topology::task_problem(service, t))
+                .collect();
+            Check {
+                group: GROUP_HEALTH,
+                name: format!("{service} tasks running and healthy"),
+                status: if problems.is_empty() && running > 0 {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+                detail: if tasks.is_empty() {
+                    format!(
+                        "no task: the service is scaled to 0 (`docker service scale \
+                         {project}_{service}=1`, or `radar-deploy up --target swarm`)"
+                    )
+                } else if problems.is_empty() {
+                    format!("{running}/{}", tasks.len())
+                } else {
+                    format!("{running}/{}; {}", tasks.len(), problems.join("; "))
+                },
+                duration_ms: 0,
+            }
+        })
+        .collect()
+}
+
+/// Every check but the swarm's own: through the balancer, and (with Docker) inside each
+/// instance and Sentinel of the target's topology.
+async fn checks(opts: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
     let http = HttpClient::new(REQUEST_TIMEOUT, false)?;
     let jar = HttpClient::new(REQUEST_TIMEOUT, true)?;
@@ -129,8 +205,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let topology = async {
         match &opts.docker {
             None => None,
-            Some(d) if opts.swarm => Some(crate::swarm::verify::topology(d, opts).await),
-            Some(d) => Some(topology::single_host(d, &opts.project).await),
+            Some(d) => Some(match opts.target {
+                Target::Single => topology::single_host(d, &opts.project).await,
+                Target::Swarm => topology::swarm(d, &opts.project).await,
+            }),
         }
     };
     let ((instances, topology), balancer) = tokio::join!(
