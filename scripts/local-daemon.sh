@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A second Docker daemon on this machine, for tests/drill_daemon.rs: `radar-deploy drill daemon`
+# A second Docker daemon on this machine, for tests/integration/drill_daemon.rs: `radar-deploy drill daemon`
 # restarts the daemon a stack runs on, and this must never be the machine's own daemon
 # (/var/run/docker.sock is never touched: not its configuration, its processes or its images).
 # Built like one node of scripts/local-swarm.sh, with no swarm:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A Docker Swarm of several nodes on this one machine, for tests/swarm_two_nodes.rs and
-# tests/swarm_three_nodes.rs: RD2N_NODES (default 2, at most 9) more Docker daemons, each in its
+# A Docker Swarm of several nodes on this one machine, for tests/integration/swarm_two_nodes.rs and
+# tests/integration/swarm_three_nodes.rs: RD2N_NODES (default 2, at most 9) more Docker daemons, each in its
 # own network namespace, joined to a host bridge, the first a manager and the others workers.
 # The machine's own daemon (/var/run/docker.sock) is never touched: not its swarm, its
 # configuration or its processes.

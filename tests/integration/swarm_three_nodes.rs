@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use radar_deploy::drill::load::{self, Load, LoadOptions};
 use radar_deploy::drill::stats;
 
-mod common;
+use crate::common;
 use common::block_on;
 use common::nodes::{docker, hostname, Nodes, Project};
 
@@ -40,6 +40,7 @@ const RECOVERY_DEADLINE: Duration = Duration::from_secs(180);
 
 #[test]
 fn swarm_ha_on_three_nodes_keeps_a_sentinel_quorum_when_the_master_node_is_lost() {
+    let _slot = common::alone();
     let mut nodes = Nodes::up(3);
     let p = Project::new("rd3n", INSTANCES);
 

@@ -1,15 +1,35 @@
 //! Test support shared by the integration tests that drive the built CLI against Docker: a
 //! [`Project`] of its own (unique name, temp dir, env file, free port), a [`HostProject`] that
-//! removes its single-host stack on drop, and the [`SwarmGuard`] for the swarm tests. Each test
-//! binary includes it with `mod common;`.
-
-// Each test binary compiles this module on its own and uses only part of it.
-#![allow(dead_code)]
+//! removes its single-host stack on drop, the [`SwarmGuard`] for the swarm tests, and the slots
+//! ([`shared`], [`alone`]) that keep timing tests from running beside other Docker tests.
 
 pub mod nodes;
 
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use radar_deploy::docker::{DockerClient, SwarmMembership};
 use radar_deploy::lock::ProjectLock;
+
+/// Docker tests hold a read guard side by side, or the write guard alone (see [`alone`]).
+static DOCKER_TESTS: RwLock<()> = RwLock::new(());
+
+/// A Docker test's place on the daemon, held for the test's length.
+pub enum Slot {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+/// For a test that only needs a stack of its own: it runs beside other such tests.
+pub fn shared() -> Slot {
+    // A test that panicked while holding a slot poisons the lock; the lock guards no data.
+    Slot::Shared(DOCKER_TESTS.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// For a test that measures timing (drills, scale under load, Wine) or changes the daemon
+/// (swarm mode, a daemon of its own): no other Docker test of this binary runs meanwhile.
+pub fn alone() -> Slot {
+    Slot::Alone(DOCKER_TESTS.write().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// A client of the daemon this process's environment names (as radar-deploy would find it).
 pub async fn connect_local() -> Result<DockerClient, radar_deploy::docker::DockerError> {

@@ -7,7 +7,7 @@
 //! APP_BUILDER_IMAGE=radar-offline/rust:bookworm), or whatever NGINX_IMAGE / POSTGRES_IMAGE /
 //! REDIS_IMAGE / APP_IMAGE / APP_BUILDER_IMAGE name.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,6 +116,7 @@ impl Project {
 
 #[test]
 fn up_converges_reruns_touch_nothing_data_survives_down_and_down_volumes_leaves_nothing() {
+    let _slot = common::shared();
     let p = Project::new("");
     let out = p.ok(&["up", "--instances", "2", "--no-verify", "--timeout", "90"]);
     assert!(out.contains("is up"), "{out}");
@@ -178,6 +179,7 @@ fn up_converges_reruns_touch_nothing_data_survives_down_and_down_volumes_leaves_
 
 #[test]
 fn up_ha_runs_a_replica_and_three_sentinels() {
+    let _slot = common::shared();
     let p = Project::new("");
     p.ok(&[
         "up",
@@ -202,6 +204,7 @@ fn up_ha_runs_a_replica_and_three_sentinels() {
 
 #[test]
 fn an_app_that_never_becomes_healthy_fails_up_with_exit_2_and_its_logs() {
+    let _slot = common::shared();
     // A container that runs but whose healthcheck never passes.
     let redis = image("REDIS_IMAGE", "radar-offline/redis:bookworm");
     let p = Project::new(&format!(
@@ -220,6 +223,7 @@ fn an_app_that_never_becomes_healthy_fails_up_with_exit_2_and_its_logs() {
 
 #[test]
 fn an_interrupted_up_is_finished_by_the_next_up() {
+    let _slot = common::shared();
     let p = Project::new("");
     let mut child = p
         .command(&["up", "--instances", "2", "--no-verify", "--timeout", "90"])
@@ -251,6 +255,7 @@ fn an_interrupted_up_is_finished_by_the_next_up() {
 /// containers in every state; the next `up` converges and a further one has nothing to do.
 #[test]
 fn up_after_four_interrupted_ups_converges_without_a_port_complaint() {
+    let _slot = common::shared();
     let p = Project::new("");
     for delay_ms in [300, 1000, 2000, 3500] {
         let child = p
@@ -280,6 +285,7 @@ fn up_after_four_interrupted_ups_converges_without_a_port_complaint() {
 
 #[test]
 fn an_image_that_cannot_be_pulled_is_named_with_its_variable_and_nothing_is_created() {
+    let _slot = common::shared();
     let p = Project::new("NGINX_IMAGE=example.invalid/radar-test/nginx:0\n");
     let out = p.run(&["up", "--no-verify"]);
     let all = text(&out);
@@ -295,6 +301,7 @@ fn an_image_that_cannot_be_pulled_is_named_with_its_variable_and_nothing_is_crea
 
 #[test]
 fn an_unreachable_daemon_is_exit_2_with_what_to_do() {
+    let _slot = common::shared();
     let p = Project::new("");
     let out = p
         .command(&["status"])
@@ -323,6 +330,7 @@ impl Drop for OwnImage {
 
 #[test]
 fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up() {
+    let _slot = common::shared();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -425,6 +433,7 @@ fn the_reference_app_image_is_built_from_nothing_by_up_and_reused_by_the_next_up
 
 #[test]
 fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_fix() {
+    let _slot = common::shared();
     let own = OwnImage(format!(
         "radar-deploy/radar-app:test-nobuilder-{}",
         std::process::id()
@@ -456,6 +465,7 @@ fn a_reference_image_that_cannot_be_built_is_exit_2_naming_the_builder_and_the_f
 
 #[test]
 fn parallel_ups_build_a_missing_reference_image_once() {
+    let _slot = common::shared();
     let own = OwnImage(format!(
         "radar-deploy/radar-app:test-parallel-{}",
         std::process::id()

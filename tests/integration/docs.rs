@@ -10,7 +10,7 @@
 //! one, the test makes it one if it is not (a single-node swarm on loopback, left again at the
 //! end — `common::SwarmGuard`), as an operator would have run `docker swarm init`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,6 +106,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn the_guide_runs_as_written() {
+    let _slot = common::shared();
     let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md");
     let guide = std::fs::read_to_string(&guide_path).unwrap();
     let examples = examples(&guide);

@@ -11,11 +11,10 @@
 //! ends, also on failure (Drop). Needs the Docker daemon and the images
 //! radar-offline/{nginx,redis,postgres}:bookworm and radar-deploy/radar-app:0.1.0; fails, never
 //! skips, without them. The figures (requests, failed, longest gap, time to healthy) are
-//! printed to stderr (`cargo test --test scale -- --nocapture`).
+//! printed to stderr (`cargo test --test integration scale:: -- --nocapture`).
 
-mod common;
+use crate::common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{docker, text};
@@ -24,9 +23,6 @@ use radar_deploy::drill::stats;
 
 const APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
 const CONCURRENCY: usize = 8;
-
-/// These tests measure what clients see: one stack under load at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
 struct Stack {
@@ -190,7 +186,7 @@ fn report(scenario: &str, f: &Figures, healthy: &str) {
 
 #[test]
 fn scale_3_5_2_3_under_load_fails_no_request_and_recreates_no_running_instance() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let s = Stack::new("scale");
     // Not up yet: scale refuses, creates nothing.
     let out = s.run(&["scale", "5"]);
@@ -267,7 +263,7 @@ fn scale_3_5_2_3_under_load_fails_no_request_and_recreates_no_running_instance()
 
 #[test]
 fn a_rolling_update_and_a_failed_one_under_load_fail_no_request() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let mut s = Stack::new("roll");
     s.ok(&["up", "--instances", "3", "--no-verify", "--timeout", "180"]);
 

@@ -14,7 +14,7 @@
 //! never skips, when it cannot start the daemon. A machine-wide lock keeps two runs (two
 //! checkouts) from sharing it.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -172,6 +172,7 @@ fn figures(r: &serde_json::Value) -> String {
 
 #[test]
 fn a_daemon_restart_under_load_brings_every_container_back_and_verify_passes() {
+    let _slot = common::alone();
     // Without --restart-command the drill cannot run, and says what to pass: before any daemon
     // is asked (no env file here either).
     let out = Command::new(common::BIN)

@@ -18,7 +18,7 @@ use std::time::Instant;
 use radar_deploy::drill::load::{self, Load, LoadOptions};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{block_on, image, text, Project};
 
 /// A project on the swarm; on drop, removes what it deployed, then (dropping the guard) leaves
@@ -155,6 +155,7 @@ impl Drop for SwarmProject {
 
 #[test]
 fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
+    let _slot = common::alone();
     let p = SwarmProject::new();
 
     let t0 = Instant::now();

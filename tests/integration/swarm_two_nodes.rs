@@ -28,12 +28,13 @@ const INSTANCES: usize = 4;
 /// From the loss of node 2 to a green verify on node 1 alone.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(180);
 
-mod common;
+use crate::common;
 use common::nodes::{docker, Nodes, Project};
 use common::{block_on, text};
 
 #[test]
 fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
+    let _slot = common::alone();
     let mut nodes = Nodes::up(2);
     let p = Project::new("rd2n", INSTANCES);
     // The app's /api/slow holds requests in flight across the loss of node 2.

@@ -15,14 +15,9 @@
 //! Needs the Docker daemon and the offline images (`scripts/offline-images.sh`); fails, never
 //! skips, without them.
 
-mod common;
-
-use std::sync::Mutex;
+use crate::common;
 
 use common::text;
-
-/// The drills measure timing: one stack at a time, so they do not compete for the CPU.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
 struct Stack(common::HostProject);
@@ -139,7 +134,7 @@ fn ms(v: &serde_json::Value) -> String {
 
 #[test]
 fn an_instance_crash_under_load_fails_no_request() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let s = Stack::up("inst", false);
 
     let (code, r, out) = s.drill(&["instance", "--duration", "10"]);
@@ -216,7 +211,7 @@ fn an_instance_crash_under_load_fails_no_request() {
 
 #[test]
 fn a_redis_failover_keeps_the_session_outage_under_budget_and_the_counter_intact() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let s = Stack::up("redis", true);
 
     // The product's budget is 7 s (the command's default); with down-after 5 s the floor is

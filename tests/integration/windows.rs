@@ -13,19 +13,15 @@
 //! forwarder, so the figures printed (`--nocapture`) show what Wine costs. Most of `up`'s time is
 //! waiting for containers to be healthy, which varies by a few seconds from run to run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{free_port, image, text, HostProject, BIN};
 
 const EXE_VAR: &str = "RADAR_WINDOWS_EXE";
-
-/// The tests share the daemon, two cores and one Wine prefix: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The exe to test; the test fails when none was built.
 fn windows_exe() -> PathBuf {
@@ -326,7 +322,7 @@ fn print_times(label: &str, times: &[(&str, Duration)]) -> Duration {
 #[test]
 fn the_windows_binary_deploys_verifies_scales_and_removes_a_stack_under_wine() {
     let exe = windows_exe();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let forwarder = Forwarder::start();
 
     let _wine = WineServer::start(&exe);
@@ -388,7 +384,7 @@ fn lines_of(
 #[test]
 fn a_windows_run_waits_for_a_live_holder_and_takes_the_lock_when_it_is_killed() {
     let exe = windows_exe();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = common::alone();
     let forwarder = Forwarder::start();
     let _wine = WineServer::start(&exe);
     let project = HostProject::new("winkill", 2);

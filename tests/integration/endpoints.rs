@@ -10,7 +10,7 @@
 
 #![cfg(unix)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -135,6 +135,7 @@ fn docker_cli(config: &Path, args: &[&str]) {
 
 #[test]
 fn a_context_at_a_non_default_socket_carries_up_status_verify_and_down() {
+    let _slot = common::shared();
     let p = HostProject::new("ctx", 2);
     let dir = tempfile::tempdir().unwrap();
     let (_fwd, sock) = socket_forwarder(dir.path());
@@ -287,6 +288,7 @@ fn make_pki(dir: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn mutual_tls_by_environment_and_by_context_and_a_wrong_ca_is_refused() {
+    let _slot = common::shared();
     let p = HostProject::new("tls", 2);
     let dir = tempfile::tempdir().unwrap();
     let good = make_pki(dir.path(), "good");
@@ -368,6 +370,7 @@ fn mutual_tls_by_environment_and_by_context_and_a_wrong_ca_is_refused() {
 
 #[test]
 fn ssh_to_a_local_sshd_carries_up_verify_and_down() {
+    let _slot = common::shared();
     let p = HostProject::new("ssh", 2);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -7,7 +7,7 @@
 //! Needs the Docker daemon, Compose v2 and the offline images (`scripts/offline-images.sh`);
 //! fails, never skips, without them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -225,6 +225,7 @@ fn get_once(port: u16, path: &str) -> std::io::Result<String> {
 
 #[test]
 fn verify_catches_every_fault_and_passes_again_after_each_is_mended() {
+    let _slot = common::shared();
     let s = Stack::up("faults", false);
     let mut table = vec![];
 
@@ -391,6 +392,7 @@ fn verify_catches_every_fault_and_passes_again_after_each_is_mended() {
 
 #[test]
 fn verify_ha_catches_a_stopped_replica() {
+    let _slot = common::shared();
     let s = Stack::up("ha", true);
     let (code, out) = s.verify(&[]);
     assert_eq!(code, 0, "healthy HA stack:\n{out}");
@@ -430,6 +432,7 @@ fn verify_ha_catches_a_stopped_replica() {
 
 #[test]
 fn verify_url_without_docker_reports_instance_checks_as_skipped() {
+    let _slot = common::shared();
     let s = Stack::up("url", false);
     let (code, out) = {
         // An unreachable daemon, as on a CI runner that only has HTTP access.
