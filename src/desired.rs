@@ -17,11 +17,6 @@ use crate::templates;
 pub const HA_PROFILE: &str = "ha";
 /// Where secrets appear inside containers, as with Compose and Swarm secrets.
 pub const SECRETS_DIR: &str = "/run/secrets";
-/// Label keys of the tool's own, next to Compose's.
-pub const LABEL_ROLE: &str = "io.radar-deploy.role";
-pub const LABEL_INSTANCE: &str = "io.radar-deploy.instance";
-pub const LABEL_CONFIG_HASH: &str = "io.radar-deploy.config-hash";
-pub const LABEL_RELOAD_HASH: &str = "io.radar-deploy.reload-hash";
 
 pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;

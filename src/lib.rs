@@ -48,6 +48,7 @@ pub mod engine;
 pub mod envfile;
 pub mod fsutil;
 pub mod http;
+pub mod labels;
 pub mod lock;
 pub mod observed;
 pub mod outcome;

@@ -34,22 +34,13 @@ use futures_util::{Stream, StreamExt};
 
 use crate::desired::{Container, Deployment};
 use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
+use crate::labels::{LABEL_MANAGED_BY, LABEL_NETWORK, LABEL_PROJECT, LABEL_VOLUME, MANAGED_BY};
 use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 
 pub use build::BuildRequest;
 pub use faults::ContainerFacts;
 pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
-
-/// The label every object of a project carries; the only filter used to find or delete.
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
-pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
-pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
-pub const LABEL_NETWORK: &str = "com.docker.compose.network";
-pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
-pub const LABEL_MANAGED_BY: &str = "io.radar-deploy.managed-by";
-pub const MANAGED_BY: &str = "radar-deploy";
 
 /// How often a wait looks again: well under Docker's own probe interval, so `up` moves on as
 /// soon as a service answers rather than at the next scheduled healthcheck.

@@ -8,12 +8,10 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::{
-    LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, MANAGED_BY,
-};
-use crate::desired::{
-    Container, Deployment, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE,
-    SECRETS_DIR,
+use crate::desired::{Container, Deployment, SECRETS_DIR};
+use crate::labels::{
+    LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT,
+    LABEL_RELOAD_HASH, LABEL_ROLE, LABEL_SERVICE, MANAGED_BY,
 };
 
 const MS_TO_NS: i64 = 1_000_000;

@@ -533,7 +533,7 @@ pub async fn down(
             // other nodes cannot be reached from this daemon: their labels stay (a later `up`
             // puts the services back on their data) and the report names them.
             if volumes {
-                let prefix = super::placement_label(project, "");
+                let prefix = crate::labels::placement_label(project, "");
                 let (removed, elsewhere) = docker.remove_node_labels(&node, &prefix).await?;
                 r.node_labels = removed;
                 r.elsewhere = elsewhere
