@@ -17,6 +17,9 @@ use crate::templates;
 pub const HA_PROFILE: &str = "ha";
 /// Where secrets appear inside containers, as with Compose and Swarm secrets.
 pub const SECRETS_DIR: &str = "/run/secrets";
+/// Where the hash of the reloadable files last applied to a running container is kept, so a
+/// reload (which cannot change the container's labels) is remembered by the next `up`.
+pub const RELOAD_MARKER: &str = "/run/radar-deploy/reload-hash";
 
 pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;

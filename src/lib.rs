@@ -46,6 +46,8 @@ pub mod drill;
 pub mod endpoint;
 pub mod engine;
 pub mod envfile;
+#[cfg(test)]
+mod fake;
 pub mod fsutil;
 pub mod http;
 pub mod labels;
@@ -53,6 +55,8 @@ pub mod lock;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod probes;
+pub mod readiness;
 pub mod render;
 pub mod scale;
 pub mod swarm;

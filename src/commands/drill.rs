@@ -6,9 +6,9 @@ use super::Globals;
 use crate::cli::{DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat, Target};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
-use crate::docker::Readiness;
 use crate::drill::{self, report, Kind, Options};
 use crate::outcome::Outcome;
+use crate::readiness::Readiness;
 
 pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     let DrillArgs {

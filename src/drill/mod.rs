@@ -47,9 +47,10 @@ use serde::Serialize;
 
 use crate::cli::Target;
 use crate::desired::Role;
-use crate::docker::{DockerClient, Readiness};
+use crate::docker::DockerClient;
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
+use crate::readiness::Readiness;
 use load::{LoadOptions, LoadResult};
 use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 

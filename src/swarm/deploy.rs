@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::{Service, Stack};
 use crate::app_image;
 use crate::desired::Role;
-use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
+use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership};
 use crate::lock::ProjectLock;
+use crate::readiness::POLL_INTERVAL;
 use crate::ui::Ui;
 
 /// How long a run waits for another run on the same project before giving up.
