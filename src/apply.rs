@@ -38,7 +38,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 const REMOVE_GRACE_SECS: u32 = 30;
 
 /// The Docker verbs the single-host executors need: this one, `engine`'s and `scale`'s. Stated
-/// as a trait so their unit tests run them against a fake engine (`crate::fake::host`);
+/// as a trait so their unit tests run them against a fake engine (`fake/host.rs`);
 /// [`DockerClient`] is the real one, below.
 pub trait HostEngine: Sync {
     /// The daemon's address: the per-project lock is taken per daemon.
@@ -816,23 +816,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failed_create_names_the_container() {
+    /// Makes `verb` fail for the container of `alias`, converges, and returns the fake, the
+    /// container's name and the error.
+    async fn failing(verb: &str, alias: &str) -> (FakeHost, Deployment, String, String) {
         let fake = FakeHost::new();
         let d = deployment("APP_INSTANCES=2");
-        let app2 = name(&d, "app-2");
-        fake.fail("create", &app2);
+        let container = name(&d, alias);
+        fake.fail(verb, &container);
         let err = format!("{:#}", converge(&fake, &d, LONG).await.unwrap_err());
+        (fake, d, container, err)
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_names_the_container() {
+        let (_, _, app2, err) = failing("create", "app-2").await;
         assert!(err.contains(&app2), "{err}");
     }
 
     #[tokio::test]
     async fn a_failed_start_names_the_container_and_nothing_after_it_starts() {
-        let fake = FakeHost::new();
-        let d = deployment("");
-        let postgres = name(&d, "postgres");
-        fake.fail("start", &postgres);
-        let err = format!("{:#}", converge(&fake, &d, LONG).await.unwrap_err());
+        let (fake, d, postgres, err) = failing("start", "postgres").await;
         assert!(err.contains(&postgres), "{err}");
         let app1 = name(&d, "app-1");
         assert!(!fake.calls().contains(&format!("start {app1}")));

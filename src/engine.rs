@@ -403,12 +403,18 @@ mod tests {
         assert!(!published_by_project(&fake, "other", port).await.unwrap());
     }
 
-    #[tokio::test]
-    async fn down_removes_nginx_first_then_everything_and_keeps_the_data() {
+    /// A project deployed on a fake, then taken down.
+    async fn deployed_then_down(volumes: bool) -> (FakeHost, Deployment, DownReport) {
         let fake = FakeHost::new();
         let d = deployment("");
         converge(&fake, &d, LONG, &ui()).await.unwrap();
-        let report = down(&fake, &d.project, false, &ui()).await.unwrap();
+        let report = down(&fake, &d.project, volumes, &ui()).await.unwrap();
+        (fake, d, report)
+    }
+
+    #[tokio::test]
+    async fn down_removes_nginx_first_then_everything_and_keeps_the_data() {
+        let (fake, d, report) = deployed_then_down(false).await;
         assert_eq!(report.containers, d.containers.len());
         assert_eq!((report.networks, report.volumes), (1, 0));
         assert_eq!(report.kept_volumes, d.volumes.len());
@@ -429,10 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn down_with_volumes_removes_the_data_too() {
-        let fake = FakeHost::new();
-        let d = deployment("");
-        converge(&fake, &d, LONG, &ui()).await.unwrap();
-        let report = down(&fake, &d.project, true, &ui()).await.unwrap();
+        let (fake, d, report) = deployed_then_down(true).await;
         assert_eq!((report.volumes, report.kept_volumes), (d.volumes.len(), 0));
         assert!(fake.volume_names().is_empty());
         // A second `down` finds nothing left to remove.

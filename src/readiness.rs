@@ -189,4 +189,18 @@ mod tests {
         ));
         assert_eq!(assess(&r, &Probe::default()), Verdict::NotYet);
     }
+
+    #[test]
+    fn only_a_healthcheck_test_is_run_by_a_look() {
+        let shell = Readiness::Healthy {
+            test: Some(vec!["CMD-SHELL".into(), "pg_isready".into()]),
+        };
+        assert_eq!(
+            shell.exec_argv(),
+            Some(vec!["/bin/sh".into(), "-c".into(), "pg_isready".into()])
+        );
+        assert_eq!(Readiness::Healthy { test: None }.exec_argv(), None);
+        assert_eq!(Readiness::DockerHealthy.exec_argv(), None);
+        assert_eq!(Readiness::Running.exec_argv(), None);
+    }
 }

@@ -271,11 +271,17 @@ mod tests {
         Ui::new(true, true, 0)
     }
 
-    /// A project deployed with `instances` on the fake, and its env file saying so.
-    async fn deployed(fake: &FakeHost, instances: u32) -> (tempfile::TempDir, PathBuf) {
+    /// An env file with `instances`, in a directory that lives as long as the value.
+    fn env_with(instances: u32) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env.multi-instance");
         std::fs::write(&path, env_file(&format!("APP_INSTANCES={instances}\n"))).unwrap();
+        (dir, path)
+    }
+
+    /// A project deployed with `instances` on the fake, and its env file saying so.
+    async fn deployed(fake: &FakeHost, instances: u32) -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = env_with(instances);
         let opts = options(&path, instances);
         let d = desired::build(&config(&opts, false).unwrap());
         let plan = plan::plan(&d, &HostEngine::observe(fake, &d.project).await.unwrap());
@@ -303,10 +309,16 @@ mod tests {
         scale_on(fake, opts, cfg, &ui(), Instant::now()).await
     }
 
+    /// The error of scaling to `instances`, which must fail, in full.
+    async fn scale_error(fake: &FakeHost, env_file: &std::path::Path, instances: u32) -> String {
+        let failed = scale_fake(fake, &options(env_file, instances)).await;
+        format!("{:#}", failed.unwrap_err())
+    }
+
     fn saved_count(path: &std::path::Path) -> String {
         let text = std::fs::read_to_string(path).unwrap();
-        let line = text.lines().filter(|l| l.starts_with("APP_INSTANCES="));
-        line.last().unwrap().to_string()
+        let mut lines = text.lines().filter(|l| l.starts_with("APP_INSTANCES="));
+        lines.next_back().unwrap().to_string()
     }
 
     #[tokio::test]
@@ -330,10 +342,7 @@ mod tests {
         let fake = FakeHost::new();
         let (_dir, path) = deployed(&fake, 2).await;
         fake.never_ready("reporadar-app-3");
-        let err = format!(
-            "{:#}",
-            scale_fake(&fake, &options(&path, 3)).await.unwrap_err()
-        );
+        let err = scale_error(&fake, &path, 3).await;
         assert!(
             err.starts_with(
                 "scale to 3 failed; the new instances never joined the upstream and were removed (reporadar-app-3); the env file is unchanged: reporadar-app-3 (app-3) did not become healthy"
@@ -370,13 +379,8 @@ mod tests {
     #[tokio::test]
     async fn a_project_that_is_not_up_is_not_scaled() {
         let fake = FakeHost::new();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".env.multi-instance");
-        std::fs::write(&path, env_file("APP_INSTANCES=2\n")).unwrap();
-        let err = scale_fake(&fake, &options(&path, 3))
-            .await
-            .unwrap_err()
-            .to_string();
+        let (_dir, path) = env_with(2);
+        let err = scale_error(&fake, &path, 3).await;
         assert!(
             err.starts_with("project reporadar is not up (no running nginx and app instances): it has no containers"),
             "{err}"
@@ -392,10 +396,7 @@ mod tests {
         text.push_str("APP_IMAGE=example/app:2\n");
         std::fs::write(&path, text).unwrap();
         let before = fake.calls().len();
-        let err = scale_fake(&fake, &options(&path, 3))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = scale_error(&fake, &path, 3).await;
         assert!(
             err.contains("differs from the env file in more than the instance count"),
             "{err}"

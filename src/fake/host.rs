@@ -163,6 +163,19 @@ impl FakeHost {
         })
     }
 
+    /// Records the call, then removes the object from the collection `pick` chooses; an
+    /// absent one is fine, as with Docker's removals.
+    fn remove<T>(
+        &self,
+        verb: &str,
+        name: &str,
+        pick: impl FnOnce(&mut State) -> &mut BTreeMap<String, T>,
+    ) -> docker::Result<()> {
+        self.call(verb, name)?;
+        self.with(|s| pick(s).remove(name));
+        Ok(())
+    }
+
     fn not_found(kind: &'static str, name: &str) -> DockerError {
         DockerError::NotFound {
             kind,
@@ -378,15 +391,11 @@ impl HostEngine for FakeHost {
     }
 
     async fn stop_and_remove(&self, container: &str, _grace_secs: u32) -> docker::Result<()> {
-        self.call("stop_and_remove", container)?;
-        self.with(|s| s.containers.remove(container));
-        Ok(())
+        self.remove("stop_and_remove", container, |s| &mut s.containers)
     }
 
     async fn remove_container(&self, container: &str) -> docker::Result<()> {
-        self.call("remove", container)?;
-        self.with(|s| s.containers.remove(container));
-        Ok(())
+        self.remove("remove", container, |s| &mut s.containers)
     }
 
     async fn rename(&self, container: &str, new_name: &str) -> docker::Result<()> {
@@ -473,14 +482,10 @@ impl HostEngine for FakeHost {
     }
 
     async fn remove_network(&self, name: &str) -> docker::Result<()> {
-        self.call("remove_network", name)?;
-        self.with(|s| s.networks.remove(name));
-        Ok(())
+        self.remove("remove_network", name, |s| &mut s.networks)
     }
 
     async fn remove_volume(&self, name: &str) -> docker::Result<()> {
-        self.call("remove_volume", name)?;
-        self.with(|s| s.volumes.remove(name));
-        Ok(())
+        self.remove("remove_volume", name, |s| &mut s.volumes)
     }
 }
