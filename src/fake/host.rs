@@ -220,6 +220,18 @@ impl FakeHost {
     }
 }
 
+fn container_in<'a>(s: &'a State, name: &str) -> docker::Result<&'a FakeContainer> {
+    s.containers
+        .get(name)
+        .ok_or_else(|| FakeHost::not_found("container", name))
+}
+
+fn container_in_mut<'a>(s: &'a mut State, name: &str) -> docker::Result<&'a mut FakeContainer> {
+    s.containers
+        .get_mut(name)
+        .ok_or_else(|| FakeHost::not_found("container", name))
+}
+
 /// The regular files in a tar archive, by absolute path.
 fn tar_files(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut archive = tar::Archive::new(tar);
@@ -280,10 +292,7 @@ impl HostEngine for FakeHost {
     async fn container_facts(&self, container: &str) -> docker::Result<ContainerFacts> {
         self.call("inspect", container)?;
         self.with(|s| {
-            let c = s
-                .containers
-                .get(container)
-                .ok_or_else(|| Self::not_found("container", container))?;
+            let c = container_in(s, container)?;
             Ok(ContainerFacts {
                 running: c.state == ContainerState::Running,
                 health: Self::docker_health(s, c),
@@ -364,10 +373,7 @@ impl HostEngine for FakeHost {
     async fn upload(&self, container: &str, tar: Vec<u8>) -> docker::Result<()> {
         self.call("upload", container)?;
         self.with(|s| {
-            let c = s
-                .containers
-                .get_mut(container)
-                .ok_or_else(|| Self::not_found("container", container))?;
+            let c = container_in_mut(s, container)?;
             c.files.extend(tar_files(&tar));
             Ok(())
         })
@@ -377,10 +383,7 @@ impl HostEngine for FakeHost {
         self.call("start", container)?;
         self.with(|s| {
             let exit = s.exits.get(container).copied();
-            let c = s
-                .containers
-                .get_mut(container)
-                .ok_or_else(|| Self::not_found("container", container))?;
+            let c = container_in_mut(s, container)?;
             c.state = match exit {
                 Some(_) => ContainerState::Exited,
                 None => ContainerState::Running,
@@ -419,10 +422,7 @@ impl HostEngine for FakeHost {
         };
         self.call("exec", &format!("{container} {shown}"))?;
         self.with(|s| {
-            let c = s
-                .containers
-                .get(container)
-                .ok_or_else(|| Self::not_found("container", container))?;
+            let c = container_in(s, container)?;
             if c.state != ContainerState::Running {
                 return Err(DockerError::Conflict {
                     kind: "container",
@@ -446,10 +446,7 @@ impl HostEngine for FakeHost {
     async fn probe(&self, container: &str, readiness: &Readiness) -> docker::Result<Probe> {
         self.call("probe", container)?;
         let mut probe = self.with(|s| {
-            let c = s
-                .containers
-                .get(container)
-                .ok_or_else(|| Self::not_found("container", container))?;
+            let c = container_in(s, container)?;
             let health = Self::docker_health(s, c);
             Ok::<_, DockerError>(Probe {
                 state: c.state,
