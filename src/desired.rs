@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, LbStrategy, Secret, SENTINELS};
+use crate::probes;
 use crate::templates;
 
 /// The Compose profile the HA services belong to.
@@ -301,24 +302,13 @@ pub(crate) const REDIS_LINKED_ONCE: &str =
 pub(crate) fn redis_healthcheck_matching(port: u16, lines: &str) -> Healthcheck {
     let secret = secret_path("redis_password");
     let test = if port == SENTINEL_PORT {
-        // The Sentinels require the password; redis-cli exits 0 on a NOAUTH answer too, so
-        // the answer itself is what counts.
-        vec![
-            "CMD-SHELL".into(),
-            format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -qx PONG"),
-        ]
+        probes::redis_pong_test(port, &secret)
     } else {
         // Ready means: answering, and either the master or a replica whose link to the master
         // is up. A replica that answers PING but has not finished its first sync is not ready
         // (`verify --ha` right after `up` would see its link down). The same test fits either
         // container after a failover, whichever of them is master then.
-        vec![
-            "CMD-SHELL".into(),
-            format!(
-                "REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} info replication \
-                 | grep -Eq '^({lines})'"
-            ),
-        ]
+        probes::redis_replication_test(port, &secret, lines)
     };
     healthcheck(test, 10 * SECOND_MS)
 }
@@ -655,14 +645,8 @@ fn nginx_container(cfg: &Config) -> Container {
         host: cfg.http_port.get(),
         container: NGINX_PORT,
     }];
-    // Neither curl nor wget is promised in the official image; bash is.
     c.healthcheck = Some(healthcheck(
-        vec![
-            "CMD".into(),
-            "bash".into(),
-            "-c".into(),
-            "exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]".into(),
-        ],
+        probes::nginx_health_test(NGINX_PORT),
         10 * SECOND_MS,
     ));
     c.nano_cpus = 500_000_000;

@@ -49,6 +49,41 @@ pub fn healthcheck_argv(test: &[String]) -> Option<Vec<String>> {
     }
 }
 
+// ---- healthcheck tests that are scripts (the desired state's, run by Docker and by waits) ----
+
+/// nginx answers `GET /health` with 200 on `port`. Neither curl nor wget is promised in the
+/// official image; bash is.
+pub fn nginx_health_test(port: u16) -> Vec<String> {
+    vec![
+        "CMD".into(),
+        "bash".into(),
+        "-c".into(),
+        format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]"),
+    ]
+}
+
+/// A Sentinel (or Redis) on `port` answers PONG to the password in the file `secret`: it
+/// requires the password, and redis-cli exits 0 on a NOAUTH answer too, so the answer itself
+/// is what counts.
+pub fn redis_pong_test(port: u16, secret: &str) -> Vec<String> {
+    vec![
+        "CMD-SHELL".into(),
+        format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -qx PONG"),
+    ]
+}
+
+/// Redis on `port` reports one of the `INFO replication` lines `lines` (an extended regular
+/// expression of alternatives, such as `role:master|master_link_status:up`).
+pub fn redis_replication_test(port: u16, secret: &str, lines: &str) -> Vec<String> {
+    vec![
+        "CMD-SHELL".into(),
+        format!(
+            "REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} info replication \
+             | grep -Eq '^({lines})'"
+        ),
+    ]
+}
+
 // ---- HTTP from inside the network (verify's instance checks) ----
 
 /// An HTTP/1.0 GET of each path, in plain bash (`/dev/tcp`): bash is in the nginx, redis and
