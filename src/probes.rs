@@ -257,6 +257,7 @@ pub struct SentinelReplica {
     pub master_host: String,
 }
 
+/// The replicas in `SENTINEL replicas`' answer (an array of field-value arrays).
 pub fn sentinel_replicas(r: &Resp) -> Vec<SentinelReplica> {
     let Resp::Array(Some(replicas)) = r else {
         return vec![];
