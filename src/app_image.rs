@@ -18,13 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::vars::REFERENCE_APP_REPOSITORY;
 use crate::docker::{BuildRequest, DockerClient};
+use crate::labels::{LABEL_APP_BUILDER, LABEL_APP_SOURCE};
 use crate::lock::ProjectLock;
 use crate::ui::Ui;
-
-/// The label that names the source an image was built from: the sha256 of [`source_tar`].
-pub const SOURCE_LABEL: &str = "io.radar-deploy.app.source-sha256";
-/// The label that names the builder image, for people inspecting the image.
-pub const BUILDER_LABEL: &str = "io.radar-deploy.app.builder";
 
 /// How long a run waits for another one that is building the same image (a cold build takes
 /// minutes on a small machine).
@@ -87,13 +83,13 @@ impl std::fmt::Display for Why {
             Why::Missing => write!(f, "it is not on this Docker host"),
             Why::Stale { have: Some(have) } => write!(
                 f,
-                "it was built from another source ({SOURCE_LABEL} {} ≠ this radar-deploy's {})",
+                "it was built from another source ({LABEL_APP_SOURCE} {} ≠ this radar-deploy's {})",
                 short(have),
                 short(source_digest())
             ),
             Why::Stale { have: None } => write!(
                 f,
-                "it has no {SOURCE_LABEL} label (not built by radar-deploy), so its source is unknown"
+                "it has no {LABEL_APP_SOURCE} label (not built by radar-deploy), so its source is unknown"
             ),
         }
     }
@@ -112,7 +108,7 @@ pub fn decide(image: &str, labels: Option<&BTreeMap<String, String>>, digest: &s
     let Some(labels) = labels else {
         return Decision::Build(Why::Missing);
     };
-    match labels.get(SOURCE_LABEL) {
+    match labels.get(LABEL_APP_SOURCE) {
         Some(have) if have == digest => Decision::UpToDate,
         have => Decision::Build(Why::Stale {
             have: have.cloned(),
@@ -182,8 +178,8 @@ pub async fn ensure(
             ("VERSION".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ]),
         labels: BTreeMap::from([
-            (SOURCE_LABEL.to_string(), source_digest().to_string()),
-            (BUILDER_LABEL.to_string(), builder.to_string()),
+            (LABEL_APP_SOURCE.to_string(), source_digest().to_string()),
+            (LABEL_APP_BUILDER.to_string(), builder.to_string()),
         ]),
     };
     let mut last: VecDeque<String> = VecDeque::with_capacity(KEEP_LINES);
@@ -320,7 +316,7 @@ mod tests {
             Decision::Build(Why::Missing)
         );
         assert_eq!(decide("example/app:2", None, "abc"), Decision::NotReference);
-        let built_elsewhere = labels(&[(SOURCE_LABEL, "old")]);
+        let built_elsewhere = labels(&[(LABEL_APP_SOURCE, "old")]);
         assert_eq!(
             decide("example/app:2", Some(&built_elsewhere), "abc"),
             Decision::NotReference
@@ -331,11 +327,11 @@ mod tests {
     fn a_reference_image_from_another_source_or_without_the_label_is_stale() {
         let image = "radar-deploy/radar-app:0.1.0";
         assert_eq!(
-            decide(image, Some(&labels(&[(SOURCE_LABEL, "abc")])), "abc"),
+            decide(image, Some(&labels(&[(LABEL_APP_SOURCE, "abc")])), "abc"),
             Decision::UpToDate
         );
         assert_eq!(
-            decide(image, Some(&labels(&[(SOURCE_LABEL, "old")])), "abc"),
+            decide(image, Some(&labels(&[(LABEL_APP_SOURCE, "old")])), "abc"),
             Decision::Build(Why::Stale {
                 have: Some("old".into())
             })

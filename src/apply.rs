@@ -10,6 +10,7 @@
 //! Every wait has its own deadline (`--timeout`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -17,9 +18,11 @@ use futures_util::future::try_join_all;
 use tokio::sync::watch;
 
 use crate::desired::{Container, Deployment, Role};
-use crate::docker::{self, DockerClient, Readiness};
-use crate::observed::ContainerState;
+use crate::docker::{self, ContainerFacts, DockerClient};
+use crate::observed::{ContainerState, Observed, ObservedContainer};
 use crate::plan::{Action, Plan, Step};
+use crate::probes;
+use crate::readiness::{assess, Probe, Readiness, Verdict, WaitFailure, POLL_INTERVAL};
 use crate::ui::Ui;
 
 /// Log lines shown when a container does not become ready.
@@ -34,13 +37,165 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 /// at most 9 s.
 const REMOVE_GRACE_SECS: u32 = 30;
 
+/// The Docker verbs the single-host executors need: this one, `engine`'s and `scale`'s. Stated
+/// as a trait so their unit tests run them against a fake engine (`fake/host.rs`);
+/// [`DockerClient`] is the real one, below.
+pub trait HostEngine: Sync {
+    /// The daemon's address: the per-project lock is taken per daemon.
+    fn daemon_host(&self) -> &str;
+    /// Whether the daemon runs on this machine, so its published ports are this machine's.
+    fn is_local(&self) -> bool;
+    fn observe(&self, project: &str) -> impl Future<Output = docker::Result<Observed>> + Send;
+    fn list_containers(
+        &self,
+        project: &str,
+    ) -> impl Future<Output = docker::Result<Vec<ObservedContainer>>> + Send;
+    fn container_facts(
+        &self,
+        container: &str,
+    ) -> impl Future<Output = docker::Result<ContainerFacts>> + Send;
+    fn image_exists(&self, image: &str) -> impl Future<Output = docker::Result<bool>> + Send;
+    fn pull(
+        &self,
+        image: &str,
+        progress: impl FnMut(&str, &str, Option<i64>, Option<i64>) + Send,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    fn create_network(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    fn create_volume(
+        &self,
+        project: &str,
+        volume: &str,
+        name: &str,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    /// Creates (does not start) the container for `c` named `name`, known on the network by
+    /// its alias and `extra_aliases`.
+    fn create_container(
+        &self,
+        d: &Deployment,
+        c: &Container,
+        name: &str,
+        extra_aliases: &[String],
+    ) -> impl Future<Output = docker::Result<String>> + Send;
+    fn upload(
+        &self,
+        container: &str,
+        tar: Vec<u8>,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    fn start(&self, container: &str) -> impl Future<Output = docker::Result<()>> + Send;
+    fn stop_and_remove(
+        &self,
+        container: &str,
+        grace_secs: u32,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    fn remove_container(&self, container: &str) -> impl Future<Output = docker::Result<()>> + Send;
+    fn rename(
+        &self,
+        container: &str,
+        new_name: &str,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
+    fn exec(
+        &self,
+        container: &str,
+        cmd: &[String],
+    ) -> impl Future<Output = docker::Result<(i64, String)>> + Send;
+    fn probe(
+        &self,
+        container: &str,
+        readiness: &Readiness,
+    ) -> impl Future<Output = docker::Result<Probe>> + Send;
+    fn tail_logs(
+        &self,
+        container: &str,
+        tail: u32,
+    ) -> impl Future<Output = docker::Result<Vec<String>>> + Send;
+    fn remove_network(&self, name: &str) -> impl Future<Output = docker::Result<()>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = docker::Result<()>> + Send;
+}
+
+impl HostEngine for DockerClient {
+    fn daemon_host(&self) -> &str {
+        &self.endpoint.host
+    }
+    fn is_local(&self) -> bool {
+        self.endpoint.is_local()
+    }
+    async fn observe(&self, project: &str) -> docker::Result<Observed> {
+        DockerClient::observe(self, project).await
+    }
+    async fn list_containers(&self, project: &str) -> docker::Result<Vec<ObservedContainer>> {
+        DockerClient::list_containers(self, project).await
+    }
+    async fn container_facts(&self, container: &str) -> docker::Result<ContainerFacts> {
+        DockerClient::container_facts(self, container).await
+    }
+    async fn image_exists(&self, image: &str) -> docker::Result<bool> {
+        DockerClient::image_exists(self, image).await
+    }
+    async fn pull(
+        &self,
+        image: &str,
+        progress: impl FnMut(&str, &str, Option<i64>, Option<i64>) + Send,
+    ) -> docker::Result<()> {
+        DockerClient::pull(self, image, progress).await
+    }
+    async fn create_network(&self, project: &str, name: &str) -> docker::Result<()> {
+        DockerClient::create_network(self, project, name).await
+    }
+    async fn create_volume(&self, project: &str, volume: &str, name: &str) -> docker::Result<()> {
+        DockerClient::create_volume(self, project, volume, name).await
+    }
+    async fn create_container(
+        &self,
+        d: &Deployment,
+        c: &Container,
+        name: &str,
+        extra_aliases: &[String],
+    ) -> docker::Result<String> {
+        DockerClient::create_container_as(self, d, c, name, extra_aliases).await
+    }
+    async fn upload(&self, container: &str, tar: Vec<u8>) -> docker::Result<()> {
+        DockerClient::upload(self, container, tar).await
+    }
+    async fn start(&self, container: &str) -> docker::Result<()> {
+        DockerClient::start(self, container).await
+    }
+    async fn stop_and_remove(&self, container: &str, grace_secs: u32) -> docker::Result<()> {
+        DockerClient::stop_and_remove(self, container, grace_secs).await
+    }
+    async fn remove_container(&self, container: &str) -> docker::Result<()> {
+        DockerClient::remove_container(self, container).await
+    }
+    async fn rename(&self, container: &str, new_name: &str) -> docker::Result<()> {
+        DockerClient::rename(self, container, new_name).await
+    }
+    async fn exec(&self, container: &str, cmd: &[String]) -> docker::Result<(i64, String)> {
+        DockerClient::exec(self, container, cmd).await
+    }
+    async fn probe(&self, container: &str, readiness: &Readiness) -> docker::Result<Probe> {
+        DockerClient::probe(self, container, readiness).await
+    }
+    async fn tail_logs(&self, container: &str, tail: u32) -> docker::Result<Vec<String>> {
+        DockerClient::tail_logs(self, container, tail).await
+    }
+    async fn remove_network(&self, name: &str) -> docker::Result<()> {
+        DockerClient::remove_network(self, name).await
+    }
+    async fn remove_volume(&self, name: &str) -> docker::Result<()> {
+        DockerClient::remove_volume(self, name).await
+    }
+}
+
 pub struct ApplyOptions {
     /// The deadline of each wait.
     pub timeout: Duration,
 }
 
-pub async fn apply(
-    client: &DockerClient,
+pub async fn apply<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     plan: &Plan,
     opts: &ApplyOptions,
@@ -91,8 +246,8 @@ pub async fn apply(
 /// `health: starting`. All at once, so the cost is at most one healthcheck interval (2 s,
 /// `desired.rs`) after the last start (nginx's); API 1.41 has no `start_interval` to shorten
 /// that first probe.
-async fn docker_verdicts(
-    client: &DockerClient,
+async fn docker_verdicts<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     opts: &ApplyOptions,
     ui: &Ui,
@@ -104,10 +259,7 @@ async fn docker_verdicts(
         .filter(|c| c.healthcheck.is_some())
         .map(|c| async move {
             let name = d.container_name(c);
-            match client
-                .wait_ready(&name, &Readiness::DockerHealthy, t0 + opts.timeout)
-                .await
-            {
+            match wait_ready(client, &name, &Readiness::DockerHealthy, t0 + opts.timeout).await {
                 Ok(()) => Ok(()),
                 Err(failure) => {
                     Err(not_ready_error(client, &name, &c.alias, failure, opts.timeout).await)
@@ -123,8 +275,8 @@ async fn docker_verdicts(
 }
 
 /// One step of the plan's sequence; the next starts only when it is done.
-async fn run_in_sequence(
-    client: &DockerClient,
+async fn run_in_sequence<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     step: &Step,
     opts: &ApplyOptions,
@@ -143,14 +295,13 @@ async fn run_in_sequence(
                 .find(|c| &c.alias == alias)
                 .ok_or_else(|| anyhow!("{alias} is not part of the desired state"))?;
             client
-                .create_container_as(d, c, name, std::slice::from_ref(next_alias))
+                .create_container(d, c, name, std::slice::from_ref(next_alias))
                 .await?;
             upload_files(client, d, c, name).await?;
             client.start(name).await?;
             let t0 = Instant::now();
-            if let Err(failure) = client
-                .wait_ready(name, &Readiness::of(c), t0 + opts.timeout)
-                .await
+            if let Err(failure) =
+                wait_ready(client, name, &Readiness::of(c), t0 + opts.timeout).await
             {
                 let err = not_ready_error(client, name, alias, failure, opts.timeout).await;
                 // Roll back: the replacement never joined the upstream, so removing it
@@ -226,10 +377,10 @@ async fn run_in_sequence(
 
 /// Waits until no nginx worker of a previous config is left: they finish their requests in
 /// flight, then exit. Bounded: past [`DRAIN_TIMEOUT`] nginx has closed what was left anyway.
-async fn drain(client: &DockerClient, nginx: &str, ui: &Ui) -> Result<()> {
+async fn drain<E: HostEngine>(client: &E, nginx: &str, ui: &Ui) -> Result<()> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
-        match client.nginx_workers(nginx).await {
+        match nginx_workers(client, nginx).await {
             Ok(w) if !w.iter().any(|(_, shutting_down)| *shutting_down) => return Ok(()),
             Ok(_) => {}
             Err(e) => {
@@ -254,8 +405,8 @@ async fn drain(client: &DockerClient, nginx: &str, ui: &Ui) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn converge_container(
-    client: &DockerClient,
+async fn converge_container<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     plan: &Plan,
     c: &Container,
@@ -320,10 +471,7 @@ async fn converge_container(
         return Ok(());
     }
     let t0 = Instant::now();
-    if let Err(failure) = client
-        .wait_ready(&name, &Readiness::of(c), t0 + opts.timeout)
-        .await
-    {
+    if let Err(failure) = wait_ready(client, &name, &Readiness::of(c), t0 + opts.timeout).await {
         return Err(not_ready_error(client, &name, &c.alias, failure, opts.timeout).await);
     }
     if action.is_some() {
@@ -347,7 +495,11 @@ async fn converge_container(
 /// can take a second), or is still rolling one back. A never-started container under the name
 /// is such a leftover and is replaced; a removal in progress is waited for; anything else (a
 /// running container) is not ours to touch here and is reported.
-async fn create_over_leftover(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
+async fn create_over_leftover<E: HostEngine>(
+    client: &E,
+    d: &Deployment,
+    c: &Container,
+) -> Result<()> {
     let name = d.container_name(c);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -370,15 +522,15 @@ async fn create_over_leftover(client: &DockerClient, d: &Deployment, c: &Contain
     }
 }
 
-async fn create_with_files(client: &DockerClient, d: &Deployment, c: &Container) -> Result<()> {
+async fn create_with_files<E: HostEngine>(client: &E, d: &Deployment, c: &Container) -> Result<()> {
     let name = d.container_name(c);
-    client.create_container(d, c).await?;
+    client.create_container(d, c, &name, &[]).await?;
     upload_files(client, d, c, &name).await?;
     Ok(())
 }
 
-async fn upload_files(
-    client: &DockerClient,
+async fn upload_files<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     c: &Container,
     name: &str,
@@ -403,8 +555,8 @@ async fn upload_files(
 
 /// Stage the new files next to their targets, have nginx check them, and only then put them
 /// in place and reload: a bad config never replaces the one nginx is serving with.
-async fn reload(
-    client: &DockerClient,
+async fn reload<E: HostEngine>(
+    client: &E,
     d: &Deployment,
     c: &Container,
     name: &str,
@@ -426,10 +578,7 @@ async fn reload(
     for m in c.files.iter().filter(|m| m.reload) {
         let staged = format!("{}.next", m.target);
         let (code, out) = client
-            .exec(
-                name,
-                &["nginx".into(), "-t".into(), "-c".into(), staged.clone()],
-            )
+            .exec(name, &probes::nginx_check_argv(&staged))
             .await?;
         if code != 0 {
             return Err(anyhow!(
@@ -444,10 +593,8 @@ async fn reload(
         .await?;
     // `nginx -s reload` only signals the master: it returns before the new workers run.
     // Whoever comes next (a drain, a stop) needs the old workers told to finish first.
-    let before = client.nginx_workers(name).await;
-    let (code, out) = client
-        .exec(name, &["nginx".into(), "-s".into(), "reload".into()])
-        .await?;
+    let before = nginx_workers(client, name).await;
+    let (code, out) = client.exec(name, &probes::nginx_reload_argv()).await?;
     if code != 0 {
         return Err(anyhow!(
             "{name}: `nginx -s reload` failed (exit {code}):\n{}",
@@ -469,16 +616,30 @@ async fn reload(
     Ok(())
 }
 
+/// nginx's worker processes inside its container, as (pid, shutting down).
+async fn nginx_workers<E: HostEngine>(client: &E, container: &str) -> Result<Vec<(u32, bool)>> {
+    let (code, out) = client
+        .exec(container, &probes::nginx_workers_argv())
+        .await?;
+    if code != 0 {
+        return Err(anyhow!(
+            "container {container}: listing nginx's workers failed (exit {code}): {}",
+            out.trim()
+        ));
+    }
+    Ok(probes::parse_nginx_workers(&out))
+}
+
 /// Until none of the workers that ran before the reload still takes new requests: each is
 /// gone or shutting down (finishing what it has).
-async fn wait_reload_in_effect(
-    client: &DockerClient,
+async fn wait_reload_in_effect<E: HostEngine>(
+    client: &E,
     name: &str,
     before: &[(u32, bool)],
 ) -> Result<()> {
     let deadline = Instant::now() + RELOAD_EFFECT_TIMEOUT;
     loop {
-        let now = client.nginx_workers(name).await?;
+        let now = nginx_workers(client, name).await?;
         let old_still_active = before
             .iter()
             .any(|(pid, was_down)| !was_down && now.iter().any(|(p, down)| p == pid && !down));
@@ -495,11 +656,48 @@ async fn wait_reload_in_effect(
     }
 }
 
-async fn not_ready_error(
-    client: &DockerClient,
+/// The polling loop of every wait: one predicate ([`assess`]), one deadline.
+async fn wait_ready<E: HostEngine>(
+    client: &E,
+    container: &str,
+    readiness: &Readiness,
+    deadline: Instant,
+) -> std::result::Result<(), WaitFailure> {
+    let mut last = Probe::default();
+    loop {
+        match client.probe(container, readiness).await {
+            Ok(p) => {
+                let verdict = assess(readiness, &p);
+                last = p;
+                match verdict {
+                    Verdict::Ready => return Ok(()),
+                    Verdict::Failed(why) => return Err(WaitFailure { why, probe: last }),
+                    Verdict::NotYet => {}
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                return Err(WaitFailure {
+                    why: e.to_string(),
+                    probe: last,
+                })
+            }
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(WaitFailure {
+                why: "did not become ready before the deadline (--timeout)".into(),
+                probe: last,
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+async fn not_ready_error<E: HostEngine>(
+    client: &E,
     name: &str,
     alias: &str,
-    failure: docker::WaitFailure,
+    failure: WaitFailure,
     timeout: Duration,
 ) -> anyhow::Error {
     let logs = client
@@ -545,4 +743,193 @@ fn is_not_found(e: &anyhow::Error) -> bool {
         c.downcast_ref::<docker::DockerError>()
             .is_some_and(docker::DockerError::is_not_found)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::config;
+    use crate::desired;
+    use crate::fake::host::FakeHost;
+    use crate::plan;
+
+    fn ui() -> Ui {
+        Ui::new(true, true, 0)
+    }
+
+    fn deployment(extra: &str) -> Deployment {
+        desired::build(&config(extra, false))
+    }
+
+    fn name(d: &Deployment, alias: &str) -> String {
+        let c = d.containers.iter().find(|c| c.alias == alias);
+        d.container_name(c.unwrap_or_else(|| panic!("no {alias} in the deployment")))
+    }
+
+    /// Plans `d` against what the fake holds and applies it, each wait bounded by `timeout`.
+    async fn converge(fake: &FakeHost, d: &Deployment, timeout: Duration) -> Result<()> {
+        let observed = HostEngine::observe(fake, &d.project).await?;
+        let plan = plan::plan(d, &observed);
+        apply(fake, d, &plan, &ApplyOptions { timeout }, &ui()).await
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_fresh_project_is_created_and_then_needs_nothing() {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        converge(&fake, &d, LONG).await.unwrap();
+        let mut expected: Vec<String> = d.containers.iter().map(|c| d.container_name(c)).collect();
+        expected.sort();
+        assert_eq!(fake.container_names(), expected);
+        for n in &expected {
+            let c = fake.container(n).unwrap();
+            assert_eq!(c.state, ContainerState::Running, "{n}");
+        }
+        assert_eq!(fake.network_names(), vec![d.network.clone()]);
+        assert_eq!(fake.volume_names().len(), d.volumes.len());
+        // What was delivered (secrets, files, the reload marker) is what the plan expects.
+        let again = plan::plan(&d, &HostEngine::observe(&fake, &d.project).await.unwrap());
+        assert!(again.is_empty(), "{again}");
+    }
+
+    #[tokio::test]
+    async fn independent_containers_start_at_once_and_dependents_wait_for_readiness() {
+        let fake = FakeHost::new();
+        let d = deployment("APP_INSTANCES=2");
+        let (postgres, redis) = (name(&d, "postgres"), name(&d, "redis"));
+        let (app1, app2, nginx) = (name(&d, "app-1"), name(&d, "app-2"), name(&d, "nginx"));
+        fake.ready_after(&postgres, Duration::from_millis(400));
+        converge(&fake, &d, LONG).await.unwrap();
+        let at = |c: &str| fake.position(c);
+        // Redis does not wait for PostgreSQL, which is slow to become ready.
+        assert!(at(&format!("start {redis}")) < at(&format!("ready {postgres}")));
+        for app in [&app1, &app2] {
+            let start = at(&format!("start {app}"));
+            assert!(at(&format!("ready {postgres}")) < start, "{app}");
+            assert!(at(&format!("ready {redis}")) < start, "{app}");
+            assert!(
+                at(&format!("ready {app}")) < at(&format!("start {nginx}")),
+                "{app}"
+            );
+        }
+    }
+
+    /// Makes `verb` fail for the container of `alias`, converges, and returns the fake, the
+    /// container's name and the error.
+    async fn failing(verb: &str, alias: &str) -> (FakeHost, Deployment, String, String) {
+        let fake = FakeHost::new();
+        let d = deployment("APP_INSTANCES=2");
+        let container = name(&d, alias);
+        fake.fail(verb, &container);
+        let err = format!("{:#}", converge(&fake, &d, LONG).await.unwrap_err());
+        (fake, d, container, err)
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_names_the_container() {
+        let (_, _, app2, err) = failing("create", "app-2").await;
+        assert!(err.contains(&app2), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_names_the_container_and_nothing_after_it_starts() {
+        let (fake, d, postgres, err) = failing("start", "postgres").await;
+        assert!(err.contains(&postgres), "{err}");
+        let app1 = name(&d, "app-1");
+        assert!(!fake.calls().contains(&format!("start {app1}")));
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_times_out_names_the_container_its_last_probe_and_its_logs() {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        let (app1, nginx) = (name(&d, "app-1"), name(&d, "nginx"));
+        fake.never_ready(&app1);
+        let err = converge(&fake, &d, Duration::from_millis(600))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{app1} (app-1) did not become healthy: did not become ready before the deadline (--timeout)"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("last health probe: exit 1: connection refused"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{app1}: the fake engine's log line")),
+            "{err}"
+        );
+        assert!(!fake.calls().contains(&format!("start {nginx}")));
+    }
+
+    #[tokio::test]
+    async fn an_exited_container_fails_the_wait_at_once() {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        let redis = name(&d, "redis");
+        fake.exits(&redis, 3);
+        let t0 = Instant::now();
+        let err = converge(&fake, &d, LONG).await.unwrap_err().to_string();
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert!(
+            err.starts_with(&format!(
+                "{redis} (redis) did not become healthy: the container exited (code 3)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replacement_that_never_becomes_ready_is_removed_and_the_instance_keeps_serving() {
+        let fake = FakeHost::new();
+        let before = deployment("");
+        converge(&fake, &before, LONG).await.unwrap();
+        let app1 = name(&before, "app-1");
+        let next = format!("{app1}{}", plan::NEXT_SUFFIX);
+        fake.never_ready(&next);
+        let after = deployment("APP_IMAGE=example/app:2");
+        let err = format!(
+            "{:#}",
+            converge(&fake, &after, Duration::from_millis(600))
+                .await
+                .unwrap_err()
+        );
+        assert!(
+            err.starts_with(&format!(
+                "rolling update stopped: the replacement of app-1 did not become healthy; {next} was removed, {app1} keeps serving"
+            )),
+            "{err}"
+        );
+        assert!(fake.container(&next).is_none());
+        let kept = fake.container(&app1).unwrap();
+        assert_eq!(kept.state, ContainerState::Running);
+        assert_ne!(kept.image, "example/app:2");
+    }
+
+    #[tokio::test]
+    async fn a_config_nginx_refuses_is_never_loaded() {
+        let fake = FakeHost::new();
+        let before = deployment("APP_INSTANCES=2");
+        converge(&fake, &before, LONG).await.unwrap();
+        let after = deployment("APP_INSTANCES=3");
+        let nginx_c = after.containers_of(Role::Nginx).next().unwrap();
+        let nginx = after.container_name(nginx_c);
+        let conf = nginx_c.files.iter().find(|m| m.reload).unwrap();
+        let check = probes::nginx_check_argv(&format!("{}.next", conf.target));
+        fake.answer_exec(&check, 1, "nginx: [emerg] unexpected end of file");
+        let err = format!("{:#}", converge(&fake, &after, LONG).await.unwrap_err());
+        assert!(
+            err.contains("was refused by `nginx -t` (exit 1); nginx keeps serving the old one"),
+            "{err}"
+        );
+        assert!(err.contains("[emerg] unexpected end of file"), "{err}");
+        let reload = format!("exec {nginx} {}", probes::nginx_reload_argv().join(" "));
+        assert!(!fake.calls().contains(&reload), "{:#?}", fake.calls());
+    }
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use crate::desired::{Container, Deployment, Role, LABEL_INSTANCE, LABEL_ROLE, SECRETS_DIR};
+use crate::desired::{Container, Deployment, Role, SECRETS_DIR};
+use crate::labels::{LABEL_INSTANCE, LABEL_ROLE};
 
 pub const FILE_NAME: &str = "docker-compose.multi-instance.yml";
 

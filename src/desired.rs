@@ -11,17 +11,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, LbStrategy, Secret, SENTINELS};
+use crate::probes;
 use crate::templates;
 
 /// The Compose profile the HA services belong to.
 pub const HA_PROFILE: &str = "ha";
 /// Where secrets appear inside containers, as with Compose and Swarm secrets.
 pub const SECRETS_DIR: &str = "/run/secrets";
-/// Label keys of the tool's own, next to Compose's.
-pub const LABEL_ROLE: &str = "io.radar-deploy.role";
-pub const LABEL_INSTANCE: &str = "io.radar-deploy.instance";
-pub const LABEL_CONFIG_HASH: &str = "io.radar-deploy.config-hash";
-pub const LABEL_RELOAD_HASH: &str = "io.radar-deploy.reload-hash";
+/// Where the hash of the reloadable files last applied to a running container is kept, so a
+/// reload (which cannot change the container's labels) is remembered by the next `up`.
+pub const RELOAD_MARKER: &str = "/run/radar-deploy/reload-hash";
 
 pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
@@ -303,24 +302,13 @@ pub(crate) const REDIS_LINKED_ONCE: &str =
 pub(crate) fn redis_healthcheck_matching(port: u16, lines: &str) -> Healthcheck {
     let secret = secret_path("redis_password");
     let test = if port == SENTINEL_PORT {
-        // The Sentinels require the password; redis-cli exits 0 on a NOAUTH answer too, so
-        // the answer itself is what counts.
-        vec![
-            "CMD-SHELL".into(),
-            format!("REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} ping | grep -qx PONG"),
-        ]
+        probes::redis_pong_test(port, &secret)
     } else {
         // Ready means: answering, and either the master or a replica whose link to the master
         // is up. A replica that answers PING but has not finished its first sync is not ready
         // (`verify --ha` right after `up` would see its link down). The same test fits either
         // container after a failover, whichever of them is master then.
-        vec![
-            "CMD-SHELL".into(),
-            format!(
-                "REDISCLI_AUTH=\"$(cat {secret})\" redis-cli -p {port} info replication \
-                 | grep -Eq '^({lines})'"
-            ),
-        ]
+        probes::redis_replication_test(port, &secret, lines)
     };
     healthcheck(test, 10 * SECOND_MS)
 }
@@ -657,14 +645,8 @@ fn nginx_container(cfg: &Config) -> Container {
         host: cfg.http_port.get(),
         container: NGINX_PORT,
     }];
-    // Neither curl nor wget is promised in the official image; bash is.
     c.healthcheck = Some(healthcheck(
-        vec![
-            "CMD".into(),
-            "bash".into(),
-            "-c".into(),
-            "exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]".into(),
-        ],
+        probes::nginx_health_test(NGINX_PORT),
         10 * SECOND_MS,
     ));
     c.nano_cpus = 500_000_000;

@@ -9,11 +9,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 
 use crate::app_image;
-use crate::apply::{self, ApplyOptions};
+use crate::apply::{self, ApplyOptions, HostEngine};
 use crate::desired::{Deployment, Role};
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
-use crate::observed::{ContainerState, Observed, ObservedContainer};
+use crate::observed::{ContainerState, ObservedContainer};
 use crate::plan;
 use crate::status::{ContainerStatus, HostStatus, PortStatus};
 use crate::ui::Ui;
@@ -61,7 +61,7 @@ pub async fn up(
                 ui.result(&line);
             }
         }
-        let observed = Observed::snapshot(client, &d.project).await?;
+        let observed = client.observe(&d.project).await?;
         ui.result(&plan::plan(d, &observed).to_string());
         return Ok(UpReport {
             steps: 0,
@@ -74,20 +74,7 @@ pub async fn up(
         if let Some(image) = app_image {
             app_image::ensure(client, image, &opts.app_builder_image, ui).await?;
         }
-        let observed = Observed::snapshot(client, &d.project).await?;
-        let plan = plan::plan(d, &observed);
-        if plan.is_empty() {
-            ui.detail(&plan.to_string());
-        } else {
-            ui.info(plan.to_string().trim_end());
-            preflight_images(client, d, ui).await?;
-            preflight_port(client, d).await?;
-        }
-        let apply_opts = ApplyOptions {
-            timeout: opts.timeout,
-        };
-        apply::apply(client, d, &plan, &apply_opts, ui).await?;
-        Ok::<_, anyhow::Error>(plan.steps.len())
+        converge(client, d, opts.timeout, ui).await
     };
     // Ctrl-C drops whatever is in flight; the lock is released on the way out, and the next
     // `up` plans from what it then finds (created-but-not-started containers are started).
@@ -103,8 +90,29 @@ pub async fn up(
     })
 }
 
+/// Snapshot → plan → preflight → apply: the part of `up` that is not about the app's image.
+/// Returns the number of steps the plan had.
+async fn converge<E: HostEngine>(
+    client: &E,
+    d: &Deployment,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<usize> {
+    let observed = client.observe(&d.project).await?;
+    let plan = plan::plan(d, &observed);
+    if plan.is_empty() {
+        ui.detail(&plan.to_string());
+    } else {
+        ui.info(plan.to_string().trim_end());
+        preflight_images(client, d, ui).await?;
+        preflight_port(client, d).await?;
+    }
+    apply::apply(client, d, &plan, &ApplyOptions { timeout }, ui).await?;
+    Ok(plan.steps.len())
+}
+
 /// Every image present, or pulled now; a failed pull names the image and its variable.
-async fn preflight_images(client: &DockerClient, d: &Deployment, ui: &Ui) -> Result<()> {
+async fn preflight_images<E: HostEngine>(client: &E, d: &Deployment, ui: &Ui) -> Result<()> {
     let mut seen = BTreeSet::new();
     for c in &d.containers {
         if !seen.insert(c.image.as_str()) {
@@ -137,7 +145,7 @@ async fn preflight_images(client: &DockerClient, d: &Deployment, ui: &Ui) -> Res
     Ok(())
 }
 
-async fn pull(client: &DockerClient, image: &str, ui: &Ui) -> Result<()> {
+async fn pull<E: HostEngine>(client: &E, image: &str, ui: &Ui) -> Result<()> {
     if std::io::stderr().is_terminal() && !ui.quiet {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!("pulling {image}"));
@@ -177,8 +185,8 @@ async fn pull(client: &DockerClient, image: &str, ui: &Ui) -> Result<()> {
 /// interrupted `up` the holder may be a container that is created, starting, restarting or being
 /// replaced, which the list call shows without ports, or one that changed state while images
 /// were pulled.
-async fn preflight_port(client: &DockerClient, d: &Deployment) -> Result<()> {
-    if !client.endpoint.is_local() {
+async fn preflight_port<E: HostEngine>(client: &E, d: &Deployment) -> Result<()> {
+    if !client.is_local() {
         return Ok(());
     }
     for port in d.containers.iter().flat_map(|c| c.published.iter()) {
@@ -213,7 +221,7 @@ fn port_taken(port: u16) -> bool {
 
 /// Whether a container of the project, in any state but stopped, is configured to publish
 /// `port`: then it, or its restart, holds the port.
-async fn published_by_project(client: &DockerClient, project: &str, port: u16) -> Result<bool> {
+async fn published_by_project<E: HostEngine>(client: &E, project: &str, port: u16) -> Result<bool> {
     for c in client.list_containers(project).await? {
         if stopped(&c) {
             continue;
@@ -250,14 +258,14 @@ pub struct DownReport {
 }
 
 /// Removes every object labelled with the project, and nothing else.
-pub async fn down(
-    client: &DockerClient,
+pub async fn down<E: HostEngine>(
+    client: &E,
     project: &str,
     volumes: bool,
     ui: &Ui,
 ) -> Result<DownReport> {
-    let _lock = ProjectLock::for_project(&client.endpoint.host, project, ui).await?;
-    let observed = Observed::snapshot(client, project).await?;
+    let _lock = ProjectLock::for_project(client.daemon_host(), project, ui).await?;
+    let observed = client.observe(project).await?;
     // nginx first, so no request reaches an instance that is stopping.
     let (front, rest): (Vec<_>, Vec<_>) = observed
         .containers
@@ -434,5 +442,172 @@ mod tests {
                 "{state:?}"
             );
         }
+    }
+
+    use crate::config::testing::config;
+    use crate::desired;
+    use crate::fake::host::FakeHost;
+
+    fn ui() -> Ui {
+        Ui::new(true, true, 0)
+    }
+
+    fn deployment(extra: &str) -> Deployment {
+        desired::build(&config(extra, false))
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn up_plans_from_the_snapshot_and_a_converged_stack_needs_nothing() {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        let steps = converge(&fake, &d, LONG, &ui()).await.unwrap();
+        assert!(steps > d.containers.len(), "{steps}");
+        let before = fake.calls().len();
+        assert_eq!(converge(&fake, &d, LONG, &ui()).await.unwrap(), 0);
+        let changes: Vec<String> = fake.calls()[before..]
+            .iter()
+            .filter(|c| {
+                ["create", "start", "upload", "stop_and_remove"]
+                    .contains(&c.split(' ').next().unwrap())
+            })
+            .cloned()
+            .collect();
+        assert!(changes.is_empty(), "{changes:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_before_anything_is_created() {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        let image = d
+            .containers_of(Role::Postgres)
+            .next()
+            .unwrap()
+            .image
+            .clone();
+        fake.missing_image(&image);
+        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        let pulled = fake.position(&format!("pull {image}"));
+        assert!(fake.calls()[..pulled]
+            .iter()
+            .all(|c| !c.starts_with("create")));
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_names_the_image_and_its_variable() {
+        let fake = FakeHost::new();
+        let d = deployment("NGINX_IMAGE=example/nginx:none");
+        fake.missing_image("example/nginx:none");
+        fake.fail("pull", "example/nginx:none");
+        let err = converge(&fake, &d, LONG, &ui())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot pull example/nginx:none (set by NGINX_IMAGE)"),
+            "{err}"
+        );
+        assert!(fake.container_names().is_empty());
+    }
+
+    /// A port some other process of this machine listens on.
+    fn taken_port() -> (std::net::TcpListener, u16) {
+        let l = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    #[tokio::test]
+    async fn a_port_taken_by_another_process_stops_up_before_any_change() {
+        let (_listener, port) = taken_port();
+        let fake = FakeHost::local();
+        let d = deployment(&format!("HTTP_PORT={port}"));
+        let err = converge(&fake, &d, LONG, &ui())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "HTTP_PORT={port} is already in use on this machine, by a process that is not one of project reporadar's containers"
+            )),
+            "{err}"
+        );
+        assert!(fake.container_names().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_port_the_projects_own_container_publishes_is_its_own() {
+        let fake = FakeHost::new();
+        let (_listener, port) = taken_port();
+        let d = deployment(&format!("HTTP_PORT={port}"));
+        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        assert!(published_by_project(&fake, "reporadar", port)
+            .await
+            .unwrap());
+        assert!(
+            !published_by_project(&fake, "reporadar", port.wrapping_add(1))
+                .await
+                .unwrap()
+        );
+        assert!(!published_by_project(&fake, "other", port).await.unwrap());
+    }
+
+    /// A project deployed on a fake, then taken down.
+    async fn deployed_then_down(volumes: bool) -> (FakeHost, Deployment, DownReport) {
+        let fake = FakeHost::new();
+        let d = deployment("");
+        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        let report = down(&fake, &d.project, volumes, &ui()).await.unwrap();
+        (fake, d, report)
+    }
+
+    #[tokio::test]
+    async fn down_removes_nginx_first_then_everything_and_keeps_the_data() {
+        let (fake, d, report) = deployed_then_down(false).await;
+        assert_eq!(report.containers, d.containers.len());
+        assert_eq!((report.networks, report.volumes), (1, 0));
+        assert_eq!(report.kept_volumes, d.volumes.len());
+        assert!(fake.container_names().is_empty());
+        assert!(fake.network_names().is_empty());
+        assert_eq!(fake.volume_names().len(), d.volumes.len());
+        let nginx = d.container_name(d.containers_of(Role::Nginx).next().unwrap());
+        let first = fake.position(&format!("stop_and_remove {nginx}"));
+        let removals: Vec<usize> = fake
+            .calls()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.starts_with("stop_and_remove"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(removals.first(), Some(&first));
+    }
+
+    #[tokio::test]
+    async fn down_with_volumes_removes_the_data_too() {
+        let (fake, d, report) = deployed_then_down(true).await;
+        assert_eq!((report.volumes, report.kept_volumes), (d.volumes.len(), 0));
+        assert!(fake.volume_names().is_empty());
+        // A second `down` finds nothing left to remove.
+        let again = down(&fake, &d.project, true, &ui()).await.unwrap();
+        assert_eq!((again.containers, again.networks, again.volumes), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn down_waits_for_the_projects_lock() {
+        let fake = FakeHost::new();
+        let held = ProjectLock::for_project(fake.daemon_host(), "locked-project", &ui())
+            .await
+            .unwrap();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        };
+        let t0 = Instant::now();
+        let ui = ui();
+        let (report, ()) = tokio::join!(down(&fake, "locked-project", false, &ui), release);
+        assert_eq!(report.unwrap().containers, 0);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
     }
 }

@@ -14,10 +14,13 @@
 //! | [`compose`] | the desired state as a Compose file |
 //! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm |
 //! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
-//! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors, readiness as data |
-//! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
+//! | [`labels`] | every label key the tool writes or reads, and who reads it |
+//! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors; verbs only, it runs the commands it is given |
+//! | [`observed`] | types: what Docker reports of a project's labelled containers, networks, volumes (`DockerClient::observe` takes the snapshot) |
+//! | [`probes`] | pure: the commands run inside containers (nginx's workers, verify's HTTP and Sentinel questions, healthcheck tests) and the parsers of their output |
+//! | [`readiness`] | pure: what "ready" means for a container, one look at it, and the predicate that judges the look |
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
-//! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
+//! | [`apply`] | executes a plan: parallel where independent, ordered by readiness; states the Docker verbs it, `engine` and `scale` use ([`apply::HostEngine`]), which a fake engine implements in unit tests |
 //! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
 //! | [`target`] | the target chosen once: `up`/`down`/`scale`/`status`/`logs`/`render` on one host (`engine`, `scale`) or a swarm (`swarm::deploy`) |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
@@ -48,12 +51,17 @@ pub mod drill;
 pub mod endpoint;
 pub mod engine;
 pub mod envfile;
+#[cfg(test)]
+mod fake;
 pub mod fsutil;
 pub mod http;
+pub mod labels;
 pub mod lock;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod probes;
+pub mod readiness;
 pub mod render;
 pub mod scale;
 pub mod status;

@@ -1,12 +1,12 @@
-//! What Docker reports for one project: one snapshot of its labelled containers, networks and
-//! volumes, as plain structs, so planning stays a pure function testable without a daemon.
+//! What Docker reports for one project: its labelled containers, networks and volumes, as
+//! plain structs (types only; `DockerClient::observe` takes the snapshot), so planning stays a
+//! pure function testable without a daemon.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::desired::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
-use crate::docker::{DockerClient, DockerError, RELOAD_MARKER};
+use crate::labels::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -142,30 +142,5 @@ impl Observed {
 
     pub fn has_volume(&self, name: &str) -> bool {
         self.volumes.iter().any(|v| v.name == name)
-    }
-
-    /// One snapshot of the project's objects, found by the project label only.
-    pub async fn snapshot(client: &DockerClient, project: &str) -> Result<Observed, DockerError> {
-        let (containers, networks, volumes) = tokio::try_join!(
-            client.list_containers(project),
-            client.list_networks(project),
-            client.list_volumes(project),
-        )?;
-        let mut containers = containers;
-        // A reload cannot relabel a container, so the applied hash is read back from the
-        // marker the reload wrote (only for running containers that have reloadable files).
-        for c in containers.iter_mut().filter(|c| {
-            c.state == ContainerState::Running && c.labels.contains_key(LABEL_RELOAD_HASH)
-        }) {
-            if let Some(bytes) = client.read_file(&c.id, RELOAD_MARKER).await? {
-                c.applied_reload_hash = Some(String::from_utf8_lossy(&bytes).trim().to_string());
-            }
-        }
-        containers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Observed {
-            containers,
-            networks,
-            volumes,
-        })
     }
 }

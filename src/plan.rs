@@ -547,7 +547,8 @@ impl fmt::Display for Plan {
 mod tests {
     use super::*;
     use crate::config::testing::config;
-    use crate::desired::{self, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
+    use crate::desired;
+    use crate::labels::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE};
     use crate::observed::{ObservedContainer, ObservedNetwork, ObservedVolume};
 
     /// What Docker would report after a successful `up` of `d`.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::apply::{self, ApplyOptions};
+use crate::apply::{self, ApplyOptions, HostEngine};
 use crate::config::{self, Config, Origin, Overrides};
 use crate::desired::{self, Deployment, Role};
 use crate::docker::DockerClient;
@@ -35,6 +35,7 @@ pub struct ScaleOptions {
     pub strict: bool,
 }
 
+#[derive(Debug)]
 pub struct ScaleReport {
     pub project: String,
     pub from: usize,
@@ -78,8 +79,20 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
         ui.warn(&w.to_string());
     }
     let client = &DockerClient::connect(endpoint).await?;
-    let _lock = ProjectLock::for_project(&client.endpoint.host, &opts.project, ui).await?;
-    let observed = Observed::snapshot(client, &opts.project).await?;
+    scale_on(client, opts, cfg, ui, t0).await
+}
+
+/// The operation on a connected engine, the configuration validated: lock, snapshot, plan,
+/// apply, and on failure the rollback of the instances it added.
+async fn scale_on<E: HostEngine>(
+    client: &E,
+    opts: &ScaleOptions,
+    cfg: Config,
+    ui: &Ui,
+    t0: Instant,
+) -> Result<ScaleReport> {
+    let _lock = ProjectLock::for_project(client.daemon_host(), &opts.project, ui).await?;
+    let observed = client.observe(&opts.project).await?;
     ensure_up(&opts.project, &observed)?;
     // The running deployment's HA mode, whether it came from the env file or `up --ha`.
     let ha = crate::status::runs_ha(observed.containers.iter().filter_map(|c| c.role()));
@@ -200,7 +213,7 @@ fn only_scaling(d: &Deployment, plan: &Plan) -> Result<()> {
 
 /// After a failed scale up: the new instances never joined the upstream when nginx was not
 /// reloaded (its reload waits for all of them), so they go, and the deployment is as before.
-async fn roll_back_new_instances(client: &DockerClient, d: &Deployment, plan: &Plan) -> String {
+async fn roll_back_new_instances<E: HostEngine>(client: &E, d: &Deployment, plan: &Plan) -> String {
     let created: Vec<&str> = plan
         .steps
         .iter()
@@ -212,7 +225,7 @@ async fn roll_back_new_instances(client: &DockerClient, d: &Deployment, plan: &P
     if created.is_empty() {
         return "nothing was added".into();
     }
-    let reloaded = match Observed::snapshot(client, &d.project).await {
+    let reloaded = match client.observe(&d.project).await {
         Ok(o) => d.containers_of(Role::Nginx).next().is_some_and(|n| {
             o.container(&d.container_name(n))
                 .and_then(|c| c.reload_hash().map(str::to_string))
@@ -233,4 +246,152 @@ async fn roll_back_new_instances(client: &DockerClient, d: &Deployment, plan: &P
         "the new instances never joined the upstream and were removed ({})",
         removed.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::HostEngine;
+    use crate::config::testing::env_file;
+    use crate::fake::host::FakeHost;
+
+    fn ui() -> Ui {
+        Ui::new(true, true, 0)
+    }
+
+    /// An env file with `instances`, in a directory that lives as long as the value.
+    fn env_with(instances: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env.multi-instance");
+        std::fs::write(&path, env_file(&format!("APP_INSTANCES={instances}\n"))).unwrap();
+        (dir, path)
+    }
+
+    /// A project deployed with `instances` on the fake, and its env file saying so.
+    async fn deployed(fake: &FakeHost, instances: u32) -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = env_with(instances);
+        let opts = options(&path, instances);
+        let d = desired::build(&config(&opts, false).unwrap());
+        let plan = plan::plan(&d, &HostEngine::observe(fake, &d.project).await.unwrap());
+        let apply_opts = ApplyOptions {
+            timeout: Duration::from_secs(30),
+        };
+        apply::apply(fake, &d, &plan, &apply_opts, &ui())
+            .await
+            .unwrap();
+        (dir, path)
+    }
+
+    fn options(env_file: &std::path::Path, instances: u32) -> ScaleOptions {
+        ScaleOptions {
+            env_file: env_file.to_path_buf(),
+            project: "reporadar".into(),
+            instances,
+            timeout: Duration::from_millis(600),
+            strict: false,
+        }
+    }
+
+    async fn scale_fake(fake: &FakeHost, opts: &ScaleOptions) -> Result<ScaleReport> {
+        let cfg = config(opts, false)?;
+        scale_on(fake, opts, cfg, &ui(), Instant::now()).await
+    }
+
+    /// The error of scaling to `instances`, which must fail, in full.
+    async fn scale_error(fake: &FakeHost, env_file: &std::path::Path, instances: u32) -> String {
+        let failed = scale_fake(fake, &options(env_file, instances)).await;
+        format!("{:#}", failed.unwrap_err())
+    }
+
+    fn saved_count(path: &std::path::Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines().filter(|l| l.starts_with("APP_INSTANCES="));
+        lines.next_back().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn scaling_up_adds_the_instance_and_saves_the_count() {
+        let fake = FakeHost::new();
+        let (_dir, path) = deployed(&fake, 2).await;
+        let report = scale_fake(&fake, &options(&path, 3)).await.unwrap();
+        assert_eq!((report.from, report.to), (2, 3));
+        assert_eq!(report.added, vec!["app-3".to_string()]);
+        assert!(report.removed.is_empty());
+        assert_eq!(saved_count(&path), "APP_INSTANCES=3");
+        let app3 = fake.container("reporadar-app-3").unwrap();
+        // nginx is reloaded only once the new instance is ready.
+        assert_eq!(app3.state, ContainerState::Running);
+        let reload = fake.position("exec reporadar-nginx-1 nginx -s reload");
+        assert!(fake.position("ready reporadar-app-3") < reload);
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_that_never_becomes_ready_is_removed_and_the_count_stays() {
+        let fake = FakeHost::new();
+        let (_dir, path) = deployed(&fake, 2).await;
+        fake.never_ready("reporadar-app-3");
+        let err = scale_error(&fake, &path, 3).await;
+        assert!(
+            err.starts_with(
+                "scale to 3 failed; the new instances never joined the upstream and were removed (reporadar-app-3); the env file is unchanged: reporadar-app-3 (app-3) did not become healthy"
+            ),
+            "{err}"
+        );
+        assert!(fake.container("reporadar-app-3").is_none());
+        assert_eq!(saved_count(&path), "APP_INSTANCES=2");
+        assert!(!fake
+            .calls()
+            .contains(&"exec reporadar-nginx-1 nginx -s reload".to_string()));
+        for app in ["reporadar-app-1", "reporadar-app-2"] {
+            assert_eq!(fake.container(app).unwrap().state, ContainerState::Running);
+        }
+    }
+
+    #[tokio::test]
+    async fn scaling_down_takes_the_instance_out_of_nginx_drains_then_removes_it() {
+        let fake = FakeHost::new();
+        let (_dir, path) = deployed(&fake, 3).await;
+        let report = scale_fake(&fake, &options(&path, 2)).await.unwrap();
+        assert_eq!(report.removed, vec!["app-3".to_string()]);
+        assert_eq!(saved_count(&path), "APP_INSTANCES=2");
+        assert!(fake.container("reporadar-app-3").is_none());
+        let reload = fake.position("exec reporadar-nginx-1 nginx -s reload");
+        let removed = fake.position("stop_and_remove reporadar-app-3");
+        // The drain looks at nginx's workers between the reload and the removal.
+        let looked = fake.calls()[reload..removed]
+            .iter()
+            .any(|c| c == "exec reporadar-nginx-1 bash -c …");
+        assert!(looked, "{:#?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn a_project_that_is_not_up_is_not_scaled() {
+        let fake = FakeHost::new();
+        let (_dir, path) = env_with(2);
+        let err = scale_error(&fake, &path, 3).await;
+        assert!(
+            err.starts_with("project reporadar is not up (no running nginx and app instances): it has no containers"),
+            "{err}"
+        );
+        assert_eq!(saved_count(&path), "APP_INSTANCES=2");
+    }
+
+    #[tokio::test]
+    async fn a_change_beyond_the_count_is_left_to_up() {
+        let fake = FakeHost::new();
+        let (_dir, path) = deployed(&fake, 2).await;
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("APP_IMAGE=example/app:2\n");
+        std::fs::write(&path, text).unwrap();
+        let before = fake.calls().len();
+        let err = scale_error(&fake, &path, 3).await;
+        assert!(
+            err.contains("differs from the env file in more than the instance count"),
+            "{err}"
+        );
+        let changed = fake.calls()[before..]
+            .iter()
+            .any(|c| c.starts_with("create") || c.starts_with("stop_and_remove"));
+        assert!(!changed, "{:#?}", fake.calls());
+    }
 }

@@ -57,14 +57,13 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::desired::{Container, Deployment, Healthcheck, Role, LABEL_ROLE};
+use crate::desired::{Container, Deployment, Healthcheck, Role};
+use crate::labels::{placement_label, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_STACK, MANAGED_BY};
 use crate::templates;
 
 pub const STACK_FILE_NAME: &str = "docker-stack.multi-instance.yml";
 /// Where the Swarm variant of nginx.conf is rendered (beside the single-host one).
 pub const NGINX_CONF_PATH: &str = "nginx/nginx.swarm.conf";
-/// The label `docker stack deploy` puts on every object of a stack.
-pub const LABEL_STACK: &str = "com.docker.stack.namespace";
 /// The DNS name Swarm answers with the address of every task of the app service.
 pub const APP_TASKS_HOST: &str = "tasks.app";
 
@@ -148,10 +147,6 @@ impl Stack {
     pub fn placement_label(&self, service: &str) -> String {
         placement_label(&self.project, service)
     }
-}
-
-pub(crate) fn placement_label(project: &str, service: &str) -> String {
-    format!("radar-deploy.{project}.{service}")
 }
 
 fn digest(parts: &[&[u8]]) -> String {
@@ -719,10 +714,7 @@ pub fn files(st: &Stack, env_file: &str) -> Vec<(String, String)> {
 pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_STACK.to_string(), st.project.clone()),
-        (
-            crate::docker::LABEL_MANAGED_BY.to_string(),
-            crate::docker::MANAGED_BY.to_string(),
-        ),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         (LABEL_ROLE.to_string(), s.spec.role.service().to_string()),
     ])
 }

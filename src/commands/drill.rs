@@ -6,9 +6,9 @@ use super::Globals;
 use crate::cli::{self, DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat};
 use crate::config::Overrides;
 use crate::desired::{self, Role};
-use crate::docker::Readiness;
 use crate::drill::{self, report, Kind, Options};
 use crate::outcome::Outcome;
+use crate::readiness::Readiness;
 use crate::target::Target;
 
 pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {

@@ -2,8 +2,9 @@
 //!
 //! [`DockerClient`] speaks in the project's terms: its errors name the container, image,
 //! network or volume involved ([`DockerError`]: 404 → not found, 409 → conflict), its results
-//! are plain structs ([`crate::observed`]), and readiness is data ([`Readiness`]) judged by a
-//! pure predicate ([`assess`]) inside one polling loop ([`DockerClient::wait_ready`]).
+//! are plain structs ([`crate::observed`], a [`Probe`] of one container). Verbs only: it runs
+//! the commands it is given ([`crate::probes`] holds the scripts) and returns what Docker
+//! reports; what that means is decided elsewhere ([`crate::readiness::assess`], the plan).
 
 mod build;
 mod faults;
@@ -14,7 +15,6 @@ mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
@@ -32,28 +32,23 @@ use bollard::query_parameters::{
 use bollard::{body_full, Docker};
 use futures_util::{Stream, StreamExt};
 
-use crate::desired::{Container, Deployment};
+use crate::desired::{Container, Deployment, RELOAD_MARKER};
 use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
-use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork, ObservedVolume};
+use crate::labels::{
+    LABEL_MANAGED_BY, LABEL_NETWORK, LABEL_PROJECT, LABEL_RELOAD_HASH, LABEL_VOLUME, MANAGED_BY,
+};
+use crate::observed::{
+    ContainerState, Health, Observed, ObservedContainer, ObservedNetwork, ObservedVolume,
+};
+use crate::readiness::{Probe, Readiness};
 
 pub use build::BuildRequest;
 pub use faults::ContainerFacts;
-pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
+/// The labels a container is created with, for the fake engine to create it alike.
+#[cfg(test)]
+pub(crate) use spec::labels as container_labels;
+pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar};
 pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
-
-/// The label every object of a project carries; the only filter used to find or delete.
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
-pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
-pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
-pub const LABEL_NETWORK: &str = "com.docker.compose.network";
-pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
-pub const LABEL_MANAGED_BY: &str = "io.radar-deploy.managed-by";
-pub const MANAGED_BY: &str = "radar-deploy";
-
-/// How often a wait looks again: well under Docker's own probe interval, so `up` moves on as
-/// soon as a service answers rather than at the next scheduled healthcheck.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
@@ -136,94 +131,6 @@ impl DockerError {
 }
 
 pub type Result<T> = std::result::Result<T, DockerError>;
-
-/// What "ready" means for a container (DESIGN.md §4: startup is ordered by readiness).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    /// Running and its healthcheck passes. `test` is the healthcheck command, which the wait
-    /// also runs itself (exec) between Docker's probes, so a service that is ready is seen at
-    /// once instead of at Docker's next interval. Without a test, Docker's status decides, and
-    /// a container with no healthcheck at all counts as ready when running.
-    Healthy { test: Option<Vec<String>> },
-    /// Docker's own verdict, and only it: healthy by its healthcheck (or running, without
-    /// one) — what `docker ps` shows and `docker compose up --wait` waits for. Slower than
-    /// [`Readiness::Healthy`] by up to one healthcheck interval, as Docker probes on its own
-    /// schedule.
-    DockerHealthy,
-    /// Running is enough.
-    Running,
-}
-
-impl Readiness {
-    pub fn of(c: &Container) -> Readiness {
-        Readiness::Healthy {
-            test: c.healthcheck.as_ref().map(|h| h.test.clone()),
-        }
-    }
-}
-
-/// One look at a container, as the readiness predicate needs it.
-#[derive(Debug, Clone, Default)]
-pub struct Probe {
-    pub state: ContainerState,
-    pub exit_code: Option<i64>,
-    pub docker_health: Health,
-    /// Output of Docker's last health probe.
-    pub docker_probe_output: Option<String>,
-    /// Exit code and output of our own run of the healthcheck test, when one was run.
-    pub exec: Option<(i64, String)>,
-}
-
-impl Probe {
-    /// The most recent health-probe output, for error reports.
-    pub fn last_output(&self) -> Option<String> {
-        self.exec
-            .as_ref()
-            .map(|(code, out)| format!("exit {code}: {}", out.trim()))
-            .or_else(|| self.docker_probe_output.clone())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Ready,
-    NotYet,
-    /// Will not become ready by waiting longer.
-    Failed(String),
-}
-
-/// The readiness predicate: pure, so its cases are unit-tested.
-pub fn assess(readiness: &Readiness, p: &Probe) -> Verdict {
-    match p.state {
-        ContainerState::Running => {}
-        ContainerState::Exited | ContainerState::Dead => {
-            return Verdict::Failed(format!(
-                "the container exited (code {})",
-                p.exit_code.unwrap_or(-1)
-            ))
-        }
-        _ => return Verdict::NotYet,
-    }
-    match readiness {
-        Readiness::Running => Verdict::Ready,
-        Readiness::DockerHealthy => match p.docker_health {
-            Health::Healthy | Health::None => Verdict::Ready,
-            Health::Unhealthy => Verdict::Failed("Docker reports it unhealthy".into()),
-            Health::Starting => Verdict::NotYet,
-        },
-        Readiness::Healthy { test } => {
-            if p.docker_health == Health::Healthy || matches!(p.exec, Some((0, _))) {
-                Verdict::Ready
-            } else if p.docker_health == Health::Unhealthy {
-                Verdict::Failed("Docker reports it unhealthy".into())
-            } else if test.is_none() && p.docker_health == Health::None {
-                Verdict::Ready
-            } else {
-                Verdict::NotYet
-            }
-        }
-    }
-}
 
 /// Docker's own health verdict, as its inspection reports it.
 fn docker_health(state: &bollard::models::ContainerState) -> Health {
@@ -399,6 +306,31 @@ impl DockerClient {
             .collect())
     }
 
+    /// One snapshot of the project's objects, found by the project label only, containers in
+    /// name order.
+    pub async fn observe(&self, project: &str) -> Result<Observed> {
+        let (mut containers, networks, volumes) = tokio::try_join!(
+            self.list_containers(project),
+            self.list_networks(project),
+            self.list_volumes(project),
+        )?;
+        // A reload cannot relabel a container, so the applied hash is read back from the
+        // marker the reload wrote (only for running containers that have reloadable files).
+        for c in containers.iter_mut().filter(|c| {
+            c.state == ContainerState::Running && c.labels.contains_key(LABEL_RELOAD_HASH)
+        }) {
+            if let Some(bytes) = self.read_file(&c.id, RELOAD_MARKER).await? {
+                c.applied_reload_hash = Some(String::from_utf8_lossy(&bytes).trim().to_string());
+            }
+        }
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Observed {
+            containers,
+            networks,
+            volumes,
+        })
+    }
+
     /// A file's content from inside a container (`None` when it does not exist).
     pub async fn read_file(&self, container: &str, path: &str) -> Result<Option<FileBytes>> {
         let opts = DownloadFromContainerOptionsBuilder::default()
@@ -506,12 +438,6 @@ impl DockerClient {
         Ok(())
     }
 
-    /// Creates (does not start) the container for `c`; returns its id.
-    pub async fn create_container(&self, d: &Deployment, c: &Container) -> Result<String> {
-        self.create_container_as(d, c, &d.container_name(c), &[])
-            .await
-    }
-
     /// Creates the container for `c` under another name and with more network aliases: the
     /// replacement of a running instance, which cannot have its name yet.
     pub async fn create_container_as(
@@ -540,34 +466,6 @@ impl DockerClient {
             .rename_container(container, opts)
             .await
             .map_err(|e| DockerError::from_bollard("container", container, e))
-    }
-
-    /// nginx's worker processes inside its container, as (pid, shutting down): a graceful
-    /// reload starts new workers and tells the old ones to finish their requests and exit,
-    /// which they show in their process title. Read from /proc with bash alone, which the
-    /// official (Debian) nginx image has; no ps needed.
-    pub async fn nginx_workers(&self, container: &str) -> Result<Vec<(u32, bool)>> {
-        const SCRIPT: &str = r#"for d in /proc/[0-9]*; do c=; read -r -d '' c 2>/dev/null < "$d/cmdline"; case "$c" in "nginx: worker process"*) echo "${d#/proc/} $c";; esac; done; true"#;
-        let (code, out) = self
-            .exec(container, &["bash".into(), "-c".into(), SCRIPT.into()])
-            .await?;
-        if code != 0 {
-            return Err(DockerError::Other {
-                kind: "container",
-                name: container.into(),
-                message: format!(
-                    "listing nginx's workers failed (exit {code}): {}",
-                    out.trim()
-                ),
-            });
-        }
-        Ok(out
-            .lines()
-            .filter_map(|l| {
-                let (pid, title) = l.split_once(' ')?;
-                Some((pid.parse().ok()?, title.contains("shutting down")))
-            })
-            .collect())
     }
 
     /// Extracts a tar archive at `/` inside the container (works while it is only created).
@@ -750,52 +648,13 @@ impl DockerClient {
             }),
             exec: None,
         };
-        if let Readiness::Healthy { test: Some(test) } = readiness {
+        if let Some(argv) = readiness.exec_argv() {
             if probe.state == ContainerState::Running && probe.docker_health != Health::Healthy {
-                if let Some(argv) = test_argv(test) {
-                    // A failed exec (the process is restarting) is "not yet", not an error.
-                    probe.exec = self.exec(container, &argv).await.ok();
-                }
+                // A failed exec (the process is restarting) is "not yet", not an error.
+                probe.exec = self.exec(container, &argv).await.ok();
             }
         }
         Ok(probe)
-    }
-
-    /// The polling loop of every wait: one predicate ([`assess`]), one deadline.
-    pub async fn wait_ready(
-        &self,
-        container: &str,
-        readiness: &Readiness,
-        deadline: Instant,
-    ) -> std::result::Result<(), WaitFailure> {
-        let mut last = Probe::default();
-        loop {
-            match self.probe(container, readiness).await {
-                Ok(p) => {
-                    let verdict = assess(readiness, &p);
-                    last = p;
-                    match verdict {
-                        Verdict::Ready => return Ok(()),
-                        Verdict::Failed(why) => return Err(WaitFailure { why, probe: last }),
-                        Verdict::NotYet => {}
-                    }
-                }
-                Err(e) if e.is_not_found() => {
-                    return Err(WaitFailure {
-                        why: e.to_string(),
-                        probe: last,
-                    })
-                }
-                Err(_) => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(WaitFailure {
-                    why: "did not become ready before the deadline (--timeout)".into(),
-                    probe: last,
-                });
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
     }
 
     /// The last `tail` lines of a container's log.
@@ -858,24 +717,6 @@ impl DockerClient {
             }) => Ok(()),
             Err(e) => Err(DockerError::from_bollard("container", container, e)),
         }
-    }
-}
-
-/// Why a wait failed, with the last probe for the report.
-#[derive(Debug)]
-pub struct WaitFailure {
-    pub why: String,
-    pub probe: Probe,
-}
-
-/// The healthcheck test as an argv for exec: `CMD` runs as is, `CMD-SHELL` through `/bin/sh`.
-fn test_argv(test: &[String]) -> Option<Vec<String>> {
-    match test.split_first() {
-        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-        Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
-            Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
-        }
-        _ => None,
     }
 }
 
@@ -1101,88 +942,4 @@ fn log_lines(
             }
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn running(health: Health) -> Probe {
-        Probe {
-            state: ContainerState::Running,
-            docker_health: health,
-            ..Default::default()
-        }
-    }
-
-    fn healthy_with_test() -> Readiness {
-        Readiness::Healthy {
-            test: Some(vec!["CMD".into(), "true".into()]),
-        }
-    }
-
-    #[test]
-    fn healthy_by_docker_or_by_our_own_probe() {
-        assert_eq!(
-            assess(&healthy_with_test(), &running(Health::Healthy)),
-            Verdict::Ready
-        );
-        let mut p = running(Health::Starting);
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
-        p.exec = Some((1, "no".into()));
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::NotYet);
-        p.exec = Some((0, "ok".into()));
-        assert_eq!(assess(&healthy_with_test(), &p), Verdict::Ready);
-    }
-
-    #[test]
-    fn exited_or_unhealthy_fails_at_once() {
-        let p = Probe {
-            state: ContainerState::Exited,
-            exit_code: Some(3),
-            ..Default::default()
-        };
-        assert!(matches!(
-            assess(&healthy_with_test(), &p),
-            Verdict::Failed(_)
-        ));
-        assert!(matches!(
-            assess(&healthy_with_test(), &running(Health::Unhealthy)),
-            Verdict::Failed(_)
-        ));
-    }
-
-    #[test]
-    fn no_healthcheck_means_running_is_ready() {
-        let r = Readiness::Healthy { test: None };
-        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
-        assert_eq!(assess(&r, &running(Health::Starting)), Verdict::NotYet);
-        let created = Probe::default();
-        assert_eq!(assess(&Readiness::Running, &created), Verdict::NotYet);
-    }
-
-    #[test]
-    fn docker_s_verdict_is_docker_s_alone() {
-        let r = Readiness::DockerHealthy;
-        let mut p = running(Health::Starting);
-        // Our own run of the test passing is not Docker's verdict.
-        p.exec = Some((0, "ok".into()));
-        assert_eq!(assess(&r, &p), Verdict::NotYet);
-        assert_eq!(assess(&r, &running(Health::Healthy)), Verdict::Ready);
-        assert_eq!(assess(&r, &running(Health::None)), Verdict::Ready);
-        assert!(matches!(
-            assess(&r, &running(Health::Unhealthy)),
-            Verdict::Failed(_)
-        ));
-        assert_eq!(assess(&r, &Probe::default()), Verdict::NotYet);
-    }
-
-    #[test]
-    fn shell_tests_run_through_sh() {
-        assert_eq!(
-            test_argv(&["CMD-SHELL".into(), "pg_isready".into()]),
-            Some(vec!["/bin/sh".into(), "-c".into(), "pg_isready".into()])
-        );
-        assert_eq!(test_argv(&["NONE".into()]), None);
-    }
 }

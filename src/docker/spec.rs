@@ -8,19 +8,13 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::{
-    LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, MANAGED_BY,
-};
-use crate::desired::{
-    Container, Deployment, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RELOAD_HASH, LABEL_ROLE,
-    SECRETS_DIR,
+use crate::desired::{Container, Deployment, RELOAD_MARKER, SECRETS_DIR};
+use crate::labels::{
+    LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT,
+    LABEL_RELOAD_HASH, LABEL_ROLE, LABEL_SERVICE, MANAGED_BY,
 };
 
 const MS_TO_NS: i64 = 1_000_000;
-
-/// Where the hash of the reloadable files last applied to a running container is kept, so a
-/// reload (which cannot change the container's labels) is remembered by the next `up`.
-pub const RELOAD_MARKER: &str = "/run/radar-deploy/reload-hash";
 
 pub fn labels(d: &Deployment, c: &Container) -> HashMap<String, String> {
     let mut l = HashMap::from([

@@ -26,8 +26,8 @@ use bollard::query_parameters::{
 use sha2::{Digest, Sha256};
 
 use super::{DockerClient, DockerError, Result};
-use crate::desired::LABEL_CONFIG_HASH;
-use crate::swarm::{self, Stack, UpdateOrder, LABEL_STACK};
+use crate::labels::{LABEL_CONFIG_HASH, LABEL_MANAGED_BY, LABEL_STACK, MANAGED_BY};
+use crate::swarm::{self, Stack, UpdateOrder};
 
 const NS: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
@@ -496,7 +496,7 @@ impl DockerClient {
             attachable: Some(true),
             labels: Some(HashMap::from([
                 (LABEL_STACK.into(), project.into()),
-                (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
+                (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
             ])),
             ..Default::default()
         };
@@ -545,7 +545,7 @@ impl DockerClient {
     ) -> Result<HashMap<String, String>> {
         let labels = HashMap::from([
             (LABEL_STACK.to_string(), st.project.clone()),
-            (super::LABEL_MANAGED_BY.into(), super::MANAGED_BY.into()),
+            (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
         ]);
         let mut ids = HashMap::new();
         let existing = self.stack_objects(&st.project).await?;
@@ -978,8 +978,8 @@ impl DockerClient {
             entrypoint: Some(vec!["sleep".into()]),
             cmd: Some(vec!["120".into()]),
             labels: Some(HashMap::from([(
-                super::LABEL_MANAGED_BY.into(),
-                super::MANAGED_BY.into(),
+                LABEL_MANAGED_BY.into(),
+                MANAGED_BY.into(),
             )])),
             host_config: Some(HostConfig {
                 network_mode: Some(network.into()),

@@ -19,8 +19,9 @@ use serde::Serialize;
 use super::stats::{self, secs, Verdict};
 use super::{assemble, stop_load, stop_waiting, Event, Measured, Options, Recovery, Report};
 use crate::desired::Role;
-use crate::docker::{assess, ContainerFacts, DockerClient, Readiness, Verdict as Ready};
+use crate::docker::{ContainerFacts, DockerClient};
 use crate::observed::{Health, ObservedContainer};
+use crate::readiness::{assess, Readiness, Verdict as Ready};
 
 /// Default budget from the fault until `verify` passes again. Measured on the test daemon
 /// (2 shared cores, a 2-instance stack, 10 runs): 7.2-10.4 s, once 35.0 s (verify failing for

@@ -334,7 +334,7 @@ mod tests {
     fn full_health_names_what_is_not_running_or_not_healthy() {
         let c = |role: &str, state, health| {
             let mut labels = std::collections::BTreeMap::new();
-            labels.insert(crate::desired::LABEL_ROLE.to_string(), role.to_string());
+            labels.insert(crate::labels::LABEL_ROLE.to_string(), role.to_string());
             ObservedContainer {
                 id: "x".into(),
                 name: role.into(),

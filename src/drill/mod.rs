@@ -46,9 +46,10 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::desired::Role;
-use crate::docker::{DockerClient, Readiness};
+use crate::docker::DockerClient;
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
+use crate::readiness::Readiness;
 use crate::target::Target;
 use load::{LoadOptions, LoadResult};
 use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};

@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use super::{Service, Stack};
 use crate::app_image;
 use crate::desired::Role;
-use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
+use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership};
 use crate::lock::ProjectLock;
+use crate::readiness::POLL_INTERVAL;
 use crate::status::{ServiceStatus, SwarmStatus};
 use crate::ui::Ui;
 
@@ -519,7 +520,7 @@ pub async fn down(
             // other nodes cannot be reached from this daemon: their labels stay (a later `up`
             // puts the services back on their data) and the report names them.
             if volumes {
-                let prefix = super::placement_label(project, "");
+                let prefix = crate::labels::placement_label(project, "");
                 let (removed, elsewhere) = docker.remove_node_labels(&node, &prefix).await?;
                 r.node_labels = removed;
                 r.elsewhere = elsewhere

@@ -6,26 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Check, Status};
-
-/// A raw HTTP response as read through `bash /dev/tcp` inside a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawResponse {
-    pub status: u16,
-    pub body: String,
-}
-
-/// Parses `HTTP/1.1 200 OK\r\nHeader: v\r\n\r\nbody`.
-pub fn parse_raw_http(text: &str) -> Option<RawResponse> {
-    let start = text.find("HTTP/")?;
-    let text = &text[start..];
-    let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .or_else(|| text.split_once("\n\n"))
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some(RawResponse { status, body })
-}
+use crate::probes::SentinelReplica;
 
 /// A short, single-line excerpt of a body for evidence.
 pub fn excerpt(body: &str) -> String {
@@ -266,81 +247,6 @@ pub fn check(group: &'static str, name: String, (status, detail): (Status, Strin
     }
 }
 
-/// A Redis protocol (RESP2) value, as a Sentinel answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resp {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<String>),
-    Array(Option<Vec<Resp>>),
-}
-
-impl Resp {
-    /// The value as one line of text, for a report.
-    pub fn text(&self) -> String {
-        match self {
-            Resp::Simple(s) | Resp::Error(s) | Resp::Bulk(Some(s)) => s.clone(),
-            Resp::Int(n) => n.to_string(),
-            Resp::Bulk(None) | Resp::Array(None) => "(nil)".into(),
-            Resp::Array(Some(items)) => items.iter().map(Resp::text).collect::<Vec<_>>().join(" "),
-        }
-    }
-}
-
-/// The values in a Sentinel's answer, in order. Line-based: a bulk string is taken to be one
-/// line, which holds for everything a Sentinel says about masters and replicas. Stops at the
-/// first line that is not RESP (a truncated or foreign answer).
-pub fn parse_resp(text: &str) -> Vec<Resp> {
-    let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
-    std::iter::from_fn(|| resp_value(&mut lines, 0)).collect()
-}
-
-fn resp_value<'a>(lines: &mut impl Iterator<Item = &'a str>, depth: usize) -> Option<Resp> {
-    let line = lines.next()?;
-    let (kind, rest) = line.split_at_checked(1)?;
-    Some(match kind {
-        "+" => Resp::Simple(rest.to_string()),
-        "-" => Resp::Error(rest.to_string()),
-        ":" => Resp::Int(rest.parse().ok()?),
-        "$" => match rest.parse::<i64>().ok()? {
-            n if n < 0 => Resp::Bulk(None),
-            _ => Resp::Bulk(Some(lines.next()?.to_string())),
-        },
-        // Depth-bounded: a hostile or broken answer cannot recurse without end.
-        "*" if depth < 4 => match rest.parse::<i64>().ok()? {
-            n if n < 0 => Resp::Array(None),
-            n => Resp::Array(Some(
-                (0..n)
-                    .map(|_| resp_value(lines, depth + 1))
-                    .collect::<Option<Vec<_>>>()?,
-            )),
-        },
-        _ => return None,
-    })
-}
-
-/// `SENTINEL get-master-addr-by-name`'s answer as `host:port`.
-pub fn master_addr(r: &Resp) -> Option<String> {
-    match r {
-        Resp::Array(Some(v)) => match v.as_slice() {
-            [Resp::Bulk(Some(host)), Resp::Bulk(Some(port))] => Some(format!("{host}:{port}")),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// One replica as a Sentinel sees it (`SENTINEL replicas`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelReplica {
-    pub host: String,
-    pub flags: String,
-    /// `ok` or `err`: the replica's own `master_link_status`, as last read by the Sentinel.
-    pub link: String,
-    pub master_host: String,
-}
-
 /// The Sentinels (by label) whose replica list lacks `replica` (its announced name).
 pub fn sentinels_unaware_of<'a>(
     views: &[(&'a str, &[SentinelReplica])],
@@ -350,33 +256,6 @@ pub fn sentinels_unaware_of<'a>(
         .iter()
         .filter(|(_, replicas)| !replicas.iter().any(|r| r.host == replica))
         .map(|(label, _)| *label)
-        .collect()
-}
-
-pub fn sentinel_replicas(r: &Resp) -> Vec<SentinelReplica> {
-    let Resp::Array(Some(replicas)) = r else {
-        return vec![];
-    };
-    replicas
-        .iter()
-        .filter_map(|fields| {
-            let Resp::Array(Some(kv)) = fields else {
-                return None;
-            };
-            let get = |key: &str| {
-                kv.chunks(2)
-                    .find(|p| p.first().map(Resp::text).as_deref() == Some(key))
-                    .and_then(|p| p.get(1))
-                    .map(Resp::text)
-                    .unwrap_or_default()
-            };
-            Some(SentinelReplica {
-                host: get("ip"),
-                flags: get("flags"),
-                link: get("master-link-status"),
-                master_host: get("master-host"),
-            })
-        })
         .collect()
 }
 
@@ -411,14 +290,6 @@ mod tests {
             views,
             instance_id: inst.into(),
         }
-    }
-
-    #[test]
-    fn raw_http_is_parsed() {
-        let r = parse_raw_http("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n{\"redis\":\"down\"}").unwrap();
-        assert_eq!(r.status, 503);
-        assert_eq!(r.body, "{\"redis\":\"down\"}");
-        assert_eq!(parse_raw_http("bash: connect: Connection refused"), None);
     }
 
     #[test]
@@ -577,38 +448,5 @@ mod tests {
     fn an_unexpected_instance_fails() {
         let d = dist(&[("app-1", 10), ("app-2", 10), ("stranger", 10)], 0);
         assert_eq!(judge(&d, &ids(2)).0, Status::Fail);
-    }
-
-    /// What a Sentinel answers to the three questions `verify` asks, then to the end marker.
-    const SENTINEL_ANSWER: &str = "*2\r\n$13\r\nredis-replica\r\n$4\r\n6379\r\n\
-+OK 3 usable Sentinels. Quorum and failover authorization can be reached\r\n\
-*1\r\n*6\r\n$2\r\nip\r\n$5\r\nredis\r\n$5\r\nflags\r\n$5\r\nslave\r\n\
-$18\r\nmaster-link-status\r\n$2\r\nok\r\n$16\r\nradar-deploy-end\r\n";
-
-    #[test]
-    fn sentinel_answers_parse_in_order() {
-        let v = parse_resp(SENTINEL_ANSWER);
-        assert_eq!(v.len(), 4);
-        assert_eq!(master_addr(&v[0]).as_deref(), Some("redis-replica:6379"));
-        assert!(matches!(&v[1], Resp::Simple(t) if t.starts_with("OK 3 usable")));
-        let r = sentinel_replicas(&v[2]);
-        assert_eq!(r.len(), 1);
-        assert_eq!((r[0].host.as_str(), r[0].link.as_str()), ("redis", "ok"));
-        assert_eq!(r[0].flags, "slave");
-    }
-
-    #[test]
-    fn resp_errors_nils_and_garbage() {
-        let v = parse_resp("-NOQUORUM 1 usable Sentinels\r\n*-1\r\n$-1\r\n");
-        assert_eq!(v[0], Resp::Error("NOQUORUM 1 usable Sentinels".into()));
-        assert_eq!(master_addr(&v[1]), None);
-        assert_eq!(v[2], Resp::Bulk(None));
-        // Not RESP at all (bash could not connect): nothing, and no panic.
-        assert!(parse_resp("bash: connect: Connection refused\n").is_empty());
-        assert!(parse_resp("*3\r\n$1\r\n").is_empty());
-        assert!(parse_resp("*99999999999999999999\r\n").is_empty());
-        let deep = "*1\r\n".repeat(10);
-        assert!(parse_resp(&deep).is_empty());
-        assert!(parse_resp("").is_empty());
     }
 }

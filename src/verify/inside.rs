@@ -9,49 +9,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::evaluate::{self, parse_raw_http, InstanceHealth};
+use super::evaluate::{self, InstanceHealth};
 use super::topology::{Member, Topology};
 use super::{
     Check, Options, Status, GROUP_HA, GROUP_HEALTH, GROUP_INSTANCES, GROUP_LIVENESS,
     GROUP_READINESS,
 };
 use crate::docker::DockerClient;
-
-/// An HTTP/1.0 GET of each path, in plain bash (`/dev/tcp`): bash is in the nginx, redis and
-/// postgres images, curl and wget are not promised. Arguments are passed positionally, never
-/// spliced into the script.
-const HTTP_SCRIPT: &str = r#"host=$1; port=$2; shift 2
-for path in "$@"; do
-  printf '@@radar-deploy %s\n' "$path"
-  if exec 3<>"/dev/tcp/$host/$port"; then
-    printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$path" "$host" >&3
-    while IFS= read -r -t 3 line || [ -n "$line" ]; do printf '%s\n' "$line"; line=; done <&3
-    exec 3<&-
-  fi
-done"#;
-
-/// Three questions to a Sentinel in its own protocol, then a PING whose echo marks the end of
-/// the answers: a Sentinel knows no QUIT, so without the marker the read would wait for its
-/// timeout. The Sentinels require Redis's password: the first command is AUTH with the secret
-/// file of the container asked from, when it has one (sent as a RESP array, so any byte of the
-/// password is safe; it never leaves that container), else a PING, so that the answers of the
-/// three questions are always the 2nd to 4th. The master name is an argument, never spliced in.
-const SENTINEL_SCRIPT: &str = r#"LC_ALL=C; host=$1; port=$2; name=$3; pw=
-[ -r /run/secrets/redis_password ] && pw=$(cat /run/secrets/redis_password)
-exec 3<>"/dev/tcp/$host/$port" || exit 1
-if [ -n "$pw" ]; then
-  printf '*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n' "${#pw}" "$pw" >&3
-else
-  printf 'PING radar-deploy-no-password\r\n' >&3
-fi
-printf 'SENTINEL get-master-addr-by-name %s\r\nSENTINEL ckquorum %s\r\nSENTINEL replicas %s\r\nPING radar-deploy-end\r\n' "$name" "$name" "$name" >&3
-while IFS= read -r -t 3 line || [ -n "$line" ]; do
-  printf '%s\n' "$line"
-  [ "$line" = $'radar-deploy-end\r' ] && break
-  line=
-done <&3"#;
+use crate::probes::{self, parse_raw_http, split_sections, Resp, SentinelReplica};
 
 const EXEC_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The port a Sentinel is asked on.
+const SENTINEL_PORT: u16 = 26379;
 
 const PATHS: [(&str, &str, &str); 3] = [
     ("/health", GROUP_HEALTH, "healthy"),
@@ -146,16 +116,9 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             Ok(h) => h,
             Err(why) => return (app, Err(why.clone()), started.elapsed()),
         };
-        let mut cmd = vec![
-            "bash".to_string(),
-            "-c".to_string(),
-            HTTP_SCRIPT.to_string(),
-            "radar-deploy-verify".to_string(),
-            app.address.clone(),
-            opts.app_port.to_string(),
-        ];
-        cmd.extend(PATHS.iter().map(|(p, _, _)| p.to_string()));
-        cmd.push("/health/backend".into());
+        let mut paths: Vec<&str> = PATHS.iter().map(|(p, _, _)| *p).collect();
+        paths.push("/health/backend");
+        let cmd = probes::http_get_argv(&app.address, opts.app_port, &paths);
         let out = exec(docker, helper, cmd).await;
         (app, out.map(|(_, text)| text), started.elapsed())
     });
@@ -267,17 +230,6 @@ fn presence_check(opts: &Options, apps: &[Member], ids: &[String]) -> Check {
     }
 }
 
-/// Splits the script's output into (path, raw response or error text).
-fn split_sections(text: &str) -> Vec<(String, String)> {
-    text.split("@@radar-deploy ")
-        .filter(|s| !s.trim().is_empty())
-        .filter_map(|s| {
-            let (path, rest) = s.split_once('\n')?;
-            Some((path.trim().to_string(), rest.to_string()))
-        })
-        .collect()
-}
-
 /// One Sentinel's answers, asked over its own protocol from the helper container (so it
 /// works wherever the Sentinel runs, also on another swarm node).
 #[derive(Debug, Default)]
@@ -286,7 +238,7 @@ struct SentinelView {
     master: Option<String>,
     /// `ckquorum`'s answer: Ok(text) or Err(text).
     quorum: Option<Result<String, String>>,
-    replicas: Vec<evaluate::SentinelReplica>,
+    replicas: Vec<SentinelReplica>,
     /// Why it could not be asked.
     error: Option<String>,
 }
@@ -297,24 +249,16 @@ async fn ask_sentinel(
     s: &Member,
     master: &str,
 ) -> SentinelView {
-    let cmd = vec![
-        "bash".to_string(),
-        "-c".to_string(),
-        SENTINEL_SCRIPT.to_string(),
-        "radar-deploy-verify".to_string(),
-        s.address.clone(),
-        "26379".to_string(),
-        master.to_string(),
-    ];
+    let cmd = probes::sentinel_argv(&s.address, SENTINEL_PORT, master);
     match exec(docker, helper, cmd).await {
         Err(e) => SentinelView {
             error: Some(e),
             ..SentinelView::default()
         },
         Ok((_, text)) => {
-            let mut answers = evaluate::parse_resp(&text);
+            let mut answers = probes::parse_resp(&text);
             // The AUTH (or PING) answer first; a refused password fails every question after it.
-            if let Some(evaluate::Resp::Error(e)) = answers.first() {
+            if let Some(Resp::Error(e)) = answers.first() {
                 return SentinelView {
                     error: Some(format!(
                         "{}:26379 refused the password in {helper}: {e}",
@@ -323,7 +267,7 @@ async fn ask_sentinel(
                     ..SentinelView::default()
                 };
             }
-            if let Some(evaluate::Resp::Error(e)) = answers.get(1).filter(|_| answers.len() > 1) {
+            if let Some(Resp::Error(e)) = answers.get(1).filter(|_| answers.len() > 1) {
                 if e.starts_with("NOAUTH") {
                     return SentinelView {
                         error: Some(format!(
@@ -349,12 +293,12 @@ async fn ask_sentinel(
                 };
             }
             SentinelView {
-                master: evaluate::master_addr(&answers[0]),
+                master: probes::master_addr(&answers[0]),
                 quorum: Some(match &answers[1] {
-                    evaluate::Resp::Simple(t) => Ok(t.clone()),
+                    Resp::Simple(t) => Ok(t.clone()),
                     other => Err(other.text()),
                 }),
-                replicas: evaluate::sentinel_replicas(&answers[2]),
+                replicas: probes::sentinel_replicas(&answers[2]),
                 error: None,
             }
         }
@@ -511,7 +455,7 @@ pub async fn ha_checks(opts: &Options, evidence: Evidence<'_>) -> Vec<Check> {
         (None, None) => failed(GROUP_HA, names[2].into(), "no Sentinel is running".into()),
     });
 
-    let sentinel_views: Vec<(&str, &[evaluate::SentinelReplica])> = views
+    let sentinel_views: Vec<(&str, &[SentinelReplica])> = views
         .iter()
         .filter(|(_, v)| v.error.is_none())
         .map(|(s, v)| (s.label(), v.replicas.as_slice()))
@@ -536,7 +480,7 @@ async fn replica_check(
     docker: &DockerClient,
     nodes: &[Member],
     master_host: Option<&str>,
-    sentinel_views: &[(&str, &[evaluate::SentinelReplica])],
+    sentinel_views: &[(&str, &[SentinelReplica])],
     name: &str,
 ) -> Check {
     let sentinel_view = sentinel_views.first().copied();
@@ -552,26 +496,15 @@ async fn replica_check(
         return failed(GROUP_HA, name.into(), why.clone());
     }
     let (role, link, of, source) = match &replica.container {
-        Some(container) => {
-            let script =
-                "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
-            let cmd = vec!["bash".into(), "-c".into(), script.into()];
-            match exec(docker, container, cmd).await {
-                Err(e) => return failed(GROUP_HA, name.into(), e),
-                Ok((_, text)) => {
-                    let field = |k: &str| {
-                        text.lines()
-                            .find_map(|l| l.trim().strip_prefix(k).map(str::to_string))
-                    };
-                    (
-                        field("role:"),
-                        field("master_link_status:"),
-                        field("master_host:").unwrap_or_default(),
-                        String::new(),
-                    )
-                }
-            }
-        }
+        Some(container) => match exec(docker, container, probes::redis_replication_argv()).await {
+            Err(e) => return failed(GROUP_HA, name.into(), e),
+            Ok((_, text)) => (
+                probes::info_field(&text, "role"),
+                probes::info_field(&text, "master_link_status"),
+                probes::info_field(&text, "master_host").unwrap_or_default(),
+                String::new(),
+            ),
+        },
         None => {
             let Some((sentinel, replicas)) = sentinel_view else {
                 return failed(
@@ -639,20 +572,5 @@ async fn replica_check(
                 link.as_deref().unwrap_or("absent")
             ),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn script_output_splits_per_path() {
-        let out = "@@radar-deploy /health\nHTTP/1.1 200 OK\r\n\r\nok\n@@radar-deploy /health/ready\nbash: connect: Connection refused\n";
-        let s = split_sections(out);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].0, "/health");
-        assert_eq!(parse_raw_http(&s[0].1).unwrap().status, 200);
-        assert!(s[1].1.contains("Connection refused"));
     }
 }

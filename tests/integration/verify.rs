@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{free_port, text};
+use radar_deploy::probes;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
@@ -109,7 +110,11 @@ impl Stack {
         let nginx = self.container("nginx");
         let workers: Vec<u32> = common::block_on(async {
             let d = common::connect_local().await.expect("Docker reachable");
-            d.nginx_workers(&nginx).await.expect("nginx's workers")
+            let (_, out) = d
+                .exec(&nginx, &probes::nginx_workers_argv())
+                .await
+                .expect("nginx's workers");
+            probes::parse_nginx_workers(&out)
         })
         .into_iter()
         .map(|(pid, _)| pid)
