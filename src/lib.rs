@@ -12,7 +12,7 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
-//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm, `swarm::verify` finds the tasks `verify` checks |
+//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`), the swarm's observed snapshot, the plan `up --target swarm` applies, convergence; `swarm::verify` finds the tasks `verify` checks |
 //! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
 //! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors, readiness as data |
 //! | [`observed`] | one snapshot of the project's labelled containers, networks, volumes |
@@ -20,6 +20,7 @@
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness |
 //! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
+//! | [`swarm_engine`] | the `up`/`scale`/`down`/`status`/`logs` operations on a swarm: observe, plan (`swarm::plan`), apply with no decisions, wait for convergence |
 //! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
 //! | [`lock`] | per-project OS file lock, freed when its process dies (a second run waits, then names the holder) |
 //! | [`render`] | the `render` operation: write those files, all or none |
@@ -55,9 +56,13 @@ pub mod plan;
 pub mod render;
 pub mod scale;
 pub mod swarm;
+pub mod swarm_engine;
 pub mod templates;
 pub mod ui;
 pub mod verify;
+
+#[cfg(test)]
+mod fake;
 
 use anyhow::Result;
 

@@ -727,8 +727,14 @@ pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
     ])
 }
 
-pub mod deploy;
+pub mod convergence;
+pub mod observed;
+pub mod plan;
 pub mod verify;
+
+pub use convergence::{convergence, Convergence};
+pub use observed::{ObservedService, ObservedTask, SwarmMembership, SwarmObserved};
+pub use plan::{plan, plan_scale, SwarmPlan};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use crate::outcome::Outcome;
 pub async fn run(g: &Globals, args: DownArgs) -> Result<Outcome> {
     let DownArgs { target, volumes } = args;
     if target == Target::Swarm {
-        let r = crate::swarm::deploy::down(
+        let r = crate::swarm_engine::down(
             &g.docker().await?,
             &g.project,
             volumes,

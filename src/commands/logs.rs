@@ -18,8 +18,7 @@ pub async fn run(g: &Globals, args: LogsArgs) -> Result<Outcome> {
             engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
         }
         Target::Swarm => {
-            crate::swarm::deploy::logs(&docker, &g.project, service.as_deref(), follow, tail)
-                .await?
+            crate::swarm_engine::logs(&docker, &g.project, service.as_deref(), follow, tail).await?
         }
     }
     Ok(Outcome::Success)

@@ -7,7 +7,7 @@ use crate::cli::{ScaleArgs, Target};
 use crate::config::Overrides;
 use crate::outcome::Outcome;
 use crate::scale::{self, ScaleOptions};
-use crate::{desired, envfile, swarm};
+use crate::{desired, envfile, swarm, swarm_engine};
 
 pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
     let ScaleArgs {
@@ -19,14 +19,14 @@ pub async fn run(g: &Globals, args: ScaleArgs) -> Result<Outcome> {
         // The running stack's HA mode, whether it came from the env file or `up --ha`: the
         // app's spec (its Sentinel settings) must not change with the replica count.
         let docker = g.docker().await?;
-        let ha = swarm::deploy::deployed_with_ha(&docker, &g.project).await?;
+        let ha = swarm_engine::deployed_with_ha(&docker, &g.project).await?;
         let cfg = g.config(Overrides {
             ha,
             instances: Some(instances),
             ..Overrides::default()
         })?;
         let stack = swarm::build(&desired::build(&cfg));
-        let r = swarm::deploy::scale(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
+        let r = swarm_engine::scale(&docker, &stack, Duration::from_secs(timeout), &g.ui).await?;
         envfile::set_var(&g.env_file, "APP_INSTANCES", &instances.to_string())?;
         g.ui.success(&format!(
             "{}: {} → {instances} app tasks on the swarm in {:.1}s{}",

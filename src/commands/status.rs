@@ -13,7 +13,7 @@ pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
         g.ui.info(&format!("daemon: {}", docker.describe()));
     }
     if target == Target::Swarm {
-        let report = crate::swarm::deploy::status(&docker, &g.project).await?;
+        let report = crate::swarm_engine::status(&docker, &g.project).await?;
         match format {
             StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
             StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -6,7 +6,7 @@ use super::Globals;
 use crate::cli::{Target, UpArgs};
 use crate::config::Overrides;
 use crate::outcome::Outcome;
-use crate::{desired, engine, swarm, verify};
+use crate::{desired, engine, swarm, swarm_engine, verify};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
@@ -28,18 +28,11 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         let stack = swarm::build(&deployment);
         if dry_run {
             // What would change on the swarm; `render --target swarm` shows the whole stack.
-            println!(
-                "plan for stack {} on the swarm (nothing is changed; `render --target swarm` \
-                 writes the whole stack file):",
-                stack.project
-            );
-            for line in swarm::deploy::plan(&docker, &stack, cfg.app.builder_image.as_str()).await?
-            {
-                println!("  {line}");
-            }
+            let plan = swarm_engine::plan(&docker, &stack, cfg.app.builder_image.as_str()).await?;
+            print!("{plan}");
             return Ok(Outcome::Success);
         }
-        let r = swarm::deploy::up(
+        let r = swarm_engine::up(
             &docker,
             &stack,
             Duration::from_secs(timeout),

@@ -39,7 +39,6 @@ use crate::observed::{ContainerState, Health, ObservedContainer, ObservedNetwork
 pub use build::BuildRequest;
 pub use faults::ContainerFacts;
 pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar, RELOAD_MARKER};
-pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 
 /// The label every object of a project carries; the only filter used to find or delete.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

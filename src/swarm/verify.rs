@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::deploy::manager;
-use crate::docker::{DockerClient, ObservedTask};
+use super::ObservedTask;
+use crate::docker::DockerClient;
+use crate::swarm_engine::manager;
 use crate::verify::topology::{Member, Topology, HELPER_ROLES};
 use crate::verify::{self, Check, Status, GROUP_HEALTH};
 

@@ -8,8 +8,9 @@
 
 pub mod nodes;
 
-use radar_deploy::docker::{DockerClient, SwarmMembership};
+use radar_deploy::docker::DockerClient;
 use radar_deploy::lock::ProjectLock;
+use radar_deploy::swarm::SwarmMembership;
 
 /// A client of the daemon this process's environment names (as radar-deploy would find it).
 pub async fn connect_local() -> Result<DockerClient, radar_deploy::docker::DockerError> {

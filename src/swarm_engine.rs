@@ -1,17 +1,154 @@
-//! The `up`/`down`/`status` operations on the Swarm target: the stack from [`super::build`]
-//! through the facade's service, config and secret calls, with a deadline on every wait.
+//! The operations on the Swarm target: `up`, `scale`, `down`, `status` and `logs` on a swarm.
+//! `up` and `scale` observe the swarm (`DockerClient::observe_swarm`), ask the pure plan
+//! ([`crate::swarm::plan`]) what to do, and [`apply`] it: the executor decides nothing, it
+//! runs the plan's steps tier by tier and waits, with a deadline, until each service has
+//! converged ([`crate::swarm::convergence`]).
+//!
+//! The executor states the Docker verbs it needs as [`SwarmVerbs`], implemented here for the
+//! facade and in `fake::swarm` for its unit tests.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::{Service, Stack};
 use crate::app_image;
 use crate::desired::Role;
-use crate::docker::{Deployed, DockerClient, ObservedService, SwarmMembership, POLL_INTERVAL};
+use crate::docker::{DockerClient, POLL_INTERVAL};
 use crate::lock::ProjectLock;
+use crate::swarm::convergence::{convergence, Convergence};
+use crate::swarm::observed::{
+    ObjectKind, ObservedService, ObservedTask, SpecHash, SwarmMembership, SwarmObserved,
+};
+use crate::swarm::plan::{ServiceAction, SwarmPlan};
+use crate::swarm::{self, Service, Stack, SwarmConfig, SwarmSecret};
 use crate::ui::Ui;
+
+/// The Docker verbs the Swarm executor uses: each does one thing and decides nothing.
+#[allow(async_fn_in_trait)] // used generically within the crate, never as `dyn` or across threads
+pub trait SwarmVerbs {
+    /// The hashes of the spec `create_service`/`update_service` would send (see [`SpecHash`]).
+    fn spec_hash(&self, st: &Stack, s: &Service, ids: &HashMap<String, String>) -> SpecHash;
+    async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()>;
+    async fn create_overlay_network(&self, project: &str, name: &str) -> Result<()>;
+    /// Returns the new config's id.
+    async fn create_config(&self, project: &str, c: &SwarmConfig) -> Result<String>;
+    /// Returns the new secret's id.
+    async fn create_secret(&self, project: &str, s: &SwarmSecret) -> Result<String>;
+    /// Returns the hash the service's tasks carry.
+    async fn create_service(
+        &self,
+        st: &Stack,
+        s: &Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<String>;
+    /// Returns the hash the tasks of the new spec carry.
+    async fn update_service(
+        &self,
+        st: &Stack,
+        s: &Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<String>;
+    /// `kind`: `config` or `secret`; `name`: its name or id. Missing is fine.
+    async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()>;
+    async fn list_services(&self, project: &str) -> Result<Vec<ObservedService>>;
+    /// The tasks Swarm wants running.
+    async fn service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>>;
+    /// Every task Swarm still knows, those it is stopping included.
+    async fn all_service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>>;
+    /// Runs a command in a container; returns its exit code and output.
+    async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)>;
+    async fn remove_service(&self, name: &str) -> Result<()>;
+    /// The project's services, configs, secrets and networks, as `kind name`.
+    async fn stack_leftovers(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_network(&self, name: &str) -> Result<()>;
+    /// How many containers of the project's tasks exist on this node.
+    async fn stack_containers(&self, project: &str) -> Result<usize>;
+    async fn stack_volumes(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Removes the labels starting with `prefix` from `node_id`; returns how many, and the
+    /// other nodes that carry such labels (host name, labels).
+    async fn remove_node_labels(
+        &self,
+        node_id: &str,
+        prefix: &str,
+    ) -> Result<(usize, Vec<(String, Vec<String>)>)>;
+}
+
+impl SwarmVerbs for DockerClient {
+    fn spec_hash(&self, st: &Stack, s: &Service, ids: &HashMap<String, String>) -> SpecHash {
+        DockerClient::spec_hash(self, st, s, ids)
+    }
+    async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        Ok(DockerClient::add_node_labels(self, node_id, labels).await?)
+    }
+    async fn create_overlay_network(&self, project: &str, name: &str) -> Result<()> {
+        Ok(DockerClient::create_overlay_network(self, project, name).await?)
+    }
+    async fn create_config(&self, project: &str, c: &SwarmConfig) -> Result<String> {
+        Ok(DockerClient::create_config(self, project, c).await?)
+    }
+    async fn create_secret(&self, project: &str, s: &SwarmSecret) -> Result<String> {
+        Ok(DockerClient::create_secret(self, project, s).await?)
+    }
+    async fn create_service(
+        &self,
+        st: &Stack,
+        s: &Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<String> {
+        Ok(DockerClient::create_service(self, st, s, ids).await?)
+    }
+    async fn update_service(
+        &self,
+        st: &Stack,
+        s: &Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<String> {
+        Ok(DockerClient::update_service(self, st, s, ids).await?)
+    }
+    async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()> {
+        Ok(DockerClient::remove_config_or_secret(self, kind, name).await?)
+    }
+    async fn list_services(&self, project: &str) -> Result<Vec<ObservedService>> {
+        Ok(DockerClient::list_services(self, project).await?)
+    }
+    async fn service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
+        Ok(DockerClient::service_tasks(self, service).await?)
+    }
+    async fn all_service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
+        Ok(DockerClient::all_service_tasks(self, service).await?)
+    }
+    async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)> {
+        Ok(DockerClient::exec(self, container, cmd).await?)
+    }
+    async fn remove_service(&self, name: &str) -> Result<()> {
+        Ok(DockerClient::remove_service(self, name).await?)
+    }
+    async fn stack_leftovers(&self, project: &str) -> Result<Vec<String>> {
+        Ok(DockerClient::stack_leftovers(self, project).await?)
+    }
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        Ok(DockerClient::remove_network(self, name).await?)
+    }
+    async fn stack_containers(&self, project: &str) -> Result<usize> {
+        Ok(DockerClient::stack_containers(self, project).await?)
+    }
+    async fn stack_volumes(&self, project: &str) -> Result<Vec<String>> {
+        Ok(DockerClient::stack_volumes(self, project).await?)
+    }
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        Ok(DockerClient::remove_volume(self, name).await?)
+    }
+    async fn remove_node_labels(
+        &self,
+        node_id: &str,
+        prefix: &str,
+    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
+        Ok(DockerClient::remove_node_labels(self, node_id, prefix).await?)
+    }
+}
 
 /// How long a run waits for another run on the same project before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -54,62 +191,18 @@ pub struct UpReport {
     pub elapsed: Duration,
 }
 
-/// Start order by readiness, as on one host: data stores, Sentinels, the app, then nginx
-/// (which resolves `tasks.app` when it loads its config). On a first deploy (`cold`) the app
-/// starts with the data stores: nothing serves yet, and its healthcheck's start period covers
-/// the seconds until Postgres and Redis answer (it reconnects by itself), which saves a whole
-/// tier of Swarm scheduling and health polling. Changes to a running stack keep the strict
-/// order, so an app update never meets a data store that is restarting.
-fn tiers(st: &Stack, cold: bool) -> Vec<Vec<&Service>> {
-    let tier_of = |r: Role| match r {
-        Role::Postgres | Role::Redis | Role::RedisReplica => 0,
-        Role::Sentinel => 1,
-        Role::App if cold => 0,
-        Role::App => 2,
-        Role::Nginx => 3,
-    };
-    (0..4)
-        .map(|t| {
-            st.services
-                .iter()
-                .filter(|s| tier_of(s.spec.role) == t)
-                .collect()
-        })
-        .filter(|v: &Vec<&Service>| !v.is_empty())
-        .collect()
-}
-
-/// What `up` does before the services: the node labels that pin services (nginx's on this
-/// manager, whose address is where clients connect; the others spread over the nodes), the
-/// network, the configs and secrets. Returns the labels added, whether the network was
-/// created, and config/secret name → id. With `dry_run` nothing changes and it says what would.
-async fn prepare(
-    docker: &DockerClient,
+/// The facade's spec hash of every service of the stack, with the ids of the configs and
+/// secrets already on the swarm: what the plan compares with the services there.
+pub fn spec_hashes(
+    docker: &impl SwarmVerbs,
     st: &Stack,
-    node: &str,
-    dry_run: bool,
-) -> Result<(
-    Vec<(String, String)>,
-    bool,
-    std::collections::HashMap<String, String>,
-)> {
-    let (edge, spread): (Vec<&Service>, Vec<&Service>) = st
-        .services
+    observed: &SwarmObserved,
+) -> BTreeMap<String, SpecHash> {
+    let ids = observed.object_ids();
+    st.services
         .iter()
-        .filter(|s| !s.constraints.is_empty())
-        .partition(|s| s.spec.role == Role::Nginx);
-    let label = |s: &&Service| st.placement_label(&s.name);
-    let edge: Vec<String> = edge.iter().map(label).collect();
-    let keys: Vec<String> = spread.iter().map(label).collect();
-    let prefix = st.placement_label("");
-    let labelled = docker
-        .ensure_node_labels(node, &keys, &edge, &prefix, dry_run)
-        .await?;
-    let network = docker
-        .ensure_overlay_network(&st.project, &st.network, dry_run)
-        .await?;
-    let ids = docker.ensure_configs_and_secrets(st, dry_run).await?;
-    Ok((labelled, network, ids))
+        .map(|s| (st.service_name(s), docker.spec_hash(st, s, &ids)))
+        .collect()
 }
 
 /// The app service's image.
@@ -120,62 +213,17 @@ fn app_image(st: &Stack) -> Option<&str> {
         .map(|s| s.spec.image.as_str())
 }
 
-/// `up --target swarm --dry-run`: what `up` would change on the swarm, one line each, in the
-/// order it would; nothing is changed. `app_builder_image`: as for [`up`].
-pub async fn plan(
-    docker: &DockerClient,
-    st: &Stack,
-    app_builder_image: &str,
-) -> Result<Vec<String>> {
-    let node = manager(docker).await?;
-    let (labelled, network, ids) = prepare(docker, st, &node, true).await?;
-    let mut lines: Vec<String> = Vec::new();
+/// `up --target swarm --dry-run`: what `up` would change on the swarm, in the order it would;
+/// nothing is changed. `app_builder_image`: as for [`up`].
+pub async fn plan(docker: &DockerClient, st: &Stack, app_builder_image: &str) -> Result<SwarmPlan> {
+    manager(docker).await?;
+    let observed = docker.observe_swarm(&st.project).await?;
+    let mut plan = swarm::plan(st, &observed, &spec_hashes(docker, st, &observed))?;
     if let Some(image) = app_image(st) {
         let decision = app_image::check(docker, image).await?;
-        lines.extend(app_image::plan_line(image, app_builder_image, &decision));
+        plan.preflight = app_image::plan_line(image, app_builder_image, &decision);
     }
-    lines.extend(
-        labelled.iter().map(|(label, host)| {
-            format!("label   node {host}: {label}=true (pins a service there)")
-        }),
-    );
-    if network {
-        lines.push(format!(
-            "create  network {} (overlay, attachable)",
-            st.network
-        ));
-    }
-    for (name, kind) in st
-        .configs
-        .iter()
-        .map(|c| (&c.name, "config"))
-        .chain(st.secrets.iter().map(|s| (&s.name, "secret")))
-    {
-        if ids.get(name).is_none_or(String::is_empty) {
-            lines.push(format!("create  {kind} {name}"));
-        }
-    }
-    let cold = docker.list_services(&st.project).await?.is_empty();
-    for s in tiers(st, cold).into_iter().flatten() {
-        let name = st.service_name(s);
-        let (what, _) = docker.deploy_service(st, s, &ids, true).await?;
-        lines.push(match what {
-            Deployed::Created => format!(
-                "create  service {name} ({} task{})",
-                s.replicas,
-                if s.replicas == 1 { "" } else { "s" }
-            ),
-            Deployed::Updated => format!(
-                "update  service {name} (its spec changed: Swarm's rolling update, {})",
-                match s.update_order {
-                    super::UpdateOrder::StartFirst => "start-first",
-                    super::UpdateOrder::StopFirst => "stop-first",
-                }
-            ),
-            Deployed::Unchanged => format!("keep    service {name} (unchanged)"),
-        });
-    }
-    Ok(lines)
+    Ok(plan)
 }
 
 /// Converges the stack. When the app is the reference image and it is missing or stale on the
@@ -189,59 +237,111 @@ pub async fn up(
     ui: &Ui,
 ) -> Result<UpReport> {
     let t0 = Instant::now();
-    let node = manager(docker).await?;
+    manager(docker).await?;
     let _lock = lock(docker, &st.project, ui).await?;
-    let mut report = UpReport::default();
     if let Some(image) = app_image(st) {
         app_image::ensure(docker, image, app_builder_image, ui).await?;
     }
+    let observed = docker.observe_swarm(&st.project).await?;
+    let plan = swarm::plan(st, &observed, &spec_hashes(docker, st, &observed))?;
+    let mut report = apply(docker, st, &plan, &observed, t0 + timeout, ui).await?;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}
 
-    let (labelled, _, ids) = prepare(docker, st, &node, false).await?;
-    for (label, host) in &labelled {
-        ui.info(&format!("node {host}: label {label}=true (pins it there)"));
-    }
-    report.labelled = labelled;
-
-    let cold = docker.list_services(&st.project).await?.is_empty();
-    let mut app_changed = false;
-    let mut nginx_changed = false;
-    for tier in tiers(st, cold) {
-        let mut hashes = Vec::new();
-        let mut outcomes = Vec::new();
-        for s in &tier {
-            let (what, hash) = docker.deploy_service(st, s, &ids, false).await?;
-            hashes.push(hash);
-            outcomes.push(what);
-            match what {
-                Deployed::Created => report.created += 1,
-                Deployed::Updated => report.updated += 1,
-                Deployed::Unchanged => report.unchanged += 1,
-            }
-            if what != Deployed::Unchanged {
-                ui.info(&format!(
-                    "service {}: {}",
-                    st.service_name(s),
-                    if what == Deployed::Created {
-                        "created"
-                    } else {
-                        "updating"
-                    }
-                ));
-                match s.spec.role {
-                    Role::App => app_changed = true,
-                    Role::Nginx => nginx_changed = true,
-                    _ => {}
-                }
-            }
+/// Applies a plan: node labels, network, configs and secrets, then the services tier by tier,
+/// each tier waited for (until `deadline`) before the next starts; then nginx's reload and the
+/// pruning of earlier configs and secrets, as the plan says. `observed`: what the plan was
+/// made from (the ids of the configs and secrets already there).
+pub async fn apply(
+    docker: &impl SwarmVerbs,
+    st: &Stack,
+    plan: &SwarmPlan,
+    observed: &SwarmObserved,
+    deadline: Instant,
+    ui: &Ui,
+) -> Result<UpReport> {
+    let mut report = UpReport::default();
+    let mut by_node: Vec<(&str, Vec<String>)> = vec![];
+    for l in &plan.labels {
+        match by_node.iter_mut().find(|(id, _)| *id == l.node_id) {
+            Some((_, labels)) => labels.push(l.label.clone()),
+            None => by_node.push((&l.node_id, vec![l.label.clone()])),
         }
-        let deadline = t0 + timeout;
-        for ((s, hash), what) in tier.iter().zip(&hashes).zip(&outcomes) {
-            let follow = (s.spec.role == Role::App && *what == Deployed::Updated).then_some(st);
+    }
+    for (node_id, labels) in &by_node {
+        docker.add_node_labels(node_id, labels).await?;
+    }
+    for l in &plan.labels {
+        ui.info(&format!(
+            "node {}: label {}=true (pins it there)",
+            l.host, l.label
+        ));
+        report.labelled.push((l.label.clone(), l.host.clone()));
+    }
+    if let Some(network) = &plan.network {
+        docker.create_overlay_network(&st.project, network).await?;
+    }
+    let mut ids = observed.object_ids();
+    for (kind, name) in &plan.create {
+        let id = match kind {
+            ObjectKind::Config => {
+                let c = st.configs.iter().find(|c| c.name == *name);
+                docker
+                    .create_config(&st.project, c.expect("the plan's configs are the stack's"))
+                    .await?
+            }
+            ObjectKind::Secret => {
+                let s = st.secrets.iter().find(|s| s.name == *name);
+                docker
+                    .create_secret(&st.project, s.expect("the plan's secrets are the stack's"))
+                    .await?
+            }
+        };
+        ids.insert(name.clone(), id);
+    }
+    for tier in &plan.tiers {
+        let mut hashes = Vec::new();
+        for step in tier {
+            let s = st
+                .services
+                .iter()
+                .find(|s| s.name == step.service)
+                .expect("the plan's services are the stack's");
+            let (hash, note) = match &step.action {
+                ServiceAction::Create => {
+                    report.created += 1;
+                    (
+                        docker.create_service(st, s, &ids).await?,
+                        Some("created".to_string()),
+                    )
+                }
+                ServiceAction::Update { reasons, rolling } => {
+                    report.updated += 1;
+                    let note = if *rolling {
+                        "updating".to_string()
+                    } else {
+                        reasons.join(", ")
+                    };
+                    (docker.update_service(st, s, &ids).await?, Some(note))
+                }
+                ServiceAction::Keep => {
+                    report.unchanged += 1;
+                    (step.hash.tasks.clone(), None)
+                }
+            };
+            if let Some(note) = note {
+                ui.info(&format!("service {}: {note}", step.name));
+            }
+            hashes.push(hash);
+        }
+        for (step, hash) in tier.iter().zip(&hashes) {
+            let follow = step.follow_nginx.then_some(st);
             wait_converged(
                 docker,
                 &st.project,
-                &st.service_name(s),
-                s.replicas,
+                &step.name,
+                step.replicas,
                 hash,
                 deadline,
                 follow,
@@ -249,28 +349,25 @@ pub async fn up(
             .await?;
         }
     }
-    // nginx resolved `tasks.app` when it loaded its config; a new task set needs a reload.
-    if app_changed && !nginx_changed {
+    if plan.reload_nginx {
         reload_nginx(docker, st).await?;
         report.nginx_reloaded = true;
     }
-    // Configs and secrets of earlier versions, no longer used by any service.
-    let keep: Vec<String> = st
-        .configs
-        .iter()
-        .map(|c| c.name.clone())
-        .chain(st.secrets.iter().map(|s| s.name.clone()))
-        .collect();
-    docker.prune_configs_and_secrets(&st.project, &keep).await?;
-    report.elapsed = t0.elapsed();
+    // One still in use (by a task being stopped) is left for the next run.
+    for o in &plan.prune {
+        let _ = docker.remove_config_or_secret(o.kind.as_str(), &o.id).await;
+    }
     Ok(report)
 }
 
-/// Waits until the service has `replicas` tasks running the spec `hash` (healthy: a task with
-/// a healthcheck counts as running only once healthy) and no rolling update in progress; fails at once when
-/// Swarm rolled an update back or paused it.
+/// Waits until the service has converged ([`convergence`]: `replicas` tasks running the spec
+/// `hash`, healthy, no rolling update in progress, none stopping); fails at once when Swarm
+/// rolled an update back or paused it, and at `deadline` naming the tasks that are not there.
+/// `follow`: during a rolling update of the app, nginx follows the task set: a reload each
+/// time a new task is running (healthy), so nginx always knows live tasks as old ones stop —
+/// the last reload before it would otherwise name only stopped tasks.
 pub async fn wait_converged(
-    docker: &DockerClient,
+    docker: &impl SwarmVerbs,
     project: &str,
     service: &str,
     replicas: u32,
@@ -281,9 +378,6 @@ pub async fn wait_converged(
     let mut seen: Option<Vec<String>> = None;
     loop {
         let tasks = docker.service_tasks(service).await?;
-        // During a rolling update of the app, nginx follows the task set: a reload each time a
-        // new task is running (healthy), so nginx always knows live tasks as old ones stop —
-        // the last reload before it would otherwise name only stopped tasks.
         if let Some(st) = follow {
             let mut now: Vec<String> = tasks
                 .iter()
@@ -296,65 +390,23 @@ pub async fn wait_converged(
             }
             seen = Some(now);
         }
-        let svc: Option<ObservedService> = docker
+        let svc = docker
             .list_services(project)
             .await?
             .into_iter()
             .find(|s| s.name == service);
-        let update = svc.as_ref().and_then(|s| s.update_state.clone());
-        if let Some(state @ ("rollback_completed" | "paused" | "rollback_paused")) =
-            update.as_deref()
-        {
-            if let Some(st) = follow {
-                reload_nginx(docker, st).await?;
-            }
-            bail!(
-                "service {service}: Swarm's rolling update ended in {state}: {}",
-                svc.and_then(|s| s.update_message).unwrap_or_default()
-            );
-        }
-        let running = tasks
-            .iter()
-            .filter(|t| t.running && t.config_hash.as_deref() == Some(hash))
-            .count();
-        let updating = matches!(update.as_deref(), Some("updating" | "rollback_started"));
-        // Tasks being stopped (scale down, replaced) still answer on their addresses and are
-        // still in `tasks.app`: converged only once they are gone, so nginx's reload drops them.
-        let stopping = docker
-            .all_service_tasks(service)
-            .await?
-            .iter()
-            .filter(|t| t.running && t.desired != "running")
-            .count();
-        if running == replicas as usize
-            && tasks.len() == replicas as usize
-            && !updating
-            && stopping == 0
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let states: Vec<String> = tasks
-                .iter()
-                .map(|t| {
-                    format!(
-                        "slot {}: {} {}",
-                        t.slot.unwrap_or(0),
-                        t.state,
-                        t.message.trim()
-                    )
-                })
-                .collect();
-            bail!(
-                "service {service}: {running}/{replicas} tasks running and healthy by the \
-                 deadline (tasks: {})\n  fix: `docker service ps --no-trunc {service}` shows \
-                 why; raise --timeout if the node is slow",
-                if states.is_empty() {
-                    "none scheduled".to_string()
-                } else {
-                    states.join("; ")
+        let all = docker.all_service_tasks(service).await?;
+        match convergence(service, replicas, hash, svc.as_ref(), &tasks, &all) {
+            Convergence::Converged => return Ok(()),
+            Convergence::Failed(why) => {
+                // nginx follows the rolled-back task set too.
+                if let Some(st) = follow {
+                    reload_nginx(docker, st).await?;
                 }
-            );
+                bail!(why);
+            }
+            Convergence::Waiting(why) if Instant::now() >= deadline => bail!(why),
+            Convergence::Waiting(_) => {}
         }
         tokio::time::sleep(POLL_INTERVAL * 2).await;
     }
@@ -362,7 +414,7 @@ pub async fn wait_converged(
 
 /// `nginx -t`, then a reload, in every running nginx task on this node: nginx resolves
 /// `tasks.app` again and so balances over the current tasks.
-pub async fn reload_nginx(docker: &DockerClient, st: &Stack) -> Result<()> {
+pub async fn reload_nginx(docker: &impl SwarmVerbs, st: &Stack) -> Result<()> {
     let Some(nginx) = st.services.iter().find(|s| s.spec.role == Role::Nginx) else {
         return Ok(());
     };
@@ -418,46 +470,30 @@ pub async fn scale(
 ) -> Result<ScaleReport> {
     let t0 = Instant::now();
     let _lock = lock(docker, &st.project, ui).await?;
-    let app = st
-        .services
-        .iter()
-        .find(|s| s.spec.role == Role::App)
-        .expect("every stack has the app service");
-    let name = st.service_name(app);
-    let from = docker
-        .list_services(&st.project)
-        .await?
-        .into_iter()
-        .find(|s| s.name == name)
-        .map(|s| s.replicas)
-        .with_context(|| {
-            format!(
-                "service {name} not found: deploy first with `up --target swarm` (is --project right?)"
-            )
-        })?;
-    let ids = docker.ensure_configs_and_secrets(st, false).await?;
-    let (what, hash) = docker.deploy_service(st, app, &ids, false).await?;
-    if what != Deployed::Unchanged {
-        ui.info(&format!("service {name}: {from} → {} tasks", app.replicas));
-    }
-    wait_converged(
-        docker,
-        &st.project,
-        &name,
-        app.replicas,
-        &hash,
-        t0 + timeout,
-        None,
-    )
-    .await?;
-    let nginx_reloaded = what != Deployed::Unchanged;
-    if nginx_reloaded {
-        reload_nginx(docker, st).await?;
-    }
+    let observed = docker.observe_swarm(&st.project).await?;
+    let mut report = scale_observed(docker, st, &observed, t0 + timeout, ui).await?;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}
+
+/// [`scale`] from what the swarm holds: the plan of the app's replica count, applied.
+pub async fn scale_observed(
+    docker: &impl SwarmVerbs,
+    st: &Stack,
+    observed: &SwarmObserved,
+    deadline: Instant,
+    ui: &Ui,
+) -> Result<ScaleReport> {
+    let plan = swarm::plan_scale(st, observed, &spec_hashes(docker, st, observed))?;
+    let from = plan
+        .steps()
+        .find_map(|s| observed.service(&s.name))
+        .map_or(0, |s| s.replicas);
+    let applied = apply(docker, st, &plan, observed, deadline, ui).await?;
     Ok(ScaleReport {
         from,
-        nginx_reloaded,
-        elapsed: t0.elapsed(),
+        nginx_reloaded: applied.nginx_reloaded,
+        elapsed: Duration::ZERO,
     })
 }
 
@@ -484,6 +520,17 @@ pub async fn down(
 ) -> Result<DownReport> {
     let node = manager(docker).await?;
     let _lock = lock(docker, project, ui).await?;
+    remove_stack(docker, project, &node, volumes, timeout).await
+}
+
+/// [`down`] on the manager `node`, the lock held.
+pub async fn remove_stack(
+    docker: &impl SwarmVerbs,
+    project: &str,
+    node: &str,
+    volumes: bool,
+    timeout: Duration,
+) -> Result<DownReport> {
     let mut r = DownReport::default();
     let services = docker.list_services(project).await?;
     for s in &services {
@@ -533,8 +580,8 @@ pub async fn down(
             // other nodes cannot be reached from this daemon: their labels stay (a later `up`
             // puts the services back on their data) and the report names them.
             if volumes {
-                let prefix = super::placement_label(project, "");
-                let (removed, elsewhere) = docker.remove_node_labels(&node, &prefix).await?;
+                let prefix = swarm::placement_label(project, "");
+                let (removed, elsewhere) = docker.remove_node_labels(node, &prefix).await?;
                 r.node_labels = removed;
                 r.elsewhere = elsewhere
                     .into_iter()
@@ -576,7 +623,7 @@ pub struct ServiceStatus {
     pub update_state: Option<String>,
     /// Where its running tasks are: node host name → how many.
     pub nodes: std::collections::BTreeMap<String, usize>,
-    pub tasks: Vec<crate::docker::ObservedTask>,
+    pub tasks: Vec<ObservedTask>,
 }
 
 #[derive(Debug, Serialize)]
@@ -721,3 +768,6 @@ pub async fn logs(
         .collect();
     crate::engine::print_logs(streams, follow).await
 }
+
+#[cfg(test)]
+mod tests;
