@@ -18,9 +18,7 @@ use crate::desired::Role;
 use crate::docker::{DockerClient, POLL_INTERVAL};
 use crate::lock::ProjectLock;
 use crate::swarm::convergence::{convergence, Convergence};
-use crate::swarm::observed::{
-    ObjectKind, ObservedService, ObservedTask, SpecHash, SwarmMembership, SwarmObserved,
-};
+use crate::swarm::observed::{ObjectKind, ObservedService, ObservedTask, SpecHash, SwarmObserved};
 use crate::swarm::plan::{ServiceAction, SwarmPlan};
 use crate::swarm::{self, Service, Stack, SwarmConfig, SwarmSecret};
 use crate::ui::Ui;
@@ -163,23 +161,6 @@ async fn lock(docker: &DockerClient, project: &str, ui: &Ui) -> Result<ProjectLo
     .await
 }
 
-/// The node this run talks to, once it is known to be a manager.
-pub async fn manager(docker: &DockerClient) -> Result<String> {
-    match docker.swarm_membership().await? {
-        SwarmMembership::Manager { node_id } => Ok(node_id),
-        SwarmMembership::Worker => bail!(
-            "this Docker daemon ({}) is a swarm worker; --target swarm needs a manager\n  \
-             fix: point DOCKER_HOST at a manager node, or promote this one (`docker node promote`)",
-            docker.endpoint.describe()
-        ),
-        SwarmMembership::NotInSwarm => bail!(
-            "this Docker daemon ({}) is not part of a swarm\n  fix: run `docker swarm init` \
-             (or `docker swarm join` an existing swarm as a manager), or use --target single",
-            docker.endpoint.describe()
-        ),
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct UpReport {
     pub created: usize,
@@ -216,7 +197,7 @@ fn app_image(st: &Stack) -> Option<&str> {
 /// `up --target swarm --dry-run`: what `up` would change on the swarm, in the order it would;
 /// nothing is changed. `app_builder_image`: as for [`up`].
 pub async fn plan(docker: &DockerClient, st: &Stack, app_builder_image: &str) -> Result<SwarmPlan> {
-    manager(docker).await?;
+    docker.swarm_manager().await?;
     let observed = docker.observe_swarm(&st.project).await?;
     let mut plan = swarm::plan(st, &observed, &spec_hashes(docker, st, &observed))?;
     if let Some(image) = app_image(st) {
@@ -237,7 +218,7 @@ pub async fn up(
     ui: &Ui,
 ) -> Result<UpReport> {
     let t0 = Instant::now();
-    manager(docker).await?;
+    docker.swarm_manager().await?;
     let _lock = lock(docker, &st.project, ui).await?;
     if let Some(image) = app_image(st) {
         app_image::ensure(docker, image, app_builder_image, ui).await?;
@@ -518,7 +499,7 @@ pub async fn down(
     timeout: Duration,
     ui: &Ui,
 ) -> Result<DownReport> {
-    let node = manager(docker).await?;
+    let node = docker.swarm_manager().await?;
     let _lock = lock(docker, project, ui).await?;
     remove_stack(docker, project, &node, volumes, timeout).await
 }
@@ -678,7 +659,7 @@ impl StatusReport {
 }
 
 pub async fn status(docker: &DockerClient, project: &str) -> Result<StatusReport> {
-    manager(docker).await?;
+    docker.swarm_manager().await?;
     let mut services = Vec::new();
     let hosts = docker.node_states().await?;
     for s in docker.list_services(project).await? {
@@ -717,7 +698,7 @@ pub async fn logs(
     tail: Option<u32>,
 ) -> Result<()> {
     use futures_util::StreamExt;
-    manager(docker).await?;
+    docker.swarm_manager().await?;
     let prefix = format!("{project}_");
     let mut services = docker.list_services(project).await?;
     services.sort_by(|a, b| a.name.cmp(&b.name));

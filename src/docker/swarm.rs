@@ -300,6 +300,32 @@ impl DockerClient {
         })
     }
 
+    /// The id of this daemon's node, once it is known to be a swarm manager (the only kind
+    /// that can create services); otherwise what to do about it.
+    pub async fn swarm_manager(&self) -> Result<String> {
+        match self.swarm_membership().await? {
+            SwarmMembership::Manager { node_id } => Ok(node_id),
+            SwarmMembership::Worker => Err(DockerError::WrongDaemon {
+                message: format!(
+                    "this Docker daemon ({}) is a swarm worker; --target swarm needs a manager",
+                    self.endpoint.describe()
+                ),
+                fix: "point DOCKER_HOST at a manager node, or promote this one (`docker node \
+                      promote`)"
+                    .into(),
+            }),
+            SwarmMembership::NotInSwarm => Err(DockerError::WrongDaemon {
+                message: format!(
+                    "this Docker daemon ({}) is not part of a swarm",
+                    self.endpoint.describe()
+                ),
+                fix: "run `docker swarm init` (or `docker swarm join` an existing swarm as a \
+                      manager), or use --target single"
+                    .into(),
+            }),
+        }
+    }
+
     /// `docker swarm init` on loopback: a single-node swarm reachable from this machine only.
     pub async fn init_swarm_loopback(&self) -> Result<()> {
         self.docker

@@ -12,7 +12,6 @@ use anyhow::Result;
 
 use super::ObservedTask;
 use crate::docker::DockerClient;
-use crate::swarm_engine::manager;
 use crate::verify::topology::{Member, Topology, HELPER_ROLES};
 use crate::verify::{self, Check, Status, GROUP_HEALTH};
 
@@ -101,7 +100,7 @@ async fn probe(docker: &DockerClient, project: &str) -> Result<String, String> {
 
 /// Who `verify` asks on the swarm, and from which container on this node.
 pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<Topology, String> {
-    let node = manager(docker).await.map_err(|e| e.to_string())?;
+    let node = docker.swarm_manager().await.map_err(|e| e.to_string())?;
     let all = tasks(docker, &opts.project).await?;
     let of_role = |r: crate::desired::Role| {
         all.iter()
@@ -180,7 +179,7 @@ pub async fn topology(docker: &DockerClient, opts: &verify::Options) -> Result<T
 /// Swarm counts a task with a healthcheck as running only once it is healthy, so "running"
 /// is Docker's health verdict for each task.
 pub async fn verify(docker: &DockerClient, opts: &verify::Options) -> Result<verify::Report> {
-    manager(docker).await?;
+    docker.swarm_manager().await?;
     let mut report = verify::run(&verify::Options {
         docker: Some(docker.clone()),
         swarm: true,
