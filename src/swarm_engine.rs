@@ -18,16 +18,21 @@ use crate::desired::Role;
 use crate::docker::{DockerClient, POLL_INTERVAL};
 use crate::lock::ProjectLock;
 use crate::swarm::convergence::{convergence, Convergence};
-use crate::swarm::observed::{ObjectKind, ObservedService, ObservedTask, SpecHash, SwarmObserved};
+use crate::swarm::observed::{
+    ObjectKind, ObservedNode, ObservedService, ObservedTask, SpecHash, SwarmObserved,
+};
 use crate::swarm::plan::{ServiceAction, SwarmPlan};
 use crate::swarm::{self, Service, Stack, SwarmConfig, SwarmSecret};
 use crate::ui::Ui;
+
+/// Config and secret name → id, for the specs that mount them.
+pub type ObjectIds = HashMap<String, String>;
 
 /// The Docker verbs the Swarm executor uses: each does one thing and decides nothing.
 #[allow(async_fn_in_trait)] // used generically within the crate, never as `dyn` or across threads
 pub trait SwarmVerbs {
     /// The hashes of the spec `create_service`/`update_service` would send (see [`SpecHash`]).
-    fn spec_hash(&self, st: &Stack, s: &Service, ids: &HashMap<String, String>) -> SpecHash;
+    fn spec_hash(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> SpecHash;
     async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()>;
     async fn create_overlay_network(&self, project: &str, name: &str) -> Result<()>;
     /// Returns the new config's id.
@@ -35,19 +40,9 @@ pub trait SwarmVerbs {
     /// Returns the new secret's id.
     async fn create_secret(&self, project: &str, s: &SwarmSecret) -> Result<String>;
     /// Returns the hash the service's tasks carry.
-    async fn create_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String>;
+    async fn create_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String>;
     /// Returns the hash the tasks of the new spec carry.
-    async fn update_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String>;
+    async fn update_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String>;
     /// `kind`: `config` or `secret`; `name`: its name or id. Missing is fine.
     async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()>;
     async fn list_services(&self, project: &str) -> Result<Vec<ObservedService>>;
@@ -65,17 +60,13 @@ pub trait SwarmVerbs {
     async fn stack_containers(&self, project: &str) -> Result<usize>;
     async fn stack_volumes(&self, project: &str) -> Result<Vec<String>>;
     async fn remove_volume(&self, name: &str) -> Result<()>;
-    /// Removes the labels starting with `prefix` from `node_id`; returns how many, and the
-    /// other nodes that carry such labels (host name, labels).
-    async fn remove_node_labels(
-        &self,
-        node_id: &str,
-        prefix: &str,
-    ) -> Result<(usize, Vec<(String, Vec<String>)>)>;
+    /// Every node of the swarm with its state and labels.
+    async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>>;
+    async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()>;
 }
 
 impl SwarmVerbs for DockerClient {
-    fn spec_hash(&self, st: &Stack, s: &Service, ids: &HashMap<String, String>) -> SpecHash {
+    fn spec_hash(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> SpecHash {
         DockerClient::spec_hash(self, st, s, ids)
     }
     async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
@@ -90,20 +81,10 @@ impl SwarmVerbs for DockerClient {
     async fn create_secret(&self, project: &str, s: &SwarmSecret) -> Result<String> {
         Ok(DockerClient::create_secret(self, project, s).await?)
     }
-    async fn create_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String> {
+    async fn create_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String> {
         Ok(DockerClient::create_service(self, st, s, ids).await?)
     }
-    async fn update_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String> {
+    async fn update_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String> {
         Ok(DockerClient::update_service(self, st, s, ids).await?)
     }
     async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()> {
@@ -139,12 +120,11 @@ impl SwarmVerbs for DockerClient {
     async fn remove_volume(&self, name: &str) -> Result<()> {
         Ok(DockerClient::remove_volume(self, name).await?)
     }
-    async fn remove_node_labels(
-        &self,
-        node_id: &str,
-        prefix: &str,
-    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
-        Ok(DockerClient::remove_node_labels(self, node_id, prefix).await?)
+    async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>> {
+        Ok(DockerClient::swarm_nodes(self).await?)
+    }
+    async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        Ok(DockerClient::remove_node_labels(self, node_id, labels).await?)
     }
 }
 
@@ -562,9 +542,14 @@ pub async fn remove_stack(
             // puts the services back on their data) and the report names them.
             if volumes {
                 let prefix = swarm::placement_label(project, "");
-                let (removed, elsewhere) = docker.remove_node_labels(node, &prefix).await?;
-                r.node_labels = removed;
-                r.elsewhere = elsewhere
+                let nodes = docker.swarm_nodes().await?;
+                let labels = swarm::plan::placed_labels(&nodes, node, &prefix);
+                if !labels.here.is_empty() {
+                    docker.remove_node_labels(node, &labels.here).await?;
+                }
+                r.node_labels = labels.here.len();
+                r.elsewhere = labels
+                    .elsewhere
                     .into_iter()
                     .map(|(host, labels)| {
                         let services: Vec<&str> = labels

@@ -349,22 +349,10 @@ impl DockerClient {
 
     /// Puts the labels (`label=true`) on the node, keeping the ones it has.
     pub async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
-        let map = |e| DockerError::from_bollard("node", node_id, e);
-        let node = self.docker.inspect_node(node_id).await.map_err(map)?;
-        let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
-        let mut spec = node.spec.unwrap_or_default();
-        let have = spec.labels.get_or_insert_with(HashMap::new);
-        for k in labels {
-            have.insert(k.clone(), "true".into());
-        }
-        self.docker
-            .update_node(
-                node_id,
-                spec,
-                UpdateNodeOptionsBuilder::default().version(version).build(),
-            )
-            .await
-            .map_err(map)
+        self.edit_node_labels(node_id, |have| {
+            have.extend(labels.iter().map(|k| (k.clone(), "true".to_string())))
+        })
+        .await
     }
 
     /// Creates the stack's attachable overlay network.
@@ -483,34 +471,11 @@ impl DockerClient {
     /// What the project holds on the swarm, for [`crate::swarm::plan`]: the nodes with their
     /// labels, the networks named after the project, its services, configs and secrets.
     pub async fn observe_swarm(&self, project: &str) -> Result<SwarmObserved> {
-        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
         let node_id = match self.swarm_membership().await? {
             SwarmMembership::Manager { node_id } => node_id,
             SwarmMembership::Worker | SwarmMembership::NotInSwarm => String::new(),
         };
-        let nodes = self
-            .docker
-            .list_nodes(None::<ListNodesOptions>)
-            .await
-            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?
-            .into_iter()
-            .map(|n| {
-                let id = n.id.unwrap_or_default();
-                let spec = n.spec.unwrap_or_default();
-                let availability = spec.availability;
-                ObservedNode {
-                    host: n
-                        .description
-                        .and_then(|d| d.hostname)
-                        .unwrap_or_else(|| id.clone()),
-                    id,
-                    ready: n.status.and_then(|s| s.state) == Some(NodeState::READY),
-                    active: availability != Some(NodeSpecAvailabilityEnum::DRAIN)
-                        && availability != Some(NodeSpecAvailabilityEnum::PAUSE),
-                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
-                }
-            })
-            .collect();
+        let nodes = self.swarm_nodes().await?;
         let networks = self
             .docker
             .list_networks(Some(ListNetworksOptions {
@@ -780,54 +745,31 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("service", name, e))
     }
 
-    /// Removes the node labels that start with `prefix` (a project's placement labels) from
-    /// `node_id`. Returns how many it removed, and the other nodes that still carry such
-    /// labels, each with its host name and those labels.
-    pub async fn remove_node_labels(
+    /// Removes the labels from the node, keeping the others.
+    pub async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        self.edit_node_labels(node_id, |have| have.retain(|k, _| !labels.contains(k)))
+            .await
+    }
+
+    /// Changes a node's labels, at the version they were read at.
+    async fn edit_node_labels(
         &self,
         node_id: &str,
-        prefix: &str,
-    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
-        let nodes = self
-            .docker
-            .list_nodes(None::<ListNodesOptions>)
+        edit: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Result<()> {
+        let map = |e| DockerError::from_bollard("node", node_id, e);
+        let node = self.docker.inspect_node(node_id).await.map_err(map)?;
+        let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
+        let mut spec = node.spec.unwrap_or_default();
+        edit(spec.labels.get_or_insert_with(HashMap::new));
+        self.docker
+            .update_node(
+                node_id,
+                spec,
+                UpdateNodeOptionsBuilder::default().version(version).build(),
+            )
             .await
-            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
-        let mut removed = 0;
-        let mut elsewhere = vec![];
-        for n in nodes {
-            let Some(id) = n.id.clone() else { continue };
-            let mut spec = n.spec.unwrap_or_default();
-            let labels = spec.labels.get_or_insert_with(HashMap::new);
-            let ours: Vec<String> = labels
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect();
-            if ours.is_empty() {
-                continue;
-            }
-            if id != node_id {
-                let host = n
-                    .description
-                    .and_then(|d| d.hostname)
-                    .unwrap_or_else(|| id.clone());
-                elsewhere.push((host, ours));
-                continue;
-            }
-            labels.retain(|k, _| !k.starts_with(prefix));
-            removed += ours.len();
-            let version = n.version.and_then(|v| v.index).unwrap_or_default() as i64;
-            self.docker
-                .update_node(
-                    &id,
-                    spec,
-                    UpdateNodeOptionsBuilder::default().version(version).build(),
-                )
-                .await
-                .map_err(|e| DockerError::from_bollard("node", &id, e))?;
-        }
-        Ok((removed, elsewhere))
+            .map_err(map)
     }
 
     /// The name of the short-lived container `verify` asks from when no task of the stack runs
@@ -884,22 +826,38 @@ impl DockerClient {
 
     /// Every node of the swarm: id → (host name, whether it is ready).
     pub async fn node_states(&self) -> Result<HashMap<String, (String, bool)>> {
-        use bollard::models::NodeState;
-        let nodes = self
+        Ok(self
+            .swarm_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, (n.host, n.ready)))
+            .collect())
+    }
+
+    /// Every node of the swarm with its state, availability and labels.
+    pub async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>> {
+        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
+        Ok(self
             .docker
             .list_nodes(None::<ListNodesOptions>)
             .await
-            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
-        Ok(nodes
+            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?
             .into_iter()
             .filter_map(|n| {
                 let id = n.id?;
-                let host = n
-                    .description
-                    .and_then(|d| d.hostname)
-                    .unwrap_or_else(|| id.clone());
-                let ready = n.status.and_then(|s| s.state) == Some(NodeState::READY);
-                Some((id, (host, ready)))
+                let spec = n.spec.unwrap_or_default();
+                let availability = spec.availability;
+                Some(ObservedNode {
+                    host: n
+                        .description
+                        .and_then(|d| d.hostname)
+                        .unwrap_or_else(|| id.clone()),
+                    id,
+                    ready: n.status.and_then(|s| s.state) == Some(NodeState::READY),
+                    active: availability != Some(NodeSpecAvailabilityEnum::DRAIN)
+                        && availability != Some(NodeSpecAvailabilityEnum::PAUSE),
+                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                })
             })
             .collect())
     }

@@ -5,7 +5,7 @@
 //! whose tasks never start ([`FakeSwarm::never_starts`]).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
@@ -16,7 +16,7 @@ use crate::swarm::observed::{
     ObjectKind, ObservedNode, ObservedService, ObservedTask, SpecHash, StackObject, SwarmObserved,
 };
 use crate::swarm::{Service, Stack, SwarmConfig, SwarmSecret};
-use crate::swarm_engine::SwarmVerbs;
+use crate::swarm_engine::{ObjectIds, SwarmVerbs};
 
 /// The manager node every fake swarm starts with.
 pub const MANAGER: &str = "m";
@@ -162,7 +162,7 @@ fn short_hash(text: &str) -> String {
 }
 
 impl SwarmVerbs for FakeSwarm {
-    fn spec_hash(&self, st: &Stack, s: &Service, _ids: &HashMap<String, String>) -> SpecHash {
+    fn spec_hash(&self, st: &Stack, s: &Service, _ids: &ObjectIds) -> SpecHash {
         let tasks = short_hash(&format!("{:?} {:?}", s.spec, Self::mounts(st, s)));
         let service = short_hash(&format!("{tasks} {}", s.replicas));
         SpecHash { service, tasks }
@@ -194,69 +194,33 @@ impl SwarmVerbs for FakeSwarm {
         Ok(self.add_object(ObjectKind::Secret, &s.name))
     }
 
-    async fn create_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String> {
-        let name = st.service_name(s);
-        self.call(format!("create service {name}"));
-        let hash = self.spec_hash(st, s, ids);
-        let (configs, secrets) = Self::mounts(st, s);
-        let tasks_hash = hash.tasks.clone();
-        self.state().services.insert(
-            name.clone(),
-            FakeService {
-                observed: ObservedService {
-                    id: format!("id-{name}"),
-                    name,
-                    image: s.spec.image.clone(),
-                    replicas: u64::from(s.replicas),
-                    hash: Some(hash),
-                    configs,
-                    secrets,
-                    ..ObservedService::default()
-                },
-                tasks_hash: tasks_hash.clone(),
-                generation: 0,
-            },
-        );
-        Ok(tasks_hash)
+    async fn create_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String> {
+        let new = self.applied("create", st, s, ids);
+        let hash = new.tasks_hash.clone();
+        self.state().services.insert(new.observed.name.clone(), new);
+        Ok(hash)
     }
 
-    async fn update_service(
-        &self,
-        st: &Stack,
-        s: &Service,
-        ids: &HashMap<String, String>,
-    ) -> Result<String> {
-        let name = st.service_name(s);
-        self.call(format!("update service {name}"));
-        let hash = self.spec_hash(st, s, ids);
-        let (configs, secrets) = Self::mounts(st, s);
+    async fn update_service(&self, st: &Stack, s: &Service, ids: &ObjectIds) -> Result<String> {
+        let new = self.applied("update", st, s, ids);
+        let hash = new.tasks_hash.clone();
+        let name = new.observed.name.clone();
         let mut state = self.state();
         let rolls_back = state.rolls_back.contains(&name);
         let f = state
             .services
             .get_mut(&name)
             .ok_or_else(|| anyhow::anyhow!("service {name} not found"))?;
+        f.generation += 1;
         if rolls_back {
             f.observed.update_state = Some("rollback_completed".into());
             f.observed.update_message =
                 Some("update rolled back due to failure or early termination of task".into());
-            f.generation += 1;
-            return Ok(hash.tasks);
+        } else {
+            f.observed = new.observed;
+            f.tasks_hash = new.tasks_hash;
         }
-        f.tasks_hash = hash.tasks.clone();
-        f.generation += 1;
-        f.observed.image = s.spec.image.clone();
-        f.observed.replicas = u64::from(s.replicas);
-        f.observed.configs = configs;
-        f.observed.secrets = secrets;
-        f.observed.update_state = Some("completed".into());
-        f.observed.hash = Some(hash.clone());
-        Ok(hash.tasks)
+        Ok(hash)
     }
 
     async fn remove_config_or_secret(&self, kind: &str, name: &str) -> Result<()> {
@@ -326,36 +290,44 @@ impl SwarmVerbs for FakeSwarm {
         Ok(())
     }
 
-    async fn remove_node_labels(
-        &self,
-        node_id: &str,
-        prefix: &str,
-    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
+    async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>> {
+        Ok(self.state().nodes.clone())
+    }
+
+    async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        self.call(format!("unlabel node {node_id}: {}", labels.join(" ")));
         let mut s = self.state();
-        let mut removed = 0;
-        let mut elsewhere = vec![];
-        for n in &mut s.nodes {
-            let ours: Vec<String> = n
-                .labels
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect();
-            if ours.is_empty() {
-                continue;
-            }
-            if n.id == node_id {
-                n.labels.retain(|k, _| !k.starts_with(prefix));
-                removed += ours.len();
-            } else {
-                elsewhere.push((n.host.clone(), ours));
-            }
-        }
-        Ok((removed, elsewhere))
+        let node = s.nodes.iter_mut().find(|n| n.id == node_id);
+        let node = node.ok_or_else(|| anyhow::anyhow!("node {node_id} not found"))?;
+        node.labels.retain(|k, _| !labels.contains(k));
+        Ok(())
     }
 }
 
 impl FakeSwarm {
+    /// Records `verb` on the service and returns it as it runs once its spec is applied.
+    fn applied(&self, verb: &str, st: &Stack, s: &Service, ids: &ObjectIds) -> FakeService {
+        let name = st.service_name(s);
+        self.call(format!("{verb} service {name}"));
+        let hash = self.spec_hash(st, s, ids);
+        let (configs, secrets) = Self::mounts(st, s);
+        FakeService {
+            tasks_hash: hash.tasks.clone(),
+            generation: 0,
+            observed: ObservedService {
+                id: format!("id-{name}"),
+                name,
+                image: s.spec.image.clone(),
+                replicas: u64::from(s.replicas),
+                update_state: Some("completed".into()),
+                hash: Some(hash),
+                configs,
+                secrets,
+                ..ObservedService::default()
+            },
+        }
+    }
+
     fn add_object(&self, kind: ObjectKind, name: &str) -> String {
         let mut s = self.state();
         s.next_id += 1;

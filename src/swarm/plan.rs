@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::observed::{ObjectKind, ObservedService, SpecHash, StackObject, SwarmObserved};
+use super::observed::{
+    ObjectKind, ObservedNode, ObservedService, SpecHash, StackObject, SwarmObserved,
+};
 use super::{Service, Stack, UpdateOrder};
 use crate::compose::config_key;
 use crate::desired::Role;
@@ -465,6 +467,37 @@ fn spread_labels(
             host: node.1.clone(),
             label: label.clone(),
         });
+    }
+    out
+}
+
+/// The project's placement labels (`prefix`) where `down --volumes` finds them: on this node
+/// (`node_id`, removed with its data) and on the others, whose volumes this daemon cannot
+/// reach (their labels stay, so a later `up` puts the services back on their data).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacedLabels {
+    pub here: Vec<String>,
+    /// Host name, labels.
+    pub elsewhere: Vec<(String, Vec<String>)>,
+}
+
+pub fn placed_labels(nodes: &[ObservedNode], node_id: &str, prefix: &str) -> PlacedLabels {
+    let mut out = PlacedLabels::default();
+    for n in nodes {
+        let ours: Vec<String> = n
+            .labels
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        if ours.is_empty() {
+            continue;
+        }
+        if n.id == node_id {
+            out.here = ours;
+        } else {
+            out.elsewhere.push((n.host.clone(), ours));
+        }
     }
     out
 }

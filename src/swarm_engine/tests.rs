@@ -22,6 +22,13 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
+/// What the executor asks when only the app service changes: its update, then nginx's reload.
+const APP_UPDATE_THEN_RELOAD: [&str; 3] = [
+    "update service reporadar_app",
+    "exec nginx -t",
+    "exec nginx -s reload",
+];
+
 /// Plans `st` against what the fake holds and applies it.
 async fn up(fake: &FakeSwarm, st: &Stack, deadline: Instant) -> Result<UpReport> {
     let observed = fake.observed();
@@ -83,14 +90,7 @@ async fn a_new_app_image_updates_the_app_alone_then_reloads_nginx() {
     fake.take_calls();
     let st = stack("APP_IMAGE=radar-deploy/radar-app:2.0\n", false);
     let r = up(&fake, &st, soon()).await.unwrap();
-    assert_eq!(
-        verbs(&fake),
-        vec![
-            "update service reporadar_app",
-            "exec nginx -t",
-            "exec nginx -s reload"
-        ]
-    );
+    assert_eq!(verbs(&fake), APP_UPDATE_THEN_RELOAD);
     assert_eq!((r.created, r.updated, r.unchanged), (0, 1, 3));
     assert!(r.nginx_reloaded);
 }
@@ -177,14 +177,7 @@ async fn scale_changes_the_app_replicas_then_reloads_nginx() {
         .unwrap();
     assert_eq!(r.from, 3);
     assert!(r.nginx_reloaded);
-    assert_eq!(
-        verbs(&fake),
-        vec![
-            "update service reporadar_app",
-            "exec nginx -t",
-            "exec nginx -s reload"
-        ]
-    );
+    assert_eq!(verbs(&fake), APP_UPDATE_THEN_RELOAD);
     let app = fake
         .observed()
         .services

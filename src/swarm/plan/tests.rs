@@ -567,3 +567,38 @@ fn app_and_nginx_changed_together_need_no_reload() {
     assert_eq!(p.updated(), 2, "{p}");
     assert!(!p.reload_nginx);
 }
+
+#[test]
+fn down_removes_the_labels_of_this_node_and_names_the_other_nodes_that_keep_theirs() {
+    let prefix = "radar-deploy.reporadar.";
+    let mut other = node("b", &["radar-deploy.reporadar.redis".to_string()]);
+    other
+        .labels
+        .insert("radar-deploy.other.redis".into(), "true".into());
+    let nodes = vec![
+        node(
+            "m",
+            &[
+                "radar-deploy.reporadar.nginx".to_string(),
+                "radar-deploy.reporadar.postgres".to_string(),
+                "zone".to_string(),
+            ],
+        ),
+        other,
+        node("c", &["radar-deploy.other.postgres".to_string()]),
+    ];
+    assert_eq!(
+        placed_labels(&nodes, "m", prefix),
+        PlacedLabels {
+            here: vec![
+                "radar-deploy.reporadar.nginx".into(),
+                "radar-deploy.reporadar.postgres".into()
+            ],
+            elsewhere: vec![("host-b".into(), vec!["radar-deploy.reporadar.redis".into()])],
+        }
+    );
+    assert_eq!(
+        placed_labels(&nodes, "m", "radar-deploy.none."),
+        PlacedLabels::default()
+    );
+}
