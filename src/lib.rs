@@ -12,7 +12,7 @@
 //! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
 //! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | [`compose`] | the desired state as a Compose file |
-//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`); `swarm::deploy` runs `up`/`scale`/`status`/`logs`/`down` on a swarm |
+//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`), the swarm's observed snapshot, the plan `up --target swarm` applies, convergence |
 //! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
 //! | [`labels`] | every label key the tool writes or reads, and who reads it |
 //! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors; verbs only, it runs the commands it is given |
@@ -22,8 +22,9 @@
 //! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
 //! | [`apply`] | executes a plan: parallel where independent, ordered by readiness; states the Docker verbs it, `engine` and `scale` use ([`apply::HostEngine`]), which a fake engine implements in unit tests |
 //! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
-//! | [`target`] | the target chosen once: `up`/`down`/`scale`/`status`/`logs`/`render` on one host (`engine`, `scale`) or a swarm (`swarm::deploy`) |
+//! | [`target`] | the target chosen once: `up`/`down`/`scale`/`status`/`logs`/`render` on one host (`engine`, `scale`) or a swarm (`swarm_engine`) |
 //! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
+//! | [`swarm_engine`] | the `up`/`scale`/`down`/`status`/`logs` operations on a swarm: observe, plan (`swarm::plan`), apply with no decisions, wait for convergence |
 //! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
 //! | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
 //! | [`lock`] | per-project OS file lock, freed when its process dies (a second run waits, then names the holder) |
@@ -66,6 +67,7 @@ pub mod render;
 pub mod scale;
 pub mod status;
 pub mod swarm;
+pub mod swarm_engine;
 pub mod target;
 pub mod templates;
 pub mod ui;

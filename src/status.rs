@@ -1,6 +1,6 @@
 //! What `status` reports: one model per target (a single host's containers, a swarm's services
 //! and their tasks), each with one text rendering and one JSON shape. The operations fill them
-//! in (`engine::status`, `swarm::deploy::status`); the command prints a [`Report`] without
+//! in (`engine::status`, `swarm_engine::status`); the command prints a [`Report`] without
 //! knowing which target it came from.
 //!
 //! The JSON shapes are a contract (scripts read `status --format json`): the single-host one is
@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::desired::Role;
-use crate::docker::ObservedTask;
 use crate::observed::{ContainerState, Health};
+use crate::swarm::ObservedTask;
 use crate::ui::Ui;
 
 /// The status of a project on either target.

@@ -5,6 +5,9 @@
 //! ([`render`]) and the services `up --target swarm` creates (`docker/swarm.rs`) both come from
 //! it, so they cannot drift apart. Names follow `docker stack deploy` (`{project}_{service}`,
 //! label `com.docker.stack.namespace`), so `docker stack ps|rm {project}` sees what `up` made.
+//! What the swarm holds ([`observed`]), what `up` and `scale` must change there ([`plan`]:
+//! a plan that prints itself, `up --target swarm --dry-run`) and when a service has converged
+//! ([`convergence`]) are pure too; `swarm_engine` observes through the facade and applies.
 //!
 //! Differences from the single-host stack, and why:
 //! - The app is ONE replicated service; its identity comes from the task slot
@@ -719,7 +722,13 @@ pub fn labels(st: &Stack, s: &Service) -> BTreeMap<String, String> {
     ])
 }
 
-pub mod deploy;
+pub mod convergence;
+pub mod observed;
+pub mod plan;
+
+pub use convergence::{convergence, Convergence};
+pub use observed::{ObservedService, ObservedTask, SwarmMembership, SwarmObserved};
+pub use plan::{plan, plan_scale, SwarmPlan};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! The operations on either target, chosen here once: one Docker host (`engine`, `scale`,
-//! `render`) or the Docker Swarm the daemon manages (`swarm::deploy`, the stack file). The
+//! `render`) or the Docker Swarm the daemon manages (`swarm_engine`, the stack file). The
 //! commands turn their arguments into inputs, call one function of this module and print what
 //! it returns; nothing above this module asks which target it runs on.
 //!
@@ -18,7 +18,7 @@ use crate::engine::{self, UpOptions};
 use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
 use crate::ui::Ui;
-use crate::{envfile, fsutil, render, swarm};
+use crate::{envfile, fsutil, render, swarm, swarm_engine};
 
 /// Where the stack runs. The command line's `--target` converts into it once (`TargetArgs` in
 /// the `cli` module); the operations match on this type, not on clap's.
@@ -57,7 +57,7 @@ pub enum Up {
     Swarm {
         project: String,
         services: usize,
-        report: swarm::deploy::UpReport,
+        report: swarm_engine::UpReport,
     },
 }
 
@@ -117,20 +117,15 @@ pub async fn up(
         Target::Swarm => {
             let stack = swarm::build(d);
             if opts.dry_run {
-                // What would change on the swarm; `render --target swarm` shows the whole stack.
-                println!(
-                    "plan for stack {} on the swarm (nothing is changed; `render --target swarm` \
-                     writes the whole stack file):",
-                    stack.project
+                // What would change on the swarm; the plan prints its own header.
+                print!(
+                    "{}",
+                    swarm_engine::plan(docker, &stack, &opts.app_builder_image).await?
                 );
-                for line in swarm::deploy::plan(docker, &stack, &opts.app_builder_image).await? {
-                    println!("  {line}");
-                }
                 return Ok(None);
             }
             let report =
-                swarm::deploy::up(docker, &stack, opts.timeout, &opts.app_builder_image, ui)
-                    .await?;
+                swarm_engine::up(docker, &stack, opts.timeout, &opts.app_builder_image, ui).await?;
             Ok(Some(Up::Swarm {
                 services: stack.services.len(),
                 project: stack.project,
@@ -147,7 +142,7 @@ pub enum Scaled {
         project: String,
         to: u32,
         env_file: PathBuf,
-        report: swarm::deploy::ScaleReport,
+        report: swarm_engine::ScaleReport,
     },
 }
 
@@ -230,13 +225,13 @@ pub async fn scale(
         Target::Swarm => {
             let docker = DockerClient::connect(endpoint).await?;
             ui.detail(&format!("daemon: {}", docker.describe()));
-            let ha = swarm::deploy::deployed_with_ha(&docker, &opts.project).await?;
+            let ha = swarm_engine::deployed_with_ha(&docker, &opts.project).await?;
             let cfg = scale::config(opts, ha)?;
             for w in &cfg.warnings {
                 ui.warn(&w.to_string());
             }
             let stack = swarm::build(&desired::build(&cfg));
-            let report = swarm::deploy::scale(&docker, &stack, opts.timeout, ui).await?;
+            let report = swarm_engine::scale(&docker, &stack, opts.timeout, ui).await?;
             envfile::set_var(&opts.env_file, "APP_INSTANCES", &opts.instances.to_string())?;
             Ok(Scaled::Swarm {
                 project: stack.project,
@@ -251,7 +246,7 @@ pub async fn scale(
 /// What `down` removed.
 pub enum Down {
     Single(engine::DownReport),
-    Swarm(swarm::deploy::DownReport),
+    Swarm(swarm_engine::DownReport),
 }
 
 impl Down {
@@ -317,7 +312,7 @@ pub async fn down(
     Ok(match target {
         Target::Single => Down::Single(engine::down(docker, project, volumes, ui).await?),
         Target::Swarm => {
-            Down::Swarm(swarm::deploy::down(docker, project, volumes, SWARM_DOWN_WAIT, ui).await?)
+            Down::Swarm(swarm_engine::down(docker, project, volumes, SWARM_DOWN_WAIT, ui).await?)
         }
     })
 }
@@ -326,7 +321,7 @@ pub async fn down(
 pub async fn status(target: Target, docker: &DockerClient, project: &str) -> Result<Report> {
     Ok(match target {
         Target::Single => Report::Single(engine::status(docker, project).await?),
-        Target::Swarm => Report::Swarm(swarm::deploy::status(docker, project).await?),
+        Target::Swarm => Report::Swarm(swarm_engine::status(docker, project).await?),
     })
 }
 
@@ -355,7 +350,7 @@ pub async fn logs(
     } = *opts;
     match target {
         Target::Single => engine::logs(docker, project, service, follow, tail).await,
-        Target::Swarm => swarm::deploy::logs(docker, project, service, follow, tail).await,
+        Target::Swarm => swarm_engine::logs(docker, project, service, follow, tail).await,
     }
 }
 
@@ -393,7 +388,7 @@ mod tests {
         let swarm = Up::Swarm {
             project: "demo".into(),
             services: 5,
-            report: swarm::deploy::UpReport {
+            report: swarm_engine::UpReport {
                 created: 1,
                 updated: 2,
                 unchanged: 2,
@@ -431,7 +426,7 @@ mod tests {
             project: "demo".into(),
             to: 1,
             env_file: ".env".into(),
-            report: swarm::deploy::ScaleReport {
+            report: swarm_engine::ScaleReport {
                 from: 3,
                 nginx_reloaded: false,
                 elapsed: Duration::from_secs(3),
@@ -458,7 +453,7 @@ mod tests {
              --volumes` deletes them)"
         );
         assert!(single.left_elsewhere().is_empty());
-        let swarm = Down::Swarm(swarm::deploy::DownReport {
+        let swarm = Down::Swarm(swarm_engine::DownReport {
             services: 6,
             objects: 9,
             volumes: 3,

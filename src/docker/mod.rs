@@ -48,7 +48,6 @@ pub use faults::ContainerFacts;
 #[cfg(test)]
 pub(crate) use spec::labels as container_labels;
 pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar};
-pub use swarm::{Deployed, ObservedService, ObservedTask, SwarmMembership};
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]

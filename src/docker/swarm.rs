@@ -27,92 +27,17 @@ use sha2::{Digest, Sha256};
 
 use super::{DockerClient, DockerError, Result};
 use crate::labels::{LABEL_CONFIG_HASH, LABEL_MANAGED_BY, LABEL_STACK, MANAGED_BY};
-use crate::swarm::{self, Stack, UpdateOrder};
+use crate::swarm::observed::{
+    ObjectKind, ObservedNode, ObservedService, ObservedTask, SpecHash, StackObject,
+    SwarmMembership, SwarmObserved,
+};
+use crate::swarm::{self, Stack, SwarmConfig, SwarmSecret, UpdateOrder};
 
 const NS: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
 
-/// The daemon's place in a swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SwarmMembership {
-    NotInSwarm,
-    Worker,
-    Manager { node_id: String },
-}
-
-/// One task of a service, as `status` and the waits need it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObservedTask {
-    pub id: String,
-    pub slot: Option<i64>,
-    pub node_id: String,
-    pub state: String,
-    pub desired: String,
-    pub running: bool,
-    pub message: String,
-    pub container_id: Option<String>,
-    /// The spec hash the task runs (see [`DockerClient::deploy_service`]).
-    pub config_hash: Option<String>,
-}
-
-/// One service of the project's stack.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObservedService {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub replicas: u64,
-    pub published: Vec<u16>,
-    /// Swarm's rolling-update state (`updating`, `completed`, `rollback_completed`, ...).
-    pub update_state: Option<String>,
-    pub update_message: Option<String>,
-}
-
-/// What [`DockerClient::deploy_service`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deployed {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-/// Which node gets each missing label: the one with the fewest of the project's labels so far
-/// (`candidates`: id, host name, count), `prefer` first on a tie. Returns the labels per node
-/// id, and each label with its node's host name. Pure.
-#[allow(clippy::type_complexity)]
-fn spread_labels(
-    missing: &[&String],
-    mut candidates: Vec<(String, String, usize)>,
-    prefer: &str,
-) -> (Vec<(String, Vec<String>)>, Vec<(String, String)>) {
-    candidates.sort_by_key(|(id, _, _)| id != prefer);
-    let mut plan: Vec<(String, Vec<String>)> = vec![];
-    let mut added = vec![];
-    for k in missing {
-        // min_by_key keeps the first of equals: the preferred node, then the listed order.
-        let Some(node) = candidates.iter_mut().min_by_key(|(_, _, count)| *count) else {
-            break;
-        };
-        node.2 += 1;
-        added.push(((*k).clone(), node.1.clone()));
-        match plan.iter_mut().find(|(id, _)| *id == node.0) {
-            Some((_, keys)) => keys.push((*k).clone()),
-            None => plan.push((node.0.clone(), vec![(*k).clone()])),
-        }
-    }
-    (plan, added)
-}
-
 fn stack_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".into(), vec![format!("{LABEL_STACK}={project}")])])
-}
-
-/// One config or secret of a stack on the swarm.
-struct StackObject {
-    /// `config` or `secret`.
-    kind: &'static str,
-    name: String,
-    id: String,
 }
 
 /// The value with every object's keys in sorted order, whatever map type serde_json uses.
@@ -303,7 +228,56 @@ fn service_spec(st: &Stack, s: &swarm::Service, ids: &HashMap<String, String>) -
     }
 }
 
+/// The stack label and the managed-by label, on configs and secrets.
+fn object_labels(project: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_STACK.to_string(), project.to_string()),
+        (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+    ])
+}
+
+/// The service spec with its two hash labels: the task template's on the tasks' containers,
+/// the whole spec's on the service.
+fn labelled_spec(
+    st: &Stack,
+    s: &swarm::Service,
+    ids: &HashMap<String, String>,
+) -> (ServiceSpec, SpecHash) {
+    let mut spec = service_spec(st, s, ids);
+    // bollard's specs hold HashMaps, whose order changes between runs: hash a canonical
+    // form (keys sorted), or every run would update every service.
+    let digest = |v: serde_json::Value| {
+        hex::encode(&Sha256::digest(canonical(v).to_string().as_bytes())[..16])
+    };
+    let tasks = digest(serde_json::to_value(&spec.task_template).expect("task specs serialize"));
+    if let Some(l) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+        .and_then(|c| c.labels.as_mut())
+    {
+        l.insert(LABEL_CONFIG_HASH.into(), tasks.clone());
+    }
+    let service = digest(serde_json::to_value(&spec).expect("service specs serialize"));
+    if let Some(l) = spec.labels.as_mut() {
+        l.insert(LABEL_CONFIG_HASH.into(), service.clone());
+    }
+    (spec, SpecHash { service, tasks })
+}
+
 impl DockerClient {
+    /// The hashes of the spec [`DockerClient::create_service`] and
+    /// [`DockerClient::update_service`] would send for `s` (see [`SpecHash`]), which the plan
+    /// compares with the ones on the swarm. Talks to no daemon.
+    pub fn spec_hash(
+        &self,
+        st: &Stack,
+        s: &swarm::Service,
+        ids: &HashMap<String, String>,
+    ) -> SpecHash {
+        labelled_spec(st, s, ids).1
+    }
+
     /// Whether the daemon is a swarm manager (the only kind that can create services).
     pub async fn swarm_membership(&self) -> Result<SwarmMembership> {
         let info = self
@@ -324,6 +298,32 @@ impl DockerClient {
         } else {
             SwarmMembership::Worker
         })
+    }
+
+    /// The id of this daemon's node, once it is known to be a swarm manager (the only kind
+    /// that can create services); otherwise what to do about it.
+    pub async fn swarm_manager(&self) -> Result<String> {
+        match self.swarm_membership().await? {
+            SwarmMembership::Manager { node_id } => Ok(node_id),
+            SwarmMembership::Worker => Err(DockerError::WrongDaemon {
+                message: format!(
+                    "this Docker daemon ({}) is a swarm worker; --target swarm needs a manager",
+                    self.endpoint.describe()
+                ),
+                fix: "point DOCKER_HOST at a manager node, or promote this one (`docker node \
+                      promote`)"
+                    .into(),
+            }),
+            SwarmMembership::NotInSwarm => Err(DockerError::WrongDaemon {
+                message: format!(
+                    "this Docker daemon ({}) is not part of a swarm",
+                    self.endpoint.describe()
+                ),
+                fix: "run `docker swarm init` (or `docker swarm join` an existing swarm as a \
+                      manager), or use --target single"
+                    .into(),
+            }),
+        }
     }
 
     /// `docker swarm init` on loopback: a single-node swarm reachable from this machine only.
@@ -347,149 +347,16 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("swarm", "leave", e))
     }
 
-    /// Puts each label (`key=true`) that no node of the swarm carries yet on a ready, active
-    /// node, so data stays on the node that has it and the services pinned by these labels
-    /// spread: each label goes to the node with the fewest of the project's labels
-    /// (`label_prefix`), `prefer` (the manager we talk to) on a tie. On one node, all go there;
-    /// on three, the Redis master, its replica and each Sentinel land on different nodes.
-    /// The labels in `here` go on `prefer` itself. Returns the labels added (with `dry_run`:
-    /// that would be), each with the node's host name.
-    pub async fn ensure_node_labels(
-        &self,
-        prefer: &str,
-        keys: &[String],
-        here: &[String],
-        label_prefix: &str,
-        dry_run: bool,
-    ) -> Result<Vec<(String, String)>> {
-        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
-        let map = |e| DockerError::from_bollard("node", prefer, e);
-        let nodes = self
-            .docker
-            .list_nodes(None::<ListNodesOptions>)
-            .await
-            .map_err(map)?;
-        let labels_of = |n: &bollard::models::Node| -> Vec<String> {
-            n.spec
-                .as_ref()
-                .and_then(|s| s.labels.as_ref())
-                .map(|l| {
-                    l.iter()
-                        .filter(|(_, v)| v.as_str() == "true")
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let absent = |k: &&String| !nodes.iter().any(|n| labels_of(n).contains(k));
-        let missing: Vec<&String> = keys.iter().filter(absent).collect();
-        let missing_here: Vec<&String> = here.iter().filter(absent).collect();
-        if missing.is_empty() && missing_here.is_empty() {
-            return Ok(vec![]);
-        }
-        // Candidates: (id, host name, project labels it carries), the preferred node first.
-        let usable = |n: &&bollard::models::Node| {
-            let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
-            let availability = n.spec.as_ref().and_then(|s| s.availability);
-            ready
-                && availability != Some(NodeSpecAvailabilityEnum::DRAIN)
-                && availability != Some(NodeSpecAvailabilityEnum::PAUSE)
-        };
-        // A drained manager (as many run in production) can hold no task: what would go on it
-        // spreads like the rest.
-        let prefer_usable = nodes
-            .iter()
-            .filter(usable)
-            .any(|n| n.id.as_deref() == Some(prefer));
-        let (missing, missing_here) = if prefer_usable {
-            (missing, missing_here)
-        } else {
-            ([missing, missing_here].concat(), vec![])
-        };
-        let candidates: Vec<(String, String, usize)> = nodes
-            .iter()
-            .filter(usable)
-            .map(|n| {
-                let host = n
-                    .description
-                    .as_ref()
-                    .and_then(|d| d.hostname.clone())
-                    .unwrap_or_default();
-                let count = labels_of(n)
-                    .iter()
-                    .filter(|k| k.starts_with(label_prefix))
-                    .count();
-                (n.id.clone().unwrap_or_default(), host, count)
-            })
-            .collect();
-        let (mut plan, mut added) = spread_labels(&missing, candidates, prefer);
-        if !missing_here.is_empty() {
-            let host = nodes
-                .iter()
-                .find(|n| n.id.as_deref() == Some(prefer))
-                .and_then(|n| n.description.as_ref()?.hostname.clone())
-                .unwrap_or_else(|| prefer.to_string());
-            let keys: Vec<String> = missing_here.iter().map(|k| (*k).clone()).collect();
-            added.extend(keys.iter().map(|k| (k.clone(), host.clone())));
-            match plan.iter_mut().find(|(id, _)| id == prefer) {
-                Some((_, ks)) => ks.extend(keys),
-                None => plan.push((prefer.to_string(), keys)),
-            }
-        }
-        if added.len() < missing.len() + missing_here.len() {
-            return Err(DockerError::Other {
-                kind: "swarm",
-                name: "nodes".into(),
-                message: "no ready, active node to pin the data services and Sentinels to\n  \
-                          fix: `docker node update --availability active <node>`"
-                    .into(),
-            });
-        }
-        if dry_run {
-            return Ok(added);
-        }
-        for (node_id, keys) in plan {
-            let map = |e| DockerError::from_bollard("node", &node_id, e);
-            let node = self.docker.inspect_node(&node_id).await.map_err(map)?;
-            let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
-            let mut spec = node.spec.unwrap_or_default();
-            let labels = spec.labels.get_or_insert_with(HashMap::new);
-            for k in keys {
-                labels.insert(k, "true".into());
-            }
-            self.docker
-                .update_node(
-                    &node_id,
-                    spec,
-                    UpdateNodeOptionsBuilder::default().version(version).build(),
-                )
-                .await
-                .map_err(|e| DockerError::from_bollard("node", &node_id, e))?;
-        }
-        Ok(added)
+    /// Puts the labels (`label=true`) on the node, keeping the ones it has.
+    pub async fn add_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        self.edit_node_labels(node_id, |have| {
+            have.extend(labels.iter().map(|k| (k.clone(), "true".to_string())))
+        })
+        .await
     }
 
-    /// The stack's attachable overlay network; kept when it exists.
-    /// Returns whether it was (with `dry_run`: would be) created.
-    pub async fn ensure_overlay_network(
-        &self,
-        project: &str,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<bool> {
-        let existing = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(HashMap::from([("name".into(), vec![name.into()])])),
-            }))
-            .await
-            .map_err(|e| DockerError::from_bollard("network", name, e))?;
-        if existing.iter().any(|n| n.name.as_deref() == Some(name)) {
-            return Ok(false);
-        }
-        if dry_run {
-            return Ok(true);
-        }
+    /// Creates the stack's attachable overlay network.
+    pub async fn create_overlay_network(&self, project: &str, name: &str) -> Result<()> {
         let req = NetworkCreateRequest {
             name: name.into(),
             driver: Some("overlay".into()),
@@ -503,12 +370,12 @@ impl DockerClient {
         self.docker
             .create_network(req)
             .await
-            .map(|_| true)
+            .map(|_| ())
             .map_err(|e| DockerError::from_bollard("network", name, e))
     }
 
     /// The stack's configs and secrets, by the stack label.
-    async fn stack_objects(&self, project: &str) -> Result<Vec<StackObject>> {
+    pub async fn stack_objects(&self, project: &str) -> Result<Vec<StackObject>> {
         let filters = || Some(stack_filter(project));
         let configs = self
             .docker
@@ -517,7 +384,7 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("config", project, e))?
             .into_iter()
             .map(|c| StackObject {
-                kind: "config",
+                kind: ObjectKind::Config,
                 name: c.spec.and_then(|s| s.name).unwrap_or_default(),
                 id: c.id.unwrap_or_default(),
             });
@@ -528,147 +395,107 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("secret", project, e))?
             .into_iter()
             .map(|c| StackObject {
-                kind: "secret",
+                kind: ObjectKind::Secret,
                 name: c.spec.and_then(|s| s.name).unwrap_or_default(),
                 id: c.id.unwrap_or_default(),
             });
         Ok(configs.chain(secrets).collect())
     }
 
-    /// Creates every config and secret of the stack that does not exist yet (their names
-    /// carry a digest of their content) and returns name → id for all of them. With `dry_run`
-    /// nothing is created and a missing one's id is empty (`(would create)`).
-    pub async fn ensure_configs_and_secrets(
-        &self,
-        st: &Stack,
-        dry_run: bool,
-    ) -> Result<HashMap<String, String>> {
-        let labels = HashMap::from([
-            (LABEL_STACK.to_string(), st.project.clone()),
-            (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
-        ]);
-        let mut ids = HashMap::new();
-        let existing = self.stack_objects(&st.project).await?;
-        let id_of = |kind: &str, name: &str| {
-            existing
-                .iter()
-                .find(|o| o.kind == kind && o.name == name)
-                .map(|o| o.id.clone())
-        };
-        for c in &st.configs {
-            let id = match id_of("config", &c.name) {
-                Some(id) => id,
-                None if dry_run => String::new(),
-                None => {
-                    self.docker
-                        .create_config(ConfigSpec {
-                            name: Some(c.name.clone()),
-                            labels: Some(labels.clone()),
-                            data: Some(b64(&c.content)),
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| DockerError::from_bollard("config", &c.name, e))?
-                        .id
-                }
-            };
-            ids.insert(c.name.clone(), id);
-        }
-        for s in &st.secrets {
-            let id = match id_of("secret", &s.name) {
-                Some(id) => id,
-                None if dry_run => String::new(),
-                None => {
-                    self.docker
-                        .create_secret(SecretSpec {
-                            name: Some(s.name.clone()),
-                            labels: Some(labels.clone()),
-                            data: Some(b64(s.value.expose())),
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| DockerError::from_bollard("secret", &s.name, e))?
-                        .id
-                }
-            };
-            ids.insert(s.name.clone(), id);
-        }
-        Ok(ids)
+    /// Creates a config of the project; returns its id.
+    pub async fn create_config(&self, project: &str, c: &SwarmConfig) -> Result<String> {
+        self.docker
+            .create_config(ConfigSpec {
+                name: Some(c.name.clone()),
+                labels: Some(object_labels(project)),
+                data: Some(b64(&c.content)),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.id)
+            .map_err(|e| DockerError::from_bollard("config", &c.name, e))
     }
 
-    /// Creates the service, or updates it (Swarm's rolling update, with the stack's policy)
-    /// when its spec changed; a spec-hash label makes a re-run with nothing changed a no-op.
-    /// Returns what it did (with `dry_run`: would do) and the hash the tasks of the current
-    /// spec carry.
-    pub async fn deploy_service(
+    /// Creates a secret of the project; returns its id.
+    pub async fn create_secret(&self, project: &str, s: &SwarmSecret) -> Result<String> {
+        self.docker
+            .create_secret(SecretSpec {
+                name: Some(s.name.clone()),
+                labels: Some(object_labels(project)),
+                data: Some(b64(s.value.expose())),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.id)
+            .map_err(|e| DockerError::from_bollard("secret", &s.name, e))
+    }
+
+    /// Creates the service from the stack; `ids` maps config and secret names to ids. Returns
+    /// the hash its tasks carry. No registry credentials: a local image is used as it is; the
+    /// daemon's "could not be accessed on a registry" warning is expected offline.
+    pub async fn create_service(
         &self,
         st: &Stack,
         s: &swarm::Service,
         ids: &HashMap<String, String>,
-        dry_run: bool,
-    ) -> Result<(Deployed, String)> {
+    ) -> Result<String> {
+        let (spec, hash) = labelled_spec(st, s, ids);
         let name = st.service_name(s);
-        let mut spec = service_spec(st, s, ids);
-        // bollard's specs hold HashMaps, whose order changes between runs: hash a canonical
-        // form (keys sorted), or every run would update every service.
-        let digest = |v: serde_json::Value| {
-            hex::encode(&Sha256::digest(canonical(v).to_string().as_bytes())[..16])
+        self.docker
+            .create_service(spec, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("service", &name, e))?;
+        Ok(hash.tasks)
+    }
+
+    /// Replaces the service's spec with the stack's (Swarm's rolling update, with the stack's
+    /// policy). Returns the hash the tasks of the new spec carry.
+    pub async fn update_service(
+        &self,
+        st: &Stack,
+        s: &swarm::Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<String> {
+        let (spec, hash) = labelled_spec(st, s, ids);
+        let name = st.service_name(s);
+        let current = self
+            .docker
+            .inspect_service(&name, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("service", &name, e))?;
+        let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
+        self.update_service_at(&name, spec, version).await?;
+        Ok(hash.tasks)
+    }
+
+    /// What the project holds on the swarm, for [`crate::swarm::plan`]: the nodes with their
+    /// labels, the networks named after the project, its services, configs and secrets.
+    pub async fn observe_swarm(&self, project: &str) -> Result<SwarmObserved> {
+        let node_id = match self.swarm_membership().await? {
+            SwarmMembership::Manager { node_id } => node_id,
+            SwarmMembership::Worker | SwarmMembership::NotInSwarm => String::new(),
         };
-        // Two hashes. The task template's goes on the tasks' containers, so a wait knows a task
-        // runs the current spec and not the one an update is replacing; it leaves out the
-        // replica count, or every `scale` would replace every task. The whole spec's goes on
-        // the service, so a re-run with nothing changed touches nothing.
-        let task_hash =
-            digest(serde_json::to_value(&spec.task_template).expect("task specs serialize"));
-        if let Some(l) = spec
-            .task_template
-            .as_mut()
-            .and_then(|t| t.container_spec.as_mut())
-            .and_then(|c| c.labels.as_mut())
-        {
-            l.insert(LABEL_CONFIG_HASH.into(), task_hash.clone());
-        }
-        let hash = digest(serde_json::to_value(&spec).expect("service specs serialize"));
-        if let Some(l) = spec.labels.as_mut() {
-            l.insert(LABEL_CONFIG_HASH.into(), hash.clone());
-        }
-        let map = |e| DockerError::from_bollard("service", &name, e);
-        match self.docker.inspect_service(&name, None).await {
-            Ok(current) => {
-                let sp = current.spec.as_ref();
-                let on_service = sp
-                    .and_then(|sp| sp.labels.as_ref())
-                    .and_then(|l| l.get(LABEL_CONFIG_HASH));
-                let on_tasks = sp
-                    .and_then(|sp| sp.task_template.as_ref())
-                    .and_then(|t| t.container_spec.as_ref())
-                    .and_then(|c| c.labels.as_ref())
-                    .and_then(|l| l.get(LABEL_CONFIG_HASH));
-                let same = on_service == Some(&hash) && on_tasks == Some(&task_hash);
-                if same {
-                    return Ok((Deployed::Unchanged, task_hash));
-                }
-                if dry_run {
-                    return Ok((Deployed::Updated, task_hash));
-                }
-                let version = current.version.and_then(|v| v.index).unwrap_or_default() as i32;
-                self.update_service_at(&name, spec, version).await?;
-                Ok((Deployed::Updated, task_hash))
-            }
-            Err(e) => {
-                let err = DockerError::from_bollard("service", &name, e);
-                if !err.is_not_found() {
-                    return Err(err);
-                }
-                if dry_run {
-                    return Ok((Deployed::Created, task_hash));
-                }
-                // No registry credentials: a local image is used as it is; the daemon's
-                // "could not be accessed on a registry" warning is expected offline.
-                self.docker.create_service(spec, None).await.map_err(map)?;
-                Ok((Deployed::Created, task_hash))
-            }
-        }
+        let nodes = self.swarm_nodes().await?;
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([(
+                    "name".into(),
+                    vec![format!("{project}_")],
+                )])),
+            }))
+            .await
+            .map_err(|e| DockerError::from_bollard("network", project, e))?
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        Ok(SwarmObserved {
+            node_id,
+            nodes,
+            networks,
+            services: self.list_services(project).await?,
+            objects: self.stack_objects(project).await?,
+        })
     }
 
     /// The project's services (by the stack label), sorted by name.
@@ -685,14 +512,32 @@ impl DockerClient {
             .into_iter()
             .map(|s| {
                 let spec = s.spec.unwrap_or_default();
+                let hash_on = |labels: Option<&HashMap<String, String>>| {
+                    labels.and_then(|l| l.get(LABEL_CONFIG_HASH)).cloned()
+                };
+                let container = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|t| t.container_spec.as_ref());
+                let hash = hash_on(spec.labels.as_ref())
+                    .zip(hash_on(container.and_then(|c| c.labels.as_ref())))
+                    .map(|(service, tasks)| SpecHash { service, tasks });
+                let configs = container
+                    .and_then(|c| c.configs.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.config_name.clone())
+                    .collect();
+                let secrets = container
+                    .and_then(|c| c.secrets.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.secret_name.clone())
+                    .collect();
                 ObservedService {
                     id: s.id.unwrap_or_default(),
+                    image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
                     name: spec.name.unwrap_or_default(),
-                    image: spec
-                        .task_template
-                        .and_then(|t| t.container_spec)
-                        .and_then(|c| c.image)
-                        .unwrap_or_default(),
                     replicas: spec
                         .mode
                         .and_then(|m| m.replicated)
@@ -711,6 +556,9 @@ impl DockerClient {
                         .and_then(|u| u.state.as_ref())
                         .map(|st| st.to_string()),
                     update_message: s.update_status.and_then(|u| u.message),
+                    hash,
+                    configs,
+                    secrets,
                 }
             })
             .collect();
@@ -778,19 +626,6 @@ impl DockerClient {
         }
     }
 
-    /// Removes the project's configs and secrets whose names are not in `keep`; one still in
-    /// use by a service (Docker answers 400) is left for the next run. Returns how many went.
-    pub async fn prune_configs_and_secrets(&self, project: &str, keep: &[String]) -> Result<usize> {
-        let mut removed = 0;
-        for o in self.stack_objects(project).await? {
-            if !keep.contains(&o.name) && self.remove_config_or_secret(o.kind, &o.id).await.is_ok()
-            {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     /// Names of the project's configs, secrets, networks and (when `volumes`) volumes, by
     /// the stack label: what `down` must leave none of.
     pub async fn stack_leftovers(&self, project: &str) -> Result<Vec<String>> {
@@ -802,7 +637,7 @@ impl DockerClient {
             self.stack_objects(project)
                 .await?
                 .into_iter()
-                .map(|o| format!("{} {}", o.kind, o.name)),
+                .map(|o| format!("{} {}", o.kind.as_str(), o.name)),
         );
         let networks = self
             .docker
@@ -910,54 +745,31 @@ impl DockerClient {
             .map_err(|e| DockerError::from_bollard("service", name, e))
     }
 
-    /// Removes the node labels that start with `prefix` (a project's placement labels) from
-    /// `node_id`. Returns how many it removed, and the other nodes that still carry such
-    /// labels, each with its host name and those labels.
-    pub async fn remove_node_labels(
+    /// Removes the labels from the node, keeping the others.
+    pub async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
+        self.edit_node_labels(node_id, |have| have.retain(|k, _| !labels.contains(k)))
+            .await
+    }
+
+    /// Changes a node's labels, at the version they were read at.
+    async fn edit_node_labels(
         &self,
         node_id: &str,
-        prefix: &str,
-    ) -> Result<(usize, Vec<(String, Vec<String>)>)> {
-        let nodes = self
-            .docker
-            .list_nodes(None::<ListNodesOptions>)
+        edit: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Result<()> {
+        let map = |e| DockerError::from_bollard("node", node_id, e);
+        let node = self.docker.inspect_node(node_id).await.map_err(map)?;
+        let version = node.version.and_then(|v| v.index).unwrap_or_default() as i64;
+        let mut spec = node.spec.unwrap_or_default();
+        edit(spec.labels.get_or_insert_with(HashMap::new));
+        self.docker
+            .update_node(
+                node_id,
+                spec,
+                UpdateNodeOptionsBuilder::default().version(version).build(),
+            )
             .await
-            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
-        let mut removed = 0;
-        let mut elsewhere = vec![];
-        for n in nodes {
-            let Some(id) = n.id.clone() else { continue };
-            let mut spec = n.spec.unwrap_or_default();
-            let labels = spec.labels.get_or_insert_with(HashMap::new);
-            let ours: Vec<String> = labels
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect();
-            if ours.is_empty() {
-                continue;
-            }
-            if id != node_id {
-                let host = n
-                    .description
-                    .and_then(|d| d.hostname)
-                    .unwrap_or_else(|| id.clone());
-                elsewhere.push((host, ours));
-                continue;
-            }
-            labels.retain(|k, _| !k.starts_with(prefix));
-            removed += ours.len();
-            let version = n.version.and_then(|v| v.index).unwrap_or_default() as i64;
-            self.docker
-                .update_node(
-                    &id,
-                    spec,
-                    UpdateNodeOptionsBuilder::default().version(version).build(),
-                )
-                .await
-                .map_err(|e| DockerError::from_bollard("node", &id, e))?;
-        }
-        Ok((removed, elsewhere))
+            .map_err(map)
     }
 
     /// The name of the short-lived container `verify` asks from when no task of the stack runs
@@ -1014,22 +826,38 @@ impl DockerClient {
 
     /// Every node of the swarm: id → (host name, whether it is ready).
     pub async fn node_states(&self) -> Result<HashMap<String, (String, bool)>> {
-        use bollard::models::NodeState;
-        let nodes = self
+        Ok(self
+            .swarm_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, (n.host, n.ready)))
+            .collect())
+    }
+
+    /// Every node of the swarm with its state, availability and labels.
+    pub async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>> {
+        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
+        Ok(self
             .docker
             .list_nodes(None::<ListNodesOptions>)
             .await
-            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?;
-        Ok(nodes
+            .map_err(|e| DockerError::from_bollard("swarm", "nodes", e))?
             .into_iter()
             .filter_map(|n| {
                 let id = n.id?;
-                let host = n
-                    .description
-                    .and_then(|d| d.hostname)
-                    .unwrap_or_else(|| id.clone());
-                let ready = n.status.and_then(|s| s.state) == Some(NodeState::READY);
-                Some((id, (host, ready)))
+                let spec = n.spec.unwrap_or_default();
+                let availability = spec.availability;
+                Some(ObservedNode {
+                    host: n
+                        .description
+                        .and_then(|d| d.hostname)
+                        .unwrap_or_else(|| id.clone()),
+                    id,
+                    ready: n.status.and_then(|s| s.state) == Some(NodeState::READY),
+                    active: availability != Some(NodeSpecAvailabilityEnum::DRAIN)
+                        && availability != Some(NodeSpecAvailabilityEnum::PAUSE),
+                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                })
             })
             .collect())
     }
@@ -1045,56 +873,5 @@ impl DockerClient {
             .description
             .and_then(|d| d.hostname)
             .unwrap_or_else(|| node_id.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(keys: &[&str]) -> Vec<String> {
-        keys.iter().map(|k| format!("radar-deploy.p.{k}")).collect()
-    }
-
-    fn nodes(n: &[(&str, usize)]) -> Vec<(String, String, usize)> {
-        n.iter()
-            .map(|(id, c)| (id.to_string(), format!("host-{id}"), *c))
-            .collect()
-    }
-
-    #[test]
-    fn labels_spread_over_nodes_the_manager_first() {
-        let keys = labels(&[
-            "postgres",
-            "redis",
-            "redis-replica",
-            "sentinel-1",
-            "sentinel-2",
-            "sentinel-3",
-        ]);
-        let missing: Vec<&String> = keys.iter().collect();
-        // Three nodes: Redis master and replica apart, one Sentinel on each node.
-        let (_, added) = spread_labels(&missing, nodes(&[("a", 0), ("m", 0), ("b", 0)]), "m");
-        let on = |k: &str| {
-            added
-                .iter()
-                .find(|(l, _)| l.ends_with(k))
-                .map(|(_, h)| h.as_str())
-                .unwrap()
-        };
-        assert_eq!(on(".postgres"), "host-m");
-        assert_ne!(on(".redis"), on(".redis-replica"));
-        let mut sentinels = vec![on("sentinel-1"), on("sentinel-2"), on("sentinel-3")];
-        sentinels.sort();
-        sentinels.dedup();
-        assert_eq!(sentinels.len(), 3, "{added:?}");
-        // One node: everything there.
-        let (plan, _) = spread_labels(&missing, nodes(&[("m", 0)]), "m");
-        assert_eq!(plan, vec![("m".to_string(), keys.clone())]);
-        // A node that already carries labels gets the new ones last.
-        let (_, added) = spread_labels(&missing[..1], nodes(&[("m", 2), ("b", 0)]), "m");
-        assert_eq!(added[0].1, "host-b");
-        // No candidate: nothing placed (the caller then fails, naming the fix).
-        assert!(spread_labels(&missing, vec![], "m").0.is_empty());
     }
 }

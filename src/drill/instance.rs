@@ -18,9 +18,9 @@ use super::{
     assemble, first_served_by, is_running, stop_waiting, Event, Measured, Options, Recovery, Report,
 };
 use crate::desired::Role;
-use crate::docker::ObservedTask;
 use crate::observed::ObservedContainer;
 use crate::readiness::{assess, Verdict};
+use crate::swarm::ObservedTask;
 
 const POLL: Duration = Duration::from_millis(100);
 

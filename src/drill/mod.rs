@@ -279,7 +279,7 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         bail!("--concurrency must be at least 1");
     }
     if opts.on == Target::Swarm {
-        let node = crate::swarm::deploy::manager(&opts.docker).await?;
+        let node = opts.docker.swarm_manager().await?;
         if opts.docker.list_services(&opts.project).await?.is_empty() {
             bail!(
                 "project {} has no services on the swarm: is the stack up (radar-deploy up --target swarm), and is --project right?",

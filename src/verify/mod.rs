@@ -138,7 +138,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 /// healthcheck as running only once it is healthy, so "running" is Docker's health verdict for
 /// each task.
 async fn on_swarm(docker: &DockerClient, opts: &Options) -> anyhow::Result<Report> {
-    crate::swarm::deploy::manager(docker).await?;
+    docker.swarm_manager().await?;
     let mut report = checks(opts).await?;
     // The probe container, if the topology needed one.
     let _ = docker

@@ -12,8 +12,9 @@
 use std::collections::BTreeMap;
 
 use crate::desired::Role;
-use crate::docker::{DockerClient, ObservedTask};
+use crate::docker::DockerClient;
 use crate::observed::{ContainerState, ObservedContainer};
+use crate::swarm::ObservedTask;
 use crate::swarm::APP_TASKS_HOST;
 
 /// One app instance, Sentinel or Redis node.
@@ -205,9 +206,7 @@ async fn probe(docker: &DockerClient, project: &str) -> Result<String, String> {
 
 /// The topology of a project's stack on the swarm this daemon manages, from its tasks.
 pub async fn swarm(docker: &DockerClient, project: &str) -> Result<Topology, String> {
-    let node = crate::swarm::deploy::manager(docker)
-        .await
-        .map_err(|e| e.to_string())?;
+    let node = docker.swarm_manager().await.map_err(|e| e.to_string())?;
     let all = swarm_tasks(docker, project).await?;
     let of_role = |r: Role| {
         all.iter()

@@ -7,8 +7,9 @@ pub mod nodes;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use radar_deploy::docker::{DockerClient, SwarmMembership};
+use radar_deploy::docker::DockerClient;
 use radar_deploy::lock::ProjectLock;
+use radar_deploy::swarm::SwarmMembership;
 
 /// Docker tests hold a read guard side by side, or the write guard alone (see [`alone`]).
 static DOCKER_TESTS: RwLock<()> = RwLock::new(());
