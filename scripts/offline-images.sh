@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds registry-free stand-ins for the official nginx, redis and postgres images, for machines
-# that reach a Debian mirror but no image registry (see DESIGN.md §9):
+# that reach a Debian mirror but no image registry (see docs/design.md §9):
 #
 #   radar-offline/base:bookworm      debootstrap --variant=minbase rootfs, `docker import`ed
 #   radar-offline/nginx:bookworm     behaves like nginx:stable-bookworm

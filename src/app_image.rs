@@ -1,4 +1,4 @@
-//! The reference app's image on any machine (DESIGN.md §5, §10): when `APP_IMAGE` names it (any
+//! The reference app's image on any machine (docs/design.md §5, §10): when `APP_IMAGE` names it (any
 //! tag of `radar-deploy/radar-app`) and it is missing, or it was built from another source than
 //! the one this binary carries, `up` builds it inside Docker, for the daemon's own architecture,
 //! from the embedded source (`build.rs`: `app/` and the workspace's `Cargo.lock`) with

@@ -1,4 +1,4 @@
-//! The command line, as the user types it. Names here are a contract (DESIGN.md §2): scripts
+//! The command line, as the user types it. Names here are a contract (docs/design.md §2): scripts
 //! and other tools call them, so they change only with a major version.
 
 use std::path::PathBuf;
@@ -66,11 +66,11 @@ pub enum Target {
     Swarm,
 }
 
-impl From<Target> for crate::target::Target {
+impl From<Target> for crate::config::Target {
     fn from(t: Target) -> Self {
         match t {
-            Target::Single => crate::target::Target::Single,
-            Target::Swarm => crate::target::Target::Swarm,
+            Target::Single => crate::config::Target::Single,
+            Target::Swarm => crate::config::Target::Swarm,
         }
     }
 }
@@ -84,7 +84,7 @@ pub struct TargetArgs {
     pub target: Target,
 }
 
-impl From<TargetArgs> for crate::target::Target {
+impl From<TargetArgs> for crate::config::Target {
     fn from(args: TargetArgs) -> Self {
         args.target.into()
     }

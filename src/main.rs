@@ -4,7 +4,7 @@ use clap::Parser;
 use radar_deploy::{cli::Cli, outcome::EXIT_ERROR};
 
 fn main() -> ExitCode {
-    // clap exits with status 2 on a usage error, as DESIGN.md §2 asks.
+    // clap exits with status 2 on a usage error, as docs/design.md §2 asks.
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,4 +1,4 @@
-//! Exit status (DESIGN.md §2): 0 success; 1 a verification check failed; 2 usage,
+//! Exit status (docs/design.md §2): 0 success; 1 a verification check failed; 2 usage,
 //! configuration or environment error. A failed check is a result, not an error: commands
 //! return `Ok(Outcome::ChecksFailed)`, and every `Err` maps to 2.
 

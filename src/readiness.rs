@@ -12,7 +12,7 @@ use crate::probes;
 /// soon as a service answers rather than at the next scheduled healthcheck.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// What "ready" means for a container (DESIGN.md §4: startup is ordered by readiness).
+/// What "ready" means for a container (docs/design.md §4: startup is ordered by readiness).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// Running and its healthcheck passes. `test` is the healthcheck command, which the wait

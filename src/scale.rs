@@ -1,5 +1,5 @@
 //! The `scale` operation: change the number of app instances of a running deployment with no
-//! failed request (DESIGN.md §7), then remember the count in the env file so a later `up`
+//! failed request (docs/design.md §7), then remember the count in the env file so a later `up`
 //! keeps it.
 //!
 //! Scaling is a plan like `up`'s, restricted to what scaling may do: add instances (they

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::config::Target;
 use crate::desired::{self, Deployment};
 use crate::docker::DockerClient;
 use crate::endpoint::Endpoint;
@@ -19,16 +20,6 @@ use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
 use crate::ui::Ui;
 use crate::{envfile, fsutil, render, swarm, swarm_engine};
-
-/// Where the stack runs. The command line's `--target` converts into it once (`TargetArgs` in
-/// the `cli` module); the operations match on this type, not on clap's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Containers on one Docker host.
-    Single,
-    /// Services on the Docker Swarm the daemon is a manager of.
-    Swarm,
-}
 
 /// `render`: writes the deployment's files (the Compose file or the stack file, and the
 /// configuration files they mount) into `out`, all or none; returns the paths written.

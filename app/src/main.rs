@@ -1,4 +1,4 @@
-//! `radar-app`: the reference implementation of the app contract (DESIGN.md §5), the default
+//! `radar-app`: the reference implementation of the app contract (docs/design.md §5), the default
 //! `APP_IMAGE` of radar-deploy, built static and shipped `FROM scratch`.
 //!
 //! - `config`      environment → validated `Config` (`*_FILE` secrets, defaults)

@@ -1,4 +1,4 @@
-//! The HTTP contract (DESIGN.md §5): health endpoints and the Redis-backed session.
+//! The HTTP contract (docs/design.md §5): health endpoints and the Redis-backed session.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

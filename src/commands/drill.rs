@@ -5,11 +5,11 @@ use anyhow::{bail, Result};
 use super::Globals;
 use crate::cli::{self, DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat};
 use crate::config::Overrides;
+use crate::config::Target;
 use crate::desired::{self, Role};
 use crate::drill::{self, report, Kind, Options};
 use crate::outcome::Outcome;
 use crate::readiness::Readiness;
-use crate::target::Target;
 
 pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     let DrillArgs {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
 pub use source::{Origin, RawValues};
-pub use types::{ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port, ProjectName};
+pub use types::{
+    ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port, ProjectName, Target,
+};
 use vars::{Need, APP_PASSTHROUGH_PREFIX};
 
 /// Connections Postgres keeps back for administration beyond what the app pools may use.

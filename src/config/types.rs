@@ -386,3 +386,13 @@ mod tests {
         assert!("lots".parse::<MemoryBytes>().is_err());
     }
 }
+
+/// Where the stack runs. The command line's `--target` converts into it once (`TargetArgs` in
+/// the `cli` module); the operations (`target`, `verify`, `drill`) match on this type, not on clap's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Containers on one Docker host.
+    Single,
+    /// Services on the Docker Swarm the daemon is a manager of.
+    Swarm,
+}

@@ -1,4 +1,4 @@
-//! The one seam to the Docker Engine: the only module that imports bollard (DESIGN.md §8).
+//! The one seam to the Docker Engine: the only module that imports bollard (docs/design.md §8).
 //!
 //! [`DockerClient`] speaks in the project's terms: its errors name the container, image,
 //! network or volume involved ([`DockerError`]: 404 → not found, 409 → conflict), its results

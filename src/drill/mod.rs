@@ -1,5 +1,5 @@
 //! `drill`: inject a fault into a running deployment while a built-in load runs, and measure
-//! what its clients saw (issues 6 and 13, DESIGN.md §7 and §10). One file per fault:
+//! what its clients saw (issues 6 and 13, docs/design.md §7 and §10). One file per fault:
 //!
 //! - `load.rs`: the load generator (keep-alive clients through the balancer, and one session
 //!   client whose counter must never go back).
@@ -45,12 +45,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::config::Target;
 use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, ObservedContainer};
 use crate::readiness::Readiness;
-use crate::target::Target;
 use load::{LoadOptions, LoadResult};
 use stats::{Failures, Gap, Latency, SessionIntegrity, Verdict};
 

@@ -1,7 +1,7 @@
 //! `drill network`: one app instance is cut off the project network for `--cut-secs` under
 //! load (`docker network disconnect`), then attached again under its alias.
 //!
-//! The stack has one bridge network (DESIGN.md §4), so an instance cannot be cut off from
+//! The stack has one bridge network (docs/design.md §4), so an instance cannot be cut off from
 //! Redis and Postgres alone: it loses them and nginx alike, as an instance whose network link
 //! fails does. Works on any daemon, local or remote; the instance is attached again also after
 //! Ctrl-C or an error.

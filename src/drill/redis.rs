@@ -416,7 +416,7 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
     }
 
     // Verified as soon as the old master is back (one host; on Swarm `verify --target swarm`).
-    let verified = if opts.on == crate::target::Target::Single && !interrupted() {
+    let verified = if opts.on == crate::config::Target::Single && !interrupted() {
         Some(super::fault::verify(opts, || load.now_ms()).await)
     } else {
         None

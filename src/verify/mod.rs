@@ -1,4 +1,4 @@
-//! `verify`: the proof that a deployment works (DESIGN.md §6).
+//! `verify`: the proof that a deployment works (docs/design.md §6).
 //!
 //! Evidence is gathered concurrently — through the balancer over HTTP (`crate::http`), and per
 //! instance through the Docker API (`inside.rs`: an HTTP request made from a container on the
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::Serialize;
 
+use crate::config::Target;
 use crate::config::{Config, LbStrategy};
 use crate::docker::DockerClient;
 use crate::http::{HttpClient, HttpError};
-use crate::target::Target;
 use evaluate::{check, Distribution, InstanceHealth, SessionSample};
 
 /// Outcome of one check. A skipped check is reported as skipped, never as passed.
