@@ -1,42 +1,45 @@
 //! radar-deploy: deploys N app instances behind nginx with shared PostgreSQL and Redis (and
 //! optional Redis HA with Sentinels) on Docker, then proves the deployment works.
 //!
-//! Data flows one way (DESIGN.md §8):
+//! **Two targets.** One Docker host (containers; the default) or a Docker Swarm
+//! (`--target swarm`: services). The choice is made once: the command line's `--target` becomes
+//! a [`config::Target`], and [`target`] matches on it to call the one-host operations
+//! ([`engine`], [`scale`]) or the Swarm ones ([`swarm_engine`]); [`verify`] and [`drill`] take it
+//! in their options.
 //!
-//! | module | job |
-//! |---|---|
-//! | [`cli`] | the command line as typed (clap derive); names are a contract |
-//! | [`commands`] | one thin file per subcommand: arguments → operation → report |
-//! | [`config`] | env file < environment < flags → one validated, typed [`config::Config`] |
-//! | [`config::vars`] | the table of every variable, its default and documentation |
-//! | [`desired`] | pure: config → the desired state of every container, volume, secret, file |
-//! | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
-//! | [`compose`] | the desired state as a Compose file |
-//! | [`swarm`] | pure: the desired state as Swarm services and a stack file (`--target swarm`), the swarm's observed snapshot, the plan `up --target swarm` applies, convergence |
-//! | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
-//! | [`labels`] | every label key the tool writes or reads, and who reads it |
-//! | [`docker`] | the only bollard user: Docker facade (unix, npipe, tcp, TLS, ssh transports), project errors; verbs only, it runs the commands it is given |
-//! | [`observed`] | types: what Docker reports of a project's labelled containers, networks, volumes (`DockerClient::observe` takes the snapshot) |
-//! | [`probes`] | pure: the commands run inside containers (nginx's workers, verify's HTTP and Sentinel questions, healthcheck tests) and the parsers of their output |
-//! | [`readiness`] | pure: what "ready" means for a container, one look at it, and the predicate that judges the look |
-//! | [`plan`] | pure: (desired, observed) → steps with reasons (`up --dry-run` prints it) |
-//! | [`apply`] | executes a plan: parallel where independent, ordered by readiness; states the Docker verbs it, `engine` and `scale` use ([`apply::HostEngine`]), which a fake engine implements in unit tests |
-//! | [`app_image`] | the reference app's image: its source embedded by `build.rs`, the pure decision (missing, stale), the build inside Docker with `APP_BUILDER_IMAGE` |
-//! | [`target`] | the target chosen once: `up`/`down`/`scale`/`status`/`logs`/`render` on one host (`engine`, `scale`) or a swarm (`swarm_engine`) |
-//! | [`engine`] | the `up`/`down`/`status`/`logs` operations: preflight, lock, plan, apply |
-//! | [`swarm_engine`] | the `up`/`scale`/`down`/`status`/`logs` operations on a swarm: observe, plan (`swarm::plan`), apply with no decisions, wait for convergence |
-//! | [`scale`] | the `scale` operation: add or remove instances with no failed request, save the count |
-//! | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
-//! | [`lock`] | per-project OS file lock, freed when its process dies (a second run waits, then names the holder) |
-//! | [`render`] | the `render` operation: write those files, all or none |
-//! | [`envfile`] | the `init` operation: an env file with generated secrets; setting one variable in place |
-//! | [`fsutil`] | atomic file writes; private files (mode 0600, on Windows an owner-only ACL) |
-//! | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, from which container, on either target) |
-//! | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
-//! | [`http`] | the only module that speaks HTTP (reqwest) |
-//! | [`ui`] | colour, quiet/verbose |
-//! | [`outcome`] | exit status: 0 ok, 1 a check failed, 2 any error |
+//! **Data flows one way** (docs/design.md §8, docs/architecture.md): each layer imports only the
+//! layers above it in this table, and no two modules import each other
+//! (`python3 ../shared/tools/modgraph.py src` checks the circles).
 //!
+//! | layer | module | job |
+//! |---|---|---|
+//! | host | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
+//! | host | [`ui`], [`outcome`], [`fsutil`], [`lock`] | colour and verbosity; exit status 0/1/2; atomic and private files (0600, an owner-only ACL on Windows); the per-project OS file lock |
+//! | pure | [`config`] | env file < environment < flags → one validated, typed [`config::Config`]; [`config::vars`]: every variable, its default and documentation |
+//! | pure | [`labels`] | every label key the tool writes or reads, and who reads it |
+//! | pure | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
+//! | pure | [`probes`] | the commands run inside containers (nginx's workers, verify's HTTP and Sentinel questions, healthcheck tests) and the parsers of their output |
+//! | pure | [`desired`] | config → the one-host desired state of every container, volume, secret, file |
+//! | pure | [`compose`] | the desired state as a Compose file |
+//! | pure | [`swarm`] | the desired state as Swarm services and a stack file; the swarm's observed snapshot; [`swarm::plan`] (what `up --target swarm` changes, printed by `--dry-run`); convergence as a predicate |
+//! | pure | [`observed`] | types: what Docker reports of a project's containers, networks, volumes |
+//! | pure | [`readiness`] | what "ready" means for a container, and the predicate that judges one look at it |
+//! | pure | [`plan`] | (desired, observed) → one-host steps with reasons (`up --dry-run` prints it) |
+//! | pure | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
+//! | seam | [`docker`] | the only bollard user: the Docker facade (unix, npipe, tcp, TLS, ssh), verbs only: it runs what it is given and converts desired and Swarm specs to the Engine API |
+//! | seam | [`http`] | the only reqwest user |
+//! | operation | [`app_image`] | the reference app's image: its source embedded by `build.rs`, missing or stale, built inside Docker with `APP_BUILDER_IMAGE` |
+//! | operation | [`render`], [`envfile`] | the files of `render`, all or none; `init`'s env file with generated secrets |
+//! | operation | [`apply`] | executes a one-host plan, parallel where independent, ordered by readiness; [`apply::HostEngine`] names the verbs it, `engine` and `scale` use |
+//! | operation | [`engine`] | one host: `up`/`down`/`status`/`logs` (preflight, lock, plan, apply) |
+//! | operation | [`scale`] | one host: add or remove instances with no failed request, save the count |
+//! | operation | [`swarm_engine`] | a swarm: observe, plan, apply with no decisions ([`swarm_engine::SwarmVerbs`]), wait for convergence; `up`/`scale`/`down`/`status`/`logs` |
+//! | operation | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
+//! | operation | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
+//! | dispatch | [`target`] | `up`/`down`/`scale`/`status`/`logs`/`render` on the chosen target |
+//! | front | [`cli`], [`commands`] | the command line as typed (names are a contract); one thin file per subcommand: arguments → operation → report |
+//!
+//! Unit tests run the executors against in-memory fakes of the Docker verbs (`fake`, test-only).
 //! The reference app (`radar-app`) is its own package in `app/` (a workspace member): the CLI
 //! does not depend on it, it carries its source (`build.rs`) to build its image.
 
