@@ -7,8 +7,8 @@
 //! ([`engine`], [`scale`]) or the Swarm ones ([`swarm_engine`]); [`verify`] and [`drill`] take it
 //! in their options.
 //!
-//! **Data flows one way** (docs/design.md §8, docs/architecture.md): each layer imports only the
-//! layers above it in this table, and no two modules import each other
+//! **Data flows one way** (docs/design.md §8, docs/architecture.md): a module imports only the
+//! modules listed before it in this table (the test-only fakes aside), so no two import each other
 //! (`python3 ../shared/tools/modgraph.py src` checks the circles).
 //!
 //! | layer | module | job |
