@@ -166,7 +166,7 @@ fn digest(parts: &[&[u8]]) -> String {
 /// (60 s). With keepalive on its upstream sockets (`proxy_socket_keepalive` in the Swarm
 /// nginx.conf) and these probe timings, the dead peer is found after about 6 s of silence and
 /// nginx passes the (idempotent) request to another task. A live peer's kernel answers the
-/// probes, so slow requests are not cut short. Measured by `tests/swarm_two_nodes.rs`.
+/// probes, so slow requests are not cut short. Measured by `tests/integration/swarm_two_nodes.rs`.
 fn lost_peer_keepalive() -> BTreeMap<String, String> {
     [
         ("net.ipv4.tcp_keepalive_time", "3"),
