@@ -300,6 +300,27 @@ pub fn info_field(text: &str, key: &str) -> Option<String> {
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()).map(str::to_string))
 }
 
+// ---- the drills' Redis questions (drill redis: who is master, who is linked) ----
+
+/// The drills' questions to Redis, as bash scripts run in the stack's own containers (they
+/// hold the password as a secret file). Redis's replication INFO of the container's own Redis:
+pub const REPLICATION_SCRIPT: &str =
+    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
+/// The same, of another Redis, asked from a container that has the password (a Sentinel's):
+/// the host is the script's `$1`, never part of the script.
+pub const REMOTE_REPLICATION_SCRIPT: &str =
+    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli -h \"$1\" info replication";
+
+/// A Sentinel's answer to "who is master `$1`?", asked in its own container with the password
+/// the Sentinels require (the master name is the script's `$1`, never part of the script).
+pub const SENTINEL_MASTER_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
+     redis-cli -p 26379 sentinel get-master-addr-by-name \"$1\"";
+
+/// The replicas a Sentinel knows of master `$1`, one field a line (`ip` is the replica's name,
+/// as the HA stack announces hostnames).
+pub const SENTINEL_REPLICAS_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
+     redis-cli -p 26379 sentinel replicas \"$1\"";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,27 +20,12 @@ use super::{
 use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::observed::ObservedContainer;
+use crate::probes;
 
 const POLL: Duration = Duration::from_millis(250);
 const EXEC_DEADLINE: Duration = Duration::from_secs(5);
 /// Redis saves and exits on SIGTERM well within this.
 const STOP_GRACE_SECS: u32 = 10;
-const REPLICATION_SCRIPT: &str =
-    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli info replication";
-/// The same, of another Redis, asked from a container that has the password (a Sentinel's):
-/// the host is the script's `$1`, never part of the script.
-const REMOTE_REPLICATION_SCRIPT: &str =
-    "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli -h \"$1\" info replication";
-
-/// A Sentinel's answer to "who is master `$1`?", asked in its own container with the password
-/// the Sentinels require (the master name is the script's `$1`, never part of the script).
-const SENTINEL_MASTER_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
-     redis-cli -p 26379 sentinel get-master-addr-by-name \"$1\"";
-
-/// The replicas a Sentinel knows of master `$1`, one field a line (`ip` is the replica's name,
-/// as the HA stack announces hostnames).
-const SENTINEL_REPLICAS_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
-     redis-cli -p 26379 sentinel replicas \"$1\"";
 /// How long a drill waits for every Sentinel to know the replica: one INFO period (10 s) and
 /// some slack.
 const SENTINELS_LEARN_WITHIN: Duration = Duration::from_secs(15);
@@ -134,12 +119,23 @@ impl Failover {
                 } else {
                     replica
                 };
-                exec(docker, container, &["bash", "-c", REPLICATION_SCRIPT]).await
+                exec(
+                    docker,
+                    container,
+                    &["bash", "-c", probes::REPLICATION_SCRIPT],
+                )
+                .await
             }
             Way::Service { .. } => {
                 let mut answer = Err(String::new());
                 for s in &self.sentinels {
-                    let cmd = ["bash", "-c", REMOTE_REPLICATION_SCRIPT, "redis-info", alias];
+                    let cmd = [
+                        "bash",
+                        "-c",
+                        probes::REMOTE_REPLICATION_SCRIPT,
+                        "redis-info",
+                        alias,
+                    ];
                     answer = exec(docker, s, &cmd).await;
                     if answer.is_ok() {
                         break;
@@ -513,7 +509,13 @@ async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<St
 async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> Result<String> {
     let mut last = "no Sentinel is running".to_string();
     for s in sentinels {
-        let cmd = ["bash", "-c", SENTINEL_MASTER_SCRIPT, "sentinel-ask", name];
+        let cmd = [
+            "bash",
+            "-c",
+            probes::SENTINEL_MASTER_SCRIPT,
+            "sentinel-ask",
+            name,
+        ];
         match exec(docker, s, &cmd).await {
             Ok(out) => match parse_master_addr(&out) {
                 Some(host) => return Ok(host),
@@ -535,7 +537,13 @@ async fn sentinels_unaware_of(
 ) -> Vec<String> {
     let mut unaware = vec![];
     for s in sentinels {
-        let cmd = ["bash", "-c", SENTINEL_REPLICAS_SCRIPT, "sentinel-ask", name];
+        let cmd = [
+            "bash",
+            "-c",
+            probes::SENTINEL_REPLICAS_SCRIPT,
+            "sentinel-ask",
+            name,
+        ];
         let knows = exec(docker, s, &cmd)
             .await
             .is_ok_and(|out| out.lines().any(|l| l.trim() == replica));
