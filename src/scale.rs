@@ -75,9 +75,7 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
     let t0 = Instant::now();
     // Validate first: a bad count is reported without touching Docker.
     let cfg = config(opts, false)?;
-    for w in &cfg.warnings {
-        ui.warn(&w.to_string());
-    }
+    ui.warn_each(&cfg.warnings);
     let client = &DockerClient::connect(endpoint).await?;
     scale_on(client, opts, cfg, ui, t0).await
 }

@@ -203,6 +203,13 @@ impl Scaled {
     }
 }
 
+/// A client of the daemon `endpoint` names; `-v` says which one and what it runs.
+pub async fn connect(endpoint: &Endpoint, ui: &Ui) -> Result<DockerClient> {
+    let docker = DockerClient::connect(endpoint).await?;
+    ui.detail(&format!("daemon: {}", docker.describe()));
+    Ok(docker)
+}
+
 /// `scale N`: changes the number of app instances of the running deployment, keeping the HA
 /// mode it runs ([`crate::status::runs_ha`]), then saves the count in the env file.
 pub async fn scale(
@@ -214,13 +221,10 @@ pub async fn scale(
     match target {
         Target::Single => Ok(Scaled::Single(scale::scale(endpoint, opts, ui).await?)),
         Target::Swarm => {
-            let docker = DockerClient::connect(endpoint).await?;
-            ui.detail(&format!("daemon: {}", docker.describe()));
+            let docker = connect(endpoint, ui).await?;
             let ha = swarm_engine::deployed_with_ha(&docker, &opts.project).await?;
             let cfg = scale::config(opts, ha)?;
-            for w in &cfg.warnings {
-                ui.warn(&w.to_string());
-            }
+            ui.warn_each(&cfg.warnings);
             let stack = swarm::build(&desired::build(&cfg));
             let report = swarm_engine::scale(&docker, &stack, opts.timeout, ui).await?;
             envfile::set_var(&opts.env_file, "APP_INSTANCES", &opts.instances.to_string())?;

@@ -69,6 +69,13 @@ impl Ui {
         eprintln!("{} {text}", self.yellow("!"));
     }
 
+    /// Each of a configuration's warnings (unknown variables and the like), one line each.
+    pub fn warn_each(&self, warnings: &[impl std::fmt::Display]) {
+        for w in warnings {
+            self.warn(&w.to_string());
+        }
+    }
+
     pub fn detail(&self, text: &str) {
         if self.verbose > 0 {
             println!("{text}");

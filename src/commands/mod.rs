@@ -44,9 +44,7 @@ impl Globals {
         let inputs =
             config::Inputs::from_process(self.env_file.clone(), self.project.clone(), overrides);
         let cfg = config::resolve(&inputs)?;
-        for w in &cfg.warnings {
-            self.ui.warn(&w.to_string());
-        }
+        self.ui.warn_each(&cfg.warnings);
         Ok(cfg)
     }
 
@@ -57,9 +55,6 @@ impl Globals {
 
     /// A client of the daemon this run talks to; `-v` says which one and what it runs.
     pub async fn docker(&self) -> Result<DockerClient> {
-        let endpoint = self.endpoint()?;
-        let docker = DockerClient::connect(&endpoint).await?;
-        self.ui.detail(&format!("daemon: {}", docker.describe()));
-        Ok(docker)
+        crate::target::connect(&self.endpoint()?, &self.ui).await
     }
 }
