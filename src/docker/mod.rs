@@ -11,6 +11,7 @@ mod faults;
 mod restart;
 mod spec;
 mod ssh;
+mod stream;
 mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,7 +48,8 @@ pub use faults::ContainerFacts;
 /// The labels a container is created with, for the fake engine to create it alike.
 #[cfg(test)]
 pub(crate) use spec::labels as container_labels;
-pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar};
+pub use spec::{executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar};
+pub use stream::ExecEnd;
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
