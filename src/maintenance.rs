@@ -14,10 +14,6 @@ use crate::docker::{plain_file_tar, DockerClient};
 use crate::observed::ContainerState;
 use crate::templates::MAINTENANCE_FLAG;
 
-/// What `verify` and `status` say while it is on.
-pub const ON_NOTE: &str = "maintenance mode is on: nginx answers 503 to every request but \
-     /health and no request reaches an instance; `radar-deploy maintenance off` ends it";
-
 /// Backup, restore and maintenance are one-host operations; on Swarm they refuse (exit 2).
 pub fn refuse_swarm(target: Target, command: &str) -> Result<()> {
     match target {

@@ -13,6 +13,9 @@ const SENTINEL_CONF: &str = include_str!("../templates/sentinel.conf.j2");
 /// names it literally; a test keeps the two equal). Its directory is a named volume.
 pub const MAINTENANCE_FLAG: &str = "/etc/nginx/maintenance/on";
 pub const MAINTENANCE_DIR: &str = "/etc/nginx/maintenance";
+/// What `status`, `verify` and the operations say while the flag is set.
+pub const MAINTENANCE_ON_NOTE: &str = "maintenance mode is on: nginx answers 503 to every \
+     request but /health and no request reaches an instance; `radar-deploy maintenance off` ends it";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Upstream {
