@@ -36,7 +36,7 @@ pub struct Config {
     pub encryption_key: Secret,
     pub ha_enabled: bool,
     pub sentinel: SentinelConfig,
-    /// `BACKUP_BEFORE_RELEASE`: `up` takes a backup ([`crate::backup::before_release`]) before
+    /// `BACKUP_BEFORE_RELEASE`: `up` takes a backup (`backup::before_release`) before
     /// the release command runs.
     pub backup_before_release: bool,
     /// Env-file variables radar-deploy does not know (a misspelling, or a setting of another

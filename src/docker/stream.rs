@@ -38,7 +38,7 @@ impl DockerClient {
         }
     }
 
-    async fn start_attached(
+    pub(super) async fn start_attached(
         &self,
         container: &str,
         cmd: &[String],
@@ -65,7 +65,7 @@ impl DockerClient {
         Ok((exec.id, started))
     }
 
-    async fn exit_code(&self, container: &str, exec_id: &str) -> Result<i64> {
+    pub(super) async fn exit_code(&self, container: &str, exec_id: &str) -> Result<i64> {
         Ok(self
             .docker
             .inspect_exec(exec_id)
