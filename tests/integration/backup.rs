@@ -122,6 +122,20 @@ fn rows_and_sessions_survive_backup_down_up_restore_behind_maintenance_mode() {
             "the counter continues from its value at the backup"
         );
 
+        // A restore that fails (a checked file whose dump Postgres cannot read) leaves
+        // maintenance mode on, says so and how to get out, and leaves the rows as they were.
+        let bad = keep.path().join("bad-dump.radar-backup");
+        unreadable_dump_copy(&file, &bad);
+        let e = refused(&p, &["restore", bad.to_str().unwrap(), "--yes"]);
+        assert!(
+            e.contains("pg_restore")
+                && e.contains("maintenance mode stays ON")
+                && e.contains("radar-deploy maintenance off"),
+            "{e}"
+        );
+        assert_eq!(get(p.port, "/api/session", None).0, 503);
+        assert_eq!(psql(&p, "select count(*) from notes"), "5000");
+
         // Maintenance mode: 503 + Retry-After for everything but nginx's /health, no request
         // reaches an instance (the session counter does not move; nginx logs no upstream) —
         // also after nginx is recreated by `up`.
@@ -168,6 +182,25 @@ fn rows_and_sessions_survive_backup_down_up_restore_behind_maintenance_mode() {
     assert_eq!(psql(&q, "select body from notes where id = 7"), {
         // md5('7')
         "8f14e45fceea167a5a36dedd4bea2543"
+    });
+}
+
+/// A copy of the backup `from` whose Postgres entry is not a dump, with a manifest that
+/// matches it: it passes the file check and fails in pg_restore.
+fn unreadable_dump_copy(from: &std::path::Path, to: &std::path::Path) {
+    use radar_deploy::backup::archive::{self, StagedEntry};
+    use tokio::io::AsyncWriteExt;
+    let v = archive::verify(from).expect("the backup is usable");
+    common::block_on(async {
+        let mut pg = StagedEntry::new(to, archive::POSTGRES_ENTRY).unwrap();
+        pg.write_all(b"PGDMP but not really").await.unwrap();
+        pg.flush().await.unwrap();
+        let mut rk = StagedEntry::new(to, archive::REDIS_ENTRY).unwrap();
+        rk.write_all(&archive::read_entry(&v, archive::REDIS_ENTRY).unwrap())
+            .await
+            .unwrap();
+        rk.flush().await.unwrap();
+        archive::write(to, v.manifest.clone(), vec![pg, rk]).unwrap();
     });
 }
 
