@@ -148,12 +148,13 @@ fn parent_dir(dest: &Path) -> PathBuf {
 }
 
 /// Writes the archive to `dest` atomically: `manifest` (whose `entries` are set from the
-/// staged ones) first, then each staged entry. Returns the file's size.
+/// staged ones) first, then each staged entry. Returns the file's size and the manifest as
+/// written.
 pub fn write(
     dest: &Path,
     mut manifest: Manifest,
     entries: Vec<StagedEntry>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Manifest)> {
     manifest.entries = entries.iter().map(StagedEntry::info).collect();
     let dir = parent_dir(dest);
     let temp = tempfile::Builder::new()
@@ -180,7 +181,7 @@ pub fn write(
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
-    Ok(size)
+    Ok((size, manifest))
 }
 
 fn append<W: Write, R: Read>(

@@ -203,14 +203,10 @@ pub async fn take(docker: &DockerClient, cfg: &Config, out: Option<&Path>) -> Re
         entries: vec![],
     };
     let dest = path.clone();
-    let (size, manifest) = tokio::task::spawn_blocking(move || {
-        let m = manifest.clone();
-        archive::write(&dest, manifest, vec![pg, rk]).map(|size| (size, m))
-    })
-    .await
-    .context("the backup writer stopped")??;
-    // The written manifest, entries included, as a reader will see it.
-    let manifest = archive::verify(&path).map_or(manifest, |v| v.manifest);
+    let (size, manifest) =
+        tokio::task::spawn_blocking(move || archive::write(&dest, manifest, vec![pg, rk]))
+            .await
+            .context("the backup writer stopped")??;
     Ok(Taken {
         path,
         size,
@@ -274,14 +270,12 @@ pub async fn restore(
                 maintenance_was_on: was_on,
             })
         }
-        Err(e) => Err(e.context(format!(
-            "restore from {} failed; maintenance mode stays ON (nginx answers 503)\n  fix: \
-             correct the cause and run `radar-deploy restore {} --yes` again (Postgres is \
-             restored in one transaction: a failed restore left it as it was), or \
-             `radar-deploy maintenance off` to serve the data as it is now",
-            v.path.display(),
-            v.path.display()
-        ))),
+        Err(e) => Err(anyhow!(
+            "restore from {file} failed: {e:#}\n  maintenance mode stays ON (nginx answers 503 to \
+             every request but /health)\n  fix: correct the cause and run `radar-deploy restore {file} --yes` \
+             again, or `radar-deploy maintenance off` to serve the data as it is now",
+            file = v.path.display(),
+        )),
     }
 }
 
@@ -305,7 +299,8 @@ async fn restore_data(
         .with_context(|| format!("pg_restore in {}", s.postgres))?;
     if end.code != 0 {
         bail!(
-            "pg_restore in {} exited {}: {}",
+            "pg_restore in {} exited {} (the database is unchanged: it runs in one \
+             transaction): {}",
             s.postgres,
             end.code,
             end.said.trim()
@@ -330,7 +325,8 @@ async fn restore_data(
         match inside::pipe_errors(&end.said) {
             Some(0) if end.code == 0 => {}
             _ => bail!(
-                "restoring the Redis keys in {} failed (exit {}): {}",
+                "restoring the Redis keys in {} failed (exit {}; the database is restored \
+                 already, the keys may be in part): {}",
                 s.redis,
                 end.code,
                 end.said.trim()

@@ -36,7 +36,8 @@ async fn written(dir: &Path) -> (PathBuf, Vec<u8>) {
     let mut rk = StagedEntry::new(&dest, REDIS_ENTRY).unwrap();
     rk.write_all(b"6b -1 00").await.unwrap();
     rk.flush().await.unwrap();
-    let size = write(&dest, manifest(), vec![pg, rk]).unwrap();
+    let (size, written) = write(&dest, manifest(), vec![pg, rk]).unwrap();
+    assert_eq!(written.entries.len(), 2);
     assert_eq!(size, std::fs::metadata(&dest).unwrap().len());
     (dest, dump)
 }
