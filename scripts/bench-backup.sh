@@ -39,6 +39,11 @@ file=$work/bench.radar-backup
 echo "backup:  $(timed rd backup --out "$file") s   ($bin backup --out FILE)"
 echo "file:    $(stat -c %s "$file") bytes"
 
+# The file check alone: `restore` without --yes checks the whole file, then refuses (exit 2).
+start=$(date +%s.%N)
+if rd restore "$file" >/dev/null 2>&1; then echo "error: restore without --yes did not refuse" >&2; exit 2; fi
+echo "check:   $(echo "$(date +%s.%N) - $start" | bc -l) s   ($bin restore FILE, refused without --yes after checking every entry)"
+
 # A steady load: each client asks /api/session (Redis, through an instance) back to back on
 # fresh connections and writes one status code per line.
 for i in $(seq "$clients"); do
