@@ -65,14 +65,21 @@ impl DockerClient {
         Ok((exec.id, started))
     }
 
+    /// The exit code of a finished exec. Its output can end a moment before the daemon
+    /// records the exit: asked again (briefly) while it still says running.
     pub(super) async fn exit_code(&self, container: &str, exec_id: &str) -> Result<i64> {
-        Ok(self
-            .docker
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| DockerError::from_bollard("container", container, e))?
-            .exit_code
-            .unwrap_or(-1))
+        for _ in 0..40 {
+            let info = self
+                .docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| DockerError::from_bollard("container", container, e))?;
+            if info.running != Some(true) {
+                return Ok(info.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(-1)
     }
 
     /// Runs `cmd` (with the extra environment `env`, `NAME=value`) and writes its stdout to
@@ -145,14 +152,15 @@ impl DockerClient {
                     if n == 0 {
                         break;
                     }
-                    if let Err(e) = stdin.write_all(&buf[..n]).await {
-                        // The command ended early (an error): its output says why.
-                        return Ok::<bool, DockerError>(e.kind() != std::io::ErrorKind::BrokenPipe);
+                    if stdin.write_all(&buf[..n]).await.is_err() {
+                        // The command stopped reading (it failed): its exit code and output
+                        // say why.
+                        return Ok::<(), DockerError>(());
                     }
                 }
                 // Half-closes the connection: the daemon closes the command's stdin.
                 let _ = stdin.shutdown().await;
-                Ok(true)
+                Ok(())
             };
             let drain = async {
                 while let Some(chunk) = output.next().await {
