@@ -112,8 +112,51 @@ pub enum Command {
     /// cut off or out of memory, the Docker daemon restarting), measure what clients saw and
     /// verify the recovery; exit 1 when a budget is exceeded.
     Drill(DrillArgs),
+    /// Write a backup of the Postgres database and the Redis keys into one checked file.
+    Backup(BackupArgs),
+    /// Restore a backup into the running stack, behind maintenance mode (needs --yes).
+    Restore(RestoreArgs),
+    /// Turn maintenance mode on or off: nginx answers 503 with Retry-After, instances get
+    /// nothing.
+    Maintenance(MaintenanceArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The file to write (default: {project}-{UTC time}.radar-backup in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The backup file (`radar-deploy backup` wrote it).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Replace the project's database and Redis keys with the backup's.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// `on`: nginx answers 503 to every request but /health; `off`: serve again.
+    #[arg(value_enum)]
+    pub state: OnOff,
 }
 
 #[derive(Debug, Args)]

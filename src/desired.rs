@@ -16,6 +16,9 @@ use crate::templates;
 
 /// The Compose profile the HA services belong to.
 pub const HA_PROFILE: &str = "ha";
+/// nginx's volume holding the maintenance flag ([`templates::MAINTENANCE_FLAG`]).
+pub const MAINTENANCE_VOLUME: &str = "nginx-maintenance";
+
 /// Where secrets appear inside containers, as with Compose and Swarm secrets.
 pub const SECRETS_DIR: &str = "/run/secrets";
 /// Where the hash of the reloadable files last applied to a running container is kept, so a
@@ -393,6 +396,7 @@ pub fn build(cfg: &Config) -> Deployment {
         volumes.push(format!("app-{n}-logs"));
     }
     containers.push(nginx_container(cfg));
+    volumes.push(MAINTENANCE_VOLUME.into());
 
     Deployment {
         network: format!("{project}_default"),
@@ -640,6 +644,11 @@ fn nginx_container(cfg: &Config) -> Container {
         file: "nginx.conf".into(),
         target: "/etc/nginx/nginx.conf".into(),
         reload: true,
+    }];
+    // The maintenance flag's volume (templates/nginx.conf.j2 says why a volume).
+    c.volumes = vec![VolumeMount {
+        volume: MAINTENANCE_VOLUME.into(),
+        target: templates::MAINTENANCE_DIR.into(),
     }];
     c.published = vec![PublishedPort {
         host: cfg.http_port.get(),

@@ -329,7 +329,15 @@ pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> 
         })
         .collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let nginx = containers
+        .iter()
+        .find(|c| c.service == "nginx" && c.state == ContainerState::Running);
+    let maintenance = match nginx {
+        Some(c) => crate::maintenance::is_on(client, &c.name).await?,
+        None => false,
+    };
     Ok(HostStatus {
+        maintenance,
         project: project.to_string(),
         containers,
         networks: networks.into_iter().map(|n| n.name).collect(),

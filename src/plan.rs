@@ -625,6 +625,7 @@ mod tests {
                 "+ create volume reporadar_app-1-logs: does not exist",
                 "+ create volume reporadar_app-2-logs: does not exist",
                 "+ create volume reporadar_app-3-logs: does not exist",
+                "+ create volume reporadar_nginx-maintenance: does not exist",
                 "+ create and start reporadar-postgres-1 (postgres): does not exist",
                 "+ create and start reporadar-redis-1 (redis): does not exist",
                 "+ create and start reporadar-app-1 (app-1): does not exist",

@@ -46,6 +46,10 @@ pub struct HostStatus {
     pub containers: Vec<ContainerStatus>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// nginx's maintenance flag is set (`radar-deploy maintenance on`); in the JSON only
+    /// while it is.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +103,9 @@ impl HostStatus {
                 c.id,
                 ports.join(", ")
             ));
+        }
+        if self.maintenance {
+            out.push_str(&ui.yellow(&format!("{}\n", crate::templates::MAINTENANCE_ON_NOTE)));
         }
         out
     }
@@ -229,8 +236,28 @@ mod tests {
             ],
             networks: vec!["demo_default".into()],
             volumes: vec![],
+            maintenance: false,
         });
         insta::assert_snapshot!(report.to_text(&plain()));
+    }
+
+    #[test]
+    fn maintenance_mode_is_said_under_the_table_and_in_the_json() {
+        let host = HostStatus {
+            project: "demo".into(),
+            containers: vec![container("nginx", ContainerState::Running, Health::Healthy)],
+            networks: vec![],
+            volumes: vec![],
+            maintenance: true,
+        };
+        let text = host.to_text(&plain());
+        assert!(
+            text.ends_with("maintenance mode is on: nginx answers 503 to every request but /health and no request reaches an instance; `radar-deploy maintenance off` ends it\n"),
+            "{text}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&Report::Single(host).to_json().unwrap()).unwrap();
+        assert_eq!(v["maintenance"], serde_json::json!(true));
     }
 
     #[test]
@@ -263,6 +290,7 @@ mod tests {
             containers: vec![],
             networks: vec![],
             volumes: vec![],
+            maintenance: false,
         });
         assert_eq!(host.to_text(&plain()), "project demo: no containers\n");
         let swarm = Report::Swarm(SwarmStatus::new("demo", vec![]));
@@ -276,6 +304,7 @@ mod tests {
             containers: vec![],
             networks: vec!["demo_default".into()],
             volumes: vec![],
+            maintenance: false,
         });
         let v: serde_json::Value = serde_json::from_str(&host.to_json().unwrap()).unwrap();
         assert_eq!(

@@ -212,6 +212,9 @@ pub fn build(d: &Deployment) -> Stack {
                         });
                     }
                     Role::Nginx => {
+                        // Maintenance mode is one-host only (`maintenance` refuses Swarm).
+                        spec.volumes
+                            .retain(|v| v.volume != crate::desired::MAINTENANCE_VOLUME);
                         spec.command = Some(nginx_command(c.command.as_deref()));
                         spec.sysctls = lost_peer_keepalive();
                     }

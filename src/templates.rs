@@ -9,6 +9,14 @@ const NGINX_CONF: &str = include_str!("../templates/nginx.conf.j2");
 const STICKY_EXAMPLE: &str = include_str!("../templates/sticky-sessions.conf.example.j2");
 const SENTINEL_CONF: &str = include_str!("../templates/sentinel.conf.j2");
 
+/// nginx answers 503 to every request but `/health` while this file exists (nginx.conf.j2
+/// names it literally; a test keeps the two equal). Its directory is a named volume.
+pub const MAINTENANCE_FLAG: &str = "/etc/nginx/maintenance/on";
+pub const MAINTENANCE_DIR: &str = "/etc/nginx/maintenance";
+/// What `status`, `verify` and the operations say while the flag is set.
+pub const MAINTENANCE_ON_NOTE: &str = "maintenance mode is on: nginx answers 503 to every \
+     request but /health and no request reaches an instance; `radar-deploy maintenance off` ends it";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Upstream {
     pub host: String,
@@ -74,6 +82,15 @@ pub fn sentinel_conf(vars: &SentinelVars) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maintenance_flag_nginx_checks_is_the_one_radar_deploy_writes() {
+        assert!(NGINX_CONF.contains(&format!("if (-f {MAINTENANCE_FLAG})")));
+        assert_eq!(
+            std::path::Path::new(MAINTENANCE_FLAG).parent(),
+            Some(std::path::Path::new(MAINTENANCE_DIR))
+        );
+    }
 
     #[test]
     fn a_crlf_checkout_of_a_template_renders_the_same_bytes() {

@@ -1,12 +1,15 @@
 //! One file per subcommand. Each only turns its arguments into the operation's inputs, calls
 //! the operation, and reports; the operations live in the modules named in lib.rs.
 
+pub mod backup;
 pub mod completions;
 pub mod down;
 pub mod drill;
 pub mod init;
 pub mod logs;
+pub mod maintenance;
 pub mod render;
+pub mod restore;
 pub mod scale;
 pub mod status;
 pub mod up;

@@ -36,6 +36,9 @@ pub struct Config {
     pub encryption_key: Secret,
     pub ha_enabled: bool,
     pub sentinel: SentinelConfig,
+    /// `BACKUP_BEFORE_RELEASE`: `up` takes a backup (`backup::before_release`) before
+    /// the release command runs.
+    pub backup_before_release: bool,
     /// Env-file variables radar-deploy does not know (a misspelling, or a setting of another
     /// version): ignored, and reported as warnings (errors under `--strict`).
     pub warnings: Vec<Problem>,
@@ -261,6 +264,7 @@ struct Validated {
     encryption_key: Secret,
     ha_enabled: bool,
     sentinel: SentinelConfig,
+    backup_before_release: bool,
 }
 
 impl Validated {
@@ -276,6 +280,7 @@ impl Validated {
             encryption_key,
             ha_enabled,
             sentinel,
+            backup_before_release,
         } = self;
         Config {
             project,
@@ -289,6 +294,7 @@ impl Validated {
             encryption_key,
             ha_enabled,
             sentinel,
+            backup_before_release,
             warnings,
         }
     }
@@ -566,6 +572,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let session_secret = r.secret("SESSION_SECRET", 32);
     let encryption_key = r.secret("ENCRYPTION_KEY", 32);
     let ha_enabled = r.flag("HA_ENABLED");
+    let backup_before_release = r.flag("BACKUP_BEFORE_RELEASE");
     let master_name = r.parse::<MasterName>("REDIS_MASTER_NAME");
     let quorum = r.number("SENTINEL_QUORUM", 1..=SENTINELS);
     let down_after_ms = r.number("SENTINEL_DOWN_AFTER_MS", 100..=600_000);
@@ -656,6 +663,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
             down_after_ms: down_after_ms?,
             failover_timeout_ms: failover_timeout_ms?,
         },
+        backup_before_release: backup_before_release?,
     })
 }
 

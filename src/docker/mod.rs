@@ -11,6 +11,7 @@ mod faults;
 mod restart;
 mod spec;
 mod ssh;
+mod stream;
 mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,8 +20,7 @@ use std::io::Read;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerSummaryStateEnum, ExecConfig, HealthStatusEnum, NetworkCreateRequest,
-    VolumeCreateRequest,
+    ContainerSummaryStateEnum, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
@@ -47,7 +47,8 @@ pub use faults::ContainerFacts;
 /// The labels a container is created with, for the fake engine to create it alike.
 #[cfg(test)]
 pub(crate) use spec::labels as container_labels;
-pub use spec::{executable_tar, file_tar, reload_marker_tar, secrets_tar};
+pub use spec::{executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar};
+pub use stream::ExecEnd;
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
@@ -568,27 +569,9 @@ impl DockerClient {
 
     /// Runs a command inside a running container; returns its exit code and combined output.
     pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)> {
-        let map = |e| DockerError::from_bollard("container", container, e);
-        let exec = self
-            .docker
-            .create_exec(
-                container,
-                ExecConfig {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(map)?;
+        let (id, started) = self.start_attached(container, cmd, &[], false).await?;
         let mut out = String::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| DockerError::from_bollard("container", container, e))?
-        {
+        if let StartExecResults::Attached { mut output, .. } = started {
             while let Some(chunk) = output.next().await {
                 match chunk {
                     Ok(c) => out.push_str(&c.to_string()),
@@ -596,14 +579,7 @@ impl DockerClient {
                 }
             }
         }
-        let code = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| DockerError::from_bollard("container", container, e))?
-            .exit_code
-            .unwrap_or(-1);
-        Ok((code, out))
+        Ok((self.exit_code(container, &id).await?, out))
     }
 
     /// `docker inspect` of one container, its errors named after it.

@@ -196,6 +196,13 @@ pub fn executable_tar(path: &str, data: &[u8]) -> Vec<u8> {
     t.finish()
 }
 
+/// One ordinary file at `path` (mode 0644), for extraction at `/` (the maintenance flag).
+pub fn plain_file_tar(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    t.file(path, data, 0o644);
+    t.finish()
+}
+
 /// The marker file recording which reload hash the container now runs with.
 pub fn reload_marker_tar(hash: &str) -> Vec<u8> {
     let mut t = TarBuilder::new();

@@ -34,7 +34,7 @@ mod instance;
 pub mod load;
 mod memory;
 mod network;
-mod redis;
+pub(crate) mod redis;
 pub mod report;
 mod service;
 pub mod stats;

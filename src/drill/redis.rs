@@ -506,7 +506,11 @@ async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<St
 
 /// The master's host as the first Sentinel that answers names it (its alias on the network,
 /// as the HA stack announces hostnames).
-async fn ask_master(docker: &DockerClient, sentinels: &[String], name: &str) -> Result<String> {
+pub(crate) async fn ask_master(
+    docker: &DockerClient,
+    sentinels: &[String],
+    name: &str,
+) -> Result<String> {
     let mut last = "no Sentinel is running".to_string();
     for s in sentinels {
         let cmd = [

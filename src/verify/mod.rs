@@ -193,6 +193,26 @@ fn task_checks(project: &str, all: &topology::Tasks) -> Vec<Check> {
         .collect()
 }
 
+/// A failed check when nginx's maintenance flag is set (one host, with Docker): every other
+/// failure through the balancer is then its 503, and this says why and how to end it.
+async fn maintenance_check(opts: &Options) -> Option<Check> {
+    let docker = opts
+        .docker
+        .as_ref()
+        .filter(|_| opts.target == Target::Single)?;
+    let nginx = crate::maintenance::nginx(docker, &opts.project)
+        .await
+        .ok()?;
+    let on = crate::maintenance::is_on(docker, &nginx).await.ok()?;
+    on.then(|| Check {
+        group: GROUP_BALANCER,
+        name: "maintenance mode off".into(),
+        status: Status::Fail,
+        detail: crate::templates::MAINTENANCE_ON_NOTE.into(),
+        duration_ms: 0,
+    })
+}
+
 /// Every check but the swarm's own: through the balancer, and (with Docker) inside each
 /// instance and Sentinel of the target's topology.
 async fn checks(opts: &Options) -> anyhow::Result<Report> {
@@ -247,6 +267,9 @@ async fn checks(opts: &Options) -> anyhow::Result<Report> {
 
     if opts.ha {
         checks.extend(inside::ha_checks(opts, evidence).await);
+    }
+    if let Some(c) = maintenance_check(opts).await {
+        checks.insert(0, c);
     }
 
     let passed = checks.iter().all(|c| c.status != Status::Fail);

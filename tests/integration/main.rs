@@ -12,6 +12,7 @@
 
 mod common;
 
+mod backup;
 mod cli;
 mod docs;
 mod drill;
