@@ -191,6 +191,8 @@ pub fn build(d: &Deployment) -> Stack {
     let mut seen_app = false;
     for c in &d.containers {
         match c.role {
+            // Never among the containers: the release runs as a one-off job of its own.
+            Role::Release => {}
             Role::App => {
                 if seen_app {
                     continue;

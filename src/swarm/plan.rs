@@ -210,7 +210,7 @@ pub fn tiers(st: &Stack, cold: bool) -> Vec<Vec<&Service>> {
         Role::Postgres | Role::Redis | Role::RedisReplica => 0,
         Role::Sentinel => 1,
         Role::App if cold => 0,
-        Role::App => 2,
+        Role::App | Role::Release => 2,
         Role::Nginx => 3,
     };
     (0..4)
