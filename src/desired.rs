@@ -662,7 +662,15 @@ fn release(cfg: &Config) -> Option<Release> {
     c.env.insert("INSTANCE_ID".into(), "release".into());
     c.env.remove("LOG_DIR");
     c.volumes.clear();
-    c.healthcheck = None;
+    // The image's own HEALTHCHECK is switched off (`NONE`): a one-off is not a server, and on
+    // Swarm a task judged unhealthy is killed, which would end a long migration half-way.
+    c.healthcheck = Some(Healthcheck {
+        test: vec!["NONE".into()],
+        interval_ms: 0,
+        timeout_ms: 0,
+        retries: 0,
+        start_period_ms: 0,
+    });
     Some(Release {
         container: c,
         timeout_secs: cfg.app.release_timeout_secs,
