@@ -43,7 +43,7 @@ pub struct Deployment {
     /// transitional upstream ([`Deployment::with_upstream`]).
     pub nginx: templates::NginxVars,
     /// The release command, when `APP_RELEASE_COMMAND` is set: run by the plan's
-    /// [`crate::plan::Action::Release`] step in a one-off container, never kept.
+    /// release step in a one-off container, never kept.
     pub release: Option<Release>,
 }
 
