@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::desired::{Container, Deployment, Role};
 use crate::docker::{self, ContainerFacts, DockerClient};
 use crate::observed::{ContainerState, Observed, ObservedContainer};
-use crate::plan::{Action, Plan, Step};
+use crate::plan::{self, Action, Plan, Step};
 use crate::probes;
 use crate::readiness::{assess, Probe, Readiness, Verdict, WaitFailure, POLL_INTERVAL};
 use crate::ui::Ui;
@@ -114,6 +114,13 @@ pub trait HostEngine: Sync {
     ) -> impl Future<Output = docker::Result<Vec<String>>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = docker::Result<()>> + Send;
     fn remove_volume(&self, name: &str) -> impl Future<Output = docker::Result<()>> + Send;
+    /// Calls `on_line` with each line of a container's log, from its start, until the
+    /// container stops (the release command's output, live).
+    fn follow_logs(
+        &self,
+        container: &str,
+        on_line: impl FnMut(&str) + Send,
+    ) -> impl Future<Output = docker::Result<()>> + Send;
 }
 
 impl HostEngine for DockerClient {
@@ -187,6 +194,18 @@ impl HostEngine for DockerClient {
     async fn remove_volume(&self, name: &str) -> docker::Result<()> {
         DockerClient::remove_volume(self, name).await
     }
+    async fn follow_logs(
+        &self,
+        container: &str,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> docker::Result<()> {
+        use futures_util::StreamExt;
+        let mut lines = Box::pin(self.logs(container, None, true));
+        while let Some(line) = lines.next().await {
+            on_line(&line?.text);
+        }
+        Ok(())
+    }
 }
 
 pub struct ApplyOptions {
@@ -222,16 +241,31 @@ pub async fn apply<E: HostEngine>(
     }
     try_join_all(prerequisites).await?;
 
+    let release = plan.converge().iter().find_map(|s| match &s.action {
+        Action::Release { name, command } => Some((s, name, command)),
+        _ => None,
+    });
     let ready: HashMap<&str, watch::Sender<bool>> = d
         .containers
         .iter()
-        .map(|c| (c.alias.as_str(), watch::channel(false).0))
+        .map(|c| c.alias.as_str())
+        .chain(release.map(|_| plan::RELEASE))
+        .map(|alias| (alias, watch::channel(false).0))
         .collect();
     let tasks = d
         .containers
         .iter()
         .map(|c| converge_container(client, d, plan, c, &ready, opts, ui, started));
-    try_join_all(tasks).await?;
+    // A failed release drops the converge tasks waiting for it: nothing it gates was created.
+    let release = async {
+        match release {
+            Some((step, name, command)) => {
+                run_release(client, d, step, name, command, &ready, ui).await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(try_join_all(tasks), release)?;
 
     for step in plan.sequence() {
         run_in_sequence(client, d, step, opts, ui).await?;
@@ -363,6 +397,7 @@ async fn run_in_sequence<E: HostEngine>(
         }
         Action::CreateNetwork { .. }
         | Action::CreateVolume { .. }
+        | Action::Release { .. }
         | Action::Create { .. }
         | Action::Start { .. }
         | Action::Recreate { .. } => {
@@ -417,6 +452,14 @@ async fn converge_container<E: HostEngine>(
 ) -> Result<()> {
     let name = d.container_name(c);
     let action = plan.step_for(&name).map(|s| &s.action);
+    // A container the release gates is not even created before the release succeeded, so a
+    // failed release leaves nothing of the new version behind.
+    if plan
+        .step_for(&name)
+        .is_some_and(|s| s.after.iter().any(|a| a == plan::RELEASE))
+    {
+        wait_for(ready, plan::RELEASE).await;
+    }
     // Creating and delivering files needs no dependency: do it at once, in parallel with
     // everything else, so that only the start waits for readiness of what it depends on.
     match action {
@@ -450,11 +493,7 @@ async fn converge_container<E: HostEngine>(
     }
     let after = plan.step_for(&name).map_or(&[][..], |s| s.after.as_slice());
     for dep in after {
-        if let Some(tx) = ready.get(dep.as_str()) {
-            let mut rx = tx.subscribe();
-            // The sender lives in `ready` for the whole apply, so this only ends by the value.
-            let _ = rx.wait_for(|r| *r).await;
-        }
+        wait_for(ready, dep).await;
     }
     match action {
         Some(Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }) => {
@@ -486,6 +525,138 @@ async fn converge_container<E: HostEngine>(
         tx.send_replace(true);
     }
     Ok(())
+}
+
+/// Waits until `alias` (a container, or the release) is ready; an alias not in this apply is
+/// not waited for.
+async fn wait_for(ready: &HashMap<&str, watch::Sender<bool>>, alias: &str) {
+    if let Some(tx) = ready.get(alias) {
+        let mut rx = tx.subscribe();
+        // The sender lives in `ready` for the whole apply, so this only ends by the value.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+/// Lines of the release command's output repeated in the error when it fails.
+const RELEASE_ERROR_LINES: usize = 20;
+/// How long a release container may take to be reported stopped once its log has ended.
+const RELEASE_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// The release step: once what it is `after` is ready, the command runs to completion in its
+/// one-off container, its output streamed (`release | ...`); the container is removed whatever
+/// the outcome. Success opens the gate of the app containers waiting for it; a non-zero exit or
+/// the deadline (`APP_RELEASE_TIMEOUT`) is an error that ends the apply before any of them.
+async fn run_release<E: HostEngine>(
+    client: &E,
+    d: &Deployment,
+    step: &Step,
+    name: &str,
+    command: &[String],
+    ready: &HashMap<&str, watch::Sender<bool>>,
+    ui: &Ui,
+) -> Result<()> {
+    let release = d
+        .release
+        .as_ref()
+        .ok_or_else(|| anyhow!("bug: a release step without a release command"))?;
+    for dep in &step.after {
+        wait_for(ready, dep).await;
+    }
+    // ── BACKUP_BEFORE_RELEASE hook ────────────────────────────────────────────────────────
+    // The one place a backup before the release belongs: the data stores are ready and
+    // nothing of the new version has run yet. Wired by issue 15's backup work (not here).
+    // ──────────────────────────────────────────────────────────────────────────────────────
+    let c = &release.container;
+    let shown = shell_words::join(command);
+    let deadline = Duration::from_secs(release.timeout_secs.into());
+    ui.info(&format!("  ▶ release: `{shown}` in {name}"));
+    let t0 = Instant::now();
+    // A container of this name is the leftover of an interrupted run: it goes first.
+    client
+        .remove_container(name)
+        .await
+        .with_context(|| format!("removing {name}, left by an interrupted release"))?;
+    let outcome = async {
+        client.create_container(d, c, name, &[]).await?;
+        upload_files(client, d, c, name).await?;
+        client.start(name).await?;
+        let mut last = std::collections::VecDeque::with_capacity(RELEASE_ERROR_LINES);
+        let within = tokio::time::timeout(deadline, async {
+            let followed = client
+                .follow_logs(name, |line| {
+                    ui.info(&format!("  release | {line}"));
+                    if last.len() == RELEASE_ERROR_LINES {
+                        last.pop_front();
+                    }
+                    last.push_back(line.to_string());
+                })
+                .await;
+            if let Err(e) = followed {
+                ui.detail(&format!(
+                    "  release: its log stream ended early ({e}); waiting for it to exit"
+                ));
+            }
+            release_exit(client, name, t0 + deadline).await
+        })
+        .await;
+        Ok::<_, anyhow::Error>((within, last))
+    }
+    .await;
+    // Removed whatever happened, also when it is still running (the deadline).
+    let removed = client.remove_container(name).await;
+    let (within, last) =
+        outcome.with_context(|| format!("starting the release command in {name}"))?;
+    let output = if last.is_empty() {
+        "  (no output)".to_string()
+    } else {
+        indent(&Vec::from(last).join("\n"))
+    };
+    let kept = "nothing was created or replaced: the running instances (if any) keep serving the previous version";
+    let fix = "fix the command (APP_RELEASE_COMMAND) or the app, then run `radar-deploy up` again (the release runs again)";
+    match within {
+        Err(_elapsed) => Err(anyhow!(
+            "release command `{shown}` did not finish within {}s (APP_RELEASE_TIMEOUT) and was stopped; {kept}; its last output:\n{output}\n  fix: {fix}, or raise APP_RELEASE_TIMEOUT",
+            deadline.as_secs()
+        )),
+        Ok(Err(e)) => Err(e.context(format!("release command `{shown}` in {name}; {kept}"))),
+        Ok(Ok(0)) => {
+            if let Err(e) = removed {
+                ui.detail(&format!("  release: removing {name} failed ({e}); the next `up` removes it"));
+            }
+            ui.info(&format!(
+                "  {} release `{shown}` done ({:.1}s)",
+                ui.green("✓"),
+                t0.elapsed().as_secs_f64()
+            ));
+            if let Some(tx) = ready.get(plan::RELEASE) {
+                tx.send_replace(true);
+            }
+            Ok(())
+        }
+        Ok(Ok(code)) => Err(anyhow!(
+            "release command `{shown}` exited with {code} after {:.1}s; {kept}; its last output:\n{output}\n  fix: {fix}",
+            t0.elapsed().as_secs_f64()
+        )),
+    }
+}
+
+/// The exit code of a release container whose log has ended (it is stopping, or stopped).
+async fn release_exit<E: HostEngine>(client: &E, name: &str, deadline: Instant) -> Result<i64> {
+    let stop_by = deadline.min(Instant::now() + RELEASE_EXIT_WAIT);
+    loop {
+        let p = client.probe(name, &Readiness::Running).await?;
+        match p.state {
+            ContainerState::Exited | ContainerState::Dead => return Ok(p.exit_code.unwrap_or(-1)),
+            _ if Instant::now() >= stop_by => {
+                return Err(anyhow!(
+                    "{name}: its log ended but it is still {:?} after {}s",
+                    p.state,
+                    RELEASE_EXIT_WAIT.as_secs()
+                ))
+            }
+            _ => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
 }
 
 /// Create, then deliver secrets and files: secrets reach the container as files before its
@@ -931,5 +1102,106 @@ mod tests {
         assert!(err.contains("[emerg] unexpected end of file"), "{err}");
         let reload = format!("exec {nginx} {}", probes::nginx_reload_argv().join(" "));
         assert!(!fake.calls().contains(&reload), "{:#?}", fake.calls());
+    }
+
+    const MIGRATE: &str = "APP_RELEASE_COMMAND=migrate\n";
+
+    /// The name of the release container the plan of `d` against the fake would run.
+    async fn release_name(fake: &FakeHost, d: &Deployment) -> String {
+        let p = plan::plan(d, &HostEngine::observe(fake, &d.project).await.unwrap());
+        p.converge()
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::Release { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no release in {p}"))
+    }
+
+    #[tokio::test]
+    async fn a_first_deploy_runs_the_release_once_after_the_data_stores_and_before_any_instance() {
+        let fake = FakeHost::new();
+        let d = deployment(MIGRATE);
+        let release = release_name(&fake, &d).await;
+        fake.ready_after(&name(&d, "postgres"), Duration::from_millis(300));
+        converge(&fake, &d, LONG).await.unwrap();
+        let calls = fake.calls();
+        let at = |c: &str| fake.position(c);
+        let create = at(&format!("create {release}"));
+        assert!(at(&format!("ready {}", name(&d, "postgres"))) < create);
+        assert!(at(&format!("ready {}", name(&d, "redis"))) < create);
+        let removed = calls
+            .iter()
+            .rposition(|c| *c == format!("remove {release}"))
+            .unwrap();
+        assert!(at(&format!("follow_logs {release}")) < removed);
+        for app in ["app-1", "app-2", "app-3"] {
+            assert!(removed < at(&format!("create {}", name(&d, app))), "{app}");
+        }
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("start ") && c.contains("-release-run-"))
+                .count(),
+            1
+        );
+        assert!(fake.container(&release).is_none(), "the one-off is removed");
+        // Its labels: Compose's one-off of the app service.
+        // (checked on the spec, as the fake removed the container)
+        let c = &d.release.as_ref().unwrap().container;
+        let labels = docker::container_labels(&d, c);
+        assert_eq!(labels[crate::labels::LABEL_ONEOFF], "True");
+        assert_eq!(labels[crate::labels::LABEL_SERVICE], "app");
+        // Unchanged afterwards: no release.
+        let again = plan::plan(&d, &HostEngine::observe(&fake, &d.project).await.unwrap());
+        assert!(again.is_empty(), "{again}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_release_replaces_nothing_and_its_output_is_in_the_error() {
+        let fake = FakeHost::new();
+        let before = deployment(MIGRATE);
+        converge(&fake, &before, LONG).await.unwrap();
+        let ids: Vec<String> = ["app-1", "app-2", "app-3"]
+            .iter()
+            .map(|a| fake.container(&name(&before, a)).unwrap().id)
+            .collect();
+        let after = deployment(&format!("{MIGRATE}APP_ENV_X=2\n"));
+        let release = release_name(&fake, &after).await;
+        fake.exits(&release, 3);
+        let err = format!("{:#}", converge(&fake, &after, LONG).await.unwrap_err());
+        assert!(
+            err.starts_with("release command `migrate` exited with 3"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was created or replaced"), "{err}");
+        assert!(
+            err.contains(&format!("{release}: the fake engine's log line")),
+            "{err}"
+        );
+        let now: Vec<String> = ["app-1", "app-2", "app-3"]
+            .iter()
+            .map(|a| fake.container(&name(&before, a)).unwrap().id)
+            .collect();
+        assert_eq!(ids, now, "the running instances are the same containers");
+        assert!(
+            !fake.calls().iter().any(|c| c.contains("-next")),
+            "nothing replaced"
+        );
+        assert!(fake.container(&release).is_none(), "the one-off is removed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_release_on_a_first_deploy_creates_no_instance() {
+        let fake = FakeHost::new();
+        let d = deployment(MIGRATE);
+        let release = release_name(&fake, &d).await;
+        fake.exits(&release, 1);
+        converge(&fake, &d, LONG).await.unwrap_err();
+        assert!(
+            !fake.container_names().iter().any(|n| n.contains("-app-")),
+            "{:?}",
+            fake.container_names()
+        );
     }
 }

@@ -45,6 +45,16 @@ pub struct Deployment {
     /// What nginx.conf is rendered from, kept so a rolling replacement can render the
     /// transitional upstream ([`Deployment::with_upstream`]).
     pub nginx: templates::NginxVars,
+    /// The release command, when `APP_RELEASE_COMMAND` is set: run by the plan's
+    /// release step in a one-off container, never kept.
+    pub release: Option<Release>,
+}
+
+/// The release command's one-off container and its deadline.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub container: Container,
+    pub timeout_secs: u32,
 }
 
 /// What a container does, once started; decides the start order and what "ready" means.
@@ -57,6 +67,9 @@ pub enum Role {
     Sentinel,
     App,
     Nginx,
+    /// The one-off container of the release command (`APP_RELEASE_COMMAND`): never one of
+    /// [`Deployment::containers`], only [`Deployment::release`].
+    Release,
 }
 
 impl Role {
@@ -68,6 +81,7 @@ impl Role {
             Role::Sentinel => "sentinel",
             Role::App => "app",
             Role::Nginx => "nginx",
+            Role::Release => "release",
         }
     }
 
@@ -406,6 +420,7 @@ pub fn build(cfg: &Config) -> Deployment {
         secrets,
         files,
         nginx,
+        release: release(cfg),
     }
 }
 
@@ -636,6 +651,34 @@ fn app(n: u32, cfg: &Config) -> Container {
     c.stop_grace_secs = 15;
     c.depends_on = strings(&["postgres", "redis"]);
     c
+}
+
+/// The release command's container: an app instance's spec (image, environment, secrets,
+/// user, network, limits, the same start order after Postgres and Redis) with the command as
+/// its CMD — the image's ENTRYPOINT stays, as with `docker run IMAGE args...` — and nothing an
+/// instance needs to serve: no healthcheck, no log volume, no restart (see `docker::spec`).
+fn release(cfg: &Config) -> Option<Release> {
+    let argv = cfg.app.release_command.clone()?;
+    let mut c = app(1, cfg);
+    c.role = Role::Release;
+    c.alias = "release".into();
+    c.command = Some(argv);
+    c.env.insert("INSTANCE_ID".into(), "release".into());
+    c.env.remove("LOG_DIR");
+    c.volumes.clear();
+    // The image's own HEALTHCHECK is switched off (`NONE`): a one-off is not a server, and on
+    // Swarm a task judged unhealthy is killed, which would end a long migration half-way.
+    c.healthcheck = Some(Healthcheck {
+        test: vec!["NONE".into()],
+        interval_ms: 0,
+        timeout_ms: 0,
+        retries: 0,
+        start_period_ms: 0,
+    });
+    Some(Release {
+        container: c,
+        timeout_secs: cfg.app.release_timeout_secs,
+    })
 }
 
 fn nginx_container(cfg: &Config) -> Container {

@@ -36,7 +36,7 @@ fn image_var(role: Role) -> &'static str {
     match role {
         Role::Postgres => "POSTGRES_IMAGE",
         Role::Redis | Role::RedisReplica | Role::Sentinel => "REDIS_IMAGE",
-        Role::App => "APP_IMAGE",
+        Role::App | Role::Release => "APP_IMAGE",
         Role::Nginx => "NGINX_IMAGE",
     }
 }

@@ -11,7 +11,8 @@ pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
 /// The Compose container number; written for `docker compose ps`, not read by the tool.
 pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
-/// Compose's one-off marker (`False`: a service container); written for Compose alone.
+/// Compose's one-off marker (`False`: a service container; `True`: the release command's
+/// container, as `docker compose run` marks its own); written for Compose alone.
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 /// The Compose network key of the project's network; written for Compose alone.
 pub const LABEL_NETWORK: &str = "com.docker.compose.network";

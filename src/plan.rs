@@ -28,6 +28,16 @@
 //!    Replacing in place (out of the upstream, recreate, back in) would be simpler but runs
 //!    one instance short, and a single instance would leave nothing to serve.
 //!
+//! **The release command** (`APP_RELEASE_COMMAND`) is a converge step of its own
+//! ([`Action::Release`]), planned when the plan brings a new app configuration: it creates or
+//! replaces app instances and no app container carries the desired config hash yet (a first
+//! deploy, a new image or a changed configuration; not `scale`, which adds instances of a
+//! config that runs already, and not a re-run after an interrupted rollout, whose replaced
+//! instances prove the release ran). It runs after what the app depends on (Postgres, Redis) is
+//! ready, and every app container the plan creates or recreates is `after` it, so none is even
+//! created before it succeeded; the rolling replacements come after the whole converge part.
+//! A failed release therefore leaves every running instance as it was.
+//!
 //! An interrupted run is finished by the next one from what it finds: a leftover `-next`
 //! container is removed like any container not wanted (after the reload and the drain), and
 //! a transitional nginx.conf differs from the desired one, so it is reloaded.
@@ -39,6 +49,8 @@ use crate::observed::{ContainerState, Health, Observed};
 
 /// The suffix of a replacement's temporary container name.
 pub const NEXT_SUFFIX: &str = "-next";
+/// The name the release step goes by in the steps' `after` lists.
+pub const RELEASE: &str = "release";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -103,6 +115,12 @@ pub enum Action {
     Rename {
         from: String,
         to: String,
+    },
+    /// Run the release command to completion in the one-off container `name` (created from
+    /// [`Deployment::release`], removed after); a non-zero exit or the deadline stops the run.
+    Release {
+        name: String,
+        command: Vec<String>,
     },
 }
 
@@ -214,6 +232,20 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
             }
         }
     }
+    if let Some(release) = release_step(desired, observed, &steps, !rolls.is_empty()) {
+        // Every app container created or recreated here waits for the release; the steps are
+        // listed in start order, so the release goes just before the first of them.
+        let mut at = steps.len();
+        for (i, s) in steps.iter_mut().enumerate() {
+            if let Action::Create { alias, .. } | Action::Recreate { alias, .. } = &s.action {
+                if is_app(desired, alias) {
+                    at = at.min(i);
+                    s.after.push(RELEASE.into());
+                }
+            }
+        }
+        steps.insert(at, release);
+    }
     // nginx's reload waits for the instances that are starting in this plan: the reason says
     // which, as the order is the point.
     let starting: Vec<String> = steps
@@ -309,6 +341,66 @@ pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
         unchanged,
         already_ready,
     }
+}
+
+fn is_app(d: &Deployment, alias: &str) -> bool {
+    d.containers_of(Role::App).any(|c| c.alias == alias)
+}
+
+/// The release step, when this plan brings a new app configuration (see the module comment).
+fn release_step(d: &Deployment, observed: &Observed, steps: &[Step], rolls: bool) -> Option<Step> {
+    let release = d.release.as_ref()?;
+    let brings_instances = rolls
+        || steps.iter().any(|s| match &s.action {
+            Action::Create { alias, .. } | Action::Recreate { alias, .. } => is_app(d, alias),
+            _ => false,
+        });
+    if !brings_instances {
+        return None;
+    }
+    let hashes: Vec<String> = d
+        .containers_of(Role::App)
+        .map(|c| d.config_hash(c))
+        .collect();
+    let app_image = &release.container.image;
+    let apps: Vec<_> = observed
+        .containers
+        .iter()
+        .filter(|o| o.role() == Some(Role::App.service()))
+        .collect();
+    // An app container with a desired hash was created after this config's release succeeded,
+    // unless its image tag has since moved to a rebuilt image (Docker then names it by id).
+    let released = apps.iter().any(|o| {
+        o.config_hash()
+            .is_some_and(|h| hashes.iter().any(|w| w == h))
+            && !(o.image != *app_image && o.image.starts_with("sha256:"))
+    });
+    if released {
+        return None;
+    }
+    let c = &release.container;
+    let hash = d.config_hash(c);
+    let reason = if apps.is_empty() {
+        "first deploy of this app configuration, before any instance starts"
+    } else {
+        "a new app image or configuration, before any instance is replaced"
+    };
+    Some(Step {
+        action: Action::Release {
+            name: format!(
+                "{}-{RELEASE}-run-{}",
+                d.project,
+                &hash[..12.min(hash.len())]
+            ),
+            command: c.command.clone().unwrap_or_default(),
+        },
+        reason: format!(
+            "{reason} (once {} {} ready)",
+            c.depends_on.join(", "),
+            if c.depends_on.len() == 1 { "is" } else { "are" }
+        ),
+        after: c.depends_on.clone(),
+    })
 }
 
 /// The replacement of one running instance, in order (see the module comment).
@@ -536,6 +628,13 @@ impl fmt::Display for Plan {
                     format!("start {name} ({alias}, {next_alias}) and wait until healthy"),
                 ),
                 Action::Rename { from, to } => ("=", format!("rename {from} → {to}")),
+                Action::Release { name, command } => (
+                    "▶",
+                    format!(
+                        "run the release command `{}` in {name}, once",
+                        shell_words::join(command)
+                    ),
+                ),
             };
             writeln!(f, "  {sign} {what}: {}", s.reason)?;
         }
@@ -944,5 +1043,108 @@ mod tests {
         assert!(p.steps[1..]
             .iter()
             .all(|s| matches!(s.action, Action::Recreate { .. })));
+    }
+
+    const MIGRATE: &str = "APP_RELEASE_COMMAND='migrate --verbose'\n";
+
+    /// The release step's line, or None; and whether every app container created or
+    /// recreated at once waits for it.
+    fn release_of(p: &Plan) -> Option<String> {
+        let step = p
+            .converge()
+            .iter()
+            .find(|s| matches!(s.action, Action::Release { .. }))?;
+        for s in p.converge() {
+            if let Action::Create { alias, .. } | Action::Recreate { alias, .. } = &s.action {
+                if alias.starts_with("app-") {
+                    assert!(
+                        s.after.contains(&RELEASE.to_string()),
+                        "{alias} not gated: {p}"
+                    );
+                }
+            }
+        }
+        assert_eq!(step.after, ["postgres", "redis"]);
+        let text = p.to_string();
+        text.lines()
+            .find(|l| l.contains("▶"))
+            .map(|l| l.trim().to_string())
+    }
+
+    #[test]
+    fn release_runs_on_a_first_deploy_before_any_instance_is_created() {
+        let d = desired::build(&config(MIGRATE, false));
+        let p = plan(&d, &Observed::default());
+        let hash = d.config_hash(&d.release.as_ref().unwrap().container);
+        let l = lines(&p);
+        assert_eq!(
+            l[6..10],
+            [
+                "+ create and start reporadar-postgres-1 (postgres): does not exist".to_string(),
+                "+ create and start reporadar-redis-1 (redis): does not exist".into(),
+                format!("▶ run the release command `migrate --verbose` in reporadar-release-run-{}, once: first deploy of this app configuration, before any instance starts (once postgres, redis are ready)", &hash[..12]),
+                "+ create and start reporadar-app-1 (app-1): does not exist".into(),
+            ]
+        );
+        assert!(release_of(&p).is_some());
+    }
+
+    #[test]
+    fn release_runs_once_for_a_new_configuration_before_the_rolling_replacements() {
+        let before = desired::build(&config(MIGRATE, false));
+        let after = desired::build(&config(&format!("{MIGRATE}APP_ENV_X=2\n"), false));
+        let p = plan(&after, &running(&before));
+        let line = release_of(&p).expect("a release step");
+        assert!(
+            line.ends_with("once: a new app image or configuration, before any instance is replaced (once postgres, redis are ready)"),
+            "{line}"
+        );
+        // It is the one converge step; the three replacements follow it, one at a time.
+        assert_eq!(p.sequential_from, 1, "{p}");
+        assert_eq!(replaced(&p), ["app-1", "app-2", "app-3"]);
+        assert_eq!(p.to_string().matches("▶").count(), 1);
+    }
+
+    #[test]
+    fn release_runs_for_an_image_tag_that_moved_to_a_rebuilt_image() {
+        let d = desired::build(&config(MIGRATE, false));
+        let mut observed = running(&d);
+        for c in &mut observed.containers {
+            if c.role() == Some("app") {
+                c.image = "sha256:0123456789abcdef0123456789".into();
+            }
+        }
+        assert!(release_of(&plan(&d, &observed)).is_some());
+    }
+
+    #[test]
+    fn no_release_for_an_unchanged_rerun_a_scale_or_an_interrupted_rollout() {
+        let d = desired::build(&config(MIGRATE, false));
+        // Unchanged: nothing at all.
+        assert!(plan(&d, &running(&d)).is_empty());
+        // Scale up: new instances of the configuration that runs.
+        let more = desired::build(&config(&format!("{MIGRATE}APP_INSTANCES=5\n"), false));
+        let p = plan(&more, &running(&d));
+        assert!(release_of(&p).is_none(), "{p}");
+        assert!(p.to_string().contains("create and start reporadar-app-5"));
+        // Scale down.
+        let fewer = desired::build(&config(&format!("{MIGRATE}APP_INSTANCES=2\n"), false));
+        assert!(release_of(&plan(&fewer, &running(&d))).is_none());
+        // A rollout interrupted after app-1 was replaced: the release ran before it.
+        let next = desired::build(&config(&format!("{MIGRATE}APP_ENV_X=2\n"), false));
+        let mut observed = running(&d);
+        let new_app1 = next.containers_of(Role::App).next().unwrap();
+        for o in &mut observed.containers {
+            if o.name == "reporadar-app-1" {
+                o.labels
+                    .insert(LABEL_CONFIG_HASH.into(), next.config_hash(new_app1));
+            }
+        }
+        let p = plan(&next, &observed);
+        assert_eq!(replaced(&p), ["app-2", "app-3"]);
+        assert!(release_of(&p).is_none(), "{p}");
+        // No release command: never.
+        let plain = desired::build(&config("APP_ENV_X=2\n", false));
+        assert!(release_of(&plan(&plain, &running(&d))).is_none());
     }
 }

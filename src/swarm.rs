@@ -84,6 +84,18 @@ pub struct Stack {
     pub secrets: Vec<SwarmSecret>,
     /// Volume keys (`postgres-data`); on the daemon `{project}_{key}`.
     pub volumes: Vec<String>,
+    /// The release command as a one-off job (`APP_RELEASE_COMMAND`), when there is one.
+    pub release: Option<ReleaseJob>,
+}
+
+/// The release command on the swarm: a service in Swarm's `replicated-job` mode (one task, run
+/// to completion, never restarted; Engine API 1.41), created when the plan says so and removed
+/// once its task has ended.
+#[derive(Debug, Clone)]
+pub struct ReleaseJob {
+    /// The app's spec with the command (see `desired::Release`); `name` is `release`.
+    pub service: Service,
+    pub timeout_secs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,6 +203,8 @@ pub fn build(d: &Deployment) -> Stack {
     let mut seen_app = false;
     for c in &d.containers {
         match c.role {
+            // Never among the containers: the release runs as a one-off job of its own.
+            Role::Release => {}
             Role::App => {
                 if seen_app {
                     continue;
@@ -277,6 +291,24 @@ pub fn build(d: &Deployment) -> Stack {
         .iter()
         .flat_map(|s| s.spec.volumes.iter().map(|v| v.volume.clone()))
         .collect();
+    let release = d.release.as_ref().map(|r| {
+        let mut spec = r.container.clone();
+        spec.number = 0;
+        spec.depends_on.clear();
+        ReleaseJob {
+            service: Service {
+                name: Role::Release.service().into(),
+                replicas: 1,
+                spec,
+                hostname: None,
+                constraints: vec![],
+                spread: vec![],
+                dnsrr: true,
+                update_order: UpdateOrder::StopFirst,
+            },
+            timeout_secs: r.timeout_secs,
+        }
+    });
     Stack {
         network: format!("{project}_default"),
         project,
@@ -284,6 +316,7 @@ pub fn build(d: &Deployment) -> Stack {
         configs,
         secrets,
         volumes,
+        release,
     }
 }
 

@@ -64,6 +64,10 @@ pub trait SwarmVerbs {
     /// Every node of the swarm with its state and labels.
     async fn swarm_nodes(&self) -> Result<Vec<ObservedNode>>;
     async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()>;
+    /// Creates the release command's one-off job service (see `DockerClient::create_job`).
+    async fn create_job(&self, st: &Stack, job: &Service, ids: &ObjectIds) -> Result<()>;
+    /// A task's whole log, as lines (once it has ended).
+    async fn task_log_lines(&self, task_id: &str) -> Result<Vec<String>>;
 }
 
 impl SwarmVerbs for DockerClient {
@@ -126,6 +130,18 @@ impl SwarmVerbs for DockerClient {
     }
     async fn remove_node_labels(&self, node_id: &str, labels: &[String]) -> Result<()> {
         Ok(DockerClient::remove_node_labels(self, node_id, labels).await?)
+    }
+    async fn create_job(&self, st: &Stack, job: &Service, ids: &ObjectIds) -> Result<()> {
+        Ok(DockerClient::create_job(self, st, job, ids).await?)
+    }
+    async fn task_log_lines(&self, task_id: &str) -> Result<Vec<String>> {
+        use futures_util::StreamExt;
+        let mut lines = Vec::new();
+        let mut s = Box::pin(self.task_logs(task_id, None, false));
+        while let Some(line) = s.next().await {
+            lines.push(line?.text);
+        }
+        Ok(lines)
     }
 }
 
@@ -249,7 +265,10 @@ pub async fn apply(
         };
         ids.insert(name.clone(), id);
     }
-    for tier in &plan.tiers {
+    for (i, tier) in plan.tiers.iter().enumerate() {
+        if let Some(r) = plan.release.as_ref().filter(|r| r.before_tier == i) {
+            run_release_job(docker, st, r, &ids, deadline, ui).await?;
+        }
         let mut hashes = Vec::new();
         for step in tier {
             let s = st
@@ -307,6 +326,96 @@ pub async fn apply(
         let _ = docker.remove_config_or_secret(o.kind.as_str(), &o.id).await;
     }
     Ok(report)
+}
+
+/// Swarm's task states in which a task has ended.
+const ENDED: [&str; 5] = ["complete", "failed", "rejected", "shutdown", "orphaned"];
+
+/// The release job: once the tiers before it converged (Postgres and Redis ready), its one
+/// task runs to completion; its log is shown (`release | ...`) and the job service removed
+/// whatever the outcome. Anything but `complete` within the deadline (`APP_RELEASE_TIMEOUT`,
+/// and `up`'s own) stops `up` before the app service is created or updated.
+async fn run_release_job(
+    docker: &impl SwarmVerbs,
+    st: &Stack,
+    r: &crate::swarm::plan::ReleaseStep,
+    ids: &ObjectIds,
+    deadline: Instant,
+    ui: &Ui,
+) -> Result<()> {
+    let job = st
+        .release
+        .as_ref()
+        .context("bug: a release step without a release command")?;
+    // ── BACKUP_BEFORE_RELEASE hook (Swarm) ──────────────────────────────────────────────
+    // As on one host (apply::run_release): the data stores are ready, nothing new runs yet.
+    // ──────────────────────────────────────────────────────────────────────────────────────
+    let shown = shell_words::join(&r.command);
+    let t0 = Instant::now();
+    let deadline = deadline.min(t0 + Duration::from_secs(job.timeout_secs.into()));
+    ui.info(&format!("job {}: `{shown}` (the release command)", r.name));
+    // A job of that name is the leftover of an interrupted run.
+    docker.remove_service(&r.name).await?;
+    docker.create_job(st, &job.service, ids).await?;
+    let ended = loop {
+        let tasks = docker.all_service_tasks(&r.name).await?;
+        if let Some(t) = tasks
+            .into_iter()
+            .find(|t| ENDED.contains(&t.state.as_str()))
+        {
+            break Some(t);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    };
+    let lines = match &ended {
+        Some(t) => docker.task_log_lines(&t.id).await.unwrap_or_default(),
+        None => vec![],
+    };
+    for line in &lines {
+        ui.info(&format!("  release | {line}"));
+    }
+    let removed = docker.remove_service(&r.name).await;
+    let last: Vec<&str> = lines
+        .iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    let output = if last.is_empty() {
+        "    (no output)".to_string()
+    } else {
+        last.iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let kept = "the app service was not created or updated: its running tasks keep serving";
+    match ended {
+        Some(t) if t.state == "complete" => {
+            if let Err(e) = removed {
+                ui.detail(&format!("job {}: removal failed ({e}); the next `up` removes it", r.name));
+            }
+            ui.info(&format!(
+                "job {}: done ({:.1}s)",
+                r.name,
+                t0.elapsed().as_secs_f64()
+            ));
+            Ok(())
+        }
+        Some(t) => bail!(
+            "release command `{shown}` failed on the swarm (task {}: {}); {kept}; its last output:\n{output}\n  fix: fix the command (APP_RELEASE_COMMAND) or the app, then run `radar-deploy up --target swarm` again",
+            t.state,
+            t.message
+        ),
+        None => bail!(
+            "release command `{shown}` did not finish within {:.0}s (APP_RELEASE_TIMEOUT, or up's --timeout); its job was removed; {kept}",
+            t0.elapsed().as_secs_f64()
+        ),
+    }
 }
 
 /// Waits until the service has converged ([`convergence`]: `replicas` tasks running the spec

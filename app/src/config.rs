@@ -94,22 +94,7 @@ impl Config {
         let port = parse_or(&var, "PORT", 3000u16, &mut problems);
         let instance_id = var("INSTANCE_ID").unwrap_or_else(hostname);
 
-        let postgres_password = read_secret(lookup, "POSTGRES_PASSWORD", &mut problems);
-        let user = var("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
-        let pool_size = parse_or(&var, "DB_POOL_SIZE", 5usize, &mut problems);
-        if !(1..=100).contains(&pool_size) {
-            problems.push(format!(
-                "DB_POOL_SIZE={pool_size} must be between 1 and 100"
-            ));
-        }
-        let postgres = PostgresConfig {
-            host: var("POSTGRES_HOST").unwrap_or_else(|| "postgres".into()),
-            port: parse_or(&var, "POSTGRES_PORT", 5432u16, &mut problems),
-            db: var("POSTGRES_DB").unwrap_or_else(|| user.clone()),
-            user,
-            password: postgres_password,
-            pool_size,
-        };
+        let postgres = postgres_config(lookup, &mut problems);
 
         let redis_password = read_secret(lookup, "REDIS_PASSWORD", &mut problems);
         let sentinel_password = read_secret(lookup, "REDIS_SENTINEL_PASSWORD", &mut problems);
@@ -179,6 +164,43 @@ impl Config {
             diagnostics,
             log_dir: var("LOG_DIR").map(Into::into),
         })
+    }
+}
+
+/// Only what `radar-app migrate` needs: the Postgres settings, with the same defaults and
+/// problems as [`Config::from_lookup`] (the session secrets are not required to migrate).
+pub fn postgres_from_lookup(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<PostgresConfig, Vec<String>> {
+    let mut problems = Vec::new();
+    let postgres = postgres_config(lookup, &mut problems);
+    if problems.is_empty() {
+        Ok(postgres)
+    } else {
+        Err(problems)
+    }
+}
+
+fn postgres_config(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> PostgresConfig {
+    let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let password = read_secret(lookup, "POSTGRES_PASSWORD", problems);
+    let user = var("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+    let pool_size = parse_or(&var, "DB_POOL_SIZE", 5usize, problems);
+    if !(1..=100).contains(&pool_size) {
+        problems.push(format!(
+            "DB_POOL_SIZE={pool_size} must be between 1 and 100"
+        ));
+    }
+    PostgresConfig {
+        host: var("POSTGRES_HOST").unwrap_or_else(|| "postgres".into()),
+        port: parse_or(&var, "POSTGRES_PORT", 5432u16, problems),
+        db: var("POSTGRES_DB").unwrap_or_else(|| user.clone()),
+        user,
+        password,
+        pool_size,
     }
 }
 

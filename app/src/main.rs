@@ -7,9 +7,12 @@
 //! - `store`       the Redis connection (direct or through Sentinels, follows failovers)
 //! - `pg`          a bounded, self-healing tokio-postgres pool
 //! - `healthcheck` the `radar-app healthcheck` subcommand (the image's HEALTHCHECK)
+//! - `migrate`     the `radar-app migrate` subcommand: the versioned schema, applied once
 //! - `log`         stderr logging with rate-limited dependency errors
 //!
-//! Usage: `radar-app [serve]` runs the server; `radar-app healthcheck` probes a running one.
+//! Usage: `radar-app [serve]` runs the server; `radar-app healthcheck` probes a running one;
+//! `radar-app migrate` applies the schema migrations not yet applied (needs only the `POSTGRES_*`
+//! settings; radar-deploy runs it once per release with `APP_RELEASE_COMMAND=migrate`).
 //!
 //! Environment (secrets marked * are read from `NAME_FILE` when set, one trailing newline
 //! trimmed, else from `NAME`; they are never logged):
@@ -26,11 +29,13 @@
 //! - ignored: `GITHUB_TOKEN`, `LOG_LEVEL` (the app logs only startup, dependency changes and
 //!   shutdown)
 //!
-//! Exit status: 0 after a clean shutdown, 2 for a configuration error or a port in use.
+//! Exit status: 0 after a clean shutdown, 2 for a configuration error or a port in use;
+//! `migrate`: 0 migrated or up to date, 1 failed, 2 a configuration error.
 
 mod config;
 mod healthcheck;
 mod log;
+mod migrate;
 mod pg;
 mod routes;
 mod session;
@@ -49,13 +54,14 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(9);
 /// How often the background monitor probes the dependencies (only to log changes).
 const MONITOR_EVERY: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: radar-app [serve | healthcheck | --version]";
+const USAGE: &str = "usage: radar-app [serve | healthcheck | migrate | --version]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] | ["serve"] => serve(),
         ["healthcheck"] => healthcheck::run(),
+        ["migrate"] => migrate::run(),
         ["--version" | "-V"] => {
             println!("radar-app {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -1438,3 +1438,93 @@ fn an_announced_master_wins_over_a_sentinel_that_still_names_the_old_one() {
     assert_eq!(r.json()["views"], 4, "{r:?}\n{}", app.logs());
     assert_eq!(views_on(&old).trim(), "4");
 }
+
+/// Runs `radar-app migrate` against the stores of `env` and returns its output.
+fn migrate(env: &[(String, String)]) -> Output {
+    Command::new(APP)
+        .arg("migrate")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run radar-app migrate")
+}
+
+fn psql(pg: &Container, sql: &str) -> String {
+    docker_ok(&[
+        "exec", &pg.name, "psql", "-U", "radar", "-d", "radar", "-tAc", sql,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn migrate_applies_each_version_once_even_when_two_runs_race_and_then_is_a_no_op() {
+    let pg = start_postgres(false);
+    // Only the Postgres settings: the session secrets are not needed to migrate.
+    let env: Vec<(String, String)> = app_env(None, Some(&pg))
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("POSTGRES_"))
+        .collect();
+
+    // Two runs started together on an empty database: the advisory lock serialises them.
+    let racing: Vec<_> = (0..2)
+        .map(|_| {
+            let env = env.clone();
+            thread::spawn(move || migrate(&env))
+        })
+        .collect();
+    let outputs: Vec<Output> = racing.into_iter().map(|t| t.join().unwrap()).collect();
+    let stdout: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(0), "{text}\n{err}");
+            text
+        })
+        .collect();
+    let applying = stdout
+        .iter()
+        .filter(|s| s.contains("applied 2 migration(s) (1, 2)"))
+        .count();
+    assert_eq!(applying, 1, "exactly one run applies: {stdout:#?}");
+    assert!(
+        stdout.iter().any(|s| s.contains("nothing to do")),
+        "{stdout:#?}"
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"
+        ),
+        "1,2"
+    );
+    // v1's table is usable.
+    assert_eq!(
+        psql(&pg, "INSERT INTO notes (body) VALUES ('x') RETURNING id"),
+        "1\nINSERT 0 1"
+    );
+
+    let again = migrate(&env);
+    assert_eq!(again.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("nothing to do: the schema is at version 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn migrate_fails_with_exit_1_naming_postgres_when_it_cannot_connect_and_2_without_config() {
+    let mut env = app_env(None, None);
+    env.retain(|(k, _)| k.starts_with("POSTGRES_"));
+    env.push(("POSTGRES_PORT".into(), free_port().to_string()));
+    let out = migrate(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting to Postgres at 127.0.0.1"), "{err}");
+
+    let bad = migrate(&[("POSTGRES_PORT".into(), "not-a-port".into())]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("POSTGRES_PORT"));
+}

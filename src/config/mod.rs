@@ -56,6 +56,9 @@ pub struct AppConfig {
     pub memory: MemoryBytes,
     /// `None`: rely on the image's own HEALTHCHECK.
     pub healthcheck: Option<Vec<String>>,
+    /// `APP_RELEASE_COMMAND` as argv (shell-words), `None` when empty: no release phase.
+    pub release_command: Option<Vec<String>>,
+    pub release_timeout_secs: u32,
     pub db_pool_size: u32,
     pub log_level: String,
     pub github_token: Option<Secret>,
@@ -508,6 +511,22 @@ impl std::str::FromStr for Healthcheck {
     }
 }
 
+struct ReleaseCommand(Option<Vec<String>>);
+impl std::str::FromStr for ReleaseCommand {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(ReleaseCommand(None));
+        }
+        // Split as a POSIX shell would, but run without one: the app image may have no shell.
+        match shell_words::split(s) {
+            Ok(argv) if !argv.is_empty() => Ok(ReleaseCommand(Some(argv))),
+            Ok(_) => Ok(ReleaseCommand(None)),
+            Err(e) => Err(format!("cannot be split into arguments ({e})")),
+        }
+    }
+}
+
 struct LogLevel(String);
 impl std::str::FromStr for LogLevel {
     type Err = String;
@@ -555,6 +574,8 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let cpus = r.parse::<NanoCpus>("APP_CPUS");
     let memory = r.parse::<MemoryBytes>("APP_MEMORY");
     let healthcheck = r.parse::<Healthcheck>("APP_HEALTHCHECK");
+    let release_command = r.parse::<ReleaseCommand>("APP_RELEASE_COMMAND");
+    let release_timeout_secs = r.number("APP_RELEASE_TIMEOUT", 1..=86_400);
     let db_pool_size = r.number("DB_POOL_SIZE", 1..=100);
     let log_level = r.parse::<LogLevel>("LOG_LEVEL");
     let github_token = r
@@ -638,6 +659,8 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
             cpus: cpus?,
             memory: memory?,
             healthcheck: healthcheck?.0,
+            release_command: release_command?.0,
+            release_timeout_secs: release_timeout_secs?,
             db_pool_size: db_pool_size?,
             log_level: log_level?.0,
             github_token,

@@ -303,6 +303,24 @@ fn healthcheck_none_uses_the_image_default() {
 }
 
 #[test]
+fn release_command_is_split_like_a_shell_and_empty_means_none() {
+    let cfg = resolve(&case(&valid_file()).inputs).unwrap();
+    assert_eq!(cfg.app.release_command, None);
+    assert_eq!(cfg.app.release_timeout_secs, 600);
+    let file = format!(
+        "{}APP_RELEASE_COMMAND=\"migrate --to 'v 2'\"\nAPP_RELEASE_TIMEOUT=30\n",
+        valid_file()
+    );
+    let cfg = resolve(&case(&file).inputs).unwrap();
+    let argv: Vec<String> = ["migrate", "--to", "v 2"].map(String::from).to_vec();
+    assert_eq!(cfg.app.release_command, Some(argv));
+    assert_eq!(cfg.app.release_timeout_secs, 30);
+    let unclosed = format!("{}APP_RELEASE_COMMAND=\"migrate 'open\"\n", valid_file());
+    let e = resolve(&case(&unclosed).inputs).unwrap_err().to_string();
+    assert!(e.contains("APP_RELEASE_COMMAND"), "{e}");
+}
+
+#[test]
 fn problem_messages_never_contain_secret_values() {
     let weak = "weakpass";
     let c = case(&valid_file().replace(STRONG_PG, weak));

@@ -57,6 +57,8 @@ pub const VARS: &[Var] = &[
     var("APP_CPUS", Default("0.5"), "App", "CPU limit per instance, in CPUs (e.g. 0.5)."),
     var("APP_MEMORY", Default("256m"), "App", "Memory limit per instance (bytes, or with k/m/g suffix; at least 16m)."),
     var("APP_HEALTHCHECK", Default("/radar-app healthcheck"), "App", "Command Docker runs inside each instance to probe it (split on spaces); `none` uses the image's own HEALTHCHECK."),
+    var("APP_RELEASE_COMMAND", Default(""), "App", "Command run once per `up` that brings a new app image or configuration (e.g. `migrate`), before any instance of it starts: in a one-off container of the new image with the app's environment, secrets, network and user, once Postgres and Redis are ready. Split into arguments as a shell would (quotes, backslashes), but run without one: the arguments replace the image's CMD and keep its ENTRYPOINT, like `docker run IMAGE args...`. A non-zero exit stops `up` (exit 2) with nothing replaced. Empty: no release phase."),
+    var("APP_RELEASE_TIMEOUT", Default("600"), "App", "Seconds the release command may run (1..=86400); past that it is stopped and `up` fails as for a non-zero exit."),
     var("DB_POOL_SIZE", Default("4"), "App", "Postgres connections each instance may hold; APP_INSTANCES x DB_POOL_SIZE must fit in POSTGRES_MAX_CONNECTIONS."),
     var("LOG_LEVEL", Default("info"), "App", "Passed to the app as LOG_LEVEL."),
     var("GITHUB_TOKEN", OptionalSecret, "App", "Optional token passed to the app as a secret file (GITHUB_TOKEN_FILE)."),

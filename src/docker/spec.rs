@@ -8,7 +8,7 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use crate::desired::{Container, Deployment, RELOAD_MARKER, SECRETS_DIR};
+use crate::desired::{Container, Deployment, Role, RELOAD_MARKER, SECRETS_DIR};
 use crate::labels::{
     LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT,
     LABEL_RELOAD_HASH, LABEL_ROLE, LABEL_SERVICE, MANAGED_BY,
@@ -17,11 +17,18 @@ use crate::labels::{
 const MS_TO_NS: i64 = 1_000_000;
 
 pub fn labels(d: &Deployment, c: &Container) -> HashMap<String, String> {
+    // The release command's container is what `docker compose run app CMD` would make: a
+    // one-off of the app service (Compose lists it only with `ps --all`/`-a`).
+    let oneoff = c.role == Role::Release;
+    let service = if oneoff { Role::App } else { c.role }.service();
     let mut l = HashMap::from([
         (LABEL_PROJECT.to_string(), d.project.clone()),
-        (LABEL_SERVICE.to_string(), c.role.service().to_string()),
+        (LABEL_SERVICE.to_string(), service.to_string()),
         (LABEL_NUMBER.to_string(), c.number.to_string()),
-        (LABEL_ONEOFF.to_string(), "False".to_string()),
+        (
+            LABEL_ONEOFF.to_string(),
+            if oneoff { "True" } else { "False" }.to_string(),
+        ),
         (LABEL_ROLE.to_string(), c.role.service().to_string()),
         (LABEL_CONFIG_HASH.to_string(), d.config_hash(c)),
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
@@ -89,7 +96,12 @@ pub fn container_body(
         stop_timeout: Some(c.stop_grace_secs as i64),
         host_config: Some(HostConfig {
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                // A one-off runs once: restarted, a failed release would run again.
+                name: Some(if c.role == Role::Release {
+                    RestartPolicyNameEnum::NO
+                } else {
+                    RestartPolicyNameEnum::UNLESS_STOPPED
+                }),
                 maximum_retry_count: None,
             }),
             memory: Some(c.memory_bytes),

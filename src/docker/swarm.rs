@@ -10,13 +10,14 @@ use bollard::models::{
     EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit,
     LocalNodeState, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
     NetworkCreateRequest, SecretSpec, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, SwarmInitRequest,
-    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, SwarmInitRequest, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecPlacementPreferences,
+    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
     LeaveSwarmOptions, ListConfigsOptions, ListContainersOptions, ListNetworksOptions,
@@ -446,6 +447,39 @@ impl DockerClient {
             .await
             .map_err(|e| DockerError::from_bollard("service", &name, e))?;
         Ok(hash.tasks)
+    }
+
+    /// Creates the release command's job: the service spec of `job` in Swarm's
+    /// `replicated-job` mode, one task run to completion and never restarted (a failed release
+    /// must not run again by itself), with no update or rollback policy (a job has none).
+    pub async fn create_job(
+        &self,
+        st: &Stack,
+        job: &swarm::Service,
+        ids: &HashMap<String, String>,
+    ) -> Result<()> {
+        let (mut spec, _) = labelled_spec(st, job, ids);
+        spec.mode = Some(ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(1),
+                total_completions: Some(1),
+            }),
+            ..Default::default()
+        });
+        spec.update_config = None;
+        spec.rollback_config = None;
+        if let Some(t) = spec.task_template.as_mut() {
+            t.restart_policy = Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            });
+        }
+        let name = st.service_name(job);
+        self.docker
+            .create_service(spec, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("service", &name, e))?;
+        Ok(())
     }
 
     /// Replaces the service's spec with the stack's (Swarm's rolling update, with the stack's

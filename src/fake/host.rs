@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::apply::HostEngine;
 use crate::desired::{Container, Deployment, RELOAD_MARKER};
 use crate::docker::{self, ContainerFacts, DockerError};
-use crate::labels::LABEL_RELOAD_HASH;
+use crate::labels::{LABEL_RELOAD_HASH, LABEL_ROLE};
 use crate::observed::{
     ContainerState, Health, Observed, ObservedContainer, ObservedNetwork, ObservedVolume,
 };
@@ -382,7 +382,15 @@ impl HostEngine for FakeHost {
     async fn start(&self, container: &str) -> docker::Result<()> {
         self.call("start", container)?;
         self.with(|s| {
-            let exit = s.exits.get(container).copied();
+            let one_off = s
+                .containers
+                .get(container)
+                .is_some_and(|c| c.labels.get(LABEL_ROLE).map(String::as_str) == Some("release"));
+            // A one-off (the release command) runs to completion at once: exit 0 unless told.
+            let exit = s.exits.get(container).copied().or(one_off.then_some(0));
+            if let Some(code) = exit {
+                s.exits.insert(container.into(), code);
+            }
             let c = container_in_mut(s, container)?;
             c.state = match exit {
                 Some(_) => ContainerState::Exited,
@@ -484,5 +492,22 @@ impl HostEngine for FakeHost {
 
     async fn remove_volume(&self, name: &str) -> docker::Result<()> {
         self.remove("remove_volume", name, |s| &mut s.volumes)
+    }
+
+    async fn follow_logs(
+        &self,
+        container: &str,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> docker::Result<()> {
+        self.call("follow_logs", container)?;
+        let code = self.with(|s| {
+            container_in(s, container)?;
+            Ok::<_, DockerError>(s.exits.get(container).copied())
+        })?;
+        on_line(&format!("{container}: the fake engine's log line"));
+        if let Some(code) = code {
+            on_line(&format!("exiting with {code}"));
+        }
+        Ok(())
     }
 }

@@ -39,6 +39,9 @@ struct State {
     calls: Vec<String>,
     rolls_back: BTreeSet<String>,
     never_starts: BTreeSet<String>,
+    /// Release jobs by name, with the state their one task ends in.
+    jobs: BTreeMap<String, String>,
+    failing_jobs: BTreeSet<String>,
     next_id: u32,
 }
 
@@ -82,6 +85,11 @@ impl FakeSwarm {
     /// The tasks of `service` stay `starting` forever.
     pub fn never_starts(&self, service: &str) {
         self.state().never_starts.insert(service.into());
+    }
+
+    /// The task of the job `service` ends `failed` (a non-zero exit) instead of `complete`.
+    pub fn fails_job(&self, service: &str) {
+        self.state().failing_jobs.insert(service.into());
     }
 
     /// Another node of the swarm.
@@ -135,6 +143,24 @@ impl FakeSwarm {
 
     fn tasks(&self, service: &str) -> Vec<ObservedTask> {
         let s = self.state();
+        if let Some(end) = s.jobs.get(service) {
+            return vec![ObservedTask {
+                id: format!("{service}.1"),
+                slot: Some(1),
+                node_id: MANAGER.into(),
+                state: end.clone(),
+                desired: "complete".into(),
+                running: false,
+                message: if end == "complete" {
+                    "finished"
+                } else {
+                    "task: non-zero exit (2)"
+                }
+                .into(),
+                container_id: Some(format!("{service}.1.0")),
+                config_hash: None,
+            }];
+        }
         let Some(f) = s.services.get(service) else {
             return vec![];
         };
@@ -255,8 +281,28 @@ impl SwarmVerbs for FakeSwarm {
 
     async fn remove_service(&self, name: &str) -> Result<()> {
         self.call(format!("remove service {name}"));
-        self.state().services.remove(name);
+        let mut s = self.state();
+        s.services.remove(name);
+        s.jobs.remove(name);
         Ok(())
+    }
+
+    async fn create_job(&self, st: &Stack, job: &Service, _ids: &ObjectIds) -> Result<()> {
+        let name = st.service_name(job);
+        self.call(format!("create job {name}"));
+        let mut s = self.state();
+        let end = if s.failing_jobs.contains(&name) {
+            "failed"
+        } else {
+            "complete"
+        };
+        s.jobs.insert(name, end.into());
+        Ok(())
+    }
+
+    async fn task_log_lines(&self, task_id: &str) -> Result<Vec<String>> {
+        self.call(format!("logs task {task_id}"));
+        Ok(vec![format!("{task_id}: the fake job's log line")])
     }
 
     async fn stack_leftovers(&self, _project: &str) -> Result<Vec<String>> {

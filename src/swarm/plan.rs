@@ -11,6 +11,9 @@
 //!    a digest of their content, so a change is a new object);
 //! 3. each service created, updated or kept, tier by tier ([`tiers`]), by the spec hashes the
 //!    facade computes from the spec it would send ([`SpecHash`]);
+//!    The release command's one-off job ([`ReleaseStep`]) runs just before the tier of the app
+//!    service, when the app service is created or its tasks replaced (a new image or
+//!    configuration; not a replica count change, not an unchanged run);
 //! 4. whether nginx must reload (a new app task set, nginx itself unchanged);
 //! 5. the configs and secrets of earlier versions, removed once no service uses them.
 
@@ -74,6 +77,16 @@ pub struct ServiceStep {
     pub follow_nginx: bool,
 }
 
+/// The release command's job and where it runs: before the tier `before_tier`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseStep {
+    /// The job service's name on the swarm (`{project}_release`).
+    pub name: String,
+    pub command: Vec<String>,
+    pub reason: String,
+    pub before_tier: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwarmPlan {
     pub project: String,
@@ -87,6 +100,8 @@ pub struct SwarmPlan {
     pub create: Vec<(ObjectKind, String)>,
     /// The services, tier by tier: a tier starts once the one before it has converged.
     pub tiers: Vec<Vec<ServiceStep>>,
+    /// The release command's job, run to completion before the app's tier.
+    pub release: Option<ReleaseStep>,
     /// After the services: reload nginx, which resolved `tasks.app` when it loaded its config.
     pub reload_nginx: bool,
     /// Configs and secrets no service of the stack uses any more; the executor removes each
@@ -132,7 +147,22 @@ impl SwarmPlan {
                 .iter()
                 .map(|(kind, name)| format!("create  {} {name}", kind.as_str())),
         );
-        for s in self.steps() {
+        for (i, s) in self
+            .tiers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.iter().map(move |s| (i, s)))
+        {
+            if let Some(r) = self.release.as_ref().filter(|r| r.before_tier == i) {
+                if s.service == Role::App.service() {
+                    lines.push(format!(
+                        "run     job {} once: `{}` ({}; a failure stops here, the app service untouched)",
+                        r.name,
+                        shell_words::join(&r.command),
+                        r.reason
+                    ));
+                }
+            }
             lines.push(match &s.action {
                 ServiceAction::Create => format!(
                     "create  service {} ({} task{})",
@@ -210,7 +240,7 @@ pub fn tiers(st: &Stack, cold: bool) -> Vec<Vec<&Service>> {
         Role::Postgres | Role::Redis | Role::RedisReplica => 0,
         Role::Sentinel => 1,
         Role::App if cold => 0,
-        Role::App => 2,
+        Role::App | Role::Release => 2,
         Role::Nginx => 3,
     };
     (0..4)
@@ -233,7 +263,8 @@ pub fn plan(
     hashes: &BTreeMap<String, SpecHash>,
 ) -> Result<SwarmPlan, PlanError> {
     let cold = observed.services.is_empty();
-    let tiers: Vec<Vec<ServiceStep>> = tiers(st, cold)
+    // With a release command, the app waits for it even on a first deploy.
+    let tiers: Vec<Vec<ServiceStep>> = tiers(st, cold && st.release.is_none())
         .into_iter()
         .map(|tier| {
             tier.into_iter()
@@ -259,6 +290,7 @@ pub fn plan(
         network: (!observed.networks.contains(&st.network)).then(|| st.network.clone()),
         create: missing_objects(st, observed),
         reload_nginx: false,
+        release: None,
         tiers,
         prune: observed
             .objects
@@ -268,7 +300,31 @@ pub fn plan(
             .collect(),
     };
     plan.reload_nginx = nginx_must_reload(&plan);
+    plan.release = release_step(st, &plan);
     Ok(plan)
+}
+
+/// The release job, when the app service is created or its tasks are replaced.
+fn release_step(st: &Stack, plan: &SwarmPlan) -> Option<ReleaseStep> {
+    let job = st.release.as_ref()?;
+    let (tier, app) = plan.tiers.iter().enumerate().find_map(|(i, t)| {
+        t.iter()
+            .find(|s| s.service == Role::App.service())
+            .map(|s| (i, s))
+    })?;
+    let reason = match &app.action {
+        ServiceAction::Create => "first deploy of the app service, before any task starts",
+        ServiceAction::Update { rolling: true, .. } => {
+            "a new app image or configuration, before any task is replaced"
+        }
+        ServiceAction::Update { rolling: false, .. } | ServiceAction::Keep => return None,
+    };
+    Some(ReleaseStep {
+        name: st.service_name(&job.service),
+        command: job.service.spec.command.clone().unwrap_or_default(),
+        reason: reason.into(),
+        before_tier: tier,
+    })
 }
 
 /// `scale` on the swarm: only the app service changes (its replica count; Swarm starts or
@@ -296,6 +352,7 @@ pub fn plan_scale(
         create: missing_objects(st, observed),
         tiers: vec![vec![service_step(st, app, observed, hashes)]],
         reload_nginx: false,
+        release: None,
         prune: vec![],
     };
     plan.reload_nginx = nginx_must_reload(&plan);

@@ -242,3 +242,65 @@ async fn down_without_volumes_keeps_them_and_the_labels() {
     );
     assert!(fake.observed().nodes[0].labels.len() == 3);
 }
+
+#[tokio::test]
+async fn the_release_job_runs_before_the_app_service_and_is_removed() {
+    let fake = FakeSwarm::new();
+    let st = stack("APP_RELEASE_COMMAND=migrate\n", false);
+    up(&fake, &st, soon()).await.unwrap();
+    let calls = verbs(&fake);
+    let at = |c: &str| {
+        calls
+            .iter()
+            .position(|x| x == c)
+            .unwrap_or_else(|| panic!("no {c} in {calls:#?}"))
+    };
+    assert!(at("create service reporadar_redis") < at("create job reporadar_release"));
+    assert!(at("create service reporadar_postgres") < at("create job reporadar_release"));
+    assert!(at("logs task reporadar_release.1") < at("create service reporadar_app"));
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| *c == "remove service reporadar_release")
+            .count(),
+        2,
+        "a leftover removed before, the job after: {calls:#?}"
+    );
+    assert!(at("create job reporadar_release") < at("create service reporadar_app"));
+    // Unchanged: no job.
+    up(&fake, &st, soon()).await.unwrap();
+    assert!(!verbs(&fake).iter().any(|c| c.contains("release")));
+}
+
+#[tokio::test]
+async fn a_failed_release_job_leaves_the_app_service_untouched() {
+    let fake = FakeSwarm::new();
+    up(
+        &fake,
+        &stack("APP_RELEASE_COMMAND=migrate\n", false),
+        soon(),
+    )
+    .await
+    .unwrap();
+    fake.take_calls();
+    fake.fails_job("reporadar_release");
+    let changed = stack("APP_RELEASE_COMMAND=migrate\nAPP_ENV_X=1\n", false);
+    let err = format!("{:#}", up(&fake, &changed, soon()).await.unwrap_err());
+    assert!(
+        err.starts_with("release command `migrate` failed on the swarm (task failed: task: non-zero exit (2)); the app service was not created or updated"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reporadar_release.1: the fake job's log line"),
+        "{err}"
+    );
+    let calls = verbs(&fake);
+    assert!(
+        !calls.iter().any(|c| c.contains("service reporadar_app")),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("remove service reporadar_release")
+    );
+}

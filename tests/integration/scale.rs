@@ -25,10 +25,11 @@ const APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
 const CONCURRENCY: usize = 8;
 
 /// A stack of its own (see `common::HostProject`), removed on drop — also when a test fails.
-struct Stack {
-    p: common::HostProject,
+/// (Also used by `release.rs`, with the load below.)
+pub(crate) struct Stack {
+    pub(crate) p: common::HostProject,
     /// Image tags this test created, untagged on drop.
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 impl std::ops::Deref for Stack {
@@ -47,7 +48,7 @@ impl Stack {
     }
 
     /// (name, full id) of the project's app containers, sorted by name.
-    fn apps(&self) -> Vec<(String, String)> {
+    pub(crate) fn apps(&self) -> Vec<(String, String)> {
         let label = format!("label=com.docker.compose.project={}", self.name);
         let out = docker(&[
             "ps",
@@ -69,7 +70,7 @@ impl Stack {
         v
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://localhost:{}", self.port)
     }
 
@@ -99,7 +100,7 @@ impl Drop for Stack {
 }
 
 /// The drill's load generator, run in the background while the test drives the CLI.
-struct Background {
+pub(crate) struct Background {
     rt: tokio::runtime::Runtime,
     load: Load,
     started: Instant,
@@ -107,7 +108,7 @@ struct Background {
 }
 
 impl Background {
-    fn start(url: &str) -> Background {
+    pub(crate) fn start(url: &str) -> Background {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let load = rt
             .block_on(async {
@@ -134,26 +135,41 @@ impl Background {
     /// What the load saw, and how many GETs were sent again because nginx closed their
     /// keep-alive connection as they went out (a reload closes idle ones; every browser
     /// retries those, and so does the load's client — counted, not hidden).
-    fn stop(self) -> (LoadResult, u64) {
+    pub(crate) fn stop(self) -> (LoadResult, u64) {
         let r = self.rt.block_on(self.load.stop());
         let retries = radar_deploy::http::closed_connection_retries() - self.retries_before;
         (r, retries)
     }
 }
 
+/// Runs `work` under the load, with 1.5 s of load before and after it; returns what it
+/// returned, how long it took, and what the load saw.
+pub(crate) fn under_load<T>(
+    url: &str,
+    work: impl FnOnce() -> T,
+) -> (T, Duration, (LoadResult, u64)) {
+    let load = Background::start(url);
+    std::thread::sleep(Duration::from_millis(1500));
+    let timer = Instant::now();
+    let out = work();
+    let took = timer.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    (out, took, load.stop())
+}
+
 /// What clients saw in one scenario, as the drill reports it.
-struct Figures {
-    requests: usize,
-    failed: u64,
+pub(crate) struct Figures {
+    pub(crate) requests: usize,
+    pub(crate) failed: u64,
     /// No client got an answer for this long.
     longest_gap_ms: u64,
     /// The worst single client's longest wait for an answer.
     worst_client_gap_ms: u64,
-    failures: String,
+    pub(crate) failures: String,
     retried: u64,
 }
 
-fn figures((r, retried): &(LoadResult, u64)) -> Figures {
+pub(crate) fn figures((r, retried): &(LoadResult, u64)) -> Figures {
     let window = (0, r.duration_ms);
     let (client_gaps, overall) = stats::gaps(&r.samples, CONCURRENCY + 1, window);
     let f = stats::failures(&r.samples);
@@ -177,7 +193,7 @@ fn first_served_by(r: &LoadResult, instance: &str, after_ms: u64) -> Option<u64>
         .min()
 }
 
-fn report(scenario: &str, f: &Figures, healthy: &str) {
+pub(crate) fn report(scenario: &str, f: &Figures, healthy: &str) {
     eprintln!(
         "{scenario}: {} requests, {} failed, longest gap {} ms (worst client {} ms), {healthy}; {} GETs resent after nginx closed their keep-alive connection",
         f.requests, f.failed, f.longest_gap_ms, f.worst_client_gap_ms, f.retried
@@ -311,13 +327,9 @@ fn a_rolling_update_and_a_failed_one_under_load_fail_no_request() {
     let good_env = std::fs::read_to_string(s.env_file()).unwrap();
     s.set_env("APP_HEALTHCHECK", "'/radar-app no-such-probe'");
     let before = s.apps();
-    let load = Background::start(&s.url());
-    std::thread::sleep(Duration::from_millis(1500));
-    let timer = Instant::now();
-    let out = s.run(&["up", "--no-verify", "--timeout", "10"]);
-    let took = timer.elapsed();
-    std::thread::sleep(Duration::from_millis(1500));
-    let r = load.stop();
+    let (out, took, r) = under_load(&s.url(), || {
+        s.run(&["up", "--no-verify", "--timeout", "10"])
+    });
     let f = figures(&r);
     report(
         &format!(

@@ -23,7 +23,7 @@ use common::{block_on, image, text, Project};
 
 /// A project on the swarm; on drop, removes what it deployed, then (dropping the guard) leaves
 /// the swarm if the test joined it.
-struct SwarmProject {
+pub(crate) struct SwarmProject {
     p: Project,
     _swarm: common::SwarmGuard,
 }
@@ -36,7 +36,7 @@ impl std::ops::Deref for SwarmProject {
 }
 
 impl SwarmProject {
-    fn new() -> SwarmProject {
+    pub(crate) fn new() -> SwarmProject {
         let p = Project::new("rdswarm", 3, None);
         // When the daemon is in no swarm (as in CI), every Swarm command stops at once (exit
         // 2) and says how to get one.
@@ -57,7 +57,7 @@ impl SwarmProject {
     }
 
     /// As [`Self::under_load`], expecting the command to exit with `code`.
-    fn under_load_expect(&self, args: &[&str], code: i32) -> (usize, usize, String) {
+    pub(crate) fn under_load_expect(&self, args: &[&str], code: i32) -> (usize, usize, String) {
         let port = std::fs::read_to_string(self.env_file())
             .unwrap()
             .lines()

@@ -602,3 +602,64 @@ fn down_removes_the_labels_of_this_node_and_names_the_other_nodes_that_keep_thei
         PlacedLabels::default()
     );
 }
+
+const MIGRATE: &str = "APP_RELEASE_COMMAND=migrate\n";
+
+#[test]
+fn release_job_runs_on_a_first_deploy_after_the_data_stores_before_the_app() {
+    let st = stack(MIGRATE, false);
+    let lines = text(&st, &empty());
+    let services: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.starts_with("create  service") || l.starts_with("run "))
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "create  service reporadar_postgres (1 task)",
+            "create  service reporadar_redis (1 task)",
+            "run     job reporadar_release once: `migrate` (first deploy of the app service, before any task starts; a failure stops here, the app service untouched)",
+            "create  service reporadar_app (3 tasks)",
+            "create  service reporadar_nginx (1 task)",
+        ]
+    );
+    // The app is no longer in the data stores' tier: the release runs between them.
+    let p = plan(&st, &empty(), &hashes(&st)).unwrap();
+    let r = p.release.as_ref().unwrap();
+    assert!(p.tiers[r.before_tier].iter().any(|s| s.service == "app"));
+    assert!(p.tiers[..r.before_tier]
+        .iter()
+        .flatten()
+        .any(|s| s.service == "postgres"));
+}
+
+#[test]
+fn release_job_runs_for_a_new_app_configuration_not_for_a_scale_or_an_unchanged_run() {
+    let st = stack(MIGRATE, false);
+    let on_swarm = deployed(&st);
+    assert!(plan(&st, &on_swarm, &hashes(&st))
+        .unwrap()
+        .release
+        .is_none());
+    let scaled = stack(&format!("{MIGRATE}APP_INSTANCES=5\n"), false);
+    assert!(plan(&scaled, &on_swarm, &hashes(&scaled))
+        .unwrap()
+        .release
+        .is_none());
+    assert!(plan_scale(&scaled, &on_swarm, &hashes(&scaled))
+        .unwrap()
+        .release
+        .is_none());
+    let changed = stack(&format!("{MIGRATE}APP_ENV_X=1\n"), false);
+    let t = text(&changed, &on_swarm);
+    assert!(
+        t.contains("run     job reporadar_release once: `migrate` (a new app image or configuration, before any task is replaced; a failure stops here, the app service untouched)\nupdate  service reporadar_app"),
+        "{t}"
+    );
+    // Without a release command: never.
+    let plain = stack("APP_ENV_X=1\n", false);
+    assert!(plan(&plain, &deployed(&st), &hashes(&plain))
+        .unwrap()
+        .release
+        .is_none());
+}
