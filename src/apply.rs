@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use futures_util::future::try_join_all;
+use futures_util::future::{try_join_all, BoxFuture};
 use tokio::sync::watch;
 
 use crate::desired::{Container, Deployment, Role};
@@ -208,16 +208,24 @@ impl HostEngine for DockerClient {
     }
 }
 
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     /// The deadline of each wait.
     pub timeout: Duration,
+    /// Run just before the release command when the plan says so (`BACKUP_BEFORE_RELEASE`).
+    pub before_release: Option<&'a BeforeRelease<'a>>,
 }
+
+/// What runs before the release command when the plan asks for a backup first; it answers what
+/// it made (the backup file, for `up` to name). The caller supplies it: a backup is an operation
+/// of its own that needs the whole configuration (`commands::up` passes
+/// [`crate::backup::before_release`]); an executor only runs it.
+pub type BeforeRelease<'a> = dyn Fn() -> BoxFuture<'a, Result<String>> + Send + Sync + 'a;
 
 pub async fn apply<E: HostEngine>(
     client: &E,
     d: &Deployment,
     plan: &Plan,
-    opts: &ApplyOptions,
+    opts: &ApplyOptions<'_>,
     ui: &Ui,
 ) -> Result<()> {
     let started = Instant::now();
@@ -242,7 +250,7 @@ pub async fn apply<E: HostEngine>(
     try_join_all(prerequisites).await?;
 
     let release = plan.converge().iter().find_map(|s| match &s.action {
-        Action::Release { name, command } => Some((s, name, command)),
+        Action::Release { backup_first, .. } => Some((s, *backup_first)),
         _ => None,
     });
     let ready: HashMap<&str, watch::Sender<bool>> = d
@@ -259,8 +267,15 @@ pub async fn apply<E: HostEngine>(
     // A failed release drops the converge tasks waiting for it: nothing it gates was created.
     let release = async {
         match release {
-            Some((step, name, command)) => {
-                run_release(client, d, step, name, command, &ready, ui).await
+            Some((step, backup_first)) => {
+                let backup = if backup_first {
+                    Some(opts.before_release.ok_or_else(|| {
+                        anyhow!("bug: the plan takes a backup before the release, but apply was given no way to")
+                    })?)
+                } else {
+                    None
+                };
+                run_release(client, d, step, backup, &ready, ui).await
             }
             None => Ok(()),
         }
@@ -283,7 +298,7 @@ pub async fn apply<E: HostEngine>(
 async fn docker_verdicts<E: HostEngine>(
     client: &E,
     d: &Deployment,
-    opts: &ApplyOptions,
+    opts: &ApplyOptions<'_>,
     ui: &Ui,
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -313,7 +328,7 @@ async fn run_in_sequence<E: HostEngine>(
     client: &E,
     d: &Deployment,
     step: &Step,
-    opts: &ApplyOptions,
+    opts: &ApplyOptions<'_>,
     ui: &Ui,
 ) -> Result<()> {
     match &step.action {
@@ -446,7 +461,7 @@ async fn converge_container<E: HostEngine>(
     plan: &Plan,
     c: &Container,
     ready: &HashMap<&str, watch::Sender<bool>>,
-    opts: &ApplyOptions,
+    opts: &ApplyOptions<'_>,
     ui: &Ui,
     started: Instant,
 ) -> Result<()> {
@@ -550,11 +565,15 @@ async fn run_release<E: HostEngine>(
     client: &E,
     d: &Deployment,
     step: &Step,
-    name: &str,
-    command: &[String],
+    backup: Option<&BeforeRelease<'_>>,
     ready: &HashMap<&str, watch::Sender<bool>>,
     ui: &Ui,
 ) -> Result<()> {
+    let Action::Release { name, command, .. } = &step.action else {
+        return Err(anyhow!(
+            "bug: run_release given a step that is not the release"
+        ));
+    };
     let release = d
         .release
         .as_ref()
@@ -562,10 +581,20 @@ async fn run_release<E: HostEngine>(
     for dep in &step.after {
         wait_for(ready, dep).await;
     }
-    // ── BACKUP_BEFORE_RELEASE hook ────────────────────────────────────────────────────────
-    // The one place a backup before the release belongs: the data stores are ready and
-    // nothing of the new version has run yet. Wired by issue 15's backup work (not here).
-    // ──────────────────────────────────────────────────────────────────────────────────────
+    // BACKUP_BEFORE_RELEASE: here, because the data stores are ready and nothing of the new
+    // version has run yet, so the backup is of exactly what the release command will change.
+    if let Some(backup) = backup {
+        ui.info("  ▶ backup before the release (BACKUP_BEFORE_RELEASE)");
+        let t = Instant::now();
+        let file = backup().await.context(
+            "nothing was created or replaced: the running instances (if any) keep serving the previous version",
+        )?;
+        ui.info(&format!(
+            "  {} backup {file} ({:.1}s)",
+            ui.green("✓"),
+            t.elapsed().as_secs_f64()
+        ));
+    }
     let c = &release.container;
     let shown = shell_words::join(command);
     let deadline = Duration::from_secs(release.timeout_secs.into());
@@ -939,9 +968,22 @@ mod tests {
 
     /// Plans `d` against what the fake holds and applies it, each wait bounded by `timeout`.
     async fn converge(fake: &FakeHost, d: &Deployment, timeout: Duration) -> Result<()> {
+        converge_with(fake, d, timeout, None).await
+    }
+
+    async fn converge_with<'a>(
+        fake: &FakeHost,
+        d: &Deployment,
+        timeout: Duration,
+        before_release: Option<&'a BeforeRelease<'a>>,
+    ) -> Result<()> {
         let observed = HostEngine::observe(fake, &d.project).await?;
         let plan = plan::plan(d, &observed);
-        apply(fake, d, &plan, &ApplyOptions { timeout }, &ui()).await
+        let opts = ApplyOptions {
+            timeout,
+            before_release,
+        };
+        apply(fake, d, &plan, &opts, &ui()).await
     }
 
     const LONG: Duration = Duration::from_secs(30);
@@ -1203,5 +1245,44 @@ mod tests {
             "{:?}",
             fake.container_names()
         );
+    }
+
+    #[tokio::test]
+    async fn backup_before_release_runs_after_the_data_stores_and_before_the_release() {
+        use futures_util::FutureExt;
+        let fake = FakeHost::new();
+        let d = deployment(&format!("{MIGRATE}BACKUP_BEFORE_RELEASE=true\n"));
+        let release = release_name(&fake, &d).await;
+        // The hook records where in the engine's calls it ran.
+        let ran_at = std::sync::Mutex::new(None);
+        let backup = || {
+            *ran_at.lock().unwrap() = Some(fake.calls().len());
+            async { Ok("proj-backup.radar-backup".to_string()) }.boxed()
+        };
+        converge_with(&fake, &d, LONG, Some(&backup)).await.unwrap();
+        let at = ran_at.lock().unwrap().expect("the backup ran");
+        assert!(fake.position(&format!("ready {}", name(&d, "postgres"))) < at);
+        assert!(at <= fake.position(&format!("create {release}")));
+
+        // A failed backup: no release, no instance.
+        let fresh = FakeHost::new();
+        let failing = || async { Err(anyhow!("disk full")) }.boxed();
+        let err = format!(
+            "{:#}",
+            converge_with(&fresh, &d, LONG, Some(&failing))
+                .await
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("nothing was created or replaced") && err.contains("disk full"),
+            "{err}"
+        );
+        assert!(!fresh.calls().iter().any(|c| c.contains("-release-run-")));
+        assert!(!fresh.container_names().iter().any(|n| n.contains("-app-")));
+
+        // Planned but not offered: a clear error, nothing run.
+        let none = FakeHost::new();
+        let err = format!("{:#}", converge(&none, &d, LONG).await.unwrap_err());
+        assert!(err.contains("backup before the release"), "{err}");
     }
 }

@@ -55,6 +55,8 @@ pub struct Deployment {
 pub struct Release {
     pub container: Container,
     pub timeout_secs: u32,
+    /// `BACKUP_BEFORE_RELEASE`: a backup is taken just before each run of the command.
+    pub backup_first: bool,
 }
 
 /// What a container does, once started; decides the start order and what "ready" means.
@@ -678,6 +680,7 @@ fn release(cfg: &Config) -> Option<Release> {
     Some(Release {
         container: c,
         timeout_secs: cfg.app.release_timeout_secs,
+        backup_first: cfg.backup_before_release,
     })
 }
 

@@ -18,11 +18,14 @@ use crate::plan;
 use crate::status::{ContainerStatus, HostStatus, PortStatus};
 use crate::ui::Ui;
 
-pub struct UpOptions {
+pub struct UpOptions<'a> {
     pub timeout: Duration,
     pub dry_run: bool,
     /// APP_BUILDER_IMAGE: builds the reference app image when it is missing or stale.
     pub app_builder_image: String,
+    /// How to take the backup the plan may ask for before the release command
+    /// (`BACKUP_BEFORE_RELEASE`; see [`apply::BeforeRelease`]).
+    pub before_release: Option<&'a apply::BeforeRelease<'a>>,
 }
 
 /// What `up` did, for the caller's report.
@@ -45,7 +48,7 @@ fn image_var(role: Role) -> &'static str {
 pub async fn up(
     client: &DockerClient,
     d: &Deployment,
-    opts: &UpOptions,
+    opts: &UpOptions<'_>,
     ui: &Ui,
 ) -> Result<UpReport> {
     let t0 = Instant::now();
@@ -74,7 +77,11 @@ pub async fn up(
         if let Some(image) = app_image {
             app_image::ensure(client, image, &opts.app_builder_image, ui).await?;
         }
-        converge(client, d, opts.timeout, ui).await
+        let apply_opts = ApplyOptions {
+            timeout: opts.timeout,
+            before_release: opts.before_release,
+        };
+        converge(client, d, &apply_opts, ui).await
     };
     // Ctrl-C drops whatever is in flight; the lock is released on the way out, and the next
     // `up` plans from what it then finds (created-but-not-started containers are started).
@@ -95,7 +102,7 @@ pub async fn up(
 async fn converge<E: HostEngine>(
     client: &E,
     d: &Deployment,
-    timeout: Duration,
+    opts: &ApplyOptions<'_>,
     ui: &Ui,
 ) -> Result<usize> {
     let observed = client.observe(&d.project).await?;
@@ -107,7 +114,7 @@ async fn converge<E: HostEngine>(
         preflight_images(client, d, ui).await?;
         preflight_port(client, d).await?;
     }
-    apply::apply(client, d, &plan, &ApplyOptions { timeout }, ui).await?;
+    apply::apply(client, d, &plan, opts, ui).await?;
     Ok(plan.steps.len())
 }
 
@@ -464,16 +471,19 @@ mod tests {
         desired::build(&config(extra, false))
     }
 
-    const LONG: Duration = Duration::from_secs(30);
+    const LONG: ApplyOptions<'static> = ApplyOptions {
+        timeout: Duration::from_secs(30),
+        before_release: None,
+    };
 
     #[tokio::test]
     async fn up_plans_from_the_snapshot_and_a_converged_stack_needs_nothing() {
         let fake = FakeHost::new();
         let d = deployment("");
-        let steps = converge(&fake, &d, LONG, &ui()).await.unwrap();
+        let steps = converge(&fake, &d, &LONG, &ui()).await.unwrap();
         assert!(steps > d.containers.len(), "{steps}");
         let before = fake.calls().len();
-        assert_eq!(converge(&fake, &d, LONG, &ui()).await.unwrap(), 0);
+        assert_eq!(converge(&fake, &d, &LONG, &ui()).await.unwrap(), 0);
         let changes: Vec<String> = fake.calls()[before..]
             .iter()
             .filter(|c| {
@@ -496,7 +506,7 @@ mod tests {
             .image
             .clone();
         fake.missing_image(&image);
-        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        converge(&fake, &d, &LONG, &ui()).await.unwrap();
         let pulled = fake.position(&format!("pull {image}"));
         assert!(fake.calls()[..pulled]
             .iter()
@@ -509,7 +519,7 @@ mod tests {
         let d = deployment("NGINX_IMAGE=example/nginx:none");
         fake.missing_image("example/nginx:none");
         fake.fail("pull", "example/nginx:none");
-        let err = converge(&fake, &d, LONG, &ui())
+        let err = converge(&fake, &d, &LONG, &ui())
             .await
             .unwrap_err()
             .to_string();
@@ -532,7 +542,7 @@ mod tests {
         let (_listener, port) = taken_port();
         let fake = FakeHost::local();
         let d = deployment(&format!("HTTP_PORT={port}"));
-        let err = converge(&fake, &d, LONG, &ui())
+        let err = converge(&fake, &d, &LONG, &ui())
             .await
             .unwrap_err()
             .to_string();
@@ -550,7 +560,7 @@ mod tests {
         let fake = FakeHost::new();
         let (_listener, port) = taken_port();
         let d = deployment(&format!("HTTP_PORT={port}"));
-        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        converge(&fake, &d, &LONG, &ui()).await.unwrap();
         assert!(published_by_project(&fake, "reporadar", port)
             .await
             .unwrap());
@@ -566,7 +576,7 @@ mod tests {
     async fn deployed_then_down(volumes: bool) -> (FakeHost, Deployment, DownReport) {
         let fake = FakeHost::new();
         let d = deployment("");
-        converge(&fake, &d, LONG, &ui()).await.unwrap();
+        converge(&fake, &d, &LONG, &ui()).await.unwrap();
         let report = down(&fake, &d.project, volumes, &ui()).await.unwrap();
         (fake, d, report)
     }

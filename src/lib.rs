@@ -31,13 +31,14 @@
 //! | operation | [`app_image`] | the reference app's image: its source embedded by `build.rs`, missing or stale, built inside Docker with `APP_BUILDER_IMAGE` |
 //! | operation | [`render`], [`envfile`] | the files of `render`, all or none; `init`'s env file with generated secrets |
 //! | operation | [`maintenance`] | one host: nginx's maintenance flag (503 + Retry-After, instances get nothing), on, off, asked; Swarm refused |
+//! | operation | [`sentinels`] | asks the Redis Sentinels (an exec in their containers) which Redis is the master |
+//! | operation | [`backup`] | one host: Postgres dump and Redis keys streamed through execs into one checked file, written atomically ([`backup::archive`]); restore behind maintenance mode |
 //! | operation | [`apply`] | executes a one-host plan, parallel where independent, ordered by readiness; [`apply::HostEngine`] names the verbs it, `engine` and `scale` use |
 //! | operation | [`engine`] | one host: `up`/`down`/`status`/`logs` (preflight, lock, plan, apply) |
 //! | operation | [`scale`] | one host: add or remove instances with no failed request, save the count |
 //! | operation | [`swarm_engine`] | a swarm: observe, plan, apply with no decisions ([`swarm_engine::SwarmVerbs`]), wait for convergence; `up`/`scale`/`down`/`status`/`logs` |
 //! | operation | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
 //! | operation | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
-//! | operation | [`backup`] | one host: Postgres dump and Redis keys streamed through execs into one checked file, written atomically ([`backup::archive`]); restore behind maintenance mode |
 //! | dispatch | [`target`] | `up`/`down`/`scale`/`status`/`logs`/`render` on the chosen target |
 //! | front | [`cli`], [`commands`] | the command line as typed (names are a contract); one thin file per subcommand: arguments → operation → report |
 //!
@@ -72,6 +73,7 @@ pub mod probes;
 pub mod readiness;
 pub mod render;
 pub mod scale;
+pub mod sentinels;
 pub mod status;
 pub mod swarm;
 pub mod swarm_engine;

@@ -121,6 +121,8 @@ pub enum Action {
     Release {
         name: String,
         command: Vec<String>,
+        /// `BACKUP_BEFORE_RELEASE`: take a backup first (the executor asks its caller to).
+        backup_first: bool,
     },
 }
 
@@ -393,6 +395,7 @@ fn release_step(d: &Deployment, observed: &Observed, steps: &[Step], rolls: bool
                 &hash[..12.min(hash.len())]
             ),
             command: c.command.clone().unwrap_or_default(),
+            backup_first: release.backup_first,
         },
         reason: format!(
             "{reason} (once {} {} ready)",
@@ -628,11 +631,20 @@ impl fmt::Display for Plan {
                     format!("start {name} ({alias}, {next_alias}) and wait until healthy"),
                 ),
                 Action::Rename { from, to } => ("=", format!("rename {from} → {to}")),
-                Action::Release { name, command } => (
+                Action::Release {
+                    name,
+                    command,
+                    backup_first,
+                } => (
                     "▶",
                     format!(
-                        "run the release command `{}` in {name}, once",
-                        shell_words::join(command)
+                        "run the release command `{}` in {name}, once{}",
+                        shell_words::join(command),
+                        if *backup_first {
+                            ", after a backup (BACKUP_BEFORE_RELEASE)"
+                        } else {
+                            ""
+                        }
                     ),
                 ),
             };
@@ -1078,7 +1090,7 @@ mod tests {
         let hash = d.config_hash(&d.release.as_ref().unwrap().container);
         let l = lines(&p);
         assert_eq!(
-            l[6..10],
+            l[7..11],
             [
                 "+ create and start reporadar-postgres-1 (postgres): does not exist".to_string(),
                 "+ create and start reporadar-redis-1 (redis): does not exist".into(),
@@ -1087,6 +1099,23 @@ mod tests {
             ]
         );
         assert!(release_of(&p).is_some());
+    }
+
+    #[test]
+    fn backup_before_release_is_planned_on_the_release_step() {
+        let d = desired::build(&config(
+            &format!("{MIGRATE}BACKUP_BEFORE_RELEASE=true\n"),
+            false,
+        ));
+        let line = release_of(&plan(&d, &Observed::default())).unwrap();
+        assert!(
+            line.contains("`migrate --verbose` in reporadar-release-run-")
+                && line.contains(", once, after a backup (BACKUP_BEFORE_RELEASE): first deploy"),
+            "{line}"
+        );
+        let without = desired::build(&config(MIGRATE, false));
+        let line = release_of(&plan(&without, &Observed::default())).unwrap();
+        assert!(!line.contains("backup"), "{line}");
     }
 
     #[test]

@@ -112,8 +112,10 @@ async fn scale_on<E: HostEngine>(
     } else {
         ui.info(plan.to_string().trim_end());
     }
+    // Scaling adds instances of the configuration that runs already: the plan has no release.
     let apply_opts = ApplyOptions {
         timeout: opts.timeout,
+        before_release: None,
     };
     let run = apply::apply(client, &d, &plan, &apply_opts, ui);
     let applied = tokio::select! {
@@ -273,6 +275,7 @@ mod tests {
         let plan = plan::plan(&d, &HostEngine::observe(fake, &d.project).await.unwrap());
         let apply_opts = ApplyOptions {
             timeout: Duration::from_secs(30),
+            before_release: None,
         };
         apply::apply(fake, &d, &plan, &apply_opts, &ui())
             .await

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::config::Target;
 use crate::desired::{self, Deployment};
@@ -93,7 +93,7 @@ pub async fn up(
     target: Target,
     docker: &DockerClient,
     d: &Deployment,
-    opts: &UpOptions,
+    opts: &UpOptions<'_>,
     ui: &Ui,
 ) -> Result<Option<Up>> {
     match target {
@@ -106,6 +106,14 @@ pub async fn up(
             }))
         }
         Target::Swarm => {
+            if d.release.as_ref().is_some_and(|r| r.backup_first) {
+                bail!(
+                    "BACKUP_BEFORE_RELEASE=true: backups are taken on one Docker host only; on a \
+                     swarm `up` would run the release command without the backup you asked for\n  \
+                     fix: take one by other means and set BACKUP_BEFORE_RELEASE=false, or deploy \
+                     with --target single"
+                );
+            }
             let stack = swarm::build(d);
             if opts.dry_run {
                 // What would change on the swarm; the plan prints its own header.

@@ -68,7 +68,7 @@ async fn stack(docker: &DockerClient, cfg: &Config) -> Result<Stack> {
     let redis = if sentinels.is_empty() {
         find(Role::Redis)
     } else {
-        let alias = crate::drill::redis::ask_master(docker, &sentinels, &cfg.sentinel.master_name)
+        let alias = crate::sentinels::ask_master(docker, &sentinels, &cfg.sentinel.master_name)
             .await
             .map_err(|e| {
                 anyhow!(

@@ -7,7 +7,8 @@ use crate::cli::UpArgs;
 use crate::config::Overrides;
 use crate::engine::UpOptions;
 use crate::outcome::Outcome;
-use crate::{desired, target, verify};
+use crate::{backup, desired, target, verify};
+use futures_util::{FutureExt, TryFutureExt};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
@@ -26,10 +27,17 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     })?;
     let deployment = desired::build(&cfg);
     let docker = g.docker().await?;
+    // BACKUP_BEFORE_RELEASE: the plan decides whether; this says how (the file `up` names).
+    let backup = || {
+        backup::before_release(&docker, &cfg)
+            .map_ok(|file| file.display().to_string())
+            .boxed()
+    };
     let opts = UpOptions {
         timeout: Duration::from_secs(timeout),
         dry_run,
         app_builder_image: cfg.app.builder_image.to_string(),
+        before_release: Some(&backup),
     };
     let Some(done) = target::up(target, &docker, &deployment, &opts, &g.ui).await? else {
         return Ok(Outcome::Success);

@@ -76,7 +76,7 @@ pub const VARS: &[Var] = &[
     var("SENTINEL_QUORUM", Default("2"), "High availability", "Sentinels that must agree the master is down (1..=3; 2 is a majority of the three)."),
     var("SENTINEL_DOWN_AFTER_MS", Default("5000"), "High availability", "Milliseconds without a reply before a Sentinel considers the master down."),
     var("SENTINEL_FAILOVER_TIMEOUT_MS", Default("10000"), "High availability", "Sentinel failover-timeout in milliseconds."),
-    var("BACKUP_BEFORE_RELEASE", Default("false"), "Backups", "true takes a backup (as `radar-deploy backup` does, into the current directory) before each run of the release command; `up` names the file. A failed backup stops `up` before anything is changed."),
+    var("BACKUP_BEFORE_RELEASE", Default("false"), "Backups", "true takes a backup (as `radar-deploy backup` does, into the current directory) before each run of the release command; `up` names the file. A failed backup stops `up` before anything is changed. One Docker host only: `up --target swarm` refuses it."),
 ];
 
 /// Variables whose value is passed to the app unchanged, with the prefix removed

@@ -21,9 +21,9 @@ use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::observed::ObservedContainer;
 use crate::probes;
+use crate::sentinels::{self, exec};
 
 const POLL: Duration = Duration::from_millis(250);
-const EXEC_DEADLINE: Duration = Duration::from_secs(5);
 /// Redis saves and exits on SIGTERM well within this.
 const STOP_GRACE_SECS: u32 = 10;
 /// How long a drill waits for every Sentinel to know the replica: one INFO period (10 s) and
@@ -261,7 +261,7 @@ pub async fn run_swarm(opts: &Options, node: &str, progress: &dyn Fn(&str)) -> R
 }
 
 async fn master_of(opts: &Options, sentinels: &[String]) -> Result<String> {
-    ask_master(&opts.docker, sentinels, &opts.master_name)
+    sentinels::ask_master(&opts.docker, sentinels, &opts.master_name)
         .await
         .map_err(|e| {
             anyhow!(
@@ -332,7 +332,7 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
     let mut promoted = None;
     let mut new_master = None;
     while Instant::now() < deadline && !interrupted() {
-        if let Ok(m) = ask_master(docker, sentinels, &opts.master_name).await {
+        if let Ok(m) = sentinels::ask_master(docker, sentinels, &opts.master_name).await {
             if m != master_alias {
                 let now = load.now_ms();
                 progress(&format!("the Sentinels promoted {m}"));
@@ -494,43 +494,6 @@ async fn failover(opts: &Options, f: &Failover, progress: &dyn Fn(&str)) -> Resu
     ))
 }
 
-async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<String, String> {
-    let cmd: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
-    match tokio::time::timeout(EXEC_DEADLINE, docker.exec(container, &cmd)).await {
-        Ok(Ok((0, out))) => Ok(out),
-        Ok(Ok((code, out))) => Err(format!("{container}: exit {code}: {}", out.trim())),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("{container}: no answer within {EXEC_DEADLINE:?}")),
-    }
-}
-
-/// The master's host as the first Sentinel that answers names it (its alias on the network,
-/// as the HA stack announces hostnames).
-pub(crate) async fn ask_master(
-    docker: &DockerClient,
-    sentinels: &[String],
-    name: &str,
-) -> Result<String> {
-    let mut last = "no Sentinel is running".to_string();
-    for s in sentinels {
-        let cmd = [
-            "bash",
-            "-c",
-            probes::SENTINEL_MASTER_SCRIPT,
-            "sentinel-ask",
-            name,
-        ];
-        match exec(docker, s, &cmd).await {
-            Ok(out) => match parse_master_addr(&out) {
-                Some(host) => return Ok(host),
-                None => last = format!("{s}: unexpected answer {:?}", out.trim()),
-            },
-            Err(e) => last = e,
-        }
-    }
-    Err(anyhow!(last))
-}
-
 /// The Sentinels (containers) whose `SENTINEL replicas` does not list `replica`, or that do not
 /// answer.
 async fn sentinels_unaware_of(
@@ -559,13 +522,6 @@ async fn sentinels_unaware_of(
 }
 
 /// `redis-cli` prints the host and the port on two lines; `(nil)` for an unknown master.
-fn parse_master_addr(out: &str) -> Option<String> {
-    let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
-    let host = lines.next()?;
-    let port = lines.next()?;
-    (port.parse::<u16>().is_ok() && host != "(nil)").then(|| host.to_string())
-}
-
 /// `info replication` of a replica whose link to its master is up.
 fn is_linked_replica(info: &str) -> bool {
     let field = |k: &str| info.lines().find_map(|l| l.trim().strip_prefix(k));
@@ -575,16 +531,6 @@ fn is_linked_replica(info: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn master_address_is_the_host_line() {
-        assert_eq!(
-            parse_master_addr("redis-replica\n6379\n").as_deref(),
-            Some("redis-replica")
-        );
-        assert_eq!(parse_master_addr("(nil)\n"), None);
-        assert_eq!(parse_master_addr("ERR no such master\n"), None);
-    }
 
     #[test]
     fn a_linked_replica_reports_slave_with_its_link_up() {
