@@ -176,6 +176,8 @@ fn release_runs_once_before_the_instances_and_a_failed_one_replaces_nothing_unde
     let before = s.apps();
     s.set_env("APP_ENV_RELEASE_TEST", "2");
     s.set_env("APP_RELEASE_COMMAND", "no-such-subcommand");
+    // With a backup first (BACKUP_BEFORE_RELEASE): taken before the release, named by `up`.
+    s.set_env("BACKUP_BEFORE_RELEASE", "true");
     let (failed, took, r) = under_load(&s.url(), || {
         s.run(&["up", "--no-verify", "--timeout", "120"])
     });
@@ -187,6 +189,22 @@ fn release_runs_once_before_the_instances_and_a_failed_one_replaces_nothing_unde
     );
     // The command's own output (radar-app's usage line) is in the error.
     assert!(stderr.contains("usage: radar-app"), "{stderr}");
+    let out = text(&failed);
+    let backup = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("✓ backup "))
+        .and_then(|rest| rest.rsplit_once(" ("))
+        .map(|(file, _)| s.dir.path().join(file))
+        .unwrap_or_else(|| panic!("up names no backup file: {out}"));
+    assert!(
+        out.find("✓ backup ") < out.find("▶ release:"),
+        "the backup comes before the release: {out}"
+    );
+    let size = std::fs::metadata(&backup)
+        .unwrap_or_else(|e| panic!("{}: {e}", backup.display()))
+        .len();
+    assert!(size > 1000, "{}: {size} bytes", backup.display());
+    let _ = std::fs::remove_file(&backup);
     let f = figures(&r);
     report(
         &format!(
