@@ -8,6 +8,9 @@
 //!   2 with the command's output in stderr, 0 failed requests, the running instances are the
 //!   same containers (nothing replaced), and no one-off container is left.
 //!
+//! On Swarm the release is a one-off job: `swarm.rs`'s scenario runs it with its rolling update
+//! and a failing one under load (one swarm stack serves both, as a stack's teardown is long).
+//!
 //! Figures (release time, request outcomes) are printed to stderr
 //! (`cargo test --test integration release:: -- --nocapture`). Needs the Docker daemon and the
 //! offline images; fails, never skips, without them. The app image is `APP_IMAGE` (environment)
@@ -222,78 +225,4 @@ fn release_runs_once_before_the_instances_and_a_failed_one_replaces_nothing_unde
         "the running instances are the same containers"
     );
     assert_eq!(oneoffs(&s), "", "the one-off container is removed");
-}
-
-/// On a single-node swarm (`common::SwarmGuard`; ignored by default for CI time, run with
-/// `cargo test --test integration release::on_swarm -- --ignored`): the release is a one-off job run before the
-/// app service is created; a new configuration whose release fails, under load, exits 2 with
-/// the command's output and leaves the app service as it was (same spec version), no job left.
-#[test]
-#[ignore = "about 2.7 min, most of it the swarm stack's teardown: run it with `-- --ignored`, or fold it into swarm.rs's scenario"]
-fn on_swarm_the_release_is_a_job_before_the_app_and_a_failed_one_leaves_the_app_untouched() {
-    let _slot = common::alone();
-    let t0 = Instant::now();
-    let p = crate::swarm::SwarmProject::new();
-    eprintln!("swarm: joined in {:.1}s", t0.elapsed().as_secs_f64());
-    // One task is enough to see the order, and keeps this test short.
-    p.set_env("APP_INSTANCES", "1");
-    p.set_env("APP_RELEASE_COMMAND", "migrate");
-    let t0 = Instant::now();
-    let out = p.ok(&["up", "--target", "swarm", "--no-verify", "--timeout", "180"]);
-    eprintln!(
-        "swarm: up with the release in {:.1}s",
-        t0.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.contains("release | migrate: applied 2 migration(s) (1, 2)"),
-        "{out}"
-    );
-    let job = out
-        .find(&format!("job {}_release", p.name))
-        .expect("the job line");
-    let app = out
-        .find(&format!("service {}_app: created", p.name))
-        .unwrap_or_else(|| panic!("the app created: {out}"));
-    assert!(job < app, "the release runs before the app service: {out}");
-    if let Some(line) = out.lines().find(|l| l.contains("_release: done")) {
-        eprintln!("swarm first deploy: {}", line.trim());
-    }
-
-    let version = |p: &crate::swarm::SwarmProject| {
-        text(&docker(&[
-            "service",
-            "inspect",
-            &format!("{}_app", p.name),
-            "--format",
-            "{{.Version.Index}}",
-        ]))
-    };
-    let before = version(&p);
-    p.set_env("APP_ENV_RELEASE_TEST", "2");
-    p.set_env("APP_RELEASE_COMMAND", "no-such-subcommand");
-    let t0 = Instant::now();
-    let (failed, sent, out) = p.under_load_expect(
-        &["up", "--target", "swarm", "--no-verify", "--timeout", "120"],
-        2,
-    );
-    eprintln!(
-        "swarm failed release under load: {sent} requests, {failed} failed ({:.1}s with the load)",
-        t0.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.contains("release command `no-such-subcommand` failed on the swarm"),
-        "{out}"
-    );
-    assert!(out.contains("usage: radar-app"), "{out}");
-    assert_eq!(failed, 0, "{out}");
-    assert!(sent > 20, "the load ran: {sent}");
-    assert_eq!(version(&p), before, "the app service is untouched");
-    let left = docker(&[
-        "service",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("name={}_release", p.name),
-    ]);
-    assert_eq!(text(&left).trim(), "", "no job left");
 }

@@ -19,7 +19,7 @@ use radar_deploy::drill::load::{self, Load, LoadOptions};
 use serde_json::Value;
 
 use crate::common;
-use common::{block_on, image, text, Project};
+use common::{block_on, docker, image, text, Project};
 
 /// A project on the swarm; on drop, removes what it deployed, then (dropping the guard) leaves
 /// the swarm if the test joined it.
@@ -233,11 +233,14 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         .expect("docker image inspect");
     let by_id = String::from_utf8_lossy(&image_id.stdout).trim().to_string();
     assert!(!by_id.is_empty(), "image {app_image} not found");
+    // With a release command (APP_RELEASE_COMMAND): a one-off job of the new image, run to
+    // completion before the app service is updated.
     p.set_env("APP_IMAGE", &by_id);
+    p.set_env("APP_RELEASE_COMMAND", "migrate");
     let t0 = Instant::now();
     let (failed, sent, out) = p.under_load(&["up", "--target", "swarm", "--no-verify"]);
     eprintln!(
-        "swarm: rolling update under load: {failed} failed of {sent} requests in {:.1}s",
+        "swarm: release job + rolling update under load: {failed} failed of {sent} requests in {:.1}s",
         t0.elapsed().as_secs_f64()
     );
     assert!(out.contains("1 updated"), "{out}");
@@ -245,6 +248,53 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         failed, 0,
         "rolling update: {failed} of {sent} failed:\n{out}"
     );
+    assert!(
+        out.contains("release | migrate: applied 2 migration(s) (1, 2)"),
+        "{out}"
+    );
+    let job = out.find(&format!("job {}_release", p.name));
+    let update = out.find(&format!("service {}_app: updated", p.name));
+    assert!(
+        job.is_some() && update.is_some() && job < update,
+        "the release job runs before the app's update:\n{out}"
+    );
+
+    // A new configuration whose release fails: `up` exits 2 with the command's output, the app
+    // service is untouched (same spec version), no request fails, no job is left.
+    let version = || {
+        text(&docker(&[
+            "service",
+            "inspect",
+            &format!("{}_app", p.name),
+            "--format",
+            "{{.Version.Index}}",
+        ]))
+    };
+    let before = version();
+    p.set_env("APP_ENV_RELEASE_TEST", "2");
+    p.set_env("APP_RELEASE_COMMAND", "no-such-subcommand");
+    let (failed, sent, out) = p.under_load_expect(&["up", "--target", "swarm", "--no-verify"], 2);
+    eprintln!("swarm: failed release under load: {failed} failed of {sent} requests");
+    assert!(
+        out.contains("release command `no-such-subcommand` failed on the swarm"),
+        "{out}"
+    );
+    assert!(out.contains("usage: radar-app"), "{out}");
+    assert_eq!(
+        failed, 0,
+        "failed release: {failed} of {sent} failed:\n{out}"
+    );
+    assert_eq!(version(), before, "the app service is untouched");
+    let jobs = docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}_release", p.name),
+    ]);
+    assert_eq!(text(&jobs).trim(), "", "no job left");
+    p.unset_env("APP_ENV_RELEASE_TEST");
+    p.unset_env("APP_RELEASE_COMMAND");
 
     // An image whose tasks never start: Swarm rolls back, `up` says so and exits 2, and the
     // old tasks keep serving.

@@ -210,6 +210,18 @@ impl Project {
         std::fs::write(self.env_file(), env).expect("write env file");
     }
 
+    /// Removes every line that sets `name` from the env file.
+    pub fn unset_env(&self, name: &str) {
+        let env = std::fs::read_to_string(self.env_file()).expect("env file");
+        let prefix = format!("{name}=");
+        let kept: String = env
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(self.env_file(), kept).expect("write env file");
+    }
+
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(BIN);
         c.arg("--env-file")
