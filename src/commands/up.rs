@@ -7,7 +7,7 @@ use crate::cli::UpArgs;
 use crate::config::Overrides;
 use crate::engine::UpOptions;
 use crate::outcome::Outcome;
-use crate::{desired, target, verify};
+use crate::{target, verify};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     let UpArgs {
@@ -24,8 +24,8 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         instances,
         ..Overrides::default()
     })?;
-    let deployment = desired::build(&cfg);
     let docker = g.docker().await?;
+    let deployment = target::deployment(&docker, &cfg, dry_run, &g.ui).await?;
     let opts = UpOptions {
         timeout: Duration::from_secs(timeout),
         dry_run,

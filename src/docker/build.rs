@@ -40,6 +40,22 @@ impl DockerClient {
         }
     }
 
+    /// The image's own user (`Config.User`; empty when it sets none), or `None` when the
+    /// image is not on the daemon.
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(i.config.and_then(|c| c.user).unwrap_or_default())),
+            Err(e) => {
+                let err = DockerError::from_bollard("image", image, e);
+                if err.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
     /// Builds and tags an image; every line of the build's output goes to `progress` as it
     /// arrives. A failed step (or a base image that cannot be pulled) is an error naming the
     /// tag, with the daemon's message.

@@ -306,6 +306,11 @@ impl HostEngine for FakeHost {
         Ok(self.with(|s| !s.missing_images.contains(image)))
     }
 
+    /// Every image the fake has sets no user (root), as most images do.
+    async fn image_user(&self, image: &str) -> docker::Result<Option<String>> {
+        Ok(self.with(|s| (!s.missing_images.contains(image)).then(String::new)))
+    }
+
     async fn pull(
         &self,
         image: &str,
