@@ -109,11 +109,19 @@ mod tests {
             listen_port: 80,
             swarm: false,
         });
-        let var = format!("$http_{}", UPSTREAM_HEADER.to_ascii_lowercase().replace('-', "_"));
-        assert!(conf.contains(&format!("map {var} $radar_upstream {{")), "{conf}");
+        let var = format!(
+            "$http_{}",
+            UPSTREAM_HEADER.to_ascii_lowercase().replace('-', "_")
+        );
+        assert!(
+            conf.contains(&format!("map {var} $radar_upstream {{")),
+            "{conf}"
+        );
         assert!(conf.contains("default \"\";"));
         assert!(conf.contains("\"1\"     $upstream_addr;"));
         // `always`: also on the 502/504 nginx answers itself; an empty value is not sent.
-        assert!(conf.contains(&format!("add_header {UPSTREAM_HEADER} $radar_upstream always;")));
+        assert!(conf.contains(&format!(
+            "add_header {UPSTREAM_HEADER} $radar_upstream always;"
+        )));
     }
 }

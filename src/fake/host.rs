@@ -216,6 +216,7 @@ impl FakeHost {
             },
             labels: c.labels.clone(),
             applied_reload_hash,
+            ips: vec![],
         }
     }
 }
