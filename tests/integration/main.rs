@@ -18,6 +18,7 @@ mod drill;
 mod drill_daemon;
 mod endpoints;
 mod engine;
+mod own_app;
 mod rust_version;
 mod scale;
 mod swarm;
