@@ -507,6 +507,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_app_images_user_is_inspected_after_pulling_it_and_only_for_another_image() {
+        let fake = FakeHost::new();
+        // The reference image's user is known without asking the daemon.
+        let reference = app_image_user(&fake, &config("", false), true, &ui()).await;
+        assert_eq!(reference.unwrap(), ImageUser::Is(desired::APP_USER.into()));
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let cfg = config("APP_IMAGE=example/web:1\n", false);
+        fake.missing_image("example/web:1");
+        // --dry-run pulls nothing: the user is not known yet.
+        let dry = app_image_user(&fake, &cfg, false, &ui()).await.unwrap();
+        assert_eq!(dry, ImageUser::Unknown);
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        // `up` pulls it first, then reads its user (the fake's images set none: root).
+        let up = app_image_user(&fake, &cfg, true, &ui()).await.unwrap();
+        assert_eq!(up, ImageUser::Is(String::new()));
+        assert_eq!(fake.calls(), ["pull example/web:1"]);
+        let d = desired::build_with(&cfg, &up);
+        let app = d.containers_of(Role::App).next().unwrap();
+        assert_eq!(app.user.as_deref(), Some(desired::APP_USER));
+    }
+
+    #[tokio::test]
     async fn a_missing_image_is_pulled_before_anything_is_created() {
         let fake = FakeHost::new();
         let d = deployment("");
