@@ -535,7 +535,11 @@ fn assemble(opts: &Options, m: Measured) -> Report {
             Kind::Daemon => stats::judge_outage("longest gap (any client)", longest_gap, max),
         });
     }
-    verdicts.push(session_verdict);
+    // An app without sessions (APP_SESSION_PATH empty) has no session to judge: the verdict is
+    // left out, not passed.
+    if opts.paths.session.is_some() {
+        verdicts.push(session_verdict);
+    }
     verdicts.append(&mut budgets);
 
     let passed = verdicts.iter().all(|v| v.passed);
