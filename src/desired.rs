@@ -346,6 +346,17 @@ pub struct AppUser {
     pub why: String,
 }
 
+impl AppUser {
+    /// `app user: 1000:1000 (image's own user 1000:1000)`, as `up --dry-run` and `render` say it.
+    pub fn line(&self) -> String {
+        format!(
+            "app user: {} ({})",
+            self.user.as_deref().unwrap_or("the image's own"),
+            self.why
+        )
+    }
+}
+
 /// The rule: APP_USER when set (`root` too, explicitly); else the image's own user, unless that
 /// is root (or unset), which runs as [`APP_USER`] instead. Unknown image user: the image's own
 /// (Docker decides at start), said so.
@@ -377,8 +388,8 @@ pub fn app_user(configured: Option<&UserSpec>, image: &ImageUser) -> AppUser {
         (None, ImageUser::Unknown) => AppUser {
             user: None,
             why: format!(
-                "image's own user (the image was not inspected; an image whose user is root \
-                 runs as {APP_USER} under `up`: set APP_USER to be explicit)"
+                "the image was not inspected; `up` runs an image whose user is root as \
+                 {APP_USER}: set APP_USER to fix the user here too"
             ),
         },
     }

@@ -31,12 +31,7 @@ pub async fn deployment(
     ui: &Ui,
 ) -> Result<Deployment> {
     let image_user = engine::app_image_user(docker, cfg, !dry_run, ui).await?;
-    let choice = desired::app_user(cfg.app.user.as_ref(), &image_user);
-    let line = format!(
-        "app user: {} ({})",
-        choice.user.as_deref().unwrap_or("the image's own"),
-        choice.why
-    );
+    let line = desired::app_user(cfg.app.user.as_ref(), &image_user).line();
     if dry_run {
         ui.result(&line);
     } else {
