@@ -104,6 +104,17 @@ impl AppPaths {
         })
     }
 
+    /// The health, readiness and liveness paths as asked through the balancer, by variable;
+    /// `None`: turned off.
+    pub fn balancer_paths(&self) -> Vec<(&'static str, Option<String>)> {
+        let s = |p: &Option<AppPath>| p.as_ref().map(ToString::to_string);
+        vec![
+            ("APP_HEALTH_PATH", self.health_through_balancer()),
+            ("APP_READY_PATH", s(&self.ready)),
+            ("APP_LIVE_PATH", s(&self.live)),
+        ]
+    }
+
     /// The path the load distribution and the drills' load ask through the balancer: one
     /// every instance answers cheaply and that shows who served it (the `instanceId` in its
     /// JSON, else nginx's upstream header). The health through the balancer, else liveness,

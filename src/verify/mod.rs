@@ -367,18 +367,29 @@ async fn balancer_checks(opts: &Options, http: &HttpClient, jar: &HttpClient) ->
     let base = &opts.url;
     let p = &opts.paths;
     // nginx's own /health, then the app's health (through the balancer), readiness, liveness.
-    let endpoints: Vec<(&str, Option<String>)> = vec![
-        ("", Some(AppPaths::BALANCER_HEALTH.to_string())),
-        ("APP_HEALTH_PATH", p.health_through_balancer()),
-        ("APP_READY_PATH", p.ready.as_ref().map(ToString::to_string)),
-        ("APP_LIVE_PATH", p.live.as_ref().map(ToString::to_string)),
-    ];
+    let mut endpoints: Vec<(&str, Option<String>)> =
+        vec![("", Some(AppPaths::BALANCER_HEALTH.to_string()))];
+    endpoints.extend(p.balancer_paths());
+    // The reference contract's paths keep their names in the report.
+    let reference: BTreeMap<&str, String> = AppPaths::reference()
+        .balancer_paths()
+        .into_iter()
+        .filter_map(|(var, path)| Some((var, path?)))
+        .collect();
+    let reference = &reference;
     let lb_url = format!("{base}/health");
     let lb_health = timed_get(http, &lb_url);
     let endpoint_checks =
         futures_util::future::join_all(endpoints.iter().map(|(var, path)| async move {
             match path {
-                Some(path) => endpoint_check(http, base, path).await,
+                Some(path) => {
+                    let mut c = endpoint_check(http, base, path).await;
+                    // An app's own paths may coincide (all `/`): each check says its variable.
+                    if !var.is_empty() && reference.get(var) != Some(path) {
+                        c.name = format!("{} ({var})", c.name);
+                    }
+                    c
+                }
                 None => check(
                     GROUP_ENDPOINTS,
                     format!("{var} through the balancer"),

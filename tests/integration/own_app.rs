@@ -58,7 +58,13 @@ fn an_app_that_knows_nothing_of_radar_deploy_runs_as_its_own_user_and_verifies_o
 
     // `up` ends with verify: exit 0 means every check that ran passed.
     let up = p.ok(&["up"]);
-    assert!(up.contains("(skipped)"), "{up}");
+    for seen in [
+        "Session persistence across instances (skipped) — APP_SESSION_PATH is empty",
+        "Load distribution across 30 requests (GET /, instances named by X-Radar-Upstream):",
+        "GET / through the balancer (APP_READY_PATH)",
+    ] {
+        assert!(up.contains(seen), "up's verify lacks {seen:?}:\n{up}");
+    }
 
     // The container runs as the image's user, and serves its 0700 files as it.
     let app1 = format!("{}-app-1", p.name);
