@@ -6,6 +6,8 @@
 #   radar-offline/nginx:bookworm     behaves like nginx:stable-bookworm
 #   radar-offline/redis:bookworm     behaves like redis:7.2-bookworm
 #   radar-offline/postgres:bookworm  behaves like postgres:15-bookworm
+#   radar-offline/thirdparty-web:bookworm  Python's http.server from Debian's packages: an app
+#                                    that knows nothing of radar-deploy (own paths, port, user)
 #   radar-offline/rust:bookworm      stands in for rust:1-bookworm as APP_BUILDER_IMAGE: its own
 #                                    minbase rootfs (gcc, libc6-dev), this machine's Rust toolchain
 #                                    where the official image has it, and the reference app's
@@ -275,6 +277,42 @@ for id in "${superseded[@]}"; do
   fi
 done
 
+# ---------------------------------------------------------------- a third-party app (thirdparty-web)
+
+# radar-offline/thirdparty-web:bookworm: Python's http.server from Debian's packages, an app that
+# knows nothing of radar-deploy (tests/integration/own_app.rs). The .debs are fetched on this
+# machine (`apt-get download`, from the mirror apt is configured with) into a copy of the context:
+# containers here reach no package registry. python3.11-minimal and the stdlib, and the libraries
+# of theirs the base image lacks.
+web_image=$prefix/thirdparty-web:$suite
+web_packages=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libexpat1 libncursesw6
+              libnsl2 libsqlite3-0 media-types)
+web_ctx=$contexts/thirdparty-web
+# Inputs: the context's files, the base image id and the exact .deb files apt would fetch (their
+# names carry the versions), so a security update of python3.11 rebuilds the image.
+web_inputs=$( { echo "$base_id"
+                (cd "$web_ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum
+                 find . -type f -printf '%p %m\n' | sort)
+                apt-get download --print-uris "${web_packages[@]}" 2>/dev/null | awk '{print $2, $4}' | sort
+              } | hash_stdin)
+if [[ $force == 0 && $(image_inputs "$web_image") == "$web_inputs" ]]; then
+  log "$web_image is up to date"
+else
+  log "building $web_image"
+  old_web=$(image_id "$web_image")
+  [[ -n $work ]] || work=$(mktemp -d /var/tmp/radar-offline.XXXXXX)
+  cp -r "$web_ctx" "$work/thirdparty-web"
+  mkdir -p "$work/thirdparty-web/debs"
+  (cd "$work/thirdparty-web/debs" && apt-get download -q -o APT::Sandbox::User=root "${web_packages[@]}") \
+    >"$work/thirdparty-web.log" 2>&1 \
+    || { cat "$work/thirdparty-web.log" >&2; die "apt-get download failed for $web_image (output above)"; }
+  docker build --pull=false --force-rm --build-arg "BASE_IMAGE=$base_image" \
+    --label "$hash_label=$web_inputs" -t "$web_image" "$work/thirdparty-web" >>"$work/thirdparty-web.log" 2>&1 \
+    || { cat "$work/thirdparty-web.log" >&2; die "docker build failed for $web_image (output above)"; }
+  rm -rf "$work/thirdparty-web"
+  [[ -z $old_web ]] || docker rmi "$old_web" >/dev/null 2>&1 || true
+fi
+
 # ---------------------------------------------------------------- builder image (APP_BUILDER_IMAGE)
 
 rust_image=$prefix/rust:$suite
@@ -400,7 +438,7 @@ if [[ $app == 1 ]]; then
 fi
 
 if [[ $quiet == 0 ]]; then
-  images=(base nginx redis postgres)
+  images=(base nginx redis postgres thirdparty-web)
   [[ $app == 0 ]] || images+=(rust)
   for svc in "${images[@]}"; do
     docker image inspect -f "  $prefix/$svc:$suite {{.Size}}" "$prefix/$svc:$suite" \

@@ -55,6 +55,11 @@ pub trait HostEngine: Sync {
         container: &str,
     ) -> impl Future<Output = docker::Result<ContainerFacts>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = docker::Result<bool>> + Send;
+    /// The image's own user (empty: none set), `None` when the image is not on the daemon.
+    fn image_user(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = docker::Result<Option<String>>> + Send;
     fn pull(
         &self,
         image: &str,
@@ -141,6 +146,9 @@ impl HostEngine for DockerClient {
     }
     async fn image_exists(&self, image: &str) -> docker::Result<bool> {
         DockerClient::image_exists(self, image).await
+    }
+    async fn image_user(&self, image: &str) -> docker::Result<Option<String>> {
+        DockerClient::image_user(self, image).await
     }
     async fn pull(
         &self,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, LbStrategy, Secret, SENTINELS};
+use crate::config::{is_root_user, Config, LbStrategy, Secret, UserSpec, SENTINELS};
 use crate::probes;
 use crate::templates;
 
@@ -29,7 +29,8 @@ pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
 const POSTGRES_PORT: u16 = 5432;
 const NGINX_PORT: u16 = 80;
-/// The unprivileged user the app runs as (the reference image's own user).
+/// The unprivileged user an app whose image runs as root is given (the reference image's own
+/// user, distroless's "nonroot"), unless APP_USER says otherwise.
 pub const APP_USER: &str = "65532:65532";
 const APP_LOG_DIR: &str = "/var/log/app";
 
@@ -332,8 +333,97 @@ pub(crate) fn redis_healthcheck_matching(port: u16, lines: &str) -> Healthcheck 
     healthcheck(test, 10 * SECOND_MS)
 }
 
-/// Builds the desired state. Pure: the same config always gives the same deployment.
+/// The app image's own user (`Config.User` of the image), as far as it is known: an observed
+/// input of the desired state, inspected by the caller (`engine::app_image_user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageUser {
+    /// The image's configured user; empty when it sets none (Docker then runs root).
+    Is(String),
+    /// Not known: no daemon (`render`), or the image is not on the daemon yet (`--dry-run`).
+    Unknown,
+}
+
+impl ImageUser {
+    /// What is known without a daemon: the reference app's user (its Dockerfile, which this
+    /// binary carries, says `USER 65532:65532`), nothing of any other image.
+    pub fn without_daemon(cfg: &Config) -> ImageUser {
+        let image = &cfg.app.image;
+        let reference = image.name_and_tag().0 == crate::config::vars::REFERENCE_APP_REPOSITORY;
+        if reference && !image.as_str().contains('@') {
+            ImageUser::Is(APP_USER.into())
+        } else {
+            ImageUser::Unknown
+        }
+    }
+}
+
+/// Which user the app runs as, and why (`up --dry-run` prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppUser {
+    /// `None`: the image's own, whatever it is (only when it could not be inspected).
+    pub user: Option<String>,
+    pub why: String,
+}
+
+impl AppUser {
+    /// `app user: 1000:1000 (image's own user 1000:1000)`, as `up --dry-run` and `render` say it.
+    pub fn line(&self) -> String {
+        format!(
+            "app user: {} ({})",
+            self.user.as_deref().unwrap_or("the image's own"),
+            self.why
+        )
+    }
+}
+
+/// The rule: APP_USER when set (`root` too, explicitly); else the image's own user, unless that
+/// is root (or unset), which runs as [`APP_USER`] instead. Unknown image user: the image's own
+/// (Docker decides at start), said so.
+pub fn app_user(configured: Option<&UserSpec>, image: &ImageUser) -> AppUser {
+    match (configured, image) {
+        (Some(u), _) if u.is_root() => AppUser {
+            user: Some(u.to_string()),
+            why: format!("APP_USER={u}: root, as asked"),
+        },
+        (Some(u), _) => AppUser {
+            user: Some(u.to_string()),
+            why: format!("APP_USER={u}"),
+        },
+        (None, ImageUser::Is(u)) if is_root_user(u) => AppUser {
+            user: Some(APP_USER.into()),
+            why: format!(
+                "image user is {} → {APP_USER} (set APP_USER=root to keep root)",
+                if u.trim().is_empty() {
+                    "root (none set)"
+                } else {
+                    u
+                }
+            ),
+        },
+        (None, ImageUser::Is(u)) => AppUser {
+            user: Some(u.clone()),
+            why: format!("image's own user {u}"),
+        },
+        (None, ImageUser::Unknown) => AppUser {
+            user: None,
+            why: format!(
+                "the image was not inspected; `up` runs an image whose user is root as \
+                 {APP_USER}: set APP_USER to fix the user here too"
+            ),
+        },
+    }
+}
+
+/// Builds the desired state without a daemon's view of the app image (`render`): its user is
+/// the reference app's when it is the reference image, else the image's own.
 pub fn build(cfg: &Config) -> Deployment {
+    build_with(cfg, &ImageUser::without_daemon(cfg))
+}
+
+/// Builds the desired state. Pure: the same config and image user always give the same
+/// deployment.
+pub fn build_with(cfg: &Config, image_user: &ImageUser) -> Deployment {
+    let user = app_user(cfg.app.user.as_ref(), image_user).user;
     let project = cfg.project.as_str().to_string();
     let ha = cfg.ha_enabled;
     let mut secrets = vec![
@@ -408,7 +498,7 @@ pub fn build(cfg: &Config) -> Deployment {
         containers.extend((1..=SENTINELS).map(|n| sentinel(n, cfg)));
     }
     for n in 1..=cfg.app.instances.get() {
-        containers.push(app(n, cfg));
+        containers.push(app(n, cfg, user.clone()));
         volumes.push(format!("app-{n}-logs"));
     }
     containers.push(nginx_container(cfg));
@@ -422,7 +512,7 @@ pub fn build(cfg: &Config) -> Deployment {
         secrets,
         files,
         nginx,
-        release: release(cfg),
+        release: release(cfg, user),
     }
 }
 
@@ -589,7 +679,7 @@ fn sentinel(n: u32, cfg: &Config) -> Container {
     c
 }
 
-fn app(n: u32, cfg: &Config) -> Container {
+fn app(n: u32, cfg: &Config, user: Option<String>) -> Container {
     let app = &cfg.app;
     let mut c = base(Role::App, n, format!("app-{n}"), app.image.as_str());
     let mut env: BTreeMap<String, String> = app.passthrough.clone();
@@ -638,7 +728,7 @@ fn app(n: u32, cfg: &Config) -> Container {
         );
     }
     c.env = env;
-    c.user = Some(APP_USER.into());
+    c.user = user;
     c.volumes = vec![VolumeMount {
         volume: format!("app-{n}-logs"),
         target: APP_LOG_DIR.into(),
@@ -659,9 +749,9 @@ fn app(n: u32, cfg: &Config) -> Container {
 /// user, network, limits, the same start order after Postgres and Redis) with the command as
 /// its CMD — the image's ENTRYPOINT stays, as with `docker run IMAGE args...` — and nothing an
 /// instance needs to serve: no healthcheck, no log volume, no restart (see `docker::spec`).
-fn release(cfg: &Config) -> Option<Release> {
+fn release(cfg: &Config, user: Option<String>) -> Option<Release> {
     let argv = cfg.app.release_command.clone()?;
-    let mut c = app(1, cfg);
+    let mut c = app(1, cfg, user);
     c.role = Role::Release;
     c.alias = "release".into();
     c.command = Some(argv);

@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 
 use crate::app_image;
 use crate::apply::{self, ApplyOptions, HostEngine};
-use crate::desired::{Deployment, Role};
+use crate::config::Config;
+use crate::desired::{Deployment, ImageUser, Role};
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
 use crate::observed::{ContainerState, ObservedContainer};
@@ -128,28 +129,56 @@ async fn preflight_images<E: HostEngine>(client: &E, d: &Deployment, ui: &Ui) ->
         if client.image_exists(&c.image).await? {
             continue;
         }
-        let var = image_var(c.role);
-        pull(client, &c.image, ui).await.map_err(|e| {
-            let fix = match c.role {
-                Role::App => format!(
-                    "check the name, or make the image available to this Docker host \
-                     (push it to a registry it reaches, or build/load it here), or unset {var} \
-                     to deploy the reference app"
-                ),
-                role => format!(
-                    "check the name and the registry; without a registry, build local stand-ins \
-                     with `scripts/offline-images.sh` and set {var}=radar-offline/{svc}:bookworm",
-                    svc = match role {
-                        Role::Postgres => "postgres",
-                        Role::Nginx => "nginx",
-                        _ => "redis",
-                    }
-                ),
-            };
-            anyhow!("cannot pull {} (set by {var}): {e}\n  fix: {fix}", c.image)
-        })?;
+        pull_for(client, &c.image, c.role, ui).await?;
     }
     Ok(())
+}
+
+/// Pulls the image of `role`; a failed pull names the image, its variable and the fix.
+async fn pull_for<E: HostEngine>(client: &E, image: &str, role: Role, ui: &Ui) -> Result<()> {
+    let var = image_var(role);
+    pull(client, image, ui).await.map_err(|e| {
+        let fix = match role {
+            Role::App => format!(
+                "check the name, or make the image available to this Docker host \
+                 (push it to a registry it reaches, or build/load it here), or unset {var} \
+                 to deploy the reference app"
+            ),
+            role => format!(
+                "check the name and the registry; without a registry, build local stand-ins \
+                 with `scripts/offline-images.sh` and set {var}=radar-offline/{svc}:bookworm",
+                svc = match role {
+                    Role::Postgres => "postgres",
+                    Role::Nginx => "nginx",
+                    _ => "redis",
+                }
+            ),
+        };
+        anyhow!("cannot pull {image} (set by {var}): {e}\n  fix: {fix}")
+    })
+}
+
+/// The app image's own user, as the desired state needs it ([`desired::app_user`]): known
+/// without asking for the reference image; else inspected, after pulling the image first when
+/// `pull` (a missing image is [`ImageUser::Unknown`] otherwise, e.g. for `--dry-run`).
+pub async fn app_image_user<E: HostEngine>(
+    client: &E,
+    cfg: &Config,
+    pull: bool,
+    ui: &Ui,
+) -> Result<ImageUser> {
+    let known = ImageUser::without_daemon(cfg);
+    if known != ImageUser::Unknown {
+        return Ok(known);
+    }
+    let image = cfg.app.image.as_str();
+    if pull && !client.image_exists(image).await? {
+        pull_for(client, image, Role::App, ui).await?;
+    }
+    Ok(match client.image_user(image).await? {
+        Some(user) => ImageUser::Is(user),
+        None => ImageUser::Unknown,
+    })
 }
 
 async fn pull<E: HostEngine>(client: &E, image: &str, ui: &Ui) -> Result<()> {
@@ -493,6 +522,28 @@ mod tests {
             .cloned()
             .collect();
         assert!(changes.is_empty(), "{changes:#?}");
+    }
+
+    #[tokio::test]
+    async fn the_app_images_user_is_inspected_after_pulling_it_and_only_for_another_image() {
+        let fake = FakeHost::new();
+        // The reference image's user is known without asking the daemon.
+        let reference = app_image_user(&fake, &config("", false), true, &ui()).await;
+        assert_eq!(reference.unwrap(), ImageUser::Is(desired::APP_USER.into()));
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let cfg = config("APP_IMAGE=example/web:1\n", false);
+        fake.missing_image("example/web:1");
+        // --dry-run pulls nothing: the user is not known yet.
+        let dry = app_image_user(&fake, &cfg, false, &ui()).await.unwrap();
+        assert_eq!(dry, ImageUser::Unknown);
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        // `up` pulls it first, then reads its user (the fake's images set none: root).
+        let up = app_image_user(&fake, &cfg, true, &ui()).await.unwrap();
+        assert_eq!(up, ImageUser::Is(String::new()));
+        assert_eq!(fake.calls(), ["pull example/web:1"]);
+        let d = desired::build_with(&cfg, &up);
+        let app = d.containers_of(Role::App).next().unwrap();
+        assert_eq!(app.user.as_deref(), Some(desired::APP_USER));
     }
 
     #[tokio::test]

@@ -10,6 +10,9 @@ pub struct HttpResponse {
     pub status: u16,
     pub body: String,
     pub elapsed: Duration,
+    /// The instance address nginx says served it (its `X-Radar-Upstream` header, which every
+    /// request of this client asks for): the last of the addresses tried.
+    pub upstream: Option<String>,
 }
 
 /// Why a request got no HTTP response at all.
@@ -67,6 +70,11 @@ impl HttpClient {
             .cookie_store(cookies)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("radar-deploy/", env!("CARGO_PKG_VERSION")))
+            // Asks nginx which instance answered (nginx.conf's map; templates::UPSTREAM_HEADER).
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::HeaderName::from_static(UPSTREAM_HEADER_LC),
+                reqwest::header::HeaderValue::from_static("1"),
+            )]))
             // A server may close an idle keep-alive connection at any time; nginx does on
             // every reload (its old workers close their idle client connections). A GET that
             // went out on such a connection at that moment got no answer and is sent once
@@ -102,14 +110,34 @@ impl HttpClient {
         };
         let response = self.client.get(url).send().await.map_err(fail)?;
         let status = response.status().as_u16();
+        let upstream = response
+            .headers()
+            .get(UPSTREAM_HEADER_LC)
+            .and_then(|v| v.to_str().ok())
+            .and_then(last_upstream);
         let bytes = response.bytes().await.map_err(fail)?;
         let end = bytes.len().min(MAX_BODY);
         Ok(HttpResponse {
             status,
             body: String::from_utf8_lossy(&bytes[..end]).into_owned(),
             elapsed: started.elapsed(),
+            upstream,
         })
     }
+}
+
+/// `X-Radar-Upstream` as HTTP/2 and reqwest's header names want it (lower case).
+const UPSTREAM_HEADER_LC: &str = "x-radar-upstream";
+
+/// The address that answered, from nginx's `$upstream_addr`: after retries it lists every
+/// server tried (`a:3000, b:3000`, groups separated by ` : ` after an internal redirect); the
+/// last one answered.
+pub fn last_upstream(value: &str) -> Option<String> {
+    value
+        .rsplit([',', ' '])
+        .map(str::trim)
+        .find(|a| !a.is_empty() && *a != ":")
+        .map(str::to_string)
 }
 
 /// A reason a person can act on, without reqwest's nested wording.
@@ -141,5 +169,31 @@ pub fn parse_base_url(url: &str) -> Result<String, String> {
         Err(e) => Err(format!(
             "--url {url:?} is not a valid URL ({e}), e.g. http://localhost:8080"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_upstream_address_is_the_one_that_answered() {
+        assert_eq!(
+            last_upstream("172.18.0.5:8000").as_deref(),
+            Some("172.18.0.5:8000")
+        );
+        assert_eq!(
+            last_upstream("172.18.0.5:8000, 172.18.0.6:8000").as_deref(),
+            Some("172.18.0.6:8000")
+        );
+        assert_eq!(
+            last_upstream("10.0.0.1:80 : 10.0.0.2:80").as_deref(),
+            Some("10.0.0.2:80")
+        );
+        assert_eq!(last_upstream(""), None);
+        assert_eq!(
+            UPSTREAM_HEADER_LC,
+            crate::templates::UPSTREAM_HEADER.to_ascii_lowercase()
+        );
     }
 }

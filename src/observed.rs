@@ -63,6 +63,8 @@ pub struct ObservedContainer {
     pub labels: BTreeMap<String, String>,
     /// The reload hash last applied by a reload, when one was; else the creation label holds.
     pub applied_reload_hash: Option<String>,
+    /// Its IP addresses on its networks (nginx's `$upstream_addr` names an instance by one).
+    pub ips: Vec<String>,
 }
 
 impl ObservedContainer {

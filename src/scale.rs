@@ -99,7 +99,8 @@ async fn scale_on<E: HostEngine>(
     } else {
         cfg
     };
-    let d = desired::build(&cfg);
+    let image_user = crate::engine::app_image_user(client, &cfg, false, ui).await?;
+    let d = desired::build_with(&cfg, &image_user);
     let plan = plan::plan(&d, &observed);
     only_scaling(&d, &plan)?;
     let from = observed

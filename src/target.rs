@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::config::Target;
+use crate::config::{Config, Target};
 use crate::desired::{self, Deployment};
 use crate::docker::DockerClient;
 use crate::endpoint::Endpoint;
@@ -20,6 +20,25 @@ use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
 use crate::ui::Ui;
 use crate::{envfile, fsutil, render, swarm, swarm_engine};
+
+/// The desired state of a deployment on the daemon: the configuration, and what the daemon
+/// says of the app image's own user (pulled first unless `dry_run`), on either target. Says
+/// which user the app runs as and why: as a result line of `--dry-run`, else as progress.
+pub async fn deployment(
+    docker: &DockerClient,
+    cfg: &Config,
+    dry_run: bool,
+    ui: &Ui,
+) -> Result<Deployment> {
+    let image_user = engine::app_image_user(docker, cfg, !dry_run, ui).await?;
+    let line = desired::app_user(cfg.app.user.as_ref(), &image_user).line();
+    if dry_run {
+        ui.result(&line);
+    } else {
+        ui.info(&line);
+    }
+    Ok(desired::build_with(cfg, &image_user))
+}
 
 /// `render`: writes the deployment's files (the Compose file or the stack file, and the
 /// configuration files they mount) into `out`, all or none; returns the paths written.
@@ -233,7 +252,8 @@ pub async fn scale(
             let ha = swarm_engine::deployed_with_ha(&docker, &opts.project).await?;
             let cfg = scale::config(opts, ha)?;
             ui.warn_each(&cfg.warnings);
-            let stack = swarm::build(&desired::build(&cfg));
+            let image_user = engine::app_image_user(&docker, &cfg, false, ui).await?;
+            let stack = swarm::build(&desired::build_with(&cfg, &image_user));
             let report = swarm_engine::scale(&docker, &stack, opts.timeout, ui).await?;
             envfile::set_var(&opts.env_file, "APP_INSTANCES", &opts.instances.to_string())?;
             Ok(Scaled::Swarm {

@@ -16,6 +16,10 @@ pub const MAINTENANCE_DIR: &str = "/etc/nginx/maintenance";
 /// What `status`, `verify` and the operations say while the flag is set.
 pub const MAINTENANCE_ON_NOTE: &str = "maintenance mode is on: nginx answers 503 to every \
      request but /health and no request reaches an instance; `radar-deploy maintenance off` ends it";
+/// The header radar-deploy sends (value `1`) to ask nginx which instance served a request, and
+/// the response header nginx answers with the upstream address (`172.18.0.5:3000`; after a
+/// retry several, comma-separated, the last the one that answered). nginx.conf.j2's `map`.
+pub const UPSTREAM_HEADER: &str = "X-Radar-Upstream";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Upstream {
@@ -107,5 +111,33 @@ mod tests {
         let crlf = render("s", &SENTINEL_CONF.replace('\n', "\r\n"), &vars);
         assert_eq!(lf, crlf);
         assert!(!lf.contains('\r'));
+    }
+
+    #[test]
+    fn nginx_names_the_upstream_only_to_a_request_that_asks() {
+        let conf = nginx_conf(&NginxVars {
+            upstream: "app".into(),
+            strategy: "least_conn".into(),
+            instances: vec![Upstream {
+                host: "app-1".into(),
+                port: 8000,
+            }],
+            listen_port: 80,
+            swarm: false,
+        });
+        let var = format!(
+            "$http_{}",
+            UPSTREAM_HEADER.to_ascii_lowercase().replace('-', "_")
+        );
+        assert!(
+            conf.contains(&format!("map {var} $radar_upstream {{")),
+            "{conf}"
+        );
+        assert!(conf.contains("default \"\";"));
+        assert!(conf.contains("\"1\"     $upstream_addr;"));
+        // `always`: also on the 502/504 nginx answers itself; an empty value is not sent.
+        assert!(conf.contains(&format!(
+            "add_header {UPSTREAM_HEADER} $radar_upstream always;"
+        )));
     }
 }

@@ -80,6 +80,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         timeout: Duration::from_secs(timeout),
         master_name: cfg.sentinel.master_name.clone(),
         app_readiness,
+        paths: cfg.app.paths.clone(),
         docker: g.docker().await?,
         daemon: drill::daemon::Settings {
             verify: (kind == DrillKind::Daemon)

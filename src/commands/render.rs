@@ -18,5 +18,8 @@ pub fn run(g: &Globals, args: RenderArgs) -> Result<Outcome> {
     for path in &written {
         g.ui.success(&format!("wrote {}", path.display()));
     }
+    // No daemon to inspect the app image: say which user the file gives the app, and why.
+    let image_user = desired::ImageUser::without_daemon(&cfg);
+    g.ui.info(&desired::app_user(cfg.app.user.as_ref(), &image_user).line());
     Ok(Outcome::Success)
 }

@@ -7,7 +7,7 @@ use crate::cli::UpArgs;
 use crate::config::Overrides;
 use crate::engine::UpOptions;
 use crate::outcome::Outcome;
-use crate::{backup, desired, target, verify};
+use crate::{backup, target, verify};
 use futures_util::{FutureExt, TryFutureExt};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
@@ -25,8 +25,8 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         instances,
         ..Overrides::default()
     })?;
-    let deployment = desired::build(&cfg);
     let docker = g.docker().await?;
+    let deployment = target::deployment(&docker, &cfg, dry_run, &g.ui).await?;
     // BACKUP_BEFORE_RELEASE: the plan decides whether; this says how (the file `up` names).
     let backup = || {
         backup::before_release(&docker, &cfg)

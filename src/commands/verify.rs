@@ -53,6 +53,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             expected_instances: None,
             lb_strategy: None,
             master_name: default_of("REDIS_MASTER_NAME"),
+            paths: crate::config::AppPaths::reference(),
             docker,
             target,
         },

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub use secret::Secret;
 pub use source::{Origin, RawValues};
 pub use types::{
-    ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port, ProjectName, Target,
+    is_root_user, AppPath, ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port,
+    ProjectName, Target, UserSpec,
 };
 use vars::{Need, APP_PASSTHROUGH_PREFIX};
 
@@ -64,6 +65,82 @@ pub struct AppConfig {
     pub github_token: Option<Secret>,
     /// `APP_ENV_*` variables with the prefix removed.
     pub passthrough: BTreeMap<String, String>,
+    /// `APP_USER`: `None` runs the image's own user (root becomes 65532, see `desired`).
+    pub user: Option<UserSpec>,
+    pub paths: AppPaths,
+}
+
+/// The paths of the app's HTTP contract (`APP_*_PATH`); `None`: that check is off (an empty
+/// value), and reported as skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPaths {
+    pub health: Option<AppPath>,
+    pub ready: Option<AppPath>,
+    pub live: Option<AppPath>,
+    pub session: Option<AppPath>,
+}
+
+impl AppPaths {
+    /// The balancer's own health: nginx answers it without asking an instance.
+    pub const BALANCER_HEALTH: &'static str = "/health";
+    /// Where the reference contract answers its health through the balancer (nginx owns
+    /// `/health`), with the `instanceId` that served it.
+    pub const REFERENCE_BACKEND: &'static str = "/health/backend";
+
+    /// The reference app's paths (the defaults).
+    pub fn reference() -> AppPaths {
+        let p = |s: &str| Some(s.parse().expect("the default paths are valid"));
+        AppPaths {
+            health: p("/health"),
+            ready: p("/health/ready"),
+            live: p("/health/live"),
+            session: p("/api/session"),
+        }
+    }
+
+    /// The app's health as asked through the balancer: its own path, except `/health`, which
+    /// nginx answers itself; the reference contract then answers at `/health/backend`.
+    pub fn health_through_balancer(&self) -> Option<String> {
+        self.health.as_ref().map(|p| {
+            if p.as_str() == Self::BALANCER_HEALTH {
+                Self::REFERENCE_BACKEND.to_string()
+            } else {
+                p.to_string()
+            }
+        })
+    }
+
+    /// The health, readiness and liveness paths as asked through the balancer, by variable;
+    /// `None`: turned off.
+    pub fn balancer_paths(&self) -> Vec<(&'static str, Option<String>)> {
+        let s = |p: &Option<AppPath>| p.as_ref().map(ToString::to_string);
+        vec![
+            ("APP_HEALTH_PATH", self.health_through_balancer()),
+            ("APP_READY_PATH", s(&self.ready)),
+            ("APP_LIVE_PATH", s(&self.live)),
+        ]
+    }
+
+    /// The path the load distribution and the drills' load ask through the balancer: one
+    /// every instance answers cheaply and that shows who served it (the `instanceId` in its
+    /// JSON, else nginx's upstream header). The health through the balancer, else liveness,
+    /// else readiness; `None` when all three are off.
+    pub fn load_path(&self) -> Option<String> {
+        self.health_through_balancer()
+            .or_else(|| self.live.as_ref().map(ToString::to_string))
+            .or_else(|| self.ready.as_ref().map(ToString::to_string))
+    }
+
+    /// Why a check of `variable` did not run: its path is empty.
+    pub fn off_reason(variable: &str) -> String {
+        format!("{variable} is empty: the check is off")
+    }
+}
+
+impl Default for AppPaths {
+    fn default() -> Self {
+        AppPaths::reference()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -469,6 +546,33 @@ impl Reader<'_> {
         }
     }
 
+    /// A value an empty setting turns off: `Some(None)` when set empty, the default when
+    /// unset, `None` (with a problem) when it does not parse.
+    fn optional<T: std::str::FromStr<Err = String>>(&mut self, name: &str) -> Option<Option<T>> {
+        let var = vars::lookup(name).expect("every variable read is in the table");
+        let (value, origin) = self.raw(name);
+        let value = match (value, var.need) {
+            (Some(v), _) => v,
+            (None, Need::Default(d)) => d.to_string(),
+            (None, _) => String::new(),
+        };
+        if value.trim().is_empty() {
+            return Some(None);
+        }
+        match value.parse::<T>() {
+            Ok(v) => Some(Some(v)),
+            Err(e) => {
+                self.problem(
+                    name,
+                    origin,
+                    e,
+                    format!("correct {name}, or set it empty to turn it off"),
+                );
+                None
+            }
+        }
+    }
+
     fn flag(&mut self, name: &str) -> Option<bool> {
         self.parse::<Flag>(name).map(|f| f.0)
     }
@@ -578,6 +682,11 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let release_timeout_secs = r.number("APP_RELEASE_TIMEOUT", 1..=86_400);
     let db_pool_size = r.number("DB_POOL_SIZE", 1..=100);
     let log_level = r.parse::<LogLevel>("LOG_LEVEL");
+    let app_user = r.optional::<UserSpec>("APP_USER");
+    let health_path = r.optional::<AppPath>("APP_HEALTH_PATH");
+    let ready_path = r.optional::<AppPath>("APP_READY_PATH");
+    let live_path = r.optional::<AppPath>("APP_LIVE_PATH");
+    let session_path = r.optional::<AppPath>("APP_SESSION_PATH");
     let github_token = r
         .raw("GITHUB_TOKEN")
         .0
@@ -665,6 +774,13 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
             log_level: log_level?.0,
             github_token,
             passthrough,
+            user: app_user?,
+            paths: AppPaths {
+                health: health_path?,
+                ready: ready_path?,
+                live: live_path?,
+                session: session_path?,
+            },
         },
         postgres: PostgresConfig {
             image: postgres_image?,

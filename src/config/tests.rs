@@ -529,3 +529,51 @@ fn an_unknown_variable_warning_never_shows_its_value() {
     let text = cfg.warnings[0].to_string();
     assert!(!text.contains("Zq8vN3xL0pW5tR7yU2iO"), "{text}");
 }
+
+#[test]
+fn app_paths_default_to_the_reference_contract_and_an_empty_one_is_off() {
+    let cfg = resolve(&case(&valid_file()).inputs).unwrap();
+    assert_eq!(cfg.app.paths, AppPaths::reference());
+    assert_eq!(cfg.app.user, None);
+    let own = format!(
+        "{}APP_HEALTH_PATH=/healthz\nAPP_READY_PATH=/\nAPP_LIVE_PATH=\nAPP_SESSION_PATH=\nAPP_USER=1000:1000\n",
+        valid_file()
+    );
+    let cfg = resolve(&case(&own).inputs).unwrap();
+    let p = &cfg.app.paths;
+    assert_eq!(p.health.as_ref().map(AppPath::as_str), Some("/healthz"));
+    assert_eq!(p.ready.as_ref().map(AppPath::as_str), Some("/"));
+    assert_eq!((&p.live, &p.session), (&None, &None));
+    assert_eq!(
+        cfg.app.user.as_ref().map(UserSpec::as_str),
+        Some("1000:1000")
+    );
+    // Through the balancer: nginx answers /health itself, so the reference contract's health
+    // is asked at /health/backend; any other path as is; the load falls back to liveness.
+    assert_eq!(p.health_through_balancer().as_deref(), Some("/healthz"));
+    assert_eq!(
+        AppPaths::reference().health_through_balancer().as_deref(),
+        Some("/health/backend")
+    );
+    let no_health = AppPaths {
+        health: None,
+        ..AppPaths::reference()
+    };
+    assert_eq!(no_health.load_path().as_deref(), Some("/health/live"));
+}
+
+#[test]
+fn bad_app_paths_and_users_are_refused_naming_the_variable() {
+    let c = case(&format!(
+        "{}APP_HEALTH_PATH=healthz\nAPP_LIVE_PATH='/a b'\nAPP_USER=bad/user\n",
+        valid_file()
+    ));
+    let ps = problems(&c);
+    assert!(problem_for(&ps, "APP_HEALTH_PATH")
+        .message
+        .contains("starting with /"));
+    assert!(problem_for(&ps, "APP_LIVE_PATH")
+        .message
+        .contains("without spaces"));
+    assert!(problem_for(&ps, "APP_USER").message.contains("uid:gid"));
+}

@@ -396,3 +396,94 @@ pub enum Target {
     /// Services on the Docker Swarm the daemon is a manager of.
     Swarm,
 }
+
+/// A path of the app's HTTP contract (`APP_HEALTH_PATH`, …): starts with `/`, no spaces or
+/// control characters (it goes into a request line), at most 1024 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AppPath(String);
+
+impl AppPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for AppPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if !s.starts_with('/') {
+            return Err(format!(
+                "must be a path starting with / (got {s:?}); an empty value turns the check off"
+            ));
+        }
+        if s.len() > 1024
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        {
+            return Err(format!(
+                "must be a URL path without spaces, control characters or # (got {s:?})"
+            ));
+        }
+        Ok(AppPath(s.to_string()))
+    }
+}
+
+/// A container user as Docker takes it: `name`, `uid`, `name:group` or `uid:gid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSpec(String);
+
+impl UserSpec {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it names root (`root`, `0`, `root:…`, `0:…`).
+    pub fn is_root(&self) -> bool {
+        is_root_user(&self.0)
+    }
+}
+
+/// Whether a user as an image or Docker names it is root: empty (Docker's default), `root` or
+/// uid 0, with any group.
+pub fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or("").trim();
+    name.is_empty() || name == "root" || name == "0"
+}
+
+impl fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for UserSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && !p.starts_with('-')
+        };
+        let valid = match s.split_once(':') {
+            Some((u, g)) => part_ok(u) && part_ok(g),
+            None => part_ok(s),
+        };
+        if valid {
+            Ok(UserSpec(s.to_string()))
+        } else {
+            Err(format!(
+                "must be a user as Docker takes it: name, uid, name:group or uid:gid (got {s:?})"
+            ))
+        }
+    }
+}

@@ -131,3 +131,78 @@ fn nginx_conf_lists_every_instance_explicitly() {
     assert!(conf.contains("least_conn;"));
     assert!(!conf.lines().any(|l| l.trim_start().starts_with("resolver")));
 }
+
+fn app_users(extra: &str, image: &ImageUser) -> Vec<Option<String>> {
+    build_with(&config(extra, false), image)
+        .containers_of(Role::App)
+        .map(|c| c.user.clone())
+        .collect()
+}
+
+#[test]
+fn the_app_runs_as_its_images_own_user_and_a_root_image_unprivileged() {
+    let own = ImageUser::Is("1000".into());
+    let image = "APP_IMAGE=example/web:1\n";
+    assert_eq!(app_users(image, &own), vec![Some("1000".to_string()); 3]);
+    let why = app_user(None, &own).why;
+    assert_eq!(why, "image's own user 1000");
+    for root in ["", "root", "0", "0:0", "root:root"] {
+        let choice = app_user(None, &ImageUser::Is(root.into()));
+        assert_eq!(choice.user.as_deref(), Some(APP_USER), "{root:?}");
+        assert!(
+            choice.why.contains("(set APP_USER=root to keep root)"),
+            "{}",
+            choice.why
+        );
+    }
+    assert_eq!(
+        app_user(None, &ImageUser::Is("root".into())).why,
+        "image user is root → 65532:65532 (set APP_USER=root to keep root)"
+    );
+}
+
+#[test]
+fn app_user_overrides_the_image_and_may_keep_root_explicitly() {
+    let root_image = ImageUser::Is(String::new());
+    let with = |v: &str| {
+        app_users(
+            &format!("APP_IMAGE=example/web:1\nAPP_USER={v}\n"),
+            &root_image,
+        )
+    };
+    assert_eq!(with("root")[0].as_deref(), Some("root"));
+    assert_eq!(with("web:web")[0].as_deref(), Some("web:web"));
+    assert_eq!(
+        with("")[0].as_deref(),
+        Some(APP_USER),
+        "empty: the rule, not a user"
+    );
+    let why = app_user(Some(&"root".parse().unwrap()), &ImageUser::Unknown).why;
+    assert_eq!(why, "APP_USER=root: root, as asked");
+}
+
+#[test]
+fn without_a_daemon_the_reference_image_user_is_known_and_another_images_is_its_own() {
+    // `render`: the reference app's Dockerfile says USER 65532:65532; of any other image
+    // nothing is known, so the Compose file leaves its user to the image (APP_USER when set).
+    assert_eq!(
+        app_users("", &ImageUser::without_daemon(&config("", false)))[0].as_deref(),
+        Some(APP_USER)
+    );
+    let other = config("APP_IMAGE=example/web:1\n", false);
+    assert_eq!(ImageUser::without_daemon(&other), ImageUser::Unknown);
+    assert_eq!(
+        build(&other).containers_of(Role::App).next().unwrap().user,
+        None
+    );
+    let set = config("APP_IMAGE=example/web:1\nAPP_USER=1000:1000\n", false);
+    assert_eq!(
+        build(&set)
+            .containers_of(Role::App)
+            .next()
+            .unwrap()
+            .user
+            .as_deref(),
+        Some("1000:1000")
+    );
+}

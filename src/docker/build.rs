@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::body_full;
+use bollard::models::ImageConfig;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
@@ -19,16 +20,10 @@ pub struct BuildRequest<'a> {
 }
 
 impl DockerClient {
-    /// An image's labels, or `None` when the image is not on the daemon.
-    pub async fn image_labels(&self, image: &str) -> Result<Option<BTreeMap<String, String>>> {
+    /// An image's config (labels, user, …), or `None` when the image is not on the daemon.
+    async fn image_config(&self, image: &str) -> Result<Option<ImageConfig>> {
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(Some(
-                i.config
-                    .and_then(|c| c.labels)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-            )),
+            Ok(i) => Ok(Some(i.config.unwrap_or_default())),
             Err(e) => {
                 let err = DockerError::from_bollard("image", image, e);
                 if err.is_not_found() {
@@ -38,6 +33,23 @@ impl DockerClient {
                 }
             }
         }
+    }
+
+    /// An image's labels, or `None` when the image is not on the daemon.
+    pub async fn image_labels(&self, image: &str) -> Result<Option<BTreeMap<String, String>>> {
+        Ok(self
+            .image_config(image)
+            .await?
+            .map(|c| c.labels.unwrap_or_default().into_iter().collect()))
+    }
+
+    /// The image's own user (`Config.User`; empty when it sets none), or `None` when the
+    /// image is not on the daemon.
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>> {
+        Ok(self
+            .image_config(image)
+            .await?
+            .map(|c| c.user.unwrap_or_default()))
     }
 
     /// Builds and tags an image; every line of the build's output goes to `progress` as it

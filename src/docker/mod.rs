@@ -263,6 +263,13 @@ impl DockerClient {
                         .into_iter()
                         .collect(),
                     applied_reload_hash: None,
+                    ips: c
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, e)| e.ip_address.filter(|ip| !ip.is_empty()))
+                        .collect(),
                     labels,
                 }
             })

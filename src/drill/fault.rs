@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::stats::{Sample, Verdict};
-use super::{load, Options};
+use super::Options;
 use crate::docker::ContainerFacts;
 use crate::http::HttpClient;
 use crate::observed::{ContainerState, Health, ObservedContainer};
@@ -99,7 +99,7 @@ pub async fn full_health(opts: &Options, deadline: Instant) -> Result<(), String
             Ok(cs) => {
                 let bad = unhealthy(&cs);
                 if bad.is_empty() {
-                    match balancer_serves(&http, &opts.url).await {
+                    match balancer_serves(&http, opts).await {
                         Ok(()) => return Ok(()),
                         Err(e) => e,
                     }
@@ -115,9 +115,9 @@ pub async fn full_health(opts: &Options, deadline: Instant) -> Result<(), String
     }
 }
 
-async fn balancer_serves(http: &HttpClient, url: &str) -> Result<(), String> {
-    for path in ["/health/backend", load::SESSION_PATH] {
-        match http.get(&format!("{url}{path}")).await {
+async fn balancer_serves(http: &HttpClient, opts: &Options) -> Result<(), String> {
+    for path in opts.balancer_paths() {
+        match http.get(&format!("{}{path}", opts.url)).await {
             Ok(r) if r.status == 200 => {}
             Ok(r) => return Err(format!("GET {path} through the balancer → {}", r.status)),
             Err(e) => return Err(format!("GET {path} through the balancer: {}", e.reason)),
@@ -345,6 +345,7 @@ mod tests {
                 ports: vec![],
                 labels,
                 applied_reload_hash: None,
+                ips: vec![],
             }
         };
         assert!(unhealthy(&[c("nginx", ContainerState::Running, Health::Healthy)]).is_empty());

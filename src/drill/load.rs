@@ -3,7 +3,7 @@
 //! session client that only asks `/api/session` (its counter must never go back). Every
 //! request becomes a [`Sample`]; a few live figures let the drill see recovery as it happens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,9 +12,14 @@ use tokio::task::JoinHandle;
 
 use super::stats::{Failure, Sample, SessionObservation};
 use crate::http::{HttpClient, HttpError};
-use crate::verify::evaluate;
+use crate::verify::evaluate::{self, ServedBy};
 
-pub const SESSION_PATH: &str = "/api/session";
+/// What every client of one load shares: the session path and how to name an instance nginx
+/// reports by address.
+struct Shared {
+    session_path: Option<String>,
+    addresses: BTreeMap<String, String>,
+}
 
 /// A pause between one client's requests: steady load, not a flood that would starve the
 /// containers under test of CPU (and measure the load generator instead of the deployment).
@@ -24,11 +29,34 @@ const PACE: Duration = Duration::from_millis(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(12);
 const TICK_MS: u64 = 5000;
 
+/// The reference app's session path (`APP_SESSION_PATH`'s default).
+pub const SESSION_PATH: &str = "/api/session";
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub base_url: String,
     pub concurrency: usize,
     pub paths: Vec<String>,
+    /// The session client's path (`APP_SESSION_PATH`); `None`: no session client's session
+    /// to follow, it asks `paths` like the others.
+    pub session_path: Option<String>,
+    /// Instance addresses → names: an answer without `instanceId` is named by the upstream
+    /// address nginx reports (`X-Radar-Upstream`).
+    pub addresses: BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    /// The load on the reference app: `/health/backend` (which names the instance) and
+    /// `/api/session`, the session client on the latter.
+    pub fn reference(base_url: String, concurrency: usize) -> LoadOptions {
+        LoadOptions {
+            base_url,
+            concurrency,
+            paths: vec!["/health/backend".into(), SESSION_PATH.into()],
+            session_path: Some(SESSION_PATH.into()),
+            addresses: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the drill can read while the load runs.
@@ -94,12 +122,16 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::new(Live::default());
         let mut clients = vec![];
+        let shared = Arc::new(Shared {
+            session_path: opts.session_path.clone(),
+            addresses: opts.addresses.clone(),
+        });
         for client in 0..=opts.concurrency {
-            // The last client is the session client: /api/session only.
-            let paths = if client == opts.concurrency {
-                vec![SESSION_PATH.to_string()]
-            } else {
-                opts.paths.clone()
+            // The last client is the session client: the session path only (when the app has
+            // none, it asks what the others ask).
+            let paths = match &opts.session_path {
+                Some(session) if client == opts.concurrency => vec![session.clone()],
+                _ => opts.paths.clone(),
             };
             let http = HttpClient::new(REQUEST_TIMEOUT, true)?;
             clients.push(tokio::spawn(client_loop(
@@ -113,6 +145,7 @@ impl Load {
                 stop.clone(),
                 live.clone(),
                 client == opts.concurrency,
+                shared.clone(),
             )));
         }
         Ok(Load {
@@ -179,6 +212,7 @@ async fn client_loop(
     stop: Arc<AtomicBool>,
     live: Arc<Live>,
     is_session_client: bool,
+    shared: Arc<Shared>,
 ) -> (Vec<Sample>, Vec<SessionObservation>) {
     let ms = || started.elapsed().as_millis() as u64;
     let mut samples = vec![];
@@ -194,8 +228,8 @@ async fn client_loop(
         let done_ms = ms();
         let result = match answer {
             Ok(r) if (200..300).contains(&r.status) => {
-                if path == SESSION_PATH {
-                    if let Ok(s) = evaluate::parse_session(&r.body) {
+                if Some(path) == shared.session_path.as_ref() {
+                    if let Ok(s) = evaluate::parse_session(&r.body, r.upstream.as_deref()) {
                         sessions.push(SessionObservation {
                             at_ms: done_ms,
                             session_id: s.session_id,
@@ -203,7 +237,7 @@ async fn client_loop(
                         });
                     }
                 }
-                Ok(evaluate::instance_id(&r.body))
+                Ok(ServedBy::of(&r.body, r.upstream.as_deref()).map(|s| s.name(&shared.addresses)))
             }
             Ok(r) => Err(Failure::Status {
                 status: r.status,

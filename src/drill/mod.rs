@@ -39,6 +39,9 @@ pub mod report;
 mod service;
 pub mod stats;
 
+use std::collections::BTreeMap;
+
+use crate::config::AppPaths;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -98,6 +101,9 @@ pub struct Options {
     pub master_name: String,
     /// What "healthy" means for an app instance (its healthcheck, as `up` waits for it).
     pub app_readiness: Readiness,
+    /// The app's paths: the load asks [`AppPaths::load_path`], the session client
+    /// `APP_SESSION_PATH` (none when it is empty).
+    pub paths: AppPaths,
     pub docker: DockerClient,
     pub daemon: daemon::Settings,
 }
@@ -111,7 +117,9 @@ impl Options {
     /// Starts the load and lets it run for the warm-up; returns it with the timeline begun.
     /// Ctrl-C during the warm-up stops the drill before any fault.
     async fn start_load(&self, progress: &dyn Fn(&str)) -> Result<(load::Load, Vec<Event>)> {
-        let load = load::Load::start(&self.load_options())?;
+        let mut load_options = self.load_options();
+        load_options.addresses = self.instance_addresses().await;
+        let load = load::Load::start(&load_options)?;
         let clients = format!("{} clients + 1 session client", self.concurrency);
         let timeline = vec![Event {
             at_ms: 0,
@@ -130,8 +138,34 @@ impl Options {
         LoadOptions {
             base_url: self.url.clone(),
             concurrency: self.concurrency,
-            paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
+            paths: self.balancer_paths(),
+            session_path: self.paths.session.as_ref().map(ToString::to_string),
+            addresses: BTreeMap::new(),
         }
+    }
+
+    /// What the load asks through the balancer: the app's cheap path that names the instance
+    /// (`/health/backend` for the reference app), and its session path when it has one.
+    pub fn balancer_paths(&self) -> Vec<String> {
+        self.paths
+            .load_path()
+            .into_iter()
+            .chain(self.paths.session.as_ref().map(ToString::to_string))
+            .collect()
+    }
+
+    /// The app instances' addresses on the project network → their names (`app-2`): nginx's
+    /// upstream header names the instance of an app that reports no instanceId by address.
+    /// Empty when Docker cannot say (the answers then keep the address).
+    async fn instance_addresses(&self) -> BTreeMap<String, String> {
+        let Ok(containers) = self.docker.list_containers(&self.project).await else {
+            return BTreeMap::new();
+        };
+        containers
+            .iter()
+            .filter(|c| c.role_kind() == Some(crate::desired::Role::App))
+            .flat_map(|c| c.ips.iter().map(move |ip| (ip.clone(), c.alias())))
+            .collect()
     }
 }
 
@@ -286,7 +320,7 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
                 opts.project
             );
         }
-        balancer_answers(&opts.url).await?;
+        balancer_answers(opts).await?;
         return match opts.kind {
             Kind::Instance => instance::run_swarm(opts, &node, progress).await,
             Kind::Redis => redis::run_swarm(opts, &node, progress).await,
@@ -303,7 +337,7 @@ async fn run_drill(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             opts.project
         );
     }
-    balancer_answers(&opts.url).await?;
+    balancer_answers(opts).await?;
     match opts.kind {
         Kind::Instance => instance::run(opts, &containers, progress).await,
         // Without Sentinels there is nothing to fail over to: Redis is killed and restarted.
@@ -371,9 +405,10 @@ async fn stop_load(load: load::Load, timeline: &mut Vec<Event>) -> LoadResult {
 }
 
 /// The drill measures a working deployment: the balancer must answer before anything starts.
-async fn balancer_answers(url: &str) -> Result<()> {
+async fn balancer_answers(opts: &Options) -> Result<()> {
+    let url = &opts.url;
     let http = HttpClient::new(Duration::from_secs(5), true)?;
-    for path in ["/health/backend", load::SESSION_PATH] {
+    for path in opts.balancer_paths() {
         let u = format!("{url}{path}");
         match http.get(&u).await {
             Ok(r) if r.status == 200 => {}
@@ -500,7 +535,11 @@ fn assemble(opts: &Options, m: Measured) -> Report {
             Kind::Daemon => stats::judge_outage("longest gap (any client)", longest_gap, max),
         });
     }
-    verdicts.push(session_verdict);
+    // An app without sessions (APP_SESSION_PATH empty) has no session to judge: the verdict is
+    // left out, not passed.
+    if opts.paths.session.is_some() {
+        verdicts.push(session_verdict);
+    }
     verdicts.append(&mut budgets);
 
     let passed = verdicts.iter().all(|v| v.passed);

@@ -186,13 +186,15 @@ pub async fn run(
                 what: format!("{alias} running and healthy again (restart policy)"),
             });
         }
-        // Postgres: the instances' readiness, asked through the balancer (any instance).
-        if role == Role::Postgres
-            && last_ready_probe.is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        // Postgres: the instances' readiness (APP_READY_PATH; not watched when it is empty),
+        // asked through the balancer (any instance).
+        let ready_path = opts.paths.ready.as_ref().filter(|_| role == Role::Postgres);
+        if let Some(ready_path) = ready_path
+            .filter(|_| last_ready_probe.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)))
         {
             last_ready_probe = Some(Instant::now());
             let status = readiness
-                .get(&format!("{}/health/ready", opts.url))
+                .get(&format!("{}{ready_path}", opts.url))
                 .await
                 .map(|r| r.status)
                 .unwrap_or(0);
@@ -201,7 +203,7 @@ pub async fn run(
                 ready_failed = Some(t);
                 timeline.push(Event {
                     at_ms: t,
-                    what: "readiness answers 503 (/health/ready through nginx)".into(),
+                    what: format!("readiness answers 503 ({ready_path} through nginx)"),
                 });
             } else if status == 200 && ready_failed.is_some() && ready_back.is_none() {
                 ready_back = Some(t);

@@ -216,6 +216,7 @@ impl FakeHost {
             },
             labels: c.labels.clone(),
             applied_reload_hash,
+            ips: vec![],
         }
     }
 }
@@ -304,6 +305,11 @@ impl HostEngine for FakeHost {
 
     async fn image_exists(&self, image: &str) -> docker::Result<bool> {
         Ok(self.with(|s| !s.missing_images.contains(image)))
+    }
+
+    /// Every image the fake has sets no user (root), as most images do.
+    async fn image_user(&self, image: &str) -> docker::Result<Option<String>> {
+        Ok(self.with(|s| (!s.missing_images.contains(image)).then(String::new)))
     }
 
     async fn pull(

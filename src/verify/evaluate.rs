@@ -34,7 +34,9 @@ pub struct SessionSample {
     pub instance_id: String,
 }
 
-pub fn parse_session(body: &str) -> Result<SessionSample, String> {
+/// One session answer; an app that reports no `instanceId` is named by `upstream` (nginx's
+/// upstream address, for the caller to map to an instance).
+pub fn parse_session(body: &str, upstream: Option<&str>) -> Result<SessionSample, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|_| format!("not JSON: {}", excerpt(body)))?;
     let field = |k: &str| {
@@ -48,10 +50,13 @@ pub fn parse_session(body: &str) -> Result<SessionSample, String> {
     let views = field("views")?
         .as_i64()
         .ok_or_else(|| format!("\"views\" is not a number: {}", excerpt(body)))?;
-    let instance_id = field("instanceId")?
-        .as_str()
-        .ok_or_else(|| format!("\"instanceId\" is not a string: {}", excerpt(body)))?
-        .to_string();
+    let instance_id = match (v.get("instanceId"), upstream) {
+        (None, Some(addr)) => addr.to_string(),
+        _ => field("instanceId")?
+            .as_str()
+            .ok_or_else(|| format!("\"instanceId\" is not a string: {}", excerpt(body)))?
+            .to_string(),
+    };
     Ok(SessionSample {
         session_id,
         views,
@@ -129,6 +134,86 @@ pub struct Distribution {
     pub counts: BTreeMap<String, u32>,
     /// Requests that got no usable answer.
     pub failed: u32,
+    /// The path asked through the balancer.
+    pub path: String,
+    /// How the instances were told apart: `instanceId` (the app's JSON), `X-Radar-Upstream`
+    /// (nginx's upstream address, mapped to the instance through Docker), or both.
+    pub named_by: Vec<String>,
+}
+
+/// Who served one answer: the app's `instanceId`, else nginx's upstream address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedBy {
+    InstanceId(String),
+    Upstream(String),
+}
+
+/// What names the instances in [`Distribution::named_by`].
+pub const NAMED_BY_INSTANCE_ID: &str = "instanceId";
+pub const NAMED_BY_UPSTREAM: &str = "X-Radar-Upstream";
+
+impl ServedBy {
+    /// From one answer: the `instanceId` of its JSON body, else the upstream nginx named.
+    pub fn of(body: &str, upstream: Option<&str>) -> Option<ServedBy> {
+        instance_id(body)
+            .map(ServedBy::InstanceId)
+            .or_else(|| upstream.map(|u| ServedBy::Upstream(u.to_string())))
+    }
+
+    /// The instance's name: an upstream address as `addresses` maps it (ip or ip:port → the
+    /// instance), else the address itself.
+    pub fn name(&self, addresses: &BTreeMap<String, String>) -> String {
+        match self {
+            ServedBy::InstanceId(id) => id.clone(),
+            ServedBy::Upstream(addr) => addresses
+                .get(addr)
+                .or_else(|| addresses.get(host_of(addr)))
+                .cloned()
+                .unwrap_or_else(|| addr.clone()),
+        }
+    }
+}
+
+/// `172.18.0.5` of `172.18.0.5:3000` (and `[fd00::5]:3000` → `fd00::5`).
+pub fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    }
+}
+
+/// Counts answers by instance; `None` is a failed request.
+pub fn distribution(
+    path: &str,
+    answers: &[Option<ServedBy>],
+    addresses: &BTreeMap<String, String>,
+) -> Distribution {
+    let mut d = Distribution {
+        requests: answers.len() as u32,
+        counts: BTreeMap::new(),
+        failed: 0,
+        path: path.to_string(),
+        named_by: vec![],
+    };
+    for a in answers {
+        match a {
+            Some(s) => {
+                *d.counts.entry(s.name(addresses)).or_insert(0) += 1;
+                let by = match s {
+                    ServedBy::InstanceId(_) => NAMED_BY_INSTANCE_ID,
+                    ServedBy::Upstream(_) => NAMED_BY_UPSTREAM,
+                };
+                if !d.named_by.iter().any(|b| b == by) {
+                    d.named_by.push(by.to_string());
+                }
+            }
+            None => d.failed += 1,
+        }
+    }
+    d
 }
 
 /// What the per-instance checks saw of one instance's own health (its health endpoint, asked
@@ -326,13 +411,51 @@ mod tests {
 
     #[test]
     fn session_json_errors_are_evidence() {
-        assert!(parse_session("<html>").unwrap_err().contains("not JSON"));
-        assert!(parse_session("{\"sessionId\":\"a\"}")
+        assert!(parse_session("<html>", None)
+            .unwrap_err()
+            .contains("not JSON"));
+        assert!(parse_session("{\"sessionId\":\"a\"}", None)
             .unwrap_err()
             .contains("views"));
-        let ok =
-            parse_session("{\"sessionId\":\"a\",\"views\":3,\"instanceId\":\"app-1\"}").unwrap();
-        assert_eq!(ok.views, 3);
+        let ok = parse_session(
+            "{\"sessionId\":\"a\",\"views\":3,\"instanceId\":\"app-1\"}",
+            Some("10.0.0.9:3000"),
+        )
+        .unwrap();
+        assert_eq!((ok.views, ok.instance_id.as_str()), (3, "app-1"));
+        // No instanceId: nginx's upstream names the instance; without either it is refused.
+        let body = "{\"sessionId\":\"a\",\"views\":3}";
+        let by_nginx = parse_session(body, Some("10.0.0.9:3000")).unwrap();
+        assert_eq!(by_nginx.instance_id, "10.0.0.9:3000");
+        assert!(parse_session(body, None)
+            .unwrap_err()
+            .contains("instanceId"));
+    }
+
+    #[test]
+    fn answers_are_named_by_instance_id_else_by_the_upstream_nginx_reports() {
+        let addresses: BTreeMap<String, String> = [
+            ("172.18.0.5".to_string(), "app-1".to_string()),
+            ("172.18.0.6".to_string(), "app-2".to_string()),
+        ]
+        .into();
+        let answers = [
+            ServedBy::of("<html>", Some("172.18.0.5:8000")),
+            ServedBy::of("", Some("172.18.0.6:8000")),
+            ServedBy::of("{\"instanceId\":\"app-3\"}", Some("172.18.0.7:8000")),
+            ServedBy::of("<html>", Some("172.18.0.9:8000")),
+            ServedBy::of("<html>", None),
+        ];
+        let d = distribution("/", &answers, &addresses);
+        assert_eq!(d.counts["app-1"], 1);
+        assert_eq!(d.counts["app-2"], 1);
+        assert_eq!(d.counts["app-3"], 1);
+        // An address no instance has stays visible as what it is.
+        assert_eq!(d.counts["172.18.0.9:8000"], 1);
+        assert_eq!(d.failed, 1);
+        assert_eq!(d.named_by, [NAMED_BY_UPSTREAM, NAMED_BY_INSTANCE_ID]);
+        assert_eq!(host_of("[fd00::5]:80"), "fd00::5");
+        assert_eq!(host_of("10.0.1.5"), "10.0.1.5");
     }
 
     fn dist(counts: &[(&str, u32)], failed: u32) -> Distribution {
@@ -340,6 +463,8 @@ mod tests {
             requests: counts.iter().map(|(_, n)| n).sum::<u32>() + failed,
             counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             failed,
+            path: "/health/backend".into(),
+            named_by: vec![NAMED_BY_INSTANCE_ID.into()],
         }
     }
 

@@ -15,6 +15,7 @@ use super::{
     Check, Options, Status, GROUP_HA, GROUP_HEALTH, GROUP_INSTANCES, GROUP_LIVENESS,
     GROUP_READINESS,
 };
+use crate::config::AppPaths;
 use crate::docker::DockerClient;
 use crate::probes::{self, parse_raw_http, split_sections, Resp, SentinelReplica};
 
@@ -23,11 +24,17 @@ const EXEC_DEADLINE: Duration = Duration::from_secs(15);
 /// The port a Sentinel is asked on.
 const SENTINEL_PORT: u16 = 26379;
 
-const PATHS: [(&str, &str, &str); 3] = [
-    ("/health", GROUP_HEALTH, "healthy"),
-    ("/health/ready", GROUP_READINESS, "ready"),
-    ("/health/live", GROUP_LIVENESS, "live"),
-];
+/// Each instance's own checks: (path, its variable, group, word); no path: turned off.
+type InstancePath = (Option<String>, &'static str, &'static str, &'static str);
+
+fn instance_paths(paths: &AppPaths) -> [InstancePath; 3] {
+    let s = |p: &Option<crate::config::AppPath>| p.as_ref().map(ToString::to_string);
+    [
+        (s(&paths.health), "APP_HEALTH_PATH", GROUP_HEALTH, "healthy"),
+        (s(&paths.ready), "APP_READY_PATH", GROUP_READINESS, "ready"),
+        (s(&paths.live), "APP_LIVE_PATH", GROUP_LIVENESS, "live"),
+    ]
+}
 
 pub struct InstanceEvidence {
     pub checks: Vec<Check>,
@@ -36,6 +43,9 @@ pub struct InstanceEvidence {
     /// What its health check saw of each instance, by the id in `ids`: the load distribution
     /// tells an idle healthy instance (nginx sends it nothing) from one that is down.
     pub health: BTreeMap<String, InstanceHealth>,
+    /// Each instance's addresses on the project network → its id: nginx's upstream header
+    /// names an instance by its address.
+    pub addresses: BTreeMap<String, String>,
 }
 
 fn skipped(group: &'static str, name: &str, why: &str) -> Check {
@@ -94,6 +104,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             checks,
             ids: vec![],
             health: BTreeMap::new(),
+            addresses: BTreeMap::new(),
         };
     };
     let topo = match topo {
@@ -103,10 +114,24 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
                 checks: vec![failed(GROUP_INSTANCES, names[0].1.into(), e.clone())],
                 ids: vec![],
                 health: BTreeMap::new(),
+                addresses: BTreeMap::new(),
             }
         }
     };
     let mut checks = vec![];
+    let paths = instance_paths(&opts.paths);
+    // The reference contract names the instance at /health/backend; other apps are named by
+    // their container (one host) or address (swarm).
+    let identity = opts
+        .paths
+        .health_through_balancer()
+        .filter(|p| p == AppPaths::REFERENCE_BACKEND);
+    let asked: Vec<String> = paths
+        .iter()
+        .filter_map(|(p, ..)| p.clone())
+        .chain(identity.clone())
+        .collect();
+    let asked = &asked;
     let probes = topo.apps.iter().map(|app| async move {
         let started = Instant::now();
         if let Some(why) = &app.down {
@@ -116,14 +141,14 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             Ok(h) => h,
             Err(why) => return (app, Err(why.clone()), started.elapsed()),
         };
-        let mut paths: Vec<&str> = PATHS.iter().map(|(p, _, _)| *p).collect();
-        paths.push("/health/backend");
-        let cmd = probes::http_get_argv(&app.address, opts.app_port, &paths);
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let cmd = probes::http_get_argv(&app.address, opts.app_port, &asked);
         let out = exec(docker, helper, cmd).await;
         (app, out.map(|(_, text)| text), started.elapsed())
     });
     let mut ids = vec![];
     let mut health = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
     let mut results = join_all(probes).await;
     // In instance order (app-2 before app-10), also when Swarm's DNS listed them otherwise.
     let order = |m: &Member| (m.label().len(), m.label().to_string());
@@ -134,8 +159,10 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             Ok(text) => split_sections(&text),
             Err(why) => {
                 let label = app.label().to_string();
-                for (_, group, word) in PATHS {
-                    checks.push(failed(group, format!("{label} is {word}"), why.clone()));
+                for (path, _, group, word) in &paths {
+                    if path.is_some() {
+                        checks.push(failed(group, format!("{label} is {word}"), why.clone()));
+                    }
                 }
                 health.insert(label.clone(), InstanceHealth::NotHealthy(why));
                 ids.push(label);
@@ -144,7 +171,7 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
         };
         let reported = sections
             .iter()
-            .find(|(p, _)| p == "/health/backend")
+            .find(|(p, _)| Some(p) == identity.as_ref())
             .and_then(|(_, t)| parse_raw_http(t))
             .and_then(|r| evaluate::instance_id(&r.body));
         // A Swarm task is known by its address only: name it by the id it reports.
@@ -154,7 +181,14 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
             .or_else(|| reported.clone())
             .unwrap_or_else(|| app.address.clone());
         let id = reported.clone().unwrap_or_else(|| label.clone());
-        for (path, group, word) in PATHS {
+        for ip in &app.ips {
+            addresses.insert(ip.clone(), id.clone());
+        }
+        for (path, _, group, word) in &paths {
+            let Some(path) = path else {
+                continue;
+            };
+            let group = *group;
             let url = format!("http://{}:{}{path}", app.address, opts.app_port);
             let (status, detail) = match sections.iter().find(|(p, _)| p == path) {
                 None => (Status::Fail, format!("GET {url}: no answer")),
@@ -189,10 +223,21 @@ pub async fn instance_checks(opts: &Options, evidence: Evidence<'_>) -> Instance
     }
     // Listed by the ids they report: a Swarm task is otherwise only an address.
     checks.insert(0, presence_check(opts, &topo.apps, &ids));
+    // A check turned off is reported once, as skipped, with the reason.
+    for (path, var, group, _) in &paths {
+        if path.is_none() {
+            let name = names
+                .iter()
+                .find(|(g, _)| g == group)
+                .map_or("", |(_, n)| n);
+            checks.push(skipped(group, name, &AppPaths::off_reason(var)));
+        }
+    }
     InstanceEvidence {
         checks,
         ids,
         health,
+        addresses,
     }
 }
 

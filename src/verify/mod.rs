@@ -17,10 +17,11 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::config::Target;
-use crate::config::{Config, LbStrategy};
+use crate::config::{AppPaths, Config, LbStrategy};
 use crate::docker::DockerClient;
 use crate::http::{HttpClient, HttpError};
-use evaluate::{check, Distribution, InstanceHealth, SessionSample};
+use crate::templates::UPSTREAM_HEADER;
+use evaluate::{check, Distribution, InstanceHealth, ServedBy, SessionSample};
 
 /// Outcome of one check. A skipped check is reported as skipped, never as passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +95,8 @@ pub struct Options {
     pub expected_instances: Option<u32>,
     pub lb_strategy: Option<LbStrategy>,
     pub master_name: String,
+    /// The app's paths (`APP_*_PATH`); an empty one's checks are skipped, with the reason.
+    pub paths: AppPaths,
     /// `None`: no Docker access; per-instance and HA checks are reported as skipped (one host
     /// only: a swarm's instances are known only through Docker).
     pub docker: Option<DockerClient>,
@@ -113,6 +116,7 @@ impl Options {
             expected_instances: Some(cfg.app.instances.get()),
             lb_strategy: Some(cfg.lb_strategy),
             master_name: cfg.sentinel.master_name.clone(),
+            paths: cfg.app.paths.clone(),
             docker,
             target,
         }
@@ -241,29 +245,59 @@ async fn checks(opts: &Options) -> anyhow::Result<Report> {
     );
     let evidence = opts.docker.as_ref().zip(topology.as_ref());
     let mut checks = instances.checks;
-    let (mut lb_checks, samples, distribution_raw) = balancer;
+    let (mut lb_checks, samples, answers) = balancer;
     checks.append(&mut lb_checks);
+    // An app that reports no instanceId is named by nginx's upstream address: the instance
+    // Docker says has that address.
+    let samples = samples.map(|r| {
+        r.map(|list| {
+            list.into_iter()
+                .map(|mut s| {
+                    s.instance_id = ServedBy::Upstream(s.instance_id).name(&instances.addresses);
+                    s
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let distribution_raw = answers
+        .as_ref()
+        .map(|(path, a)| evaluate::distribution(path, a, &instances.addresses));
 
     // Which instance ids should share the load: the ones seen through Docker, else as many as
     // the configuration asks for.
-    let expected: Vec<String> = if !instances.ids.is_empty() {
-        instances.ids.clone()
-    } else {
-        distribution_raw.counts.keys().cloned().collect()
+    let expected: Vec<String> = match (&distribution_raw, instances.ids.is_empty()) {
+        (_, false) => instances.ids.clone(),
+        (Some(d), true) => d.counts.keys().cloned().collect(),
+        (None, true) => vec![],
     };
     let pinned = opts.lb_strategy == Some(LbStrategy::IpHash);
-    let mut distribution = distribution_raw;
-    for id in &expected {
-        distribution.counts.entry(id.clone()).or_insert(0);
-    }
-    checks.push(distribution_check(
-        opts,
-        &distribution,
-        &expected,
-        &instances.health,
-        pinned,
-    ));
-    checks.push(session_check(samples, expected.len(), pinned));
+    let distribution = distribution_raw.map(|mut d| {
+        for id in &expected {
+            d.counts.entry(id.clone()).or_insert(0);
+        }
+        d
+    });
+    checks.push(match &distribution {
+        Some(d) => distribution_check(opts, d, &expected, &instances.health, pinned),
+        None => check(
+            GROUP_DISTRIBUTION,
+            format!("Load distribution over {} requests", opts.requests),
+            (
+                Status::Skip,
+                "APP_HEALTH_PATH, APP_LIVE_PATH and APP_READY_PATH are all empty: no path to \
+                 spread requests over"
+                    .into(),
+            ),
+        ),
+    });
+    checks.push(match samples {
+        None => check(
+            GROUP_SESSION,
+            SESSION_CHECK.into(),
+            (Status::Skip, AppPaths::off_reason("APP_SESSION_PATH")),
+        ),
+        Some(samples) => session_check(samples, expected.len(), pinned),
+    });
 
     if opts.ha {
         checks.extend(inside::ha_checks(opts, evidence).await);
@@ -277,7 +311,7 @@ async fn checks(opts: &Options) -> anyhow::Result<Report> {
         passed,
         url: opts.url.clone(),
         checks,
-        distribution: Some(distribution),
+        distribution,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -329,7 +363,7 @@ fn session_check(
     instances: usize,
     pinned: bool,
 ) -> Check {
-    let name = "Session persistence across instances".to_string();
+    let name = SESSION_CHECK.to_string();
     match samples {
         Err(why) => check(GROUP_SESSION, name, (Status::Fail, why)),
         Ok(samples) => {
@@ -340,32 +374,76 @@ fn session_check(
     }
 }
 
-type BalancerEvidence = (Vec<Check>, Result<Vec<SessionSample>, String>, Distribution);
+const SESSION_CHECK: &str = "Session persistence across instances";
+
+/// The balancer's checks, one session's samples (`None`: APP_SESSION_PATH is off) and who
+/// answered each request of the distribution (with the path asked; `None`: no path to ask).
+type BalancerEvidence = (
+    Vec<Check>,
+    Option<Result<Vec<SessionSample>, String>>,
+    Option<(String, Vec<Option<ServedBy>>)>,
+);
 
 /// Everything checked through the balancer: its own health, the health endpoints, the
 /// distribution of N requests and one session's life.
 async fn balancer_checks(opts: &Options, http: &HttpClient, jar: &HttpClient) -> BalancerEvidence {
     let base = &opts.url;
-    let endpoints = [
-        "/health",
-        "/health/backend",
-        "/health/ready",
-        "/health/live",
-    ];
+    let p = &opts.paths;
+    // nginx's own /health, then the app's health (through the balancer), readiness, liveness.
+    let mut endpoints: Vec<(&str, Option<String>)> =
+        vec![("", Some(AppPaths::BALANCER_HEALTH.to_string()))];
+    endpoints.extend(p.balancer_paths());
+    // The reference contract's paths keep their names in the report.
+    let reference: BTreeMap<&str, String> = AppPaths::reference()
+        .balancer_paths()
+        .into_iter()
+        .filter_map(|(var, path)| Some((var, path?)))
+        .collect();
+    let reference = &reference;
     let lb_url = format!("{base}/health");
     let lb_health = timed_get(http, &lb_url);
-    let endpoint_checks = futures_util::future::join_all(
-        endpoints
-            .iter()
-            .map(|path| endpoint_check(http, base, path)),
-    );
+    let endpoint_checks =
+        futures_util::future::join_all(endpoints.iter().map(|(var, path)| async move {
+            match path {
+                Some(path) => {
+                    let mut c = endpoint_check(http, base, path).await;
+                    // An app's own paths may coincide (all `/`): each check says its variable.
+                    if !var.is_empty() && reference.get(var) != Some(path) {
+                        c.name = format!("{} ({var})", c.name);
+                    }
+                    c
+                }
+                None => check(
+                    GROUP_ENDPOINTS,
+                    format!("{var} through the balancer"),
+                    (Status::Skip, AppPaths::off_reason(var)),
+                ),
+            }
+        }));
     let (lb, endpoints) = tokio::join!(lb_health, endpoint_checks);
     // The distribution and the session run after the concurrent requests, one request at a
     // time: least_conn sends each request to the instance with the fewest requests in flight,
     // so concurrent requests measure which instance is fastest on a busy host (seen: 25 of 30
     // to one instance), not whether every instance takes its turn.
-    let distribution = distribute(http, base, opts.requests).await;
-    let sessions = session_samples(jar, base, opts.expected_instances.unwrap_or(3)).await;
+    let distribution = match p.load_path() {
+        Some(path) => Some((
+            path.clone(),
+            distribute(http, base, &path, opts.requests).await,
+        )),
+        None => None,
+    };
+    let sessions = match &p.session {
+        Some(path) => Some(
+            session_samples(
+                jar,
+                base,
+                path.as_str(),
+                opts.expected_instances.unwrap_or(3),
+            )
+            .await,
+        ),
+        None => None,
+    };
 
     let mut checks = vec![];
     let lb_name = "Load balancer is healthy".to_string();
@@ -409,6 +487,8 @@ async fn timed_get(
     Ok((r, ms))
 }
 
+const DEFAULT_READY_PATH: &str = "/health/ready";
+
 /// One health endpoint through the balancer: 200, and JSON where the contract promises it.
 async fn endpoint_check(http: &HttpClient, base: &str, path: &str) -> Check {
     let url = format!("{base}{path}");
@@ -420,18 +500,30 @@ async fn endpoint_check(http: &HttpClient, base: &str, path: &str) -> Check {
             format!("GET {url} → {}: {}", r.status, evaluate::excerpt(&r.body)),
             ms,
         ),
-        Ok((r, ms)) if path == "/health/backend" => match evaluate::instance_id(&r.body) {
-            Some(id) => (Status::Pass, format!("200, served by {id}"), ms),
-            None => (
-                Status::Fail,
-                format!(
-                    "GET {url} → 200 but no JSON \"instanceId\": {}",
-                    evaluate::excerpt(&r.body)
+        // The reference contract: its health through the balancer names the instance.
+        Ok((r, ms)) if path == AppPaths::REFERENCE_BACKEND => {
+            match ServedBy::of(&r.body, r.upstream.as_deref()) {
+                Some(ServedBy::InstanceId(id)) => {
+                    (Status::Pass, format!("200, served by {id}"), ms)
+                }
+                Some(ServedBy::Upstream(addr)) => (
+                    Status::Pass,
+                    format!("200, served by {addr} (nginx's {UPSTREAM_HEADER}; no instanceId)"),
+                    ms,
                 ),
-                ms,
-            ),
-        },
-        Ok((r, ms)) if path == "/health/ready" => {
+                None => (
+                    Status::Fail,
+                    format!(
+                        "GET {url} → 200 but no JSON \"instanceId\" and no {UPSTREAM_HEADER} \
+                         header from nginx: {}",
+                        evaluate::excerpt(&r.body)
+                    ),
+                    ms,
+                ),
+            }
+        }
+        // The reference contract's readiness answers JSON (an app's own path: 200 is enough).
+        Ok((r, ms)) if path == DEFAULT_READY_PATH => {
             if serde_json::from_str::<serde_json::Value>(&r.body).is_ok() {
                 (Status::Pass, "200 with JSON".into(), ms)
             } else {
@@ -456,28 +548,23 @@ async fn endpoint_check(http: &HttpClient, base: &str, path: &str) -> Check {
     }
 }
 
-/// N requests to `/health/backend`, one after another, counted by the instance that answered.
-async fn distribute(http: &HttpClient, base: &str, requests: u32) -> Distribution {
-    let url = format!("{base}/health/backend");
-    let mut answers: Vec<Option<String>> = Vec::with_capacity(requests as usize);
+/// N requests to `path`, one after another, each with who served it (the app's instanceId,
+/// else nginx's upstream address); `None` for a failed request.
+async fn distribute(
+    http: &HttpClient,
+    base: &str,
+    path: &str,
+    requests: u32,
+) -> Vec<Option<ServedBy>> {
+    let url = format!("{base}{path}");
+    let mut answers: Vec<Option<ServedBy>> = Vec::with_capacity(requests as usize);
     for _ in 0..requests {
         answers.push(match http.get(&url).await {
-            Ok(r) if r.status == 200 => evaluate::instance_id(&r.body),
+            Ok(r) if r.status == 200 => ServedBy::of(&r.body, r.upstream.as_deref()),
             _ => None,
         });
     }
-    let mut d = Distribution {
-        requests,
-        counts: Default::default(),
-        failed: 0,
-    };
-    for a in answers {
-        match a {
-            Some(id) => *d.counts.entry(id).or_insert(0) += 1,
-            None => d.failed += 1,
-        }
-    }
-    d
+    answers
 }
 
 /// One cookie jar, requests one after another (the counter must rise by one each time).
@@ -486,9 +573,10 @@ async fn distribute(http: &HttpClient, base: &str, requests: u32) -> Distributio
 async fn session_samples(
     jar: &HttpClient,
     base: &str,
+    path: &str,
     instances: u32,
 ) -> Result<Vec<SessionSample>, String> {
-    let url = format!("{base}/api/session");
+    let url = format!("{base}{path}");
     let planned = (2 * instances).clamp(6, 12);
     let mut samples: Vec<SessionSample> = Vec::with_capacity(planned as usize);
     for i in 1..=2 * planned {
@@ -512,7 +600,7 @@ async fn session_samples(
             ));
         }
         samples.push(
-            evaluate::parse_session(&r.body)
+            evaluate::parse_session(&r.body, r.upstream.as_deref())
                 .map_err(|e| format!("request {i}: GET {url} → {e}"))?,
         );
     }

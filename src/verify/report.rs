@@ -32,7 +32,15 @@ pub fn text(r: &Report, ui: &Ui) -> String {
         let _ = writeln!(out, "{}", ui.bold(&format!("=== {group} ===")));
         if *group == GROUP_DISTRIBUTION {
             if let Some(d) = &r.distribution {
-                let _ = writeln!(out, "Load distribution across {} requests:", d.requests);
+                let named = match d.named_by.as_slice() {
+                    [] => String::new(),
+                    by => format!(", instances named by {}", by.join(" and ")),
+                };
+                let _ = writeln!(
+                    out,
+                    "Load distribution across {} requests (GET {}{named}):",
+                    d.requests, d.path
+                );
                 for (id, n) in &d.counts {
                     let pct = 100.0 * *n as f64 / d.requests.max(1) as f64;
                     let _ = writeln!(out, "  {id}: {n} requests ({pct:.1}%)");

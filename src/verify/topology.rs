@@ -29,6 +29,9 @@ pub struct Member {
     pub container: Option<String>,
     /// Why it is not running; `None` when it is.
     pub down: Option<String>,
+    /// Its IP addresses on the project network, as nginx's upstream header names it (on a
+    /// swarm the task's address is its `address`).
+    pub ips: Vec<String>,
 }
 
 impl Member {
@@ -81,6 +84,7 @@ fn member(c: &ObservedContainer) -> Member {
         address: c.alias(),
         container: Some(c.name.clone()),
         down: not_running(c),
+        ips: c.ips.clone(),
     }
 }
 
@@ -168,6 +172,7 @@ fn service_member(service: &str, tasks: &[ObservedTask], node: &str) -> Member {
             (None, Some(t)) => Some(task_problem(service, t)),
             (None, None) => Some(format!("{service} has no task")),
         },
+        ips: vec![],
     }
 }
 
@@ -241,6 +246,7 @@ pub async fn swarm(docker: &DockerClient, project: &str) -> Result<Topology, Str
                 .map_err(|e| format!("cannot resolve {APP_TASKS_HOST} in {helper}: {e}"))?;
             apps.extend(addresses(&answer.1).into_iter().map(|a| Member {
                 name: None,
+                ips: vec![a.clone()],
                 address: a,
                 container: None,
                 down: None,
@@ -256,6 +262,7 @@ pub async fn swarm(docker: &DockerClient, project: &str) -> Result<Topology, Str
                 address: String::new(),
                 container: None,
                 down: None,
+                ips: vec![],
             }));
         }
     }
@@ -266,6 +273,7 @@ pub async fn swarm(docker: &DockerClient, project: &str) -> Result<Topology, Str
         address: String::new(),
         container: None,
         down: Some(task_problem("app", t)),
+        ips: vec![],
     }));
     let members = |prefix: &str| -> Vec<Member> {
         all.iter()

@@ -19,6 +19,7 @@ mod drill;
 mod drill_daemon;
 mod endpoints;
 mod engine;
+mod own_app;
 mod release;
 mod rust_version;
 mod scale;

@@ -18,7 +18,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{docker, text};
-use radar_deploy::drill::load::{Load, LoadOptions, LoadResult, SESSION_PATH};
+use radar_deploy::drill::load::{Load, LoadOptions, LoadResult};
 use radar_deploy::drill::stats;
 
 const APP_IMAGE: &str = "radar-deploy/radar-app:0.1.0";
@@ -111,13 +111,7 @@ impl Background {
     pub(crate) fn start(url: &str) -> Background {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let load = rt
-            .block_on(async {
-                Load::start(&LoadOptions {
-                    base_url: url.to_string(),
-                    concurrency: CONCURRENCY,
-                    paths: vec!["/health/backend".into(), SESSION_PATH.into()],
-                })
-            })
+            .block_on(async { Load::start(&LoadOptions::reference(url.to_string(), CONCURRENCY)) })
             .expect("start the load");
         Background {
             rt,

@@ -15,7 +15,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use radar_deploy::drill::load::{self, Load, LoadOptions};
+use radar_deploy::drill::load::{Load, LoadOptions};
 use serde_json::Value;
 
 use crate::common;
@@ -65,11 +65,7 @@ impl SwarmProject {
             .next_back()
             .unwrap()
             .to_string();
-        let opts = LoadOptions {
-            base_url: format!("http://127.0.0.1:{port}"),
-            concurrency: 4,
-            paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
-        };
+        let opts = LoadOptions::reference(format!("http://127.0.0.1:{port}"), 4);
         let cmd = self.command(args);
         block_on(async move {
             let load = Load::start(&opts).expect("load clients");

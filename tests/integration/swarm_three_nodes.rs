@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use radar_deploy::drill::load::{self, Load, LoadOptions};
+use radar_deploy::drill::load::{Load, LoadOptions};
 use radar_deploy::drill::stats;
 
 use crate::common;
@@ -88,11 +88,7 @@ fn swarm_ha_on_three_nodes_keeps_a_sentinel_quorum_when_the_master_node_is_lost(
         .unwrap_or_else(|| panic!("the Redis master is on {master}, not on a worker: {placed:?}"));
 
     // The master's node is lost under load.
-    let opts = LoadOptions {
-        base_url: p.url(),
-        concurrency: 4,
-        paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
-    };
+    let opts = LoadOptions::reference(p.url(), 4);
     let (result, lost_at_ms, recovered_after) = block_on(async {
         let load = Load::start(&opts).expect("load clients");
         tokio::time::sleep(Duration::from_secs(3)).await;

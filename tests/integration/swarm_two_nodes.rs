@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use radar_deploy::drill::load::{self, Load, LoadOptions};
+use radar_deploy::drill::load::{Load, LoadOptions};
 
 const NODE1: &str = "rd2n-1";
 const NODE2: &str = "rd2n-2";
@@ -90,11 +90,7 @@ fn swarm_on_two_nodes_places_instances_on_both_and_survives_losing_one() {
     );
 
     // Node 2 is lost under client load; Swarm moves its tasks to node 1.
-    let opts = LoadOptions {
-        base_url: p.url(),
-        concurrency: 4,
-        paths: vec!["/health/backend".into(), load::SESSION_PATH.into()],
-    };
+    let opts = LoadOptions::reference(p.url(), 4);
     let (rescheduled, green_after, failed, sent, why) = block_on(async {
         let load = Load::start(&opts).expect("load clients");
         tokio::time::sleep(Duration::from_secs(2)).await;
