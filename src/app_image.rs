@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use sha2::{Digest, Sha256};
 
-use crate::config::vars::REFERENCE_APP_REPOSITORY;
 use crate::docker::{BuildRequest, DockerClient};
 use crate::labels::{LABEL_APP_BUILDER, LABEL_APP_SOURCE};
 use crate::lock::ProjectLock;
@@ -43,20 +42,7 @@ pub fn source_digest() -> &'static str {
     DIGEST.get_or_init(|| hex::encode(Sha256::digest(SOURCE_TAR)))
 }
 
-/// Whether `image` is the reference app's image: the repository `radar-deploy/radar-app` with a
-/// tag or none (a name with a registry host is someone's copy, pulled like any image). A digest reference
-/// names one exact image, which no build can produce, so it is not one to build.
-pub fn is_reference(image: &str) -> bool {
-    if image.contains('@') {
-        return false;
-    }
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    let repository = match image[last_slash..].rfind(':') {
-        Some(i) => &image[..last_slash + i],
-        None => image,
-    };
-    repository == REFERENCE_APP_REPOSITORY
-}
+pub use crate::config::is_reference_app as is_reference;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

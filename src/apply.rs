@@ -1114,7 +1114,8 @@ mod tests {
         let app1 = name(&before, "app-1");
         let next = format!("{app1}{}", plan::NEXT_SUFFIX);
         fake.never_ready(&next);
-        let after = deployment("APP_IMAGE=example/app:2");
+        let after =
+            deployment("APP_IMAGE=example/app:2\nAPP_HEALTHCHECK='/radar-app healthcheck'\n");
         let err = format!(
             "{:#}",
             converge(&fake, &after, Duration::from_millis(600))

@@ -666,6 +666,21 @@ impl std::str::FromStr for MasterName {
     }
 }
 
+/// Whether `image` is the reference app's image: the repository `radar-deploy/radar-app` with a
+/// tag or none (a name with a registry host is someone's copy, pulled like any image). A digest reference
+/// names one exact image, which no build can produce, so it is not one to build.
+pub fn is_reference_app(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    let repository = match image[last_slash..].rfind(':') {
+        Some(i) => &image[..last_slash + i],
+        None => image,
+    };
+    repository == vars::REFERENCE_APP_REPOSITORY
+}
+
 fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let mut r = Reader { raw, problems };
     let http_port = r.parse::<Port>("HTTP_PORT");
@@ -678,6 +693,16 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let cpus = r.parse::<NanoCpus>("APP_CPUS");
     let memory = r.parse::<MemoryBytes>("APP_MEMORY");
     let healthcheck = r.parse::<Healthcheck>("APP_HEALTHCHECK");
+    // The default healthcheck is the reference app's own command, which no other image has: an
+    // app image of one's own keeps its image's HEALTHCHECK unless APP_HEALTHCHECK names one.
+    let healthcheck_given = r
+        .raw("APP_HEALTHCHECK")
+        .0
+        .is_some_and(|v| !v.trim().is_empty());
+    let healthcheck = healthcheck.map(|h| match &app_image {
+        Some(image) if !healthcheck_given && !is_reference_app(image.as_str()) => Healthcheck(None),
+        _ => h,
+    });
     let release_command = r.parse::<ReleaseCommand>("APP_RELEASE_COMMAND");
     let release_timeout_secs = r.number("APP_RELEASE_TIMEOUT", 1..=86_400);
     let db_pool_size = r.number("DB_POOL_SIZE", 1..=100);

@@ -303,6 +303,28 @@ fn healthcheck_none_uses_the_image_default() {
 }
 
 #[test]
+fn an_app_image_of_ones_own_keeps_its_healthcheck_unless_one_is_named() {
+    let with = |extra: &str| {
+        resolve(&case(&format!("{}{extra}", valid_file())).inputs)
+            .unwrap()
+            .app
+            .healthcheck
+    };
+    let reference = Some(vec!["/radar-app".to_string(), "healthcheck".into()]);
+    assert_eq!(with(""), reference, "the reference image: its own command");
+    assert_eq!(with("APP_IMAGE=radar-deploy/radar-app:0.2\n"), reference);
+    assert_eq!(
+        with("APP_IMAGE=team/web:1.4\n"),
+        None,
+        "another image: its own HEALTHCHECK"
+    );
+    assert_eq!(
+        with("APP_IMAGE=team/web:1.4\nAPP_HEALTHCHECK='/bin/check --fast'\n"),
+        Some(vec!["/bin/check".to_string(), "--fast".into()])
+    );
+}
+
+#[test]
 fn release_command_is_split_like_a_shell_and_empty_means_none() {
     let cfg = resolve(&case(&valid_file()).inputs).unwrap();
     assert_eq!(cfg.app.release_command, None);

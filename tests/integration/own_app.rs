@@ -43,8 +43,8 @@ fn an_app_that_knows_nothing_of_radar_deploy_runs_as_its_own_user_and_verifies_o
     assert_eq!(image_user, "1000:1000", "the image's own user");
     p.set_env("APP_IMAGE", &image);
     p.set_env("APP_PORT", "8000");
-    // Its own HEALTHCHECK (Python asks its own server); the reference app's probe is not in it.
-    p.set_env("APP_HEALTHCHECK", "none");
+    // No APP_HEALTHCHECK: an image of one's own keeps its HEALTHCHECK (Python asks its own
+    // server) by default; the reference app's probe is not in it.
     p.set_env("APP_HEALTH_PATH", "/");
     p.set_env("APP_READY_PATH", "/");
     p.set_env("APP_LIVE_PATH", "/");
