@@ -249,7 +249,7 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
         "{out}"
     );
     let job = out.find(&format!("job {}_release", p.name));
-    let update = out.find(&format!("service {}_app: updated", p.name));
+    let update = out.find(&format!("service {}_app: updat", p.name));
     assert!(
         job.is_some() && update.is_some() && job < update,
         "the release job runs before the app's update:\n{out}"
