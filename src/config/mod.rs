@@ -601,16 +601,40 @@ impl std::str::FromStr for Flag {
     }
 }
 
-struct Healthcheck(Option<Vec<String>>);
+/// The reference app's probe, `APP_HEALTHCHECK=auto` for its image.
+const REFERENCE_HEALTHCHECK: [&str; 2] = ["/radar-app", "healthcheck"];
+
+/// `APP_HEALTHCHECK`: `auto`, `none` (the image's own), or a command (`None`: the image's own).
+enum Healthcheck {
+    Auto,
+    Command(Option<Vec<String>>),
+}
 impl std::str::FromStr for Healthcheck {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
-            "none" => Ok(Healthcheck(None)),
-            "" => Err("must be a command or `none`".into()),
-            cmd => Ok(Healthcheck(Some(
+            "auto" => Ok(Healthcheck::Auto),
+            "none" => Ok(Healthcheck::Command(None)),
+            "" => Err("must be `auto`, `none` or a command".into()),
+            cmd => Ok(Healthcheck::Command(Some(
                 cmd.split_whitespace().map(String::from).collect(),
             ))),
+        }
+    }
+}
+
+impl Healthcheck {
+    /// The command; `auto` here is the reference image's (any other image's was resolved to its
+    /// own HEALTHCHECK above).
+    fn command(self) -> Option<Vec<String>> {
+        match self {
+            Healthcheck::Command(c) => c,
+            Healthcheck::Auto => Some(
+                REFERENCE_HEALTHCHECK
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+            ),
         }
     }
 }
@@ -692,17 +716,16 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let app_port = r.parse::<Port>("APP_PORT");
     let cpus = r.parse::<NanoCpus>("APP_CPUS");
     let memory = r.parse::<MemoryBytes>("APP_MEMORY");
-    let healthcheck = r.parse::<Healthcheck>("APP_HEALTHCHECK");
-    // The default healthcheck is the reference app's own command, which no other image has: an
-    // app image of one's own keeps its image's HEALTHCHECK unless APP_HEALTHCHECK names one.
-    let healthcheck_given = r
-        .raw("APP_HEALTHCHECK")
-        .0
-        .is_some_and(|v| !v.trim().is_empty());
-    let healthcheck = healthcheck.map(|h| match &app_image {
-        Some(image) if !healthcheck_given && !is_reference_app(image.as_str()) => Healthcheck(None),
-        _ => h,
-    });
+    // `auto` (the default): the reference app's own probe for its image, which no other image
+    // has; an app image of one's own keeps its image's HEALTHCHECK.
+    let healthcheck = r
+        .parse::<Healthcheck>("APP_HEALTHCHECK")
+        .map(|h| match (h, &app_image) {
+            (Healthcheck::Auto, Some(image)) if !is_reference_app(image.as_str()) => {
+                Healthcheck::Command(None)
+            }
+            (h, _) => h,
+        });
     let release_command = r.parse::<ReleaseCommand>("APP_RELEASE_COMMAND");
     let release_timeout_secs = r.number("APP_RELEASE_TIMEOUT", 1..=86_400);
     let db_pool_size = r.number("DB_POOL_SIZE", 1..=100);
@@ -792,7 +815,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
             port: app_port?,
             cpus: cpus?,
             memory: memory?,
-            healthcheck: healthcheck?.0,
+            healthcheck: healthcheck?.command(),
             release_command: release_command?.0,
             release_timeout_secs: release_timeout_secs?,
             db_pool_size: db_pool_size?,

@@ -318,6 +318,9 @@ fn an_app_image_of_ones_own_keeps_its_healthcheck_unless_one_is_named() {
         None,
         "another image: its own HEALTHCHECK"
     );
+    assert_eq!(with("APP_IMAGE=team/web:1.4\nAPP_HEALTHCHECK=auto\n"), None);
+    assert_eq!(with("APP_HEALTHCHECK=auto\n"), reference);
+    assert_eq!(with("APP_HEALTHCHECK=none\n"), None);
     assert_eq!(
         with("APP_IMAGE=team/web:1.4\nAPP_HEALTHCHECK='/bin/check --fast'\n"),
         Some(vec!["/bin/check".to_string(), "--fast".into()])
