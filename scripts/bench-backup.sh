@@ -36,8 +36,16 @@ psql_ "create table bench(id int primary key, body text);
 echo "table: $(psql_ "select count(*) from bench") rows, $(psql_ "select pg_size_pretty(pg_total_relation_size('bench'))") with its index"
 
 file=$work/bench.radar-backup
-echo "backup:  $(timed rd backup --out "$file") s   ($bin backup --out FILE)"
+took=$(timed rd backup --out "$file")
+echo "backup:  $took s   ($bin backup --out FILE)"
 echo "file:    $(stat -c %s "$file") bytes"
+# The reference: the same dump by hand (docker exec pg_dump -Fc > file), with no checksum, no
+# manifest, no Redis keys and no atomic rename; the ratio is what radar-deploy's file costs.
+ref_start=$(date +%s.%N)
+docker exec "$project-postgres-1" bash -c 'pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" --format=custom' >"$work/reference.dump"
+ref=$(echo "$(date +%s.%N) - $ref_start" | bc -l)
+echo "reference: $ref s   (docker exec … pg_dump --format=custom > file: $(stat -c %s "$work/reference.dump") bytes)"
+echo "backup / reference: $(echo "$took / $ref" | bc -l | cut -c1-4)x"
 
 # The file check alone: `restore` without --yes checks the whole file, then refuses (exit 2).
 start=$(date +%s.%N)
