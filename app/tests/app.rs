@@ -1399,6 +1399,18 @@ fn an_announced_master_wins_over_a_sentinel_that_still_names_the_old_one() {
     );
     assert_eq!(session(&app, Some(&cookie)).json()["views"], 2);
     let views_on = |node: &Container| redis_cli(node, node.port, &["HGET", &key, "views"]);
+    // The replica holds what the master acknowledged before it is promoted (its initial sync and
+    // the stream are asynchronous: promoted a moment too early, it would start from nothing,
+    // which is Redis's replication, not the app's choice of master, the point of this test).
+    let synced = std::time::Instant::now();
+    while views_on(&new).trim() != "2" {
+        assert!(
+            synced.elapsed() < Duration::from_secs(10),
+            "the replica never received the session: {:?}",
+            views_on(&new)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // The failover: the replica is promoted and one Sentinel announces it, while the Sentinel
     // the app asks still names the old master, which still answers as a master. Writes that
