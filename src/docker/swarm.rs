@@ -688,19 +688,35 @@ impl DockerClient {
         Ok(out)
     }
 
-    /// How many containers of the project's tasks exist on this node, running or not.
+    /// How many containers of the project's tasks are left on this node. Those that have
+    /// ended are removed here first: a finished job's task container (the release command's)
+    /// outlives its removed service, and would otherwise be waited for forever.
     pub async fn stack_containers(&self, project: &str) -> Result<usize> {
         let opts = ListContainersOptions {
             all: true,
             filters: Some(stack_filter(project)),
             ..Default::default()
         };
-        Ok(self
+        let containers = self
             .docker
             .list_containers(Some(opts))
             .await
-            .map_err(|e| DockerError::from_bollard("container", project, e))?
-            .len())
+            .map_err(|e| DockerError::from_bollard("container", project, e))?;
+        let mut left = 0;
+        for c in containers {
+            let ended = matches!(
+                c.state.as_ref().map(|s| s.to_string()).as_deref(),
+                Some("exited" | "dead" | "created")
+            );
+            let removed = match (ended, c.id.as_deref()) {
+                (true, Some(id)) => self.remove_container(id).await.is_ok(),
+                _ => false,
+            };
+            if !removed {
+                left += 1;
+            }
+        }
+        Ok(left)
     }
 
     /// The project's volumes (created by Swarm for the services' mounts, labelled by them).

@@ -294,7 +294,10 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
 
     // An image whose tasks never start: Swarm rolls back, `up` says so and exits 2, and the
     // old tasks keep serving.
+    // Its probe is the reference app's (which it lacks): an image of one's own would otherwise
+    // keep its own HEALTHCHECK, and this one has none to fail.
     p.set_env("APP_IMAGE", "radar-offline/base:bookworm");
+    p.set_env("APP_HEALTHCHECK", "'/radar-app healthcheck'");
     let t0 = Instant::now();
     let (failed, sent, out) = p.under_load_expect(&["up", "--target", "swarm", "--no-verify"], 2);
     eprintln!(
@@ -334,6 +337,7 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
     // The HA profile on the same swarm: the replica and three Sentinels come up healthy (each
     // Sentinel rewrites its config in its own volume), and `down` removes them too.
     p.set_env("APP_IMAGE", &app_image);
+    p.unset_env("APP_HEALTHCHECK");
     let t0 = Instant::now();
     let out = p.ok(&["up", "--target", "swarm", "--ha"]);
     eprintln!(
