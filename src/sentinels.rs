@@ -14,12 +14,22 @@ const EXEC_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs `cmd` in `container`: its output when it exits 0, else what went wrong, container named.
 pub async fn exec(docker: &DockerClient, container: &str, cmd: &[&str]) -> Result<String, String> {
+    exec_within(docker, container, cmd, EXEC_DEADLINE).await
+}
+
+/// [`exec`] with a deadline of the caller's (the drills' slower questions).
+pub async fn exec_within(
+    docker: &DockerClient,
+    container: &str,
+    cmd: &[&str],
+    deadline: Duration,
+) -> Result<String, String> {
     let cmd: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
-    match tokio::time::timeout(EXEC_DEADLINE, docker.exec(container, &cmd)).await {
+    match tokio::time::timeout(deadline, docker.exec(container, &cmd)).await {
         Ok(Ok((0, out))) => Ok(out),
         Ok(Ok((code, out))) => Err(format!("{container}: exit {code}: {}", out.trim())),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("{container}: no answer within {EXEC_DEADLINE:?}")),
+        Err(_) => Err(format!("{container}: no answer within {deadline:?}")),
     }
 }
 

@@ -367,11 +367,5 @@ pub(super) async fn exec(
     container: &str,
     cmd: &[&str],
 ) -> Result<String, String> {
-    let cmd: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
-    match tokio::time::timeout(EXEC_DEADLINE, docker.exec(container, &cmd)).await {
-        Ok(Ok((0, out))) => Ok(out),
-        Ok(Ok((code, out))) => Err(format!("{container}: exit {code}: {}", out.trim())),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("{container}: no answer within {EXEC_DEADLINE:?}")),
-    }
+    crate::sentinels::exec_within(docker, container, cmd, EXEC_DEADLINE).await
 }
