@@ -4,6 +4,7 @@
 
 pub mod secret;
 pub mod source;
+pub mod tls;
 pub mod types;
 pub mod vars;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
 pub use source::{Origin, RawValues};
+pub use tls::{CertSource, PublicHost, TlsConfig};
 pub use types::{
     is_root_user, AppPath, ImageRef, InstanceCount, LbStrategy, MemoryBytes, NanoCpus, Port,
     ProjectName, Target, UserSpec,
@@ -40,6 +42,8 @@ pub struct Config {
     /// `BACKUP_BEFORE_RELEASE`: `up` takes a backup (`backup::before_release`) before
     /// the release command runs.
     pub backup_before_release: bool,
+    /// HTTPS at nginx; `None` is `TLS_MODE=off`.
+    pub tls: Option<TlsConfig>,
     /// Env-file variables radar-deploy does not know (a misspelling, or a setting of another
     /// version): ignored, and reported as warnings (errors under `--strict`).
     pub warnings: Vec<Problem>,
@@ -345,6 +349,7 @@ struct Validated {
     ha_enabled: bool,
     sentinel: SentinelConfig,
     backup_before_release: bool,
+    tls: Option<TlsConfig>,
 }
 
 impl Validated {
@@ -361,6 +366,7 @@ impl Validated {
             ha_enabled,
             sentinel,
             backup_before_release,
+            tls,
         } = self;
         Config {
             project,
@@ -375,6 +381,7 @@ impl Validated {
             ha_enabled,
             sentinel,
             backup_before_release,
+            tls,
             warnings,
         }
     }
@@ -576,6 +583,131 @@ impl Reader<'_> {
     fn flag(&mut self, name: &str) -> Option<bool> {
         self.parse::<Flag>(name).map(|f| f.0)
     }
+
+    /// A path variable (empty: `None`), resolved against the env file that sets it.
+    fn path(&mut self, name: &str) -> Option<PathBuf> {
+        let (value, origin) = self.raw(name);
+        value
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| tls::resolve_path(&v, origin.as_ref()))
+    }
+
+    /// `TLS_MODE` and the variables it needs; `Some(None)` is off.
+    fn tls(&mut self, http_port: Option<Port>) -> Option<Option<TlsConfig>> {
+        let mode = self.parse::<tls::TlsMode>("TLS_MODE")?;
+        let https_port = self.parse::<Port>("HTTPS_PORT");
+        let hsts = self.flag("HSTS");
+        let ca_file = self.path("ACME_CA_FILE");
+        let (hosts_value, hosts_origin) = self.raw("PUBLIC_HOSTS");
+        let hosts_value = hosts_value.unwrap_or_default();
+        if mode == tls::TlsMode::Off {
+            return Some(None);
+        }
+        let hosts = if hosts_value.trim().is_empty() {
+            self.problem(
+                "PUBLIC_HOSTS",
+                hosts_origin,
+                "is not set, and TLS_MODE needs the names the certificate is for".into(),
+                "set PUBLIC_HOSTS to the DNS names clients use, e.g. PUBLIC_HOSTS=app.example.com"
+                    .into(),
+            );
+            None
+        } else {
+            match tls::parse_hosts(&hosts_value) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.problem(
+                        "PUBLIC_HOSTS",
+                        hosts_origin,
+                        e,
+                        "list bare DNS names separated by commas".into(),
+                    );
+                    None
+                }
+            }
+        };
+        if let (Some(http), Some(https)) = (http_port, https_port) {
+            if http == https {
+                let origin = self.raw("HTTPS_PORT").1;
+                self.problem(
+                    "HTTPS_PORT",
+                    origin,
+                    format!("is the same port as HTTP_PORT ({})", http.get()),
+                    "give HTTPS its own port (443 by default)".into(),
+                );
+            }
+        }
+        let source = match mode {
+            tls::TlsMode::Files => {
+                let need = |r: &mut Self, name: &str| {
+                    let p = r.path(name);
+                    if p.is_none() {
+                        let origin = r.raw(name).1;
+                        r.problem(
+                            name,
+                            origin,
+                            "is not set, and TLS_MODE=files needs it".into(),
+                            format!("set {name} to the PEM file's path (relative to the env file), or use TLS_MODE=acme"),
+                        );
+                    }
+                    p
+                };
+                let cert_file = need(self, "TLS_CERT_FILE");
+                let key_file = need(self, "TLS_KEY_FILE");
+                Some(CertSource::Files {
+                    cert_file: cert_file?,
+                    key_file: key_file?,
+                })
+            }
+            _ => {
+                let directory_url = self.parse::<DirectoryUrl>("ACME_DIRECTORY_URL");
+                let email = self.optional::<Email>("ACME_EMAIL");
+                Some(CertSource::Acme {
+                    directory_url: directory_url?.0,
+                    email: email?.map(|e| e.0),
+                })
+            }
+        };
+        Some(Some(TlsConfig {
+            source: source?,
+            hosts: hosts?,
+            https_port: https_port?,
+            ca_file,
+            hsts: hsts?,
+        }))
+    }
+}
+
+/// An ACME directory: an https URL (RFC 8555 requires TLS; a test CA serves it too).
+struct DirectoryUrl(String);
+impl std::str::FromStr for DirectoryUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.starts_with("https://") && s.len() > "https://".len() {
+            Ok(DirectoryUrl(s.to_string()))
+        } else {
+            Err(format!(
+                "must be the https:// URL of an ACME directory (got {s:?})"
+            ))
+        }
+    }
+}
+
+struct Email(String);
+impl std::str::FromStr for Email {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s.split_once('@') {
+            Some((user, domain))
+                if !user.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace) =>
+            {
+                Ok(Email(s.to_string()))
+            }
+            _ => Err(format!("is not an e-mail address (got {s:?})")),
+        }
+    }
 }
 
 struct Number(u32);
@@ -755,6 +887,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
     let quorum = r.number("SENTINEL_QUORUM", 1..=SENTINELS);
     let down_after_ms = r.number("SENTINEL_DOWN_AFTER_MS", 100..=600_000);
     let failover_timeout_ms = r.number("SENTINEL_FAILOVER_TIMEOUT_MS", 1_000..=3_600_000);
+    let tls = r.tls(http_port);
 
     // Rules across variables.
     if let (Some(n), Some(pool), Some(max)) = (instances, db_pool_size, max_connections) {
@@ -851,6 +984,7 @@ fn validate(raw: &RawValues, problems: &mut Vec<Problem>) -> Option<Validated> {
             failover_timeout_ms: failover_timeout_ms?,
         },
         backup_before_release: backup_before_release?,
+        tls: tls?,
     })
 }
 

@@ -602,3 +602,56 @@ fn bad_app_paths_and_users_are_refused_naming_the_variable() {
         .contains("without spaces"));
     assert!(problem_for(&ps, "APP_USER").message.contains("uid:gid"));
 }
+
+#[test]
+fn tls_is_off_by_default_and_files_resolve_beside_the_env_file() {
+    assert_eq!(resolve(&case(&valid_file()).inputs).unwrap().tls, None);
+    let c = case(&format!(
+        "{}TLS_MODE=files\nPUBLIC_HOSTS=app.example.com\nTLS_CERT_FILE=tls/cert.pem\nTLS_KEY_FILE=/etc/keys/key.pem\nHSTS=true\n",
+        valid_file()
+    ));
+    let tls = resolve(&c.inputs).unwrap().tls.unwrap();
+    let dir = c.inputs.env_file.parent().unwrap();
+    assert_eq!(
+        tls.source,
+        CertSource::Files {
+            cert_file: dir.join("tls/cert.pem"),
+            key_file: PathBuf::from("/etc/keys/key.pem"),
+        }
+    );
+    assert_eq!(tls.https_port.get(), 443);
+    assert!(tls.hsts);
+    assert_eq!(tls.host_names(), vec!["app.example.com".to_string()]);
+}
+
+#[test]
+fn tls_modes_name_what_they_miss() {
+    let ps = problems(&case(&format!("{}TLS_MODE=files\n", valid_file())));
+    assert!(problem_for(&ps, "PUBLIC_HOSTS").message.contains("not set"));
+    assert!(problem_for(&ps, "TLS_CERT_FILE")
+        .fix
+        .contains("TLS_MODE=acme"));
+    problem_for(&ps, "TLS_KEY_FILE");
+    let ps = problems(&case(&format!(
+        "{}TLS_MODE=acme\nPUBLIC_HOSTS=a.example.com\nHTTP_PORT=8080\nHTTPS_PORT=8080\nACME_DIRECTORY_URL=http://ca.test/dir\nACME_EMAIL=nobody\n",
+        valid_file()
+    )));
+    problem_for(&ps, "HTTPS_PORT");
+    problem_for(&ps, "ACME_DIRECTORY_URL");
+    problem_for(&ps, "ACME_EMAIL");
+    let cfg = resolve(
+        &case(&format!(
+            "{}TLS_MODE=acme\nPUBLIC_HOSTS=a.example.com\n",
+            valid_file()
+        ))
+        .inputs,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.tls.unwrap().source,
+        CertSource::Acme {
+            directory_url: tls::LETS_ENCRYPT_DIRECTORY.into(),
+            email: None
+        }
+    );
+}

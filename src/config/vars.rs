@@ -81,6 +81,15 @@ pub const VARS: &[Var] = &[
     var("SENTINEL_QUORUM", Default("2"), "High availability", "Sentinels that must agree the master is down (1..=3; 2 is a majority of the three)."),
     var("SENTINEL_DOWN_AFTER_MS", Default("5000"), "High availability", "Milliseconds without a reply before a Sentinel considers the master down."),
     var("SENTINEL_FAILOVER_TIMEOUT_MS", Default("10000"), "High availability", "Sentinel failover-timeout in milliseconds."),
+    var("TLS_MODE", Default("off"), "HTTPS", "off | files | acme. files: nginx serves TLS_CERT_FILE and TLS_KEY_FILE, checked before anything is created (key matches, chain order, dates, PUBLIC_HOSTS covered). acme: radar-deploy obtains and renews a certificate from ACME_DIRECTORY_URL over HTTP-01, answered by nginx itself, so HTTP_PORT must be reachable as port 80 of every PUBLIC_HOSTS name. Either way HTTP redirects to HTTPS, except the ACME challenge path and /health."),
+    var("PUBLIC_HOSTS", Default(""), "HTTPS", "Comma-separated DNS names clients use (e.g. app.example.com,www.example.com); required when TLS_MODE is not off. The certificate must cover each, and `verify` checks each."),
+    var("HTTPS_PORT", Default("443"), "HTTPS", "Host port nginx publishes for HTTPS (1..=65535, not HTTP_PORT)."),
+    var("TLS_CERT_FILE", Default(""), "HTTPS", "TLS_MODE=files: PEM certificate chain, leaf first, then intermediates. A relative path is relative to the env file. Read by radar-deploy and uploaded into nginx, never a bind mount or an environment variable; changing the file and running `up` reloads nginx."),
+    var("TLS_KEY_FILE", Default(""), "HTTPS", "TLS_MODE=files: the PEM private key of the certificate (PKCS#8, or the traditional EC/RSA form). Never printed."),
+    var("ACME_DIRECTORY_URL", Default(crate::config::tls::LETS_ENCRYPT_DIRECTORY), "HTTPS", "TLS_MODE=acme: the CA's ACME directory (Let's Encrypt's production one by default; its staging directory or a private CA such as step-ca or pebble work the same)."),
+    var("ACME_EMAIL", Default(""), "HTTPS", "TLS_MODE=acme: contact address given to the CA for expiry notices (optional)."),
+    var("ACME_CA_FILE", Default(""), "HTTPS", "PEM file of extra CA certificates to trust: for reaching a private ACME_DIRECTORY_URL, and for `verify` to accept certificates a private or test CA issued."),
+    var("HSTS", Default("false"), "HTTPS", "true adds Strict-Transport-Security (max-age one year) to HTTPS answers. Browsers then refuse plain HTTP to PUBLIC_HOSTS for a year: turn it on once HTTPS works."),
     var("BACKUP_BEFORE_RELEASE", Default("false"), "Backups", "true takes a backup (as `radar-deploy backup` does, into the current directory) before each run of the release command; `up` names the file. A failed backup stops `up` before anything is changed. One Docker host only: `up --target swarm` refuses it."),
 ];
 
