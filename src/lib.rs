@@ -16,6 +16,7 @@
 //! | host | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
 //! | host | [`ui`], [`outcome`], [`fsutil`], [`lock`] | colour and verbosity; exit status 0/1/2; atomic and private files (0600, an owner-only ACL on Windows); the per-project OS file lock |
 //! | pure | [`config`] | env file < environment < flags → one validated, typed [`config::Config`]; [`config::vars`]: every variable, its default and documentation |
+//! | pure | [`tls`] | certificates without IO: what a PEM chain says, whether a certificate file and key can be served for the public hosts (key, chain order and signatures, dates, names), ACME's self-signed placeholder, when to renew |
 //! | pure | [`labels`] | every label key the tool writes or reads, and who reads it |
 //! | pure | [`templates`] | nginx.conf and sentinel.conf from the minijinja templates in `templates/` |
 //! | pure | [`probes`] | the commands run inside containers (nginx's workers, verify's HTTP and Sentinel questions, healthcheck tests) and the parsers of their output |
@@ -79,6 +80,7 @@ pub mod swarm;
 pub mod swarm_engine;
 pub mod target;
 pub mod templates;
+pub mod tls;
 pub mod ui;
 pub mod verify;
 
