@@ -749,6 +749,7 @@ async fn upload_files<E: HostEngine>(
             .await
             .with_context(|| format!("delivering the secrets of {name}"))?;
     }
+    upload_certificate(client, d, c, name).await?;
     if !c.files.is_empty() {
         client
             .upload(name, docker::file_tar(d, c, false, ""))
@@ -757,6 +758,22 @@ async fn upload_files<E: HostEngine>(
     }
     if let Some(h) = d.reload_hash(c) {
         client.upload(name, docker::reload_marker_tar(&h)).await?;
+    }
+    Ok(())
+}
+
+/// nginx's certificate and key, into their directory ([`desired::TlsMaterial::dir`]).
+async fn upload_certificate<E: HostEngine>(
+    client: &E,
+    d: &Deployment,
+    c: &Container,
+    name: &str,
+) -> Result<()> {
+    if let (Role::Nginx, Some(tls)) = (c.role, &d.tls) {
+        client
+            .upload(name, docker::certificate_tar(tls))
+            .await
+            .with_context(|| format!("delivering the TLS certificate to {name}"))?;
     }
     Ok(())
 }
@@ -779,6 +796,9 @@ async fn reload<E: HostEngine>(
             c.role.service()
         ));
     }
+    // A new certificate goes into a directory of its own, which only the staged config names:
+    // `nginx -t` below checks the two together, and the running nginx is not disturbed.
+    upload_certificate(client, d, c, name).await?;
     client
         .upload(name, docker::file_tar(d, c, true, ".next"))
         .await

@@ -119,8 +119,23 @@ pub enum Command {
     /// Turn maintenance mode on or off: nginx answers 503 with Retry-After, instances get
     /// nothing.
     Maintenance(MaintenanceArgs),
+    /// Renew the ACME certificate when it nears expiry (or with --force) and reload nginx
+    /// with it: for cron or a systemd timer, daily.
+    Renew(RenewArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Renew now, however long the certificate is still valid.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for nginx to take the new certificate.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use crate::desired::{Container, Deployment, Role, SECRETS_DIR};
+use crate::desired::{Container, Deployment, Role, SECRETS_DIR, TLS_CHAIN_SECRET, TLS_KEY_SECRET};
 use crate::labels::{LABEL_INSTANCE, LABEL_ROLE};
 
 pub const FILE_NAME: &str = "docker-compose.multi-instance.yml";
@@ -27,9 +27,14 @@ struct ComposeFile {
 #[derive(Serialize)]
 struct Empty {}
 
+/// Where Compose reads a secret from: a variable of the env file, or a file (the TLS
+/// certificate and key, named by TLS_CERT_FILE and TLS_KEY_FILE).
 #[derive(Serialize)]
 struct SecretSource {
-    environment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -195,6 +200,32 @@ fn service(c: &Container) -> Service {
     }
 }
 
+/// With TLS on, nginx's certificate and key as Compose secrets from the files the env file
+/// names (`TLS_MODE=files`); nginx.conf reads them under /run/secrets. With `TLS_MODE=acme`
+/// the files are the ones `radar-deploy up` keeps in its store: copy them out to use Compose.
+fn tls_secrets(d: &Deployment, file: &mut ComposeFile) {
+    if d.nginx.tls.is_none() {
+        return;
+    }
+    for (name, var) in [
+        (TLS_CHAIN_SECRET, "TLS_CERT_FILE"),
+        (TLS_KEY_SECRET, "TLS_KEY_FILE"),
+    ] {
+        file.secrets.insert(
+            name.into(),
+            SecretSource {
+                environment: None,
+                file: Some(format!("${{{var}}}")),
+            },
+        );
+        for c in d.containers_of(Role::Nginx) {
+            if let Some(s) = file.services.get_mut(&c.alias) {
+                s.secrets.push(name.into());
+            }
+        }
+    }
+}
+
 /// The Compose file's text. `env_file` is named in the header so a reader knows what to pass.
 pub fn render(d: &Deployment, env_file: &str) -> String {
     let file = ComposeFile {
@@ -212,7 +243,8 @@ pub fn render(d: &Deployment, env_file: &str) -> String {
                 (
                     s.name.clone(),
                     SecretSource {
-                        environment: s.env_var.clone(),
+                        environment: Some(s.env_var.clone()),
+                        file: None,
                     },
                 )
             })
@@ -235,6 +267,8 @@ pub fn render(d: &Deployment, env_file: &str) -> String {
             })
             .collect(),
     };
+    let mut file = file;
+    tls_secrets(d, &mut file);
     let yaml = serde_norway::to_string(&file).expect("the compose model always serializes");
     let ha = d.containers.iter().any(|c| c.role == Role::Sentinel);
     let profile_hint = if ha { " --profile ha" } else { "" };

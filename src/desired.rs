@@ -29,6 +29,15 @@ pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
 const POSTGRES_PORT: u16 = 5432;
 const NGINX_PORT: u16 = 80;
+/// nginx's HTTPS port inside its container (HTTPS_PORT is the published one).
+pub const NGINX_TLS_PORT: u16 = 443;
+/// Where radar-deploy uploads the certificate nginx serves, one directory per certificate
+/// ([`TlsMaterial::dir`]); a key is never a bind mount, an environment variable or a label.
+pub const TLS_DIR: &str = "/etc/nginx/tls";
+/// The certificate's and key's paths when no certificate is at hand (`render`): the Compose
+/// and stack files deliver them as the secrets `tls_fullchain` and `tls_privkey`.
+pub const TLS_CHAIN_SECRET: &str = "tls_fullchain";
+pub const TLS_KEY_SECRET: &str = "tls_privkey";
 /// The unprivileged user an app whose image runs as root is given (the reference image's own
 /// user, distroless's "nonroot"), unless APP_USER says otherwise.
 pub const APP_USER: &str = "65532:65532";
@@ -49,6 +58,33 @@ pub struct Deployment {
     /// The release command, when `APP_RELEASE_COMMAND` is set: run by the plan's
     /// release step in a one-off container, never kept.
     pub release: Option<Release>,
+    /// The certificate nginx serves, when TLS is on and one is at hand (not for `render`).
+    pub tls: Option<TlsMaterial>,
+}
+
+/// A certificate chain and its key, as nginx gets them: from the operator's files
+/// (`TLS_MODE=files`) or from the ACME store on the daemon (`TLS_MODE=acme`). Read and checked
+/// by `certificates` before the desired state is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsMaterial {
+    /// PEM, leaf first.
+    pub chain_pem: String,
+    pub key_pem: Secret,
+    /// ACME: the account key's thumbprint, which nginx answers HTTP-01 challenges with.
+    pub acme_thumbprint: Option<String>,
+}
+
+impl TlsMaterial {
+    /// The directory nginx reads this certificate from: named by a digest of chain and key,
+    /// so a new certificate is a new nginx.conf, which the engine stages, checks with
+    /// `nginx -t` and reloads — never a recreated nginx.
+    pub fn dir(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.chain_pem.as_bytes());
+        h.update([0]);
+        h.update(self.key_pem.expose().as_bytes());
+        format!("{TLS_DIR}/{}", hex::encode(&h.finalize()[..8]))
+    }
 }
 
 /// The release command's one-off container and its deadline.
@@ -417,12 +453,12 @@ pub fn app_user(configured: Option<&UserSpec>, image: &ImageUser) -> AppUser {
 /// Builds the desired state without a daemon's view of the app image (`render`): its user is
 /// the reference app's when it is the reference image, else the image's own.
 pub fn build(cfg: &Config) -> Deployment {
-    build_with(cfg, &ImageUser::without_daemon(cfg))
+    build_with(cfg, &ImageUser::without_daemon(cfg), None)
 }
 
 /// Builds the desired state. Pure: the same config and image user always give the same
 /// deployment.
-pub fn build_with(cfg: &Config, image_user: &ImageUser) -> Deployment {
+pub fn build_with(cfg: &Config, image_user: &ImageUser, tls: Option<&TlsMaterial>) -> Deployment {
     let user = app_user(cfg.app.user.as_ref(), image_user).user;
     let project = cfg.project.as_str().to_string();
     let ha = cfg.ha_enabled;
@@ -457,6 +493,28 @@ pub fn build_with(cfg: &Config, image_user: &ImageUser) -> Deployment {
         instances,
         listen_port: NGINX_PORT,
         swarm: false,
+        tls: cfg.tls.as_ref().map(|t| {
+            let (certificate, key) = match tls {
+                Some(m) => (
+                    format!("{}/fullchain.pem", m.dir()),
+                    format!("{}/privkey.pem", m.dir()),
+                ),
+                None => (secret_path(TLS_CHAIN_SECRET), secret_path(TLS_KEY_SECRET)),
+            };
+            let port = t.https_port.get();
+            templates::NginxTls {
+                listen_port: NGINX_TLS_PORT,
+                port_suffix: if port == 443 {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                },
+                certificate,
+                key,
+                hsts: t.hsts,
+                acme_thumbprint: tls.and_then(|m| m.acme_thumbprint.clone()),
+            }
+        }),
     };
     let mut files = vec![
         ConfigFile {
@@ -513,6 +571,7 @@ pub fn build_with(cfg: &Config, image_user: &ImageUser) -> Deployment {
         files,
         nginx,
         release: release(cfg, user),
+        tls: cfg.tls.as_ref().and(tls.cloned()),
     }
 }
 
@@ -790,6 +849,12 @@ fn nginx_container(cfg: &Config) -> Container {
         host: cfg.http_port.get(),
         container: NGINX_PORT,
     }];
+    if let Some(tls) = &cfg.tls {
+        c.published.push(PublishedPort {
+            host: tls.https_port.get(),
+            container: NGINX_TLS_PORT,
+        });
+    }
     c.healthcheck = Some(healthcheck(
         probes::nginx_health_test(NGINX_PORT),
         10 * SECOND_MS,

@@ -98,6 +98,29 @@ pub async fn up(
     })
 }
 
+/// `renew` on one host: nginx reloaded with the certificate in `d` (checked by `nginx -t`
+/// first, like every reload), and nothing else changed. Returns what else the env file would
+/// change, for `up`.
+pub async fn install_certificate(
+    client: &DockerClient,
+    d: &Deployment,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<Vec<String>> {
+    let _lock = ProjectLock::for_project(&client.endpoint.host, &d.project, ui).await?;
+    let observed = client.observe(&d.project).await?;
+    let (plan, left) = plan::certificate_only(d, &observed).map_err(|why| {
+        anyhow!("cannot give nginx the new certificate by a reload: {why}\n  fix: run `radar-deploy up`, which installs it with the other changes")
+    })?;
+    ui.info(plan.to_string().trim_end());
+    let opts = ApplyOptions {
+        timeout,
+        before_release: None,
+    };
+    apply::apply(client, d, &plan, &opts, ui).await?;
+    Ok(left)
+}
+
 /// Snapshot → plan → preflight → apply: the part of `up` that is not about the app's image.
 /// Returns the number of steps the plan had.
 async fn converge<E: HostEngine>(
@@ -541,7 +564,7 @@ mod tests {
         let up = app_image_user(&fake, &cfg, true, &ui()).await.unwrap();
         assert_eq!(up, ImageUser::Is(String::new()));
         assert_eq!(fake.calls(), ["pull example/web:1"]);
-        let d = desired::build_with(&cfg, &up);
+        let d = desired::build_with(&cfg, &up, None);
         let app = d.containers_of(Role::App).next().unwrap();
         assert_eq!(app.user.as_deref(), Some(desired::APP_USER));
     }

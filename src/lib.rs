@@ -47,9 +47,11 @@
 //! The reference app (`radar-app`) is its own package in `app/` (a workspace member): the CLI
 //! does not depend on it, it carries its source (`build.rs`) to build its image.
 
+pub mod acme;
 pub mod app_image;
 pub mod apply;
 pub mod backup;
+pub mod certificates;
 pub mod cli;
 pub mod commands;
 pub mod compose;
@@ -122,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Backup(args) => commands::backup::run(&g, args).await,
         Command::Restore(args) => commands::restore::run(&g, args).await,
         Command::Maintenance(args) => commands::maintenance::run(&g, args).await,
+        Command::Renew(args) => commands::renew::run(&g, args).await,
         Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -184,6 +184,50 @@ enum Change {
     },
 }
 
+/// `renew`: the part of the plan that gives nginx its new certificate — its reload — and
+/// nothing else; whatever else differs from the env file is for `up` to change, and named.
+/// `Err` when nginx itself would be recreated (its container differs beyond the certificate):
+/// a renewal must not do that.
+pub fn certificate_only(
+    desired: &Deployment,
+    observed: &Observed,
+) -> Result<(Plan, Vec<String>), String> {
+    let mut full = plan(desired, observed);
+    let nginx: Vec<String> = desired
+        .containers_of(Role::Nginx)
+        .map(|c| desired.container_name(c))
+        .collect();
+    let mut left = Vec::new();
+    let mut steps = Vec::new();
+    for s in full.steps.drain(..) {
+        match &s.action {
+            Action::Reload {
+                name,
+                upstream: None,
+                ..
+            } if nginx.contains(name) => steps.push(Step {
+                after: Vec::new(),
+                ..s
+            }),
+            Action::Create { name, .. }
+            | Action::Start { name, .. }
+            | Action::Recreate { name, .. }
+            | Action::Remove { name, .. }
+                if nginx.contains(name) =>
+            {
+                return Err(format!(
+                    "nginx would be replaced ({}), not reloaded",
+                    s.reason
+                ));
+            }
+            _ => left.push(s.reason.clone()),
+        }
+    }
+    full.sequential_from = steps.len();
+    full.steps = steps;
+    Ok((full, left))
+}
+
 /// Compares the desired state with one snapshot of Docker and lists the steps between them.
 pub fn plan(desired: &Deployment, observed: &Observed) -> Plan {
     let mut steps = Vec::new();

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::apply::{self, ApplyOptions, HostEngine};
 use crate::config::{self, Config, Origin, Overrides};
-use crate::desired::{self, Deployment, Role};
+use crate::desired::{self, Deployment, Role, TlsMaterial};
 use crate::docker::DockerClient;
 use crate::endpoint::Endpoint;
 use crate::lock::ProjectLock;
@@ -77,7 +77,9 @@ pub async fn scale(endpoint: &Endpoint, opts: &ScaleOptions, ui: &Ui) -> Result<
     let cfg = config(opts, false)?;
     ui.warn_each(&cfg.warnings);
     let client = &DockerClient::connect(endpoint).await?;
-    scale_on(client, opts, cfg, ui, t0).await
+    // nginx's certificate as the running deployment has it: scaling reloads nginx with it.
+    let tls = crate::certificates::material(client, &cfg, false, ui).await?;
+    scale_on(client, opts, cfg, tls, ui, t0).await
 }
 
 /// The operation on a connected engine, the configuration validated: lock, snapshot, plan,
@@ -86,6 +88,7 @@ async fn scale_on<E: HostEngine>(
     client: &E,
     opts: &ScaleOptions,
     cfg: Config,
+    tls: Option<TlsMaterial>,
     ui: &Ui,
     t0: Instant,
 ) -> Result<ScaleReport> {
@@ -100,7 +103,7 @@ async fn scale_on<E: HostEngine>(
         cfg
     };
     let image_user = crate::engine::app_image_user(client, &cfg, false, ui).await?;
-    let d = desired::build_with(&cfg, &image_user);
+    let d = desired::build_with(&cfg, &image_user, tls.as_ref());
     let plan = plan::plan(&d, &observed);
     only_scaling(&d, &plan)?;
     let from = observed
@@ -296,7 +299,7 @@ mod tests {
 
     async fn scale_fake(fake: &FakeHost, opts: &ScaleOptions) -> Result<ScaleReport> {
         let cfg = config(opts, false)?;
-        scale_on(fake, opts, cfg, &ui(), Instant::now()).await
+        scale_on(fake, opts, cfg, None, &ui(), Instant::now()).await
     }
 
     /// The error of scaling to `instances`, which must fail, in full.

@@ -19,7 +19,7 @@ use crate::engine::{self, UpOptions};
 use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
 use crate::ui::Ui;
-use crate::{envfile, fsutil, render, swarm, swarm_engine};
+use crate::{certificates, envfile, fsutil, render, swarm, swarm_engine};
 
 /// The desired state of a deployment on the daemon: the configuration, and what the daemon
 /// says of the app image's own user (pulled first unless `dry_run`), on either target. Says
@@ -37,7 +37,8 @@ pub async fn deployment(
     } else {
         ui.info(&line);
     }
-    Ok(desired::build_with(cfg, &image_user))
+    let tls = certificates::material(docker, cfg, !dry_run, ui).await?;
+    Ok(desired::build_with(cfg, &image_user, tls.as_ref()))
 }
 
 /// `render`: writes the deployment's files (the Compose file or the stack file, and the
@@ -55,6 +56,46 @@ pub fn render(target: Target, d: &Deployment, out: &Path, env_file: &str) -> Res
             Ok(files.into_iter().map(|(p, _)| p).collect())
         }
     }
+}
+
+/// `renew`, and the end of `up` with `TLS_MODE=acme`: a certificate from the CA when one is
+/// due (or `force`), then nginx given it — reloaded on one host (nothing else changes), the
+/// nginx service updated on a swarm. A failure leaves nginx serving the certificate it has.
+pub async fn renew(
+    target: Target,
+    docker: &DockerClient,
+    cfg: &Config,
+    force: bool,
+    timeout: std::time::Duration,
+    ui: &Ui,
+) -> Result<certificates::Renewal> {
+    let renewal = certificates::renew(docker, cfg, force, ui).await?;
+    if let certificates::Renewal::Renewed { .. } = &renewal {
+        let d = deployment(docker, cfg, false, ui).await?;
+        match target {
+            Target::Single => {
+                let left = engine::install_certificate(docker, &d, timeout, ui).await?;
+                if !left.is_empty() {
+                    ui.warn(&format!(
+                        "the env file differs from the running stack in more than the certificate ({}); `renew` changed only nginx's certificate: run `radar-deploy up` for the rest",
+                        left.join("; ")
+                    ));
+                }
+            }
+            Target::Swarm => {
+                let stack = swarm::build(&d);
+                swarm_engine::up(
+                    docker,
+                    &stack,
+                    timeout,
+                    &cfg.app.builder_image.to_string(),
+                    ui,
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(renewal)
 }
 
 /// What `up` did.
@@ -253,7 +294,8 @@ pub async fn scale(
             let cfg = scale::config(opts, ha)?;
             ui.warn_each(&cfg.warnings);
             let image_user = engine::app_image_user(&docker, &cfg, false, ui).await?;
-            let stack = swarm::build(&desired::build_with(&cfg, &image_user));
+            let tls = certificates::material(&docker, &cfg, false, ui).await?;
+            let stack = swarm::build(&desired::build_with(&cfg, &image_user, tls.as_ref()));
             let report = swarm_engine::scale(&docker, &stack, opts.timeout, ui).await?;
             envfile::set_var(&opts.env_file, "APP_INSTANCES", &opts.instances.to_string())?;
             Ok(Scaled::Swarm {

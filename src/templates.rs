@@ -35,6 +35,23 @@ pub struct NginxVars {
     pub listen_port: u16,
     /// The Swarm target: a task set that Swarm changes and nodes that can vanish.
     pub swarm: bool,
+    /// HTTPS; `None` serves plain HTTP only (`TLS_MODE=off`).
+    pub tls: Option<NginxTls>,
+}
+
+/// nginx's side of `TLS_MODE`: where the certificate is inside the container and how HTTP
+/// hands over to HTTPS.
+#[derive(Debug, Clone, Serialize)]
+pub struct NginxTls {
+    /// The port nginx's HTTPS server listens on inside its container.
+    pub listen_port: u16,
+    /// `:PORT` of the public HTTPS port for redirects, empty for 443.
+    pub port_suffix: String,
+    pub certificate: String,
+    pub key: String,
+    pub hsts: bool,
+    /// ACME: the account key's thumbprint, for the stateless HTTP-01 answer.
+    pub acme_thumbprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +141,7 @@ mod tests {
             }],
             listen_port: 80,
             swarm: false,
+            tls: None,
         });
         let var = format!(
             "$http_{}",

@@ -9,6 +9,7 @@ pub mod init;
 pub mod logs;
 pub mod maintenance;
 pub mod render;
+pub mod renew;
 pub mod restore;
 pub mod scale;
 pub mod status;

@@ -3,8 +3,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::Globals;
+use crate::certificates::{self, Renewal};
 use crate::cli::UpArgs;
-use crate::config::Overrides;
+use crate::config::{CertSource, Overrides};
 use crate::engine::UpOptions;
 use crate::outcome::Outcome;
 use crate::{backup, target, verify};
@@ -43,6 +44,20 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     };
     g.ui.success(&done.summary());
+    // TLS_MODE=acme: nginx now answers the CA's challenge; a certificate when one is due.
+    if matches!(&cfg.tls, Some(t) if matches!(t.source, CertSource::Acme { .. })) {
+        let now = certificates::now_unix();
+        match target::renew(target, &docker, &cfg, false, opts.timeout, &g.ui).await? {
+            Renewal::Renewed { info, reason } => g.ui.success(&format!(
+                "certificate issued ({reason}): {}",
+                certificates::describe(&info, now)
+            )),
+            Renewal::NotDue { info } => g.ui.info(&format!(
+                "certificate: {}",
+                certificates::describe(&info, now)
+            )),
+        }
+    }
     if no_verify {
         return Ok(Outcome::Success);
     }

@@ -133,7 +133,7 @@ fn nginx_conf_lists_every_instance_explicitly() {
 }
 
 fn app_users(extra: &str, image: &ImageUser) -> Vec<Option<String>> {
-    build_with(&config(extra, false), image)
+    build_with(&config(extra, false), image, None)
         .containers_of(Role::App)
         .map(|c| c.user.clone())
         .collect()

@@ -47,7 +47,9 @@ pub use faults::ContainerFacts;
 /// The labels a container is created with, for the fake engine to create it alike.
 #[cfg(test)]
 pub(crate) use spec::labels as container_labels;
-pub use spec::{executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar};
+pub use spec::{
+    certificate_tar, executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar,
+};
 pub use stream::ExecEnd;
 
 /// Docker failures in the project's terms, each naming the object involved.

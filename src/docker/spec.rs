@@ -8,7 +8,9 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use crate::desired::{Container, Deployment, Role, RELOAD_MARKER, SECRETS_DIR};
+use crate::desired::{
+    Container, Deployment, Role, TlsMaterial, RELOAD_MARKER, SECRETS_DIR, TLS_DIR,
+};
 use crate::labels::{
     LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT,
     LABEL_RELOAD_HASH, LABEL_ROLE, LABEL_SERVICE, MANAGED_BY,
@@ -212,6 +214,26 @@ pub fn executable_tar(path: &str, data: &[u8]) -> Vec<u8> {
 pub fn plain_file_tar(path: &str, data: &[u8]) -> Vec<u8> {
     let mut t = TarBuilder::new();
     t.file(path, data, 0o644);
+    t.finish()
+}
+
+/// nginx's certificate chain (0644) and key (0600, root's: nginx reads it before it drops
+/// privileges) in the certificate's own directory.
+pub fn certificate_tar(tls: &TlsMaterial) -> Vec<u8> {
+    let dir = tls.dir();
+    let mut t = TarBuilder::new();
+    t.dir(TLS_DIR);
+    t.dir(&dir);
+    t.file(
+        &format!("{dir}/fullchain.pem"),
+        tls.chain_pem.as_bytes(),
+        0o644,
+    );
+    t.file(
+        &format!("{dir}/privkey.pem"),
+        tls.key_pem.expose().as_bytes(),
+        0o600,
+    );
     t.finish()
 }
 
