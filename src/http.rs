@@ -1,6 +1,8 @@
 //! The one module that speaks HTTP (reqwest): GETs with a deadline, with or without a cookie
-//! jar, returning plain data so verification stays testable without a network.
+//! jar, and the HTTPS front door's probes (a TLS handshake with the peer's certificate, the
+//! plain-HTTP redirect), returning plain data so verification stays testable without a network.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -157,6 +159,297 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// How long each TLS or redirect probe may take, handshake included.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one HTTPS request to nginx's own `/health` showed: the handshake's outcome and, when it
+/// succeeded, what was negotiated and the certificate presented.
+#[derive(Debug, Clone)]
+pub struct TlsProbe {
+    /// `https://host[:port]/health`, as asked (the connection goes to the probe's address).
+    pub url: String,
+    pub result: Result<TlsAnswer, TlsFailure>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsAnswer {
+    pub status: u16,
+    /// `HTTP/2` when ALPN chose h2, else `HTTP/1.1`.
+    pub http_version: String,
+    /// `TLSv1.3`, `TLSv1.2`; `None` when the TLS library did not say.
+    pub tls_version: Option<String>,
+    /// The leaf certificate the server presented (DER).
+    pub peer_certificate: Option<Vec<u8>>,
+    pub elapsed: Duration,
+}
+
+/// Why the HTTPS request failed, classified so a report can give the fix.
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    pub kind: TlsFailureKind,
+    /// The whole cause chain, outermost first.
+    pub reason: String,
+    /// The certificate the server presented, from a second handshake that trusts anything,
+    /// when the first one failed on the certificate: evidence for the report, never trust.
+    pub peer_certificate: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailureKind {
+    /// No trusted root issued the chain (a private CA, a self-signed certificate).
+    UnknownIssuer,
+    /// The certificate names other hosts.
+    NameMismatch,
+    Expired,
+    NotYetValid,
+    /// Any other reason the certificate was refused.
+    BadCertificate,
+    /// No TCP connection (nothing listens, a firewall).
+    Connect,
+    Timeout,
+    /// The extra trusted certificates given are not PEM certificates.
+    BadExtraRoots,
+    Other,
+}
+
+/// The TLS probe: connects to `addr`'s IP at `https_port`, sends `host` as SNI and Host, and
+/// trusts the platform's roots plus `extra_roots_pem` (any number of PEM certificates, e.g. a
+/// private ACME CA's root). GETs nginx's own `/health` (HTTP/2 offered by ALPN), keeping the
+/// peer's leaf certificate.
+pub async fn tls_probe(
+    addr: SocketAddr,
+    host: &str,
+    https_port: u16,
+    extra_roots_pem: Option<&str>,
+) -> TlsProbe {
+    let url = https_url(host, https_port, "/health");
+    let target = SocketAddr::new(addr.ip(), https_port);
+    let roots = match extra_roots_pem
+        .map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()))
+    {
+        None => Vec::new(),
+        Some(Ok(roots)) if !roots.is_empty() => roots,
+        Some(Ok(_)) => {
+            return TlsProbe {
+                url,
+                result: Err(TlsFailure {
+                    kind: TlsFailureKind::BadExtraRoots,
+                    reason: "the extra trusted certificates hold no PEM certificate".to_string(),
+                    peer_certificate: None,
+                }),
+            }
+        }
+        Some(Err(e)) => {
+            return TlsProbe {
+                url,
+                result: Err(TlsFailure {
+                    kind: TlsFailureKind::BadExtraRoots,
+                    reason: format!(
+                        "the extra trusted certificates are not PEM certificates ({})",
+                        cause_chain(&e)
+                    ),
+                    peer_certificate: None,
+                }),
+            }
+        }
+    };
+    let strict = probe_client(host, target).tls_certs_merge(roots);
+    let result = match tls_get(strict, &url).await {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            let reason = cause_chain(&e);
+            let kind = tls_failure_kind(&e, &reason);
+            let certificate_refused = matches!(
+                kind,
+                TlsFailureKind::UnknownIssuer
+                    | TlsFailureKind::NameMismatch
+                    | TlsFailureKind::Expired
+                    | TlsFailureKind::NotYetValid
+                    | TlsFailureKind::BadCertificate
+            );
+            // The certificate that was refused, to show which one it was (the placeholder,
+            // another host's, an old one): a second handshake that checks nothing.
+            let peer_certificate = if certificate_refused {
+                let lenient = probe_client(host, target).danger_accept_invalid_certs(true);
+                tls_get(lenient, &url)
+                    .await
+                    .ok()
+                    .and_then(|a| a.peer_certificate)
+            } else {
+                None
+            };
+            Err(TlsFailure {
+                kind,
+                reason,
+                peer_certificate,
+            })
+        }
+    };
+    TlsProbe { url, result }
+}
+
+/// The path the redirect probe asks for over plain HTTP (with a query, which must survive).
+pub const REDIRECT_PROBE_PATH: &str = "/radar-deploy/redirect-probe?from=verify";
+
+/// What a plain-HTTP request for [`REDIRECT_PROBE_PATH`] got, redirects not followed.
+#[derive(Debug, Clone)]
+pub struct RedirectProbe {
+    pub url: String,
+    /// The status and the `Location` header.
+    pub result: Result<(u16, Option<String>), HttpError>,
+}
+
+/// GETs `http://host:http_port` + [`REDIRECT_PROBE_PATH`] from `addr`'s IP without following
+/// redirects: a front door that serves HTTPS answers 301 or 308 to `https://host...`.
+pub async fn redirect_probe(addr: SocketAddr, host: &str, http_port: u16) -> RedirectProbe {
+    let url = format!(
+        "http://{}{REDIRECT_PROBE_PATH}",
+        authority(host, http_port, 80)
+    );
+    let target = SocketAddr::new(addr.ip(), http_port);
+    let fail = |e: reqwest::Error| HttpError {
+        url: url.clone(),
+        reason: describe(&e),
+    };
+    let result = async {
+        let client = probe_client(host, target).build().map_err(fail)?;
+        let response = client.get(&url).send().await.map_err(fail)?;
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        Ok((response.status().as_u16(), location))
+    }
+    .await;
+    RedirectProbe { url, result }
+}
+
+/// The address a base URL's host and port resolve to (an IPv4 one when there is one: Docker
+/// publishes ports on both, and IPv6 loopback is off on some hosts).
+pub async fn resolve_base(base_url: &str) -> Result<SocketAddr, HttpError> {
+    let fail = |reason: String| HttpError {
+        url: base_url.to_string(),
+        reason,
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|e| fail(format!("not a URL ({e})")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| fail("the URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| fail(format!("cannot resolve {host} ({e})")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| fail(format!("{host} resolves to no address")))
+}
+
+/// A one-request client that sends `host`'s requests to `target`, follows no redirect and
+/// keeps the TLS details.
+fn probe_client(host: &str, target: SocketAddr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .connect_timeout(PROBE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("radar-deploy/", env!("CARGO_PKG_VERSION")))
+        .resolve(host, target)
+        .tls_info(true)
+}
+
+async fn tls_get(builder: reqwest::ClientBuilder, url: &str) -> Result<TlsAnswer, reqwest::Error> {
+    let started = Instant::now();
+    let client = builder.build()?;
+    let response = client.get(url).send().await?;
+    let tls = response.extensions().get::<reqwest::tls::TlsInfo>();
+    let answer = TlsAnswer {
+        status: response.status().as_u16(),
+        http_version: match response.version() {
+            reqwest::Version::HTTP_2 => "HTTP/2".to_string(),
+            reqwest::Version::HTTP_3 => "HTTP/3".to_string(),
+            reqwest::Version::HTTP_10 => "HTTP/1.0".to_string(),
+            _ => "HTTP/1.1".to_string(),
+        },
+        tls_version: tls.and_then(|t| t.version()).map(|v| {
+            match v {
+                v if v == reqwest::tls::Version::TLS_1_3 => "TLSv1.3",
+                v if v == reqwest::tls::Version::TLS_1_2 => "TLSv1.2",
+                v if v == reqwest::tls::Version::TLS_1_1 => "TLSv1.1",
+                _ => "TLSv1.0",
+            }
+            .to_string()
+        }),
+        peer_certificate: tls.and_then(|t| t.peer_certificate()).map(<[u8]>::to_vec),
+        elapsed: started.elapsed(),
+    };
+    // The body is not evidence here; reading it finishes the exchange cleanly.
+    let _ = response.bytes().await;
+    Ok(answer)
+}
+
+/// `host[:port]`, the port left out when it is the scheme's default.
+fn authority(host: &str, port: u16, default: u16) -> String {
+    if port == default {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn https_url(host: &str, port: u16, path: &str) -> String {
+    format!("https://{}{path}", authority(host, port, 443))
+}
+
+/// Every message of an error's source chain, outermost first, repeats dropped (reqwest and
+/// hyper often wrap an error in one that quotes it).
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// The kind of a failed HTTPS request, from reqwest's flags and rustls's wording (rustls is not
+/// a dependency of this crate, so its error type cannot be matched).
+fn tls_failure_kind(e: &reqwest::Error, chain: &str) -> TlsFailureKind {
+    classify_tls_reason(chain).unwrap_or(if e.is_timeout() {
+        TlsFailureKind::Timeout
+    } else if e.is_connect() && !chain.contains("invalid peer certificate") {
+        TlsFailureKind::Connect
+    } else {
+        TlsFailureKind::Other
+    })
+}
+
+fn classify_tls_reason(chain: &str) -> Option<TlsFailureKind> {
+    if !chain.contains("invalid peer certificate") {
+        return None;
+    }
+    Some(if chain.contains("UnknownIssuer") {
+        TlsFailureKind::UnknownIssuer
+    } else if chain.contains("not valid for name") || chain.contains("NotValidForName") {
+        TlsFailureKind::NameMismatch
+    } else if chain.contains("certificate expired") || chain.contains("Expired") {
+        TlsFailureKind::Expired
+    } else if chain.contains("not valid yet") || chain.contains("NotValidYet") {
+        TlsFailureKind::NotYetValid
+    } else {
+        TlsFailureKind::BadCertificate
+    })
+}
+
 /// Validates a base URL given on the command line.
 pub fn parse_base_url(url: &str) -> Result<String, String> {
     match reqwest::Url::parse(url) {
@@ -175,6 +468,43 @@ pub fn parse_base_url(url: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rustls_refusals_are_classified_by_their_wording() {
+        let c = |s: &str| classify_tls_reason(s);
+        assert_eq!(
+            c("error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"),
+            Some(TlsFailureKind::UnknownIssuer)
+        );
+        assert_eq!(
+            c("invalid peer certificate: certificate not valid for name \"a.test\"; certificate is only valid for b.test"),
+            Some(TlsFailureKind::NameMismatch)
+        );
+        assert_eq!(
+            c("invalid peer certificate: certificate expired: verification time 2 (UNIX), but certificate is not valid after 1 (1 seconds ago)"),
+            Some(TlsFailureKind::Expired)
+        );
+        assert_eq!(
+            c("invalid peer certificate: certificate not valid yet: verification time 1 (UNIX)"),
+            Some(TlsFailureKind::NotYetValid)
+        );
+        assert_eq!(
+            c("invalid peer certificate: BadSignature"),
+            Some(TlsFailureKind::BadCertificate)
+        );
+        assert_eq!(c("tcp connect error: Connection refused"), None);
+    }
+
+    #[test]
+    fn probe_urls_leave_out_default_ports() {
+        assert_eq!(https_url("a.test", 443, "/health"), "https://a.test/health");
+        assert_eq!(
+            https_url("a.test", 8443, "/health"),
+            "https://a.test:8443/health"
+        );
+        assert_eq!(authority("a.test", 80, 80), "a.test");
+        assert_eq!(authority("a.test", 8080, 80), "a.test:8080");
+    }
 
     #[test]
     fn the_last_upstream_address_is_the_one_that_answered() {

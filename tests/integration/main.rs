@@ -26,5 +26,6 @@ mod scale;
 mod swarm;
 mod swarm_three_nodes;
 mod swarm_two_nodes;
+mod tls_probe;
 mod verify;
 mod windows;

@@ -1,0 +1,256 @@
+//! verify's HTTPS probes (`http::tls_probe`, `http::redirect_probe`) against a real TLS listener:
+//! Python's `http.server` wrapped in `ssl`, serving a certificate of the test PKI on loopback,
+//! with a plain-HTTP twin that redirects to it. No Docker; needs `python3` on the PATH.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use radar_deploy::http::{self, TlsFailureKind, REDIRECT_PROBE_PATH};
+use radar_deploy::tls;
+
+use crate::common::pki::TestCa;
+
+/// HTTPS with the given certificate (GET anything → 200 "ok"), and plain HTTP answering 301 to
+/// `https://<Host without port>:<https port><path>`, both on 127.0.0.1. Prints both ports.
+const SERVER: &str = r#"
+import http.server, ssl, sys, threading
+cert, key = sys.argv[1], sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.server.tls:
+            self.send_response(200)
+            body = b"ok"
+        else:
+            host = self.headers.get("Host", "").split(":")[0]
+            self.send_response(301)
+            self.send_header("Location", "https://%s:%d%s" % (host, HTTPS_PORT, self.path))
+            body = b""
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+secure = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+secure.tls = True
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+secure.socket = context.wrap_socket(secure.socket, server_side=True)
+HTTPS_PORT = secure.server_address[1]
+plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+plain.tls = False
+print(HTTPS_PORT, plain.server_address[1], flush=True)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+secure.serve_forever()
+"#;
+
+/// The Python server, killed (by its own PID) when dropped.
+struct Server {
+    child: Child,
+    https_port: u16,
+    http_port: u16,
+}
+
+impl Server {
+    fn start(ca: &TestCa, name: &str, hosts: &[&str], days: i64) -> Server {
+        let (cert, key) = ca.write(name, hosts, days);
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(SERVER)
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the server prints its ports");
+        let ports: Vec<u16> = line
+            .split_whitespace()
+            .map(|p| p.parse().expect("a port"))
+            .collect();
+        assert_eq!(ports.len(), 2, "the server printed {line:?}");
+        Server {
+            child,
+            https_port: ports[0],
+            http_port: ports[1],
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+#[tokio::test]
+async fn a_trusted_certificate_is_read_from_the_handshake() {
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "good", &["front.test", "www.front.test"], 60);
+    let probe = http::tls_probe(
+        loopback(),
+        "www.front.test",
+        server.https_port,
+        Some(ca.cert_pem()),
+    )
+    .await;
+    assert_eq!(
+        probe.url,
+        format!("https://www.front.test:{}/health", server.https_port)
+    );
+    let answer = probe.result.expect("the handshake succeeds");
+    assert_eq!(answer.status, 200);
+    // Python's server offers no ALPN: HTTP/1.1 (nginx with `http2 on` negotiates h2).
+    assert_eq!(answer.http_version, "HTTP/1.1");
+    assert!(answer
+        .tls_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("TLSv1.")));
+    let info = tls::leaf_info_der(&answer.peer_certificate.expect("the peer's leaf")).unwrap();
+    assert_eq!(info.names, ["front.test", "www.front.test"]);
+    assert_eq!(info.issuer, "CN=radar-deploy test intermediate");
+    assert!((59..=60).contains(&info.days_left(crate::common::pki::now_unix())));
+}
+
+#[tokio::test]
+async fn an_untrusted_issuer_is_named_and_its_certificate_still_shown() {
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "untrusted", &["front.test"], 60);
+    let failure = http::tls_probe(loopback(), "front.test", server.https_port, None)
+        .await
+        .result
+        .expect_err("no trust in the test root");
+    assert_eq!(
+        failure.kind,
+        TlsFailureKind::UnknownIssuer,
+        "{}",
+        failure.reason
+    );
+    assert!(
+        failure.reason.contains("UnknownIssuer"),
+        "{}",
+        failure.reason
+    );
+    let shown = tls::leaf_info_der(&failure.peer_certificate.expect("evidence")).unwrap();
+    assert_eq!(shown.subject, "CN=front.test");
+    // Another CA's root does not help either.
+    let other = TestCa::named("another test CA");
+    let failure = http::tls_probe(
+        loopback(),
+        "front.test",
+        server.https_port,
+        Some(other.cert_pem()),
+    )
+    .await
+    .result
+    .expect_err("trust in another root");
+    assert_eq!(
+        failure.kind,
+        TlsFailureKind::UnknownIssuer,
+        "{}",
+        failure.reason
+    );
+}
+
+#[tokio::test]
+async fn a_host_the_certificate_does_not_name_is_a_name_mismatch() {
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "other-host", &["front.test"], 60);
+    let failure = http::tls_probe(
+        loopback(),
+        "elsewhere.test",
+        server.https_port,
+        Some(ca.cert_pem()),
+    )
+    .await
+    .result
+    .expect_err("the certificate names front.test only");
+    assert_eq!(
+        failure.kind,
+        TlsFailureKind::NameMismatch,
+        "{}",
+        failure.reason
+    );
+    assert!(failure.reason.contains("front.test"), "{}", failure.reason);
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused_as_expired() {
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "expired", &["front.test"], -2);
+    let failure = http::tls_probe(
+        loopback(),
+        "front.test",
+        server.https_port,
+        Some(ca.cert_pem()),
+    )
+    .await
+    .result
+    .expect_err("expired two days ago");
+    assert_eq!(failure.kind, TlsFailureKind::Expired, "{}", failure.reason);
+    let shown = tls::leaf_info_der(&failure.peer_certificate.expect("evidence")).unwrap();
+    assert!(shown.days_left(crate::common::pki::now_unix()) < 0);
+}
+
+#[tokio::test]
+async fn extra_roots_that_are_not_certificates_are_refused_before_connecting() {
+    let failure = http::tls_probe(loopback(), "front.test", 1, Some("not a certificate"))
+        .await
+        .result
+        .expect_err("no certificate to trust");
+    assert_eq!(
+        failure.kind,
+        TlsFailureKind::BadExtraRoots,
+        "{}",
+        failure.reason
+    );
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_failure() {
+    // A port just freed: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let failure = http::tls_probe(loopback(), "front.test", port, None)
+        .await
+        .result
+        .expect_err("nothing listens");
+    assert_eq!(failure.kind, TlsFailureKind::Connect, "{}", failure.reason);
+    assert!(failure.peer_certificate.is_none());
+}
+
+#[tokio::test]
+async fn the_plain_http_redirect_is_reported_with_its_location() {
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "redirect", &["front.test"], 60);
+    let probe = http::redirect_probe(loopback(), "front.test", server.http_port).await;
+    assert_eq!(
+        probe.url,
+        format!(
+            "http://front.test:{}{REDIRECT_PROBE_PATH}",
+            server.http_port
+        )
+    );
+    let (status, location) = probe.result.expect("an answer");
+    assert_eq!(status, 301);
+    assert_eq!(
+        location.as_deref(),
+        Some(
+            format!(
+                "https://front.test:{}{REDIRECT_PROBE_PATH}",
+                server.https_port
+            )
+            .as_str()
+        )
+    );
+}
