@@ -62,11 +62,57 @@ pub struct HttpClient {
     client: reqwest::Client,
 }
 
+/// How radar-deploy's own requests reach a balancer that serves HTTPS (`TLS_MODE` on): the
+/// URL names the public host, so SNI, Host and the certificate check are the clients'; the
+/// connection goes to `addr` (where the balancer is, whatever DNS says of the host), and
+/// `extra_roots_pem` (ACME_CA_FILE) is trusted beside the platform's roots.
+#[derive(Debug, Clone)]
+pub struct HttpsRoute {
+    pub host: String,
+    pub addr: std::net::IpAddr,
+    pub extra_roots_pem: Option<String>,
+}
+
+impl HttpsRoute {
+    /// `https://host[:port]`, the base URL its requests use.
+    pub fn base_url(&self, https_port: u16) -> String {
+        match https_port {
+            443 => format!("https://{}", self.host),
+            port => format!("https://{}:{port}", self.host),
+        }
+    }
+}
+
 impl HttpClient {
     /// A client with its own connection pool. With `cookies`, it keeps one cookie jar for
     /// every request it makes, like a browser tab.
     pub fn new(timeout: Duration, cookies: bool) -> Result<HttpClient, HttpError> {
-        let client = reqwest::Client::builder()
+        HttpClient::with_route(timeout, cookies, None)
+    }
+
+    /// [`HttpClient::new`], over HTTPS by `route` when it is given.
+    pub fn with_route(
+        timeout: Duration,
+        cookies: bool,
+        route: Option<&HttpsRoute>,
+    ) -> Result<HttpClient, HttpError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(route) = route {
+            // DNS has no ports: the URL's port is used with this address.
+            builder = builder.resolve(&route.host, SocketAddr::new(route.addr, 0));
+            if let Some(pem) = &route.extra_roots_pem {
+                let roots =
+                    reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| HttpError {
+                        url: String::new(),
+                        reason: format!(
+                            "ACME_CA_FILE holds no usable PEM certificate: {}",
+                            cause_chain(&e)
+                        ),
+                    })?;
+                builder = builder.tls_certs_merge(roots);
+            }
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             .cookie_store(cookies)
