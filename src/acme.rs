@@ -91,8 +91,33 @@ fn account_key_pair(account_key: &Secret) -> Result<rcgen::KeyPair> {
 /// nginx, see the module's doc), finalizes with a CSR for a fresh P-256 key and downloads the
 /// chain. Bounded by [`ISSUE_DEADLINE`]. Prints progress, never a key.
 pub async fn issue(settings: &AcmeSettings, account_key: &Secret, ui: &Ui) -> Result<Issued> {
+    // The polls below stop at the deadline with their own reason; this bounds the rest (a CA
+    // that accepts connections and then answers nothing).
+    let deadline = Instant::now() + ISSUE_DEADLINE;
+    match tokio::time::timeout_at(
+        deadline.into(),
+        issue_until(settings, account_key, ui, deadline),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "the ACME CA at {} did not finish issuing the certificate for {} within {}s\n  \
+             check: that the CA is reachable from here and working",
+            settings.directory_url,
+            settings.hosts.join(", "),
+            ISSUE_DEADLINE.as_secs()
+        ),
+    }
+}
+
+async fn issue_until(
+    settings: &AcmeSettings,
+    account_key: &Secret,
+    ui: &Ui,
+    deadline: Instant,
+) -> Result<Issued> {
     let started = Instant::now();
-    let deadline = started + ISSUE_DEADLINE;
     let dir = &settings.directory_url;
     if settings.hosts.is_empty() {
         bail!("no host to put in the certificate: set PUBLIC_HOSTS");

@@ -10,7 +10,7 @@ use std::time::Instant;
 use radar_deploy::acme::{self, AcmeSettings};
 use radar_deploy::ui::Ui;
 
-use crate::common::pebble::{Http01Responder, Pebble, PebbleOptions};
+use crate::common::pebble::{ChallengeForwarder, Http01Responder, Pebble, PebbleOptions};
 
 fn ui() -> Ui {
     Ui::new(true, false, 1)
@@ -174,6 +174,36 @@ async fn an_unreachable_host_is_refused_as_a_connection_problem() {
         started.elapsed() < acme::ISSUE_DEADLINE,
         "a refusal is reported when the CA gives it, not at the deadline"
     );
+}
+
+/// The forwarder full-stack tests put between pebble and nginx: through it the host
+/// validates, switched to refusing it does not, and switched back it does again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_challenge_forwarder_passes_validation_through_and_can_refuse_it() {
+    let account_key = acme::new_account_key().unwrap();
+    let thumbprint = acme::thumbprint(&account_key).unwrap();
+    let responder = Http01Responder::start(&thumbprint, true).await;
+    let forwarder = ChallengeForwarder::start(responder.port).await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let s = settings(&pebble, &["app.radar.test"]);
+    acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
+    forwarder.refuse(true);
+    let err = acme::issue(&s, &account_key, &ui())
+        .await
+        .expect_err("refused while the forwarder refuses");
+    assert!(
+        format!("{err:#}").contains("urn:ietf:params:acme:error:connection"),
+        "{err:#}"
+    );
+    forwarder.refuse(false);
+    acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
 }
 
 #[test]

@@ -307,3 +307,59 @@ impl Drop for Http01Responder {
         self.task.abort();
     }
 }
+
+/// Where the CA's HTTP-01 requests go in a full-stack test: a TCP forwarder on its own port
+/// (pebble's `httpPort`) to the deployment's HTTP port (nginx), which a test can switch to
+/// refusing connections: a host the CA cannot reach, for the "a refused renewal keeps the old
+/// certificate" case, with nothing else about the deployment changed.
+pub struct ChallengeForwarder {
+    pub port: u16,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChallengeForwarder {
+    pub async fn start(to_port: u16) -> ChallengeForwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the challenge forwarder");
+        let port = listener.local_addr().expect("its address").port();
+        let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse = refusing.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Dropped unanswered: the CA sees the connection reset.
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", to_port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        ChallengeForwarder {
+            port,
+            refusing,
+            task,
+        }
+    }
+
+    /// From now on, every connection is closed at once (`false`: forwarded again).
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ChallengeForwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
