@@ -127,8 +127,7 @@ async fn issue_until(
     let key_der = account_key_pair(account_key)?.serialized_der().to_vec();
 
     let http = AcmeHttp::new(settings.extra_roots_pem.as_deref())
-        .map_err(|e| anyhow!("{}", e.reason))
-        .context("ACME_CA_FILE")?;
+        .map_err(|e| anyhow!("ACME_CA_FILE: {}", e.reason))?;
     let signing_key = instant_acme::Key::from_pkcs8_der(key_der.as_slice().into())
         .map_err(|e| anyhow!("the ACME account key cannot sign: {e}"))?;
     let key_der = key_der

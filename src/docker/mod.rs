@@ -807,7 +807,16 @@ impl DockerClient {
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| DockerError::from_bollard("container", &helper, e))?;
+            .map_err(
+                |e| match DockerError::from_bollard("container", &helper, e) {
+                    // The container is new: what is missing is its image.
+                    DockerError::NotFound { .. } => DockerError::NotFound {
+                        kind: "image",
+                        name: image.to_string(),
+                    },
+                    other => other,
+                },
+            )?;
         let result = op(created.id.clone()).await;
         let removed = self.remove_container(&created.id).await;
         let value = result?;

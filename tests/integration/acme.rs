@@ -304,6 +304,15 @@ fn the_acme_store_round_trips_through_the_projects_volume() {
             Some(account_key.expose())
         );
 
+        // The helper's image must be on the daemon; its absence is named as such.
+        let err = acme::load_store(&d, &project, "radar-deploy/no-such-image:0")
+            .await
+            .expect_err("no such image");
+        assert!(
+            format!("{err:#}").contains("image radar-deploy/no-such-image:0 not found"),
+            "{err:#}"
+        );
+
         // The volume carries the project's labels (so `down --volumes` finds it), and no
         // helper container is left behind.
         let volumes = d.list_volumes(&project).await.unwrap();
