@@ -1,6 +1,9 @@
 //! The one module that speaks HTTP (reqwest): GETs with a deadline, with or without a cookie
-//! jar, and the HTTPS front door's probes (a TLS handshake with the peer's certificate, the
-//! plain-HTTP redirect), returning plain data so verification stays testable without a network.
+//! jar (over HTTPS by an [`HttpsRoute`] when the balancer serves TLS); the HTTPS front door's
+//! probes (a TLS handshake with the peer's certificate, the plain-HTTP redirect), returning
+//! plain data so verification stays testable without a network; and the transport of the ACME
+//! client ([`AcmeHttp`]). The `hyper::http` names in it are only the `http` crate's request and
+//! response types, which instant-acme's transport trait speaks.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,14 +104,15 @@ impl HttpClient {
             // DNS has no ports: the URL's port is used with this address.
             builder = builder.resolve(&route.host, SocketAddr::new(route.addr, 0));
             if let Some(pem) = &route.extra_roots_pem {
-                let roots =
-                    reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| HttpError {
+                let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                    HttpError {
                         url: String::new(),
                         reason: format!(
                             "ACME_CA_FILE holds no usable PEM certificate: {}",
                             cause_chain(&e)
                         ),
-                    })?;
+                    }
+                })?;
                 builder = builder.tls_certs_merge(roots);
             }
         }
@@ -508,6 +512,109 @@ pub fn parse_base_url(url: &str) -> Result<String, String> {
         Err(e) => Err(format!(
             "--url {url:?} is not a valid URL ({e}), e.g. http://localhost:8080"
         )),
+    }
+}
+
+/// instant-acme's transport (the ACME client's): every ACME request goes through reqwest here,
+/// so the CA's certificate is checked by the same TLS stack (rustls on aws-lc-rs) as the rest.
+/// It trusts the platform's roots plus `extra_roots_pem` (ACME_CA_FILE: a private CA, or a
+/// test CA such as pebble, whose directory is served with its own certificate).
+#[derive(Clone)]
+pub struct AcmeHttp {
+    client: reqwest::Client,
+}
+
+/// One ACME request's deadline: the CA answers each at once (validation is polled, not waited on).
+const ACME_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl AcmeHttp {
+    pub fn new(extra_roots_pem: Option<&str>) -> Result<AcmeHttp, HttpError> {
+        let fail = |reason: String| HttpError {
+            url: String::new(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder()
+            .timeout(ACME_REQUEST_TIMEOUT)
+            .connect_timeout(ACME_REQUEST_TIMEOUT)
+            // The protocol never redirects; a 3xx would be the CA's answer to read, not follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("radar-deploy/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = extra_roots_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| fail(format!("the extra CA certificates are not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(fail(
+                    "the extra CA file holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                        .into(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| {
+            fail(format!(
+                "cannot create the ACME HTTP client: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(AcmeHttp { client })
+    }
+
+    /// A plain GET with this client's trust (a test CA's management API, a directory check).
+    pub async fn get(&self, url: &str) -> Result<HttpResponse, HttpError> {
+        let started = Instant::now();
+        let fail = |e: reqwest::Error| HttpError {
+            url: url.to_string(),
+            reason: describe(&e),
+        };
+        let response = self.client.get(url).send().await.map_err(fail)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(fail)?;
+        Ok(HttpResponse {
+            status,
+            body: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned(),
+            elapsed: started.elapsed(),
+            upstream: None,
+        })
+    }
+}
+
+impl instant_acme::HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: hyper::http::Request<instant_acme::BodyWrapper<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<instant_acme::BytesResponse, instant_acme::Error>,
+                > + Send,
+        >,
+    > {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let url = parts.uri.to_string();
+            // The JWS body in one piece, so it goes out with a Content-Length: instant-acme
+            // collects bodies only through its response wrapper, which takes any body.
+            let body = instant_acme::BytesResponse::from(hyper::http::Response::new(body))
+                .body
+                .into_bytes()
+                .await
+                .map_err(instant_acme::Error::Other)?;
+            let response = client
+                .request(parts.method, &url)
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| {
+                    instant_acme::Error::Other(Box::new(HttpError {
+                        reason: describe(&e),
+                        url,
+                    }))
+                })?;
+            let response: hyper::http::Response<reqwest::Body> = response.into();
+            Ok(instant_acme::BytesResponse::from(response))
+        })
     }
 }
 

@@ -33,6 +33,8 @@
 //! | operation | [`render`], [`envfile`] | the files of `render`, all or none; `init`'s env file with generated secrets |
 //! | operation | [`maintenance`] | one host: nginx's maintenance flag (503 + Retry-After, instances get nothing), on, off, asked; Swarm refused |
 //! | operation | [`sentinels`] | asks the Redis Sentinels (an exec in their containers) which Redis is the master |
+//! | operation | [`acme`] | certificates from an ACME CA by HTTP-01 (answered by nginx statelessly with the account key's thumbprint); the account key and certificate kept on the project's `acme` volume |
+//! | operation | [`certificates`] | the certificate nginx serves: the operator's files read and checked before anything is created, or the ACME store (account key, placeholder, renewal when due) |
 //! | operation | [`backup`] | one host: Postgres dump and Redis keys streamed through execs into one checked file, written atomically ([`backup::archive`]); restore behind maintenance mode |
 //! | operation | [`apply`] | executes a one-host plan, parallel where independent, ordered by readiness; [`apply::HostEngine`] names the verbs it, `engine` and `scale` use |
 //! | operation | [`engine`] | one host: `up`/`down`/`status`/`logs` (preflight, lock, plan, apply) |

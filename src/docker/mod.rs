@@ -675,6 +675,157 @@ impl DockerClient {
         log_lines(raw, "task", task_id)
     }
 
+    /// Whether a named volume exists on the daemon.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = DockerError::from_bollard("volume", name, e);
+                if err.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The regular files at the top of the named volume `name` (file name → content). A
+    /// volume that does not exist reads as empty and is not created (mounting it would create
+    /// it without the project's labels). Read through a helper container (see
+    /// [`DockerClient::with_volume_helper`]), so it works on any daemon, local or remote.
+    pub async fn read_volume(
+        &self,
+        project: &str,
+        name: &str,
+        image: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        if !self.volume_exists(name).await? {
+            return Ok(BTreeMap::new());
+        }
+        self.with_volume_helper(project, name, image, |id| async move {
+            let opts = DownloadFromContainerOptionsBuilder::default()
+                .path(VOLUME_HELPER_MOUNT)
+                .build();
+            let mut stream = self.docker.download_from_container(&id, Some(opts));
+            let mut tar_bytes = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| DockerError::from_bollard("volume", name, e))?;
+                tar_bytes.extend_from_slice(&chunk);
+            }
+            top_level_files(&tar_bytes).map_err(|e| DockerError::Other {
+                kind: "volume",
+                name: name.to_string(),
+                message: format!("reading its files: {e}"),
+            })
+        })
+        .await
+    }
+
+    /// Writes `files` (name, content, mode) at the top of the named volume `name`, creating the
+    /// volume with the project's labels (`volume`: its Compose key) when it is missing. One
+    /// archive carries them all, so they land together.
+    pub async fn write_volume(
+        &self,
+        project: &str,
+        volume: &str,
+        name: &str,
+        image: &str,
+        files: &[VolumeFile],
+    ) -> Result<()> {
+        if !self.volume_exists(name).await? {
+            self.create_volume(project, volume, name).await?;
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(f.content.len() as u64);
+            h.set_mode(f.mode);
+            h.set_mtime(0);
+            h.set_cksum();
+            tar.append_data(&mut h, &f.name, f.content.as_slice())
+                .map_err(|e| DockerError::Other {
+                    kind: "volume",
+                    name: name.to_string(),
+                    message: format!("cannot pack {}: {e}", f.name),
+                })?;
+        }
+        let tar = tar.into_inner().unwrap_or_default();
+        self.with_volume_helper(project, name, image, |id| async move {
+            let opts = UploadToContainerOptionsBuilder::default()
+                .path(VOLUME_HELPER_MOUNT)
+                .build();
+            self.docker
+                .upload_to_container(&id, Some(opts), body_full(tar.into()))
+                .await
+                .map_err(|e| DockerError::from_bollard("volume", name, e))
+        })
+        .await
+    }
+
+    /// Runs `op` with the id of a created, never started container of `image` that mounts the
+    /// volume `name` at [`VOLUME_HELPER_MOUNT`], and removes the container afterwards, also when
+    /// `op` failed. The Engine's archive endpoints reach a created container's mounted volumes,
+    /// so nothing runs and no shell is needed in the image; any image on the daemon will do.
+    /// The container carries the project's label: one left behind (the process killed) is
+    /// removed by the project's next `up` or `down`.
+    async fn with_volume_helper<T, F, Fut>(
+        &self,
+        project: &str,
+        name: &str,
+        image: &str,
+        op: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let helper = format!("{project}-volume-io-{}-{nanos}", std::process::id());
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(HashMap::from([
+                (LABEL_PROJECT.to_string(), project.to_string()),
+                (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            ])),
+            network_disabled: Some(true),
+            host_config: Some(bollard::models::HostConfig {
+                mounts: Some(vec![bollard::models::Mount {
+                    typ: Some(bollard::models::MountType::VOLUME),
+                    source: Some(name.to_string()),
+                    target: Some(VOLUME_HELPER_MOUNT.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&helper)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(
+                |e| match DockerError::from_bollard("container", &helper, e) {
+                    // The container is new: what is missing is its image.
+                    DockerError::NotFound { .. } => DockerError::NotFound {
+                        kind: "image",
+                        name: image.to_string(),
+                    },
+                    other => other,
+                },
+            )?;
+        let result = op(created.id.clone()).await;
+        let removed = self.remove_container(&created.id).await;
+        let value = result?;
+        removed?;
+        Ok(value)
+    }
+
     /// Sends SIGKILL to a container's main process: a crash, not a graceful stop, so its
     /// restart policy brings it back (used by `drill instance`).
     pub async fn kill(&self, container: &str) -> Result<()> {
@@ -702,6 +853,58 @@ impl DockerClient {
             Err(e) => Err(DockerError::from_bollard("container", container, e)),
         }
     }
+}
+
+/// One file to write into a volume: its name at the volume's top, content and mode.
+#[derive(Clone)]
+pub struct VolumeFile {
+    pub name: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for VolumeFile {
+    // The content may be a private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeFile")
+            .field("name", &self.name)
+            .field("bytes", &self.content.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// Where the volume helper container mounts the volume it reads or writes.
+const VOLUME_HELPER_MOUNT: &str = "/volume";
+
+/// The regular files directly under the archived directory (entries `volume/name`), by name;
+/// subdirectories and their files are skipped.
+fn top_level_files(tar_bytes: &[u8]) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let mut archive = tar::Archive::new(tar_bytes);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let parts: Vec<String> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        // The archive's root is the directory asked for (`volume/`).
+        let [_, name] = parts.as_slice() else {
+            continue;
+        };
+        let name = name.clone();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content)?;
+        files.insert(name, content);
+    }
+    Ok(files)
 }
 
 fn split_image(image: &str) -> (&str, &str) {

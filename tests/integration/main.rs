@@ -12,6 +12,7 @@
 
 mod common;
 
+mod acme;
 mod backup;
 mod cli;
 mod docs;

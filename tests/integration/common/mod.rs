@@ -4,6 +4,7 @@
 //! ([`shared`], [`alone`]) that keep timing tests from running beside other Docker tests.
 
 pub mod nodes;
+pub mod pebble;
 pub mod pki;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1,0 +1,354 @@
+//! The ACME client against a real test CA (pebble, see `common::pebble`), and its store on a
+//! Docker volume against the real daemon.
+//!
+//! The HTTP-01 answer here comes from the test's own responder (`TOKEN.THUMBPRINT`, exactly what
+//! nginx's challenge location returns); the full stack (issuance through nginx, renewal under
+//! load) is tested where `up` and `renew` are.
+
+use std::time::Instant;
+
+use radar_deploy::acme::{self, AcmeSettings};
+use radar_deploy::ui::Ui;
+
+use crate::common::pebble::{ChallengeForwarder, Http01Responder, Pebble, PebbleOptions};
+
+fn ui() -> Ui {
+    Ui::new(true, false, 1)
+}
+
+fn settings(pebble: &Pebble, hosts: &[&str]) -> AcmeSettings {
+    AcmeSettings {
+        directory_url: pebble.directory_url(),
+        email: Some("ops@radar.test".into()),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        extra_roots_pem: Some(pebble.tls_ca_pem().to_string()),
+    }
+}
+
+/// The certificates of a PEM chain, DER, leaf first.
+fn chain_der(chain_pem: &str) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(chain_pem.as_bytes())
+        .map(|p| p.expect("a PEM block").contents)
+        .collect()
+}
+
+fn dns_names(der: &[u8]) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("an X.509 certificate");
+    let san = cert
+        .subject_alternative_name()
+        .expect("one SAN extension")
+        .expect("a SAN extension");
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_gets_a_certificate_for_every_host_from_pebble() {
+    let account_key = acme::new_account_key().unwrap();
+    let thumbprint = acme::thumbprint(&account_key).unwrap();
+    let responder = Http01Responder::start(&thumbprint, true).await;
+    // Pebble's default share of rejected nonces stays on: instant-acme must retry badNonce.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: responder.port,
+        nonce_reject_percent: 5,
+    });
+    let hosts = ["app.radar.test", "www.radar.test"];
+    let s = settings(&pebble, &hosts);
+
+    let started = Instant::now();
+    let issued = acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
+    let first = started.elapsed();
+    println!(
+        "time to first certificate against pebble (issue start to chain in hand, account created): {:.2}s",
+        first.as_secs_f64()
+    );
+
+    let chain = chain_der(&issued.chain_pem);
+    assert!(
+        chain.len() >= 2,
+        "leaf and intermediate: {}",
+        issued.chain_pem
+    );
+    let mut names = dns_names(&chain[0]);
+    names.sort();
+    assert_eq!(names, hosts);
+    assert!(
+        responder.answered.load(std::sync::atomic::Ordering::SeqCst) >= hosts.len(),
+        "each host was validated through the responder"
+    );
+    // The key is the leaf's: its public key is the one in the certificate.
+    let key = rcgen::KeyPair::from_pem(issued.key_pem.expose()).expect("the key is PEM");
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    assert_eq!(
+        leaf.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw()
+    );
+    assert!(
+        !format!("{issued:?}").contains("PRIVATE KEY"),
+        "no key in Debug"
+    );
+    // The chain ends at pebble's issuing CA: its intermediate signed the leaf.
+    let roots = pebble.issuing_roots_pem().await;
+    let roots = chain_der(&roots);
+    let (_, intermediate) = x509_parser::parse_x509_certificate(&roots[1]).unwrap();
+    leaf.verify_signature(Some(intermediate.public_key()))
+        .expect("the leaf is signed by pebble's intermediate");
+
+    // The same key again: the account is found (not created), a second certificate issued.
+    let started = Instant::now();
+    let again = acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
+    println!(
+        "time to a renewed certificate (existing account): {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_ne!(again.chain_pem, issued.chain_pem);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_challenge_answer_is_refused_naming_the_host_the_problem_and_what_to_check() {
+    let account_key = acme::new_account_key().unwrap();
+    let thumbprint = acme::thumbprint(&account_key).unwrap();
+    // Answers 404: a host whose nginx does not serve the challenge location.
+    let responder = Http01Responder::start(&thumbprint, false).await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: responder.port,
+        nonce_reject_percent: 0,
+    });
+    let err = acme::issue(
+        &settings(&pebble, &["shop.radar.test"]),
+        &account_key,
+        &ui(),
+    )
+    .await
+    .expect_err("a 404 challenge answer must be refused");
+    let text = format!("{err:#}");
+    println!("{text}");
+    for expected in [
+        "shop.radar.test",
+        "urn:ietf:params:acme:error:unauthorized",
+        "404",
+        "DNS of shop.radar.test points at this deployment",
+        "port 80",
+        "/.well-known/acme-challenge/TOKEN",
+        &thumbprint,
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    assert!(!text.contains("PRIVATE KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_host_is_refused_as_a_connection_problem() {
+    let account_key = acme::new_account_key().unwrap();
+    // Nothing listens where the CA connects: port 80 closed, or DNS pointing elsewhere.
+    let closed = crate::common::free_port();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: closed,
+        nonce_reject_percent: 0,
+    });
+    let started = Instant::now();
+    let err = acme::issue(&settings(&pebble, &["api.radar.test"]), &account_key, &ui())
+        .await
+        .expect_err("an unreachable host must be refused");
+    let text = format!("{err:#}");
+    println!("{text}");
+    assert!(text.contains("api.radar.test"), "{text}");
+    assert!(
+        text.contains("urn:ietf:params:acme:error:connection"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < acme::ISSUE_DEADLINE,
+        "a refusal is reported when the CA gives it, not at the deadline"
+    );
+}
+
+/// The forwarder full-stack tests put between pebble and nginx: through it the host
+/// validates, switched to refusing it does not, and switched back it does again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_challenge_forwarder_passes_validation_through_and_can_refuse_it() {
+    let account_key = acme::new_account_key().unwrap();
+    let thumbprint = acme::thumbprint(&account_key).unwrap();
+    let responder = Http01Responder::start(&thumbprint, true).await;
+    let forwarder = ChallengeForwarder::start(responder.port).await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let s = settings(&pebble, &["app.radar.test"]);
+    acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
+    forwarder.refuse(true);
+    let err = acme::issue(&s, &account_key, &ui())
+        .await
+        .expect_err("refused while the forwarder refuses");
+    assert!(
+        format!("{err:#}").contains("urn:ietf:params:acme:error:connection"),
+        "{err:#}"
+    );
+    forwarder.refuse(false);
+    acme::issue(&s, &account_key, &ui())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pebble.logs()));
+}
+
+#[test]
+fn a_directory_with_an_untrusted_certificate_names_the_fix() {
+    // No ACME_CA_FILE: pebble's test certificate is not trusted by the platform.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: crate::common::free_port(),
+        nonce_reject_percent: 0,
+    });
+    let mut s = settings(&pebble, &["app.radar.test"]);
+    s.extra_roots_pem = None;
+    let key = acme::new_account_key().unwrap();
+    let err = crate::common::block_on(acme::issue(&s, &key, &ui())).expect_err("untrusted");
+    let text = format!("{err:#}");
+    assert!(text.contains("ACME_CA_FILE"), "{text}");
+    assert!(text.contains(&pebble.directory_url()), "{text}");
+}
+
+/// Removes the project's volume and any container left with its label, also when the test
+/// fails.
+struct VolumeCleanup(String);
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        let label = format!("label=com.docker.compose.project={}", self.0);
+        let out = crate::common::docker(&["ps", "-aq", "--filter", &label]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = crate::common::docker(&["rm", "-f", "-v", id]);
+        }
+        let _ = crate::common::docker(&["volume", "rm", "-f", &acme::volume_name(&self.0)]);
+    }
+}
+
+#[test]
+fn the_acme_store_round_trips_through_the_projects_volume() {
+    crate::common::require_docker();
+    let _slot = crate::common::shared();
+    let project = format!("acme-store-{}", std::process::id());
+    let _cleanup = VolumeCleanup(project.clone());
+    let image = crate::common::image("NGINX_IMAGE", "radar-offline/nginx:bookworm");
+    crate::common::block_on(async {
+        let d = crate::common::connect_local().await.expect("daemon");
+        let volume = acme::volume_name(&project);
+
+        // Nothing yet: an empty store, and reading it creates no volume.
+        let empty = acme::load_store(&d, &project, &image).await.unwrap();
+        assert!(empty.account_key.is_none() && empty.chain_pem.is_none());
+        assert!(!d.volume_exists(&volume).await.unwrap());
+
+        let account_key = acme::new_account_key().unwrap();
+        acme::save_account(
+            &d,
+            &project,
+            &image,
+            &account_key,
+            "https://ca.example/dir",
+            Some("ops@radar.test"),
+        )
+        .await
+        .unwrap();
+        let issued = acme::Issued {
+            chain_pem: "-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n".into(),
+            key_pem: acme::new_account_key().unwrap(),
+        };
+        acme::save_certificate(&d, &project, &image, &issued)
+            .await
+            .unwrap();
+
+        let store = acme::load_store(&d, &project, &image).await.unwrap();
+        assert_eq!(
+            store.account_key.as_ref().map(|k| k.expose()),
+            Some(account_key.expose())
+        );
+        assert_eq!(store.chain_pem.as_deref(), Some(issued.chain_pem.as_str()));
+        assert_eq!(
+            store.key_pem.as_ref().map(|k| k.expose()),
+            Some(issued.key_pem.expose())
+        );
+        assert_eq!(
+            store.directory_url.as_deref(),
+            Some("https://ca.example/dir")
+        );
+        assert_eq!(store.email.as_deref(), Some("ops@radar.test"));
+        assert!(store.account_key_for("https://ca.example/dir").is_some());
+
+        // A new certificate replaces the old one whole; the account stays.
+        let renewed = acme::Issued {
+            chain_pem: "renewed chain".into(),
+            key_pem: acme::new_account_key().unwrap(),
+        };
+        acme::save_certificate(&d, &project, &image, &renewed)
+            .await
+            .unwrap();
+        let store = acme::load_store(&d, &project, &image).await.unwrap();
+        assert_eq!(store.chain_pem.as_deref(), Some("renewed chain"));
+        assert_eq!(
+            store.account_key.as_ref().map(|k| k.expose()),
+            Some(account_key.expose())
+        );
+
+        // The helper's image must be on the daemon; its absence is named as such.
+        let err = acme::load_store(&d, &project, "radar-deploy/no-such-image:0")
+            .await
+            .expect_err("no such image");
+        assert!(
+            format!("{err:#}").contains("image radar-deploy/no-such-image:0 not found"),
+            "{err:#}"
+        );
+
+        // The volume carries the project's labels (so `down --volumes` finds it), and no
+        // helper container is left behind.
+        let volumes = d.list_volumes(&project).await.unwrap();
+        assert_eq!(
+            volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            [volume.as_str()]
+        );
+        assert!(d.list_containers(&project).await.unwrap().is_empty());
+    });
+
+    // The keys are readable by their owner only.
+    let volume = acme::volume_name(&project);
+    let out = crate::common::docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/v"),
+        "--entrypoint",
+        "stat",
+        &image,
+        "-c",
+        "%a %n",
+        "/v/account.key",
+        "/v/privkey.pem",
+        "/v/fullchain.pem",
+        "/v/meta.json",
+    ]);
+    let modes = crate::common::text(&out);
+    assert!(out.status.success(), "{modes}");
+    assert_eq!(
+        modes.lines().collect::<Vec<_>>(),
+        [
+            "600 /v/account.key",
+            "600 /v/privkey.pem",
+            "644 /v/fullchain.pem",
+            "644 /v/meta.json"
+        ]
+    );
+}
