@@ -14,6 +14,7 @@ use crate::acme::{self, AcmeSettings};
 use crate::config::{CertSource, Config, Secret, TlsConfig};
 use crate::desired::TlsMaterial;
 use crate::docker::DockerClient;
+use crate::http::HttpsRoute;
 use crate::tls::{self, CertInfo};
 use crate::ui::Ui;
 
@@ -88,6 +89,38 @@ pub fn from_files(
     ))
 }
 
+/// How radar-deploy's own requests (verify, the drills' load) reach the balancer when it
+/// serves HTTPS: the first public host, connected at `localhost` as the plain-HTTP default
+/// is, with ACME_CA_FILE trusted. `None` when TLS is off.
+pub fn balancer_route(cfg: &Config) -> Result<Option<HttpsRoute>> {
+    let Some(tls) = &cfg.tls else {
+        return Ok(None);
+    };
+    let Some(host) = tls.hosts.first() else {
+        bail!("PUBLIC_HOSTS is empty");
+    };
+    Ok(Some(HttpsRoute {
+        host: host.0.clone(),
+        addr: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        extra_roots_pem: read_ca_file(tls)?,
+        https_port: tls.https_port.get(),
+    }))
+}
+
+fn read_ca_file(tls: &TlsConfig) -> Result<Option<String>> {
+    tls.ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "ACME_CA_FILE={}: cannot read the file\n  fix: give the path of a PEM file of CA certificates",
+                    path.display()
+                )
+            })
+        })
+        .transpose()
+}
+
 /// `CN, issuer, expires in N days (DATE)`.
 pub fn describe(info: &CertInfo, now: i64) -> String {
     format!(
@@ -106,15 +139,7 @@ fn settings(tls: &TlsConfig) -> Result<AcmeSettings> {
     else {
         bail!("TLS_MODE is not acme");
     };
-    let extra_roots_pem = match &tls.ca_file {
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "ACME_CA_FILE={}: cannot read the file\n  fix: give the path of a PEM file of CA certificates",
-                path.display()
-            )
-        })?),
-        None => None,
-    };
+    let extra_roots_pem = read_ca_file(tls)?;
     Ok(AcmeSettings {
         directory_url: directory_url.clone(),
         email: email.clone(),

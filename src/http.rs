@@ -72,14 +72,16 @@ pub struct HttpClient {
 #[derive(Debug, Clone)]
 pub struct HttpsRoute {
     pub host: String,
-    pub addr: std::net::IpAddr,
+    /// `None`: wherever DNS says the host is (a `--url` given by hand).
+    pub addr: Option<std::net::IpAddr>,
     pub extra_roots_pem: Option<String>,
+    pub https_port: u16,
 }
 
 impl HttpsRoute {
     /// `https://host[:port]`, the base URL its requests use.
-    pub fn base_url(&self, https_port: u16) -> String {
-        match https_port {
+    pub fn base_url(&self) -> String {
+        match self.https_port {
             443 => format!("https://{}", self.host),
             port => format!("https://{}:{port}", self.host),
         }
@@ -101,8 +103,10 @@ impl HttpClient {
     ) -> Result<HttpClient, HttpError> {
         let mut builder = reqwest::Client::builder();
         if let Some(route) = route {
-            // DNS has no ports: the URL's port is used with this address.
-            builder = builder.resolve(&route.host, SocketAddr::new(route.addr, 0));
+            if let Some(addr) = route.addr {
+                // DNS has no ports: the URL's port is used with this address.
+                builder = builder.resolve(&route.host, SocketAddr::new(addr, 0));
+            }
             if let Some(pem) = &route.extra_roots_pem {
                 let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
                     HttpError {

@@ -58,6 +58,7 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         .containers_of(Role::App)
         .next()
         .map_or(Readiness::Healthy { test: None }, Readiness::of);
+    let https = crate::certificates::balancer_route(&cfg)?;
     let opts = Options {
         kind: match kind {
             DrillKind::Instance => Kind::Instance,
@@ -69,7 +70,14 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
             DrillKind::Daemon => Kind::Daemon,
         },
         project: cfg.project.to_string(),
-        url: url.unwrap_or_else(|| format!("http://localhost:{}", cfg.http_port)),
+        // TLS on: over HTTPS to the first public host, as verify asks.
+        url: url.unwrap_or_else(|| {
+            https.as_ref().map_or_else(
+                || format!("http://localhost:{}", cfg.http_port),
+                crate::http::HttpsRoute::base_url,
+            )
+        }),
+        https,
         duration: Duration::from_secs(duration),
         concurrency: concurrency as usize,
         on,
@@ -84,7 +92,8 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         docker: g.docker().await?,
         daemon: drill::daemon::Settings {
             verify: (kind == DrillKind::Daemon)
-                .then(|| crate::verify::Options::for_config(&cfg, on, None)),
+                .then(|| crate::verify::Options::for_config(&cfg, on, None))
+                .transpose()?,
             ..daemon
         },
     };

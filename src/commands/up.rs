@@ -62,7 +62,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     // The stack is up; now prove it works. A failed check is exit 1, as with `verify`.
-    let report = verify::run(&verify::Options::for_config(&cfg, target, Some(docker))).await?;
+    let report = verify::run(&verify::Options::for_config(&cfg, target, Some(docker))?).await?;
     print!("{}", verify::report::text(&report, &g.ui));
     Ok(if report.passed {
         Outcome::Success

@@ -43,7 +43,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
         ),
     };
     let mut opts = match &cfg {
-        Some(cfg) => Options::for_config(cfg, target, docker),
+        Some(cfg) => Options::for_config(cfg, target, docker)?,
         None => Options {
             project: g.project.clone(),
             url: String::new(),
@@ -56,6 +56,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             paths: crate::config::AppPaths::reference(),
             docker,
             target,
+            https: None,
         },
     };
     opts.requests = requests;

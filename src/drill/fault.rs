@@ -92,7 +92,8 @@ pub fn unhealthy(containers: &[ObservedContainer]) -> Vec<String> {
 /// verdict) and the balancer serving `/health/backend` and `/api/session`, retried until
 /// `deadline`. Ok(()) or the last thing that was wrong.
 pub async fn full_health(opts: &Options, deadline: Instant) -> Result<(), String> {
-    let http = HttpClient::new(Duration::from_secs(5), true).map_err(|e| e.reason)?;
+    let http = HttpClient::with_route(Duration::from_secs(5), true, opts.https.as_ref())
+        .map_err(|e| e.reason)?;
     loop {
         let problem = match opts.docker.list_containers(&opts.project).await {
             Err(e) => e.to_string(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::stats::{Failure, Sample, SessionObservation};
-use crate::http::{HttpClient, HttpError};
+use crate::http::{HttpClient, HttpError, HttpsRoute};
 use crate::verify::evaluate::{self, ServedBy};
 
 /// What every client of one load shares: the session path and how to name an instance nginx
@@ -43,6 +43,8 @@ pub struct LoadOptions {
     /// Instance addresses → names: an answer without `instanceId` is named by the upstream
     /// address nginx reports (`X-Radar-Upstream`).
     pub addresses: BTreeMap<String, String>,
+    /// TLS on: HTTPS by this route (`base_url` is its base).
+    pub https: Option<HttpsRoute>,
 }
 
 impl LoadOptions {
@@ -55,6 +57,7 @@ impl LoadOptions {
             paths: vec!["/health/backend".into(), SESSION_PATH.into()],
             session_path: Some(SESSION_PATH.into()),
             addresses: BTreeMap::new(),
+            https: None,
         }
     }
 }
@@ -133,7 +136,7 @@ impl Load {
                 Some(session) if client == opts.concurrency => vec![session.clone()],
                 _ => opts.paths.clone(),
             };
-            let http = HttpClient::new(REQUEST_TIMEOUT, true)?;
+            let http = HttpClient::with_route(REQUEST_TIMEOUT, true, opts.https.as_ref())?;
             clients.push(tokio::spawn(client_loop(
                 client,
                 http,

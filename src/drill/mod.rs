@@ -51,7 +51,7 @@ use serde::Serialize;
 use crate::config::Target;
 use crate::desired::Role;
 use crate::docker::DockerClient;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, HttpsRoute};
 use crate::observed::{ContainerState, ObservedContainer};
 use crate::readiness::Readiness;
 use load::{LoadOptions, LoadResult};
@@ -84,6 +84,8 @@ pub struct Options {
     pub project: String,
     /// Base URL of the balancer.
     pub url: String,
+    /// TLS on: the balancer is asked over HTTPS by this route (`url` is its base).
+    pub https: Option<HttpsRoute>,
     /// How long the load runs at least; it runs on until full health is back (or `timeout`).
     pub duration: Duration,
     pub concurrency: usize,
@@ -141,6 +143,7 @@ impl Options {
             paths: self.balancer_paths(),
             session_path: self.paths.session.as_ref().map(ToString::to_string),
             addresses: BTreeMap::new(),
+            https: self.https.clone(),
         }
     }
 
@@ -407,7 +410,7 @@ async fn stop_load(load: load::Load, timeline: &mut Vec<Event>) -> LoadResult {
 /// The drill measures a working deployment: the balancer must answer before anything starts.
 async fn balancer_answers(opts: &Options) -> Result<()> {
     let url = &opts.url;
-    let http = HttpClient::new(Duration::from_secs(5), true)?;
+    let http = HttpClient::with_route(Duration::from_secs(5), true, opts.https.as_ref())?;
     for path in opts.balancer_paths() {
         let u = format!("{url}{path}");
         match http.get(&u).await {

@@ -121,7 +121,7 @@ pub async fn run(
     let instances_before = fault::instance_facts(opts, containers).await;
 
     let (load, mut timeline) = opts.start_load(progress).await?;
-    let readiness = HttpClient::new(Duration::from_secs(2), false)?;
+    let readiness = HttpClient::with_route(Duration::from_secs(2), false, opts.https.as_ref())?;
     let fault_at_ms = load.now_ms();
     let started = Instant::now();
     let how = match crash(opts, &target.name, &target.id).await {

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::Serialize;
 
+use crate::certificates;
 use crate::config::Target;
 use crate::config::{AppPaths, Config, LbStrategy};
 use crate::docker::DockerClient;
-use crate::http::{HttpClient, HttpError};
+use crate::http::{HttpClient, HttpError, HttpsRoute};
 use crate::templates::UPSTREAM_HEADER;
 use evaluate::{check, Distribution, InstanceHealth, ServedBy, SessionSample};
 
@@ -102,14 +103,26 @@ pub struct Options {
     pub docker: Option<DockerClient>,
     /// Where the deployment runs: on a swarm its instances are tasks.
     pub target: Target,
+    /// TLS on: requests through the balancer go over HTTPS by this route (`url` is its base).
+    pub https: Option<HttpsRoute>,
 }
 
 impl Options {
     /// Options for a deployment described by `cfg` (used by `up` after converging).
-    pub fn for_config(cfg: &Config, target: Target, docker: Option<DockerClient>) -> Options {
-        Options {
+    /// With TLS on, the balancer is asked over HTTPS ([`certificates::balancer_route`]).
+    pub fn for_config(
+        cfg: &Config,
+        target: Target,
+        docker: Option<DockerClient>,
+    ) -> anyhow::Result<Options> {
+        let https = certificates::balancer_route(cfg)?;
+        Ok(Options {
             project: cfg.project.to_string(),
-            url: format!("http://localhost:{}", cfg.http_port),
+            url: https.as_ref().map_or_else(
+                || format!("http://localhost:{}", cfg.http_port),
+                HttpsRoute::base_url,
+            ),
+            https,
             requests: 30,
             ha: cfg.ha_enabled,
             app_port: cfg.app.port.get(),
@@ -119,7 +132,7 @@ impl Options {
             paths: cfg.app.paths.clone(),
             docker,
             target,
-        }
+        })
     }
 }
 
@@ -221,8 +234,8 @@ async fn maintenance_check(opts: &Options) -> Option<Check> {
 /// instance and Sentinel of the target's topology.
 async fn checks(opts: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let http = HttpClient::new(REQUEST_TIMEOUT, false)?;
-    let jar = HttpClient::new(REQUEST_TIMEOUT, true)?;
+    let http = HttpClient::with_route(REQUEST_TIMEOUT, false, opts.https.as_ref())?;
+    let jar = HttpClient::with_route(REQUEST_TIMEOUT, true, opts.https.as_ref())?;
 
     // Per-instance evidence (Docker) and balancer evidence (HTTP) are independent: gather both
     // at once.

@@ -27,6 +27,7 @@ mod scale;
 mod swarm;
 mod swarm_three_nodes;
 mod swarm_two_nodes;
+mod tls;
 mod tls_probe;
 mod verify;
 mod windows;
