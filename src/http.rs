@@ -62,11 +62,49 @@ pub struct HttpClient {
     client: reqwest::Client,
 }
 
+/// Where requests for one host name go, and what to trust besides the platform's roots: an
+/// HTTPS front door asked for by its public name at the balancer's address (DNS may not point
+/// there yet, or not from this machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub host: String,
+    /// Its port is the one used when the URL names none (e.g. 443 for `https://host/`).
+    pub addr: SocketAddr,
+    /// PEM certificates trusted besides the platform's roots (ACME_CA_FILE).
+    pub extra_roots_pem: Option<String>,
+}
+
 impl HttpClient {
     /// A client with its own connection pool. With `cookies`, it keeps one cookie jar for
     /// every request it makes, like a browser tab.
     pub fn new(timeout: Duration, cookies: bool) -> Result<HttpClient, HttpError> {
-        let client = reqwest::Client::builder()
+        HttpClient::routed(timeout, cookies, None)
+    }
+
+    /// [`HttpClient::new`], with `route`'s host sent to its address and its extra roots
+    /// trusted.
+    pub fn routed(
+        timeout: Duration,
+        cookies: bool,
+        route: Option<&Route>,
+    ) -> Result<HttpClient, HttpError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(route) = route {
+            builder = builder.resolve(&route.host, route.addr);
+            if let Some(pem) = &route.extra_roots_pem {
+                let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                    HttpError {
+                        url: String::new(),
+                        reason: format!(
+                            "the extra trusted certificates are not PEM certificates ({})",
+                            cause_chain(&e)
+                        ),
+                    }
+                })?;
+                builder = builder.tls_certs_merge(roots);
+            }
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             .cookie_store(cookies)
@@ -166,8 +204,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// succeeded, what was negotiated and the certificate presented.
 #[derive(Debug, Clone)]
 pub struct TlsProbe {
-    /// `https://host[:port]/health`, as asked (the connection goes to the probe's address).
+    /// `https://host[:port]/health`, as asked (the connection goes to `addr`).
     pub url: String,
+    /// Where the connection went.
+    pub addr: SocketAddr,
     pub result: Result<TlsAnswer, TlsFailure>,
 }
 
@@ -232,6 +272,7 @@ pub async fn tls_probe(
         Some(Ok(_)) => {
             return TlsProbe {
                 url,
+                addr: target,
                 result: Err(TlsFailure {
                     kind: TlsFailureKind::BadExtraRoots,
                     reason: "the extra trusted certificates hold no PEM certificate".to_string(),
@@ -242,6 +283,7 @@ pub async fn tls_probe(
         Some(Err(e)) => {
             return TlsProbe {
                 url,
+                addr: target,
                 result: Err(TlsFailure {
                     kind: TlsFailureKind::BadExtraRoots,
                     reason: format!(
@@ -285,7 +327,11 @@ pub async fn tls_probe(
             })
         }
     };
-    TlsProbe { url, result }
+    TlsProbe {
+        url,
+        addr: target,
+        result,
+    }
 }
 
 /// The path the redirect probe asks for over plain HTTP (with a query, which must survive).
@@ -295,6 +341,8 @@ pub const REDIRECT_PROBE_PATH: &str = "/radar-deploy/redirect-probe?from=verify"
 #[derive(Debug, Clone)]
 pub struct RedirectProbe {
     pub url: String,
+    /// Where the connection went.
+    pub addr: SocketAddr,
     /// The status and the `Location` header.
     pub result: Result<(u16, Option<String>), HttpError>,
 }
@@ -321,7 +369,11 @@ pub async fn redirect_probe(addr: SocketAddr, host: &str, http_port: u16) -> Red
         Ok((response.status().as_u16(), location))
     }
     .await;
-    RedirectProbe { url, result }
+    RedirectProbe {
+        url,
+        addr: target,
+        result,
+    }
 }
 
 /// The address a base URL's host and port resolve to (an IPv4 one when there is one: Docker

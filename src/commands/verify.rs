@@ -56,6 +56,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             paths: crate::config::AppPaths::reference(),
             docker,
             target,
+            tls: None,
         },
     };
     opts.requests = requests;

@@ -23,11 +23,13 @@ use crate::http::{HttpClient, HttpError};
 use crate::templates::UPSTREAM_HEADER;
 use evaluate::{check, Distribution, InstanceHealth, ServedBy, SessionSample};
 
-/// Outcome of one check. A skipped check is reported as skipped, never as passed.
+/// Outcome of one check. A skipped check is reported as skipped, never as passed. A warning
+/// passes (exit status 0) but is shown: something will fail soon (a certificate near its end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
+    Warn,
     Fail,
     Skip,
 }
@@ -53,14 +55,16 @@ pub struct Report {
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.checks
-            .iter()
-            .filter(|c| c.status == Status::Fail)
-            .count()
+        self.count(Status::Fail)
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
     }
 }
 
 pub const GROUP_BALANCER: &str = "Load balancer";
+pub const GROUP_HTTPS: &str = "HTTPS";
 pub const GROUP_INSTANCES: &str = "Instances";
 pub const GROUP_HEALTH: &str = "Health";
 pub const GROUP_READINESS: &str = "Readiness";
@@ -73,6 +77,7 @@ pub const GROUP_HA: &str = "Redis HA";
 /// The order groups are shown in.
 pub const GROUPS: &[&str] = &[
     GROUP_BALANCER,
+    GROUP_HTTPS,
     GROUP_INSTANCES,
     GROUP_HEALTH,
     GROUP_READINESS,
@@ -102,6 +107,19 @@ pub struct Options {
     pub docker: Option<DockerClient>,
     /// Where the deployment runs: on a swarm its instances are tasks.
     pub target: Target,
+    /// The HTTPS front door to check (`None`: TLS_MODE=off, no HTTPS checks).
+    pub tls: Option<TlsExpectations>,
+}
+
+/// What the HTTPS checks expect, from the configuration's TLS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsExpectations {
+    /// PUBLIC_HOSTS: each gets a handshake check; the first also the redirect check.
+    pub hosts: Vec<String>,
+    pub https_port: u16,
+    pub http_port: u16,
+    /// ACME_CA_FILE's text: PEM certificates trusted besides the platform's roots.
+    pub extra_roots_pem: Option<String>,
 }
 
 impl Options {
@@ -119,6 +137,7 @@ impl Options {
             paths: cfg.app.paths.clone(),
             docker,
             target,
+            tls: None,
         }
     }
 }
@@ -217,12 +236,110 @@ async fn maintenance_check(opts: &Options) -> Option<Check> {
     })
 }
 
+/// The HTTPS front door, when the configuration has one: per public host a handshake (trusting
+/// the platform's roots and ACME_CA_FILE) and nginx's `/health` over it, and once the plain-HTTP
+/// redirect. Reached where the balancer's URL points (its host, the HTTPS port).
+async fn https_checks(
+    opts: &Options,
+    front: Option<Result<std::net::SocketAddr, HttpError>>,
+) -> Vec<Check> {
+    let (Some(t), Some(front)) = (&opts.tls, front) else {
+        return vec![];
+    };
+    let redirect_name = "HTTP redirects to HTTPS".to_string();
+    let Some(first) = t.hosts.first() else {
+        return vec![evaluate::check(
+            GROUP_HTTPS,
+            redirect_name,
+            (
+                Status::Fail,
+                "PUBLIC_HOSTS is empty: there is no host name to ask for (HTTPS needs one)".into(),
+            ),
+        )];
+    };
+    let addr = match front {
+        Ok(addr) => addr,
+        Err(e) => {
+            return vec![evaluate::check(
+                GROUP_HTTPS,
+                format!("TLS handshake and certificate for {first}"),
+                (Status::Fail, format!("cannot find the balancer: {e}")),
+            )]
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let extra = t.extra_roots_pem.as_deref();
+    let handshakes = futures_util::future::join_all(t.hosts.iter().map(|host| async move {
+        let probe = crate::http::tls_probe(addr, host, t.https_port, extra).await;
+        let ms = probe
+            .result
+            .as_ref()
+            .map_or(0, |a| a.elapsed.as_millis() as u64);
+        Check {
+            duration_ms: ms,
+            ..evaluate::check(
+                GROUP_HTTPS,
+                format!("TLS handshake and certificate for {host}"),
+                evaluate::judge_tls(&probe, now, extra.is_some()),
+            )
+        }
+    }));
+    let redirect = crate::http::redirect_probe(addr, first, t.http_port);
+    let (mut checks, redirect) = tokio::join!(handshakes, redirect);
+    checks.push(evaluate::check(
+        GROUP_HTTPS,
+        redirect_name,
+        evaluate::judge_redirect(&redirect, first, t.https_port),
+    ));
+    checks
+}
+
+/// `https://host[:port]`, the port left out when it is 443.
+fn https_base(host: &str, port: u16) -> String {
+    if port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
 /// Every check but the swarm's own: through the balancer, and (with Docker) inside each
 /// instance and Sentinel of the target's topology.
 async fn checks(opts: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let http = HttpClient::new(REQUEST_TIMEOUT, false)?;
-    let jar = HttpClient::new(REQUEST_TIMEOUT, true)?;
+    // With HTTPS, plain HTTP redirects everything but nginx's /health: the balancer's checks go
+    // to the front door by its first public name, at the address the URL points to.
+    let front = match &opts.tls {
+        Some(_) => Some(crate::http::resolve_base(&opts.url).await),
+        None => None,
+    };
+    let route = match (&opts.tls, &front) {
+        (Some(t), Some(Ok(addr))) => t.hosts.first().map(|host| crate::http::Route {
+            host: host.clone(),
+            addr: std::net::SocketAddr::new(addr.ip(), t.https_port),
+            extra_roots_pem: t.extra_roots_pem.clone(),
+        }),
+        _ => None,
+    };
+    let routed_opts;
+    let opts = match (&route, &opts.tls) {
+        (Some(route), Some(t)) => {
+            routed_opts = Options {
+                url: https_base(&route.host, t.https_port),
+                ..opts.clone()
+            };
+            &routed_opts
+        }
+        _ => opts,
+    };
+    // Unreadable extra roots: the HTTPS checks say so; the balancer's checks then use only the
+    // platform's roots (and fail on a private CA's certificate, with that reason).
+    let http = HttpClient::routed(REQUEST_TIMEOUT, false, route.as_ref())
+        .or_else(|_| HttpClient::new(REQUEST_TIMEOUT, false))?;
+    let jar = HttpClient::routed(REQUEST_TIMEOUT, true, route.as_ref())
+        .or_else(|_| HttpClient::new(REQUEST_TIMEOUT, true))?;
 
     // Per-instance evidence (Docker) and balancer evidence (HTTP) are independent: gather both
     // at once.
@@ -235,18 +352,20 @@ async fn checks(opts: &Options) -> anyhow::Result<Report> {
             }),
         }
     };
-    let ((instances, topology), balancer) = tokio::join!(
+    let ((instances, topology), balancer, https) = tokio::join!(
         async {
             let topology = topology.await;
             let evidence = opts.docker.as_ref().zip(topology.as_ref());
             (inside::instance_checks(opts, evidence).await, topology)
         },
         balancer_checks(opts, &http, &jar),
+        https_checks(opts, front),
     );
     let evidence = opts.docker.as_ref().zip(topology.as_ref());
     let mut checks = instances.checks;
     let (mut lb_checks, samples, answers) = balancer;
     checks.append(&mut lb_checks);
+    checks.extend(https);
     // An app that reports no instanceId is named by nginx's upstream address: the instance
     // Docker says has that address.
     let samples = samples.map(|r| {

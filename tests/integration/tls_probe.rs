@@ -254,3 +254,68 @@ async fn the_plain_http_redirect_is_reported_with_its_location() {
         )
     );
 }
+
+/// verify's HTTPS group end to end: the Python pair stands in for nginx (its HTTP/1.1 only is a
+/// warning, its 301 a pass); the app's checks fail against it and are not looked at.
+#[tokio::test]
+async fn verify_reports_the_https_group_with_a_warning_that_keeps_it_passing() {
+    use radar_deploy::verify::{self, Status, TlsExpectations, GROUP_HTTPS};
+
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "verify", &["front.test"], 60);
+    let opts = verify::Options {
+        project: "tls-probe-test".into(),
+        url: format!("http://127.0.0.1:{}", server.http_port),
+        requests: 1,
+        ha: false,
+        app_port: 3000,
+        expected_instances: None,
+        lb_strategy: None,
+        master_name: "mymaster".into(),
+        paths: radar_deploy::config::AppPaths::reference(),
+        docker: None,
+        target: radar_deploy::config::Target::Single,
+        tls: Some(TlsExpectations {
+            hosts: vec!["front.test".into()],
+            https_port: server.https_port,
+            http_port: server.http_port,
+            extra_roots_pem: Some(ca.cert_pem().to_string()),
+        }),
+    };
+    let report = verify::run(&opts).await.expect("verify runs");
+    // The balancer's own checks go to the front door by name too, over HTTPS (the Python
+    // server answers 200 "ok" to every path, so its health check passes).
+    assert_eq!(
+        report.url,
+        format!("https://front.test:{}", server.https_port)
+    );
+    let lb = report
+        .checks
+        .iter()
+        .find(|c| c.name == "Load balancer is healthy")
+        .expect("the balancer's check");
+    assert_eq!(lb.status, Status::Pass, "{}", lb.detail);
+    let https: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.group == GROUP_HTTPS)
+        .collect();
+    assert_eq!(https.len(), 2, "{https:#?}");
+    assert_eq!(
+        https[0].name,
+        "TLS handshake and certificate for front.test"
+    );
+    assert_eq!(https[0].status, Status::Warn, "{}", https[0].detail);
+    assert!(
+        https[0]
+            .detail
+            .contains("issued by CN=radar-deploy test intermediate"),
+        "{}",
+        https[0].detail
+    );
+    assert!(https[0].detail.contains("did not offer HTTP/2"));
+    assert_eq!(https[1].name, "HTTP redirects to HTTPS");
+    assert_eq!(https[1].status, Status::Pass, "{}", https[1].detail);
+    let text = verify::report::text(&report, &radar_deploy::ui::Ui::new(true, false, 0));
+    assert!(text.contains("=== HTTPS ==="), "{text}");
+}
