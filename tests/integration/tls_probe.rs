@@ -319,3 +319,117 @@ async fn verify_reports_the_https_group_with_a_warning_that_keeps_it_passing() {
     let text = verify::report::text(&report, &radar_deploy::ui::Ui::new(true, false, 0));
     assert!(text.contains("=== HTTPS ==="), "{text}");
 }
+
+/// nginx as the front door will be (the offline image's 1.22: `listen … ssl http2`; its default
+/// `ssl_protocols` stop at TLSv1.2 before 1.23.4), serving a test-PKI certificate: the probe
+/// negotiates TLSv1.3 and HTTP/2 (ALPN), and plain HTTP redirects.
+#[tokio::test]
+async fn nginx_negotiates_http2_and_redirects_plain_http() {
+    let _slot = crate::common::shared();
+    crate::common::require_docker();
+    let ca = TestCa::new();
+    let (cert, key) = ca.write("nginx", &["front.test"], 60);
+    let (https_port, http_port) = (crate::common::free_port(), crate::common::free_port());
+    let conf = ca.dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "events {{}}\n\
+             http {{\n\
+               server {{\n\
+                 listen 443 ssl http2;\n\
+                 ssl_protocols TLSv1.2 TLSv1.3;\n\
+                 ssl_certificate /etc/nginx/tls/cert.pem;\n\
+                 ssl_certificate_key /etc/nginx/tls/key.pem;\n\
+                 location = /health {{ return 200 \"ok\\n\"; }}\n\
+               }}\n\
+               server {{\n\
+                 listen 80;\n\
+                 location / {{ return 301 https://$host:{https_port}$request_uri; }}\n\
+               }}\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("radar-tls-probe-{}-{https_port}", std::process::id());
+    let container = Container(name.clone());
+    let created = crate::common::docker(&[
+        "create",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{https_port}:443"),
+        "-p",
+        &format!("127.0.0.1:{http_port}:80"),
+        "radar-offline/nginx:bookworm",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::common::text(&created)
+    );
+    for (from, to) in [
+        (&conf, "/etc/nginx/nginx.conf"),
+        (&cert, "/etc/nginx/tls/cert.pem"),
+        (&key, "/etc/nginx/tls/key.pem"),
+    ] {
+        if to.starts_with("/etc/nginx/tls/") {
+            // `docker cp` creates no parent directory.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("tls")).unwrap();
+            let out = crate::common::docker(&[
+                "cp",
+                dir.path().join("tls").to_str().unwrap(),
+                &format!("{name}:/etc/nginx/"),
+            ]);
+            assert!(out.status.success(), "{}", crate::common::text(&out));
+        }
+        let out = crate::common::docker(&["cp", from.to_str().unwrap(), &format!("{name}:{to}")]);
+        assert!(out.status.success(), "{}", crate::common::text(&out));
+    }
+    let started = crate::common::docker(&["start", &name]);
+    assert!(
+        started.status.success(),
+        "{}",
+        crate::common::text(&started)
+    );
+
+    let mut probe =
+        http::tls_probe(loopback(), "front.test", https_port, Some(ca.cert_pem())).await;
+    for _ in 0..50 {
+        if probe.result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        probe = http::tls_probe(loopback(), "front.test", https_port, Some(ca.cert_pem())).await;
+    }
+    let answer = probe.result.unwrap_or_else(|e| {
+        let logs = crate::common::docker(&["logs", &name]);
+        panic!("{e:?}\n{}", crate::common::text(&logs))
+    });
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.http_version, "HTTP/2");
+    assert_eq!(answer.tls_version.as_deref(), Some("TLSv1.3"));
+
+    let (status, location) = http::redirect_probe(loopback(), "front.test", http_port)
+        .await
+        .result
+        .expect("an answer");
+    assert_eq!(status, 301);
+    assert_eq!(
+        location,
+        Some(format!(
+            "https://front.test:{https_port}{REDIRECT_PROBE_PATH}"
+        ))
+    );
+    drop(container);
+}
+
+/// A container removed (by name) when dropped, also when the test fails.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = crate::common::docker(&["rm", "-f", &self.0]);
+    }
+}
