@@ -48,11 +48,17 @@ impl PartialEq<&str> for AnyHost {
     }
 }
 
-/// hyper's wording when a connection closes before any response came back.
+/// A request the server never processed because it was closing the connection: hyper's
+/// wording when an HTTP/1.1 connection closes before any response came back, and h2's when
+/// an HTTP/2 server's GOAWAY with NO_ERROR refuses a stream sent after its last processed one
+/// (nginx's old workers after a reload; RFC 9113 6.8 lets a client retry those).
 fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
-        if e.to_string() == "connection closed before message completed" {
+        let text = e.to_string();
+        if text == "connection closed before message completed"
+            || text == "connection error received: not a result of an error"
+        {
             return true;
         }
         cur = e.source();
@@ -220,8 +226,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// succeeded, what was negotiated and the certificate presented.
 #[derive(Debug, Clone)]
 pub struct TlsProbe {
-    /// `https://host[:port]/health`, as asked (the connection goes to the probe's address).
+    /// `https://host[:port]/health`, as asked (the connection goes to `addr`).
     pub url: String,
+    /// Where the connection went.
+    pub addr: SocketAddr,
     pub result: Result<TlsAnswer, TlsFailure>,
 }
 
@@ -286,6 +294,7 @@ pub async fn tls_probe(
         Some(Ok(_)) => {
             return TlsProbe {
                 url,
+                addr: target,
                 result: Err(TlsFailure {
                     kind: TlsFailureKind::BadExtraRoots,
                     reason: "the extra trusted certificates hold no PEM certificate".to_string(),
@@ -296,6 +305,7 @@ pub async fn tls_probe(
         Some(Err(e)) => {
             return TlsProbe {
                 url,
+                addr: target,
                 result: Err(TlsFailure {
                     kind: TlsFailureKind::BadExtraRoots,
                     reason: format!(
@@ -339,7 +349,11 @@ pub async fn tls_probe(
             })
         }
     };
-    TlsProbe { url, result }
+    TlsProbe {
+        url,
+        addr: target,
+        result,
+    }
 }
 
 /// The path the redirect probe asks for over plain HTTP (with a query, which must survive).
@@ -349,6 +363,8 @@ pub const REDIRECT_PROBE_PATH: &str = "/radar-deploy/redirect-probe?from=verify"
 #[derive(Debug, Clone)]
 pub struct RedirectProbe {
     pub url: String,
+    /// Where the connection went.
+    pub addr: SocketAddr,
     /// The status and the `Location` header.
     pub result: Result<(u16, Option<String>), HttpError>,
 }
@@ -375,7 +391,11 @@ pub async fn redirect_probe(addr: SocketAddr, host: &str, http_port: u16) -> Red
         Ok((response.status().as_u16(), location))
     }
     .await;
-    RedirectProbe { url, result }
+    RedirectProbe {
+        url,
+        addr: target,
+        result,
+    }
 }
 
 /// The address a base URL's host and port resolve to (an IPv4 one when there is one: Docker

@@ -28,7 +28,7 @@
 //! | pure | [`plan`] | (desired, observed) → one-host steps with reasons (`up --dry-run` prints it) |
 //! | pure | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
 //! | seam | [`docker`] | the only bollard user: the Docker facade (unix, npipe, tcp, TLS, ssh), verbs only: it runs what it is given and converts desired and Swarm specs to the Engine API |
-//! | seam | [`http`] | the only reqwest user |
+//! | seam | [`http`] | the only reqwest user: GETs, and the HTTPS front door's probes (a handshake's certificate and versions, the plain-HTTP redirect) |
 //! | operation | [`app_image`] | the reference app's image: its source embedded by `build.rs`, missing or stale, built inside Docker with `APP_BUILDER_IMAGE` |
 //! | operation | [`render`], [`envfile`] | the files of `render`, all or none; `init`'s env file with generated secrets |
 //! | operation | [`maintenance`] | one host: nginx's maintenance flag (503 + Retry-After, instances get nothing), on, off, asked; Swarm refused |
@@ -40,7 +40,7 @@
 //! | operation | [`engine`] | one host: `up`/`down`/`status`/`logs` (preflight, lock, plan, apply) |
 //! | operation | [`scale`] | one host: add or remove instances with no failed request, save the count |
 //! | operation | [`swarm_engine`] | a swarm: observe, plan, apply with no decisions ([`swarm_engine::SwarmVerbs`]), wait for convergence; `up`/`scale`/`down`/`status`/`logs` |
-//! | operation | [`verify`] | the proof: checks through the balancer and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
+//! | operation | [`verify`] | the proof: checks through the balancer (over HTTPS, with the handshake, certificate and redirect checks, when TLS is on) and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
 //! | operation | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
 //! | dispatch | [`target`] | `up`/`down`/`scale`/`status`/`logs`/`render` on the chosen target |
 //! | front | [`cli`], [`commands`] | the command line as typed (names are a contract); one thin file per subcommand: arguments → operation → report |

@@ -57,6 +57,7 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
             docker,
             target,
             https: None,
+            tls: None,
         },
     };
     opts.requests = requests;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Check, Status};
+use crate::http::{RedirectProbe, TlsFailureKind, TlsProbe, REDIRECT_PROBE_PATH};
 use crate::probes::SentinelReplica;
+use crate::tls::{self, CertInfo};
 
 /// A short, single-line excerpt of a body for evidence.
 pub fn excerpt(body: &str) -> String {
@@ -344,6 +346,225 @@ pub fn sentinels_unaware_of<'a>(
         .collect()
 }
 
+/// Fewer days left than this and the HTTPS check warns (renewal starts at 30: a certificate
+/// this close to its end means renewals have been failing for two weeks).
+pub const TLS_WARN_DAYS: i64 = 14;
+
+/// One host's HTTPS probe judged: a refused handshake or a non-200 `/health` fails, with the
+/// reason's fix (and the certificate the server presented, when it was refused); an expired
+/// certificate fails; fewer than [`TLS_WARN_DAYS`] days left, or no HTTP/2, warns. The detail
+/// says the TLS and HTTP versions, the issuer and the days left. `extra_roots`: whether
+/// ACME_CA_FILE's certificates were trusted too.
+pub fn judge_tls(probe: &TlsProbe, now_unix: i64, extra_roots: bool) -> (Status, String) {
+    let via = format!("GET {} (via {})", probe.url, probe.addr);
+    let answer = match &probe.result {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let shown = failure
+                .peer_certificate
+                .as_deref()
+                .and_then(|der| tls::leaf_info_der(der).ok());
+            return (
+                Status::Fail,
+                format!(
+                    "{via}: {}",
+                    tls_refusal(failure.kind, &failure.reason, shown.as_ref(), extra_roots)
+                ),
+            );
+        }
+    };
+    let cert = answer.peer_certificate.as_deref().map(tls::leaf_info_der);
+    let versions = match &answer.tls_version {
+        Some(v) => format!("{v}, {}", answer.http_version),
+        None => answer.http_version.clone(),
+    };
+    if answer.status != 200 {
+        return (
+            Status::Fail,
+            format!(
+                "{via} → {} over {versions}: nginx's own /health answers 200 on every server",
+                answer.status
+            ),
+        );
+    }
+    let mut warnings = Vec::new();
+    let about = match cert {
+        Some(Ok(info)) => {
+            let days = info.days_left(now_unix);
+            if info.not_after < now_unix {
+                return (
+                    Status::Fail,
+                    format!(
+                        "{versions}; {}: expired on {} (renew: `radar-deploy renew`, or a new \
+                         TLS_CERT_FILE)",
+                        describe_cert(&info),
+                        tls::utc(info.not_after)
+                    ),
+                );
+            }
+            if days < TLS_WARN_DAYS {
+                warnings.push(format!(
+                    "only {days} day{} left: renewal is failing or not running (`radar-deploy \
+                     renew`, or a new TLS_CERT_FILE)",
+                    if days == 1 { "" } else { "s" }
+                ));
+            }
+            format!("{}, {days} days left", describe_cert(&info))
+        }
+        Some(Err(e)) => {
+            warnings.push(format!("the certificate presented cannot be read ({e})"));
+            "certificate unreadable".to_string()
+        }
+        None => {
+            warnings.push("no certificate reported by the TLS library".to_string());
+            "no certificate".to_string()
+        }
+    };
+    if answer.http_version != "HTTP/2" {
+        warnings.push(format!(
+            "served over {}: nginx did not offer HTTP/2 (ALPN h2)",
+            answer.http_version
+        ));
+    }
+    let seen = format!("{versions}; {about}");
+    if warnings.is_empty() {
+        (Status::Pass, seen)
+    } else {
+        (Status::Warn, format!("{seen}; {}", warnings.join("; ")))
+    }
+}
+
+/// `CN=…, issued by CN=…, until 2027-01-15 08:00:00 UTC`.
+fn describe_cert(info: &CertInfo) -> String {
+    format!(
+        "{}, issued by {}, until {}",
+        info.subject,
+        info.issuer,
+        tls::utc(info.not_after)
+    )
+}
+
+/// Why a handshake was refused, and what to do about it.
+fn tls_refusal(
+    kind: TlsFailureKind,
+    reason: &str,
+    shown: Option<&CertInfo>,
+    extra_roots: bool,
+) -> String {
+    let presented = shown
+        .map(|c| {
+            format!(
+                " The server presents {} (names: {}).",
+                describe_cert(c),
+                if c.names.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.names.join(", ")
+                }
+            )
+        })
+        .unwrap_or_default();
+    let advice = match kind {
+        TlsFailureKind::UnknownIssuer if shown.is_some_and(tls::is_placeholder) => {
+            "nginx still serves radar-deploy's self-signed placeholder: no certificate has been \
+             issued yet (see the ACME error of `radar-deploy up`, or run `radar-deploy renew`)"
+                .to_string()
+        }
+        TlsFailureKind::UnknownIssuer if extra_roots => "the certificate's issuer is neither a \
+             trusted root of this machine nor one of ACME_CA_FILE's certificates: put the root \
+             of the CA that issued it in ACME_CA_FILE"
+            .to_string(),
+        TlsFailureKind::UnknownIssuer => "the certificate's issuer is not a trusted root of \
+             this machine: for a private CA (your own ACME_DIRECTORY_URL, a company CA) set \
+             ACME_CA_FILE to its root certificate (PEM)"
+            .to_string(),
+        TlsFailureKind::NameMismatch => "the certificate does not cover this host: have it \
+             issued for every host of PUBLIC_HOSTS (TLS_MODE=acme: `radar-deploy renew --force`)"
+            .to_string(),
+        TlsFailureKind::Expired => {
+            "the certificate has expired: `radar-deploy renew`, or a new TLS_CERT_FILE".to_string()
+        }
+        TlsFailureKind::NotYetValid => {
+            "the certificate is not valid yet: check this machine's and the server's clocks"
+                .to_string()
+        }
+        TlsFailureKind::BadCertificate => "the certificate was refused".to_string(),
+        TlsFailureKind::Connect => "cannot connect: is nginx running, and HTTPS_PORT \
+             published and open in the firewall?"
+            .to_string(),
+        TlsFailureKind::Timeout => "no answer before the deadline".to_string(),
+        TlsFailureKind::BadExtraRoots => "ACME_CA_FILE holds no usable certificate".to_string(),
+        TlsFailureKind::Other => "the request failed".to_string(),
+    };
+    format!("{advice} ({reason}).{presented}")
+}
+
+/// The plain-HTTP probe judged: a permanent redirect (301, 308) to the same path on
+/// `https://host[:https_port]` passes; a temporary one (302, 307) there warns (browsers will not
+/// remember it); anything else fails.
+pub fn judge_redirect(probe: &RedirectProbe, host: &str, https_port: u16) -> (Status, String) {
+    let via = format!("GET {} (via {})", probe.url, probe.addr);
+    let expected = if https_port == 443 {
+        format!("https://{host}{REDIRECT_PROBE_PATH}")
+    } else {
+        format!("https://{host}:{https_port}{REDIRECT_PROBE_PATH}")
+    };
+    let (status, location) = match &probe.result {
+        Err(e) => return (Status::Fail, format!("GET {e}")),
+        Ok((status, location)) => (*status, location.as_deref()),
+    };
+    let to_https = location.is_some_and(|l| same_https_target(l, host, https_port));
+    let shown = location.unwrap_or("no Location header");
+    match status {
+        301 | 308 if to_https => (Status::Pass, format!("{via} → {status} {shown}")),
+        302 | 307 if to_https => (
+            Status::Warn,
+            format!(
+                "{via} → {status} {shown}: a temporary redirect; a permanent one (301 or 308) \
+                 lets browsers go to HTTPS directly next time"
+            ),
+        ),
+        300..=399 => (
+            Status::Fail,
+            format!("{via} → {status} {shown}; expected a redirect to {expected}"),
+        ),
+        _ => (
+            Status::Fail,
+            format!(
+                "{via} → {status}, not a redirect: plain HTTP should answer 301 to {expected} \
+                 (except /.well-known/acme-challenge/ and /health)"
+            ),
+        ),
+    }
+}
+
+/// Whether `location` is `https://host[:port]` + the probe's path (443 may be written or left
+/// out; the host's case does not matter).
+fn same_https_target(location: &str, host: &str, https_port: u16) -> bool {
+    let Some(rest) = location
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| location.get(8..))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let (h, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => return false,
+        },
+        None => (authority, 443),
+    };
+    h.trim_end_matches('.')
+        .eq_ignore_ascii_case(host.trim_end_matches('.'))
+        && port == https_port
+        && path == REDIRECT_PROBE_PATH
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +794,241 @@ mod tests {
     fn an_unexpected_instance_fails() {
         let d = dist(&[("app-1", 10), ("app-2", 10), ("stranger", 10)], 0);
         assert_eq!(judge(&d, &ids(2)).0, Status::Fail);
+    }
+}
+
+#[cfg(test)]
+mod tls_judging {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::{HttpError, TlsAnswer, TlsFailure};
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    /// A self-signed certificate for `front.test` with `days` left (DER).
+    fn cert(days: i64) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(vec!["front.test".to_string()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "front.test");
+        let at = |t: i64| {
+            x509_parser::time::ASN1Time::from_timestamp(t)
+                .unwrap()
+                .to_datetime()
+        };
+        p.not_before = at(NOW - 30 * DAY);
+        p.not_after = at(NOW + days * DAY);
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8443))
+    }
+
+    fn answered(status: u16, http: &str, der: Option<Vec<u8>>) -> TlsProbe {
+        TlsProbe {
+            url: "https://front.test:8443/health".into(),
+            addr: addr(),
+            result: Ok(TlsAnswer {
+                status,
+                http_version: http.into(),
+                tls_version: Some("TLSv1.3".into()),
+                peer_certificate: der,
+                elapsed: Duration::from_millis(3),
+            }),
+        }
+    }
+
+    fn refused(kind: TlsFailureKind, der: Option<Vec<u8>>) -> TlsProbe {
+        TlsProbe {
+            url: "https://front.test:8443/health".into(),
+            addr: addr(),
+            result: Err(TlsFailure {
+                kind,
+                reason: "invalid peer certificate: UnknownIssuer".into(),
+                peer_certificate: der,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_good_handshake_reports_versions_issuer_and_days_left() {
+        let (status, detail) = judge_tls(&answered(200, "HTTP/2", Some(cert(60))), NOW, false);
+        assert_eq!(status, Status::Pass, "{detail}");
+        assert!(
+            detail.starts_with(
+                "TLSv1.3, HTTP/2; CN=front.test, issued by CN=front.test, until 2027-03-16"
+            ),
+            "{detail}"
+        );
+        assert!(detail.ends_with("60 days left"), "{detail}");
+    }
+
+    #[test]
+    fn fewer_than_14_days_left_warn_and_expiry_fails() {
+        assert_eq!(
+            judge_tls(&answered(200, "HTTP/2", Some(cert(14))), NOW, false).0,
+            Status::Pass
+        );
+        let (status, detail) = judge_tls(&answered(200, "HTTP/2", Some(cert(13))), NOW, false);
+        assert_eq!(status, Status::Warn);
+        assert!(detail.contains("only 13 days left"), "{detail}");
+        let (status, detail) = judge_tls(&answered(200, "HTTP/2", Some(cert(-1))), NOW, false);
+        assert_eq!(status, Status::Fail);
+        assert!(detail.contains("expired on 2027-01-14"), "{detail}");
+    }
+
+    #[test]
+    fn http_1_over_tls_warns_and_a_failed_health_fails() {
+        let (status, detail) = judge_tls(&answered(200, "HTTP/1.1", Some(cert(60))), NOW, false);
+        assert_eq!(status, Status::Warn);
+        assert!(detail.contains("did not offer HTTP/2"), "{detail}");
+        let (status, detail) = judge_tls(&answered(502, "HTTP/2", Some(cert(60))), NOW, false);
+        assert_eq!(status, Status::Fail);
+        assert!(detail.contains("→ 502 over TLSv1.3, HTTP/2"), "{detail}");
+    }
+
+    #[test]
+    fn an_unknown_issuer_advises_acme_ca_file_and_shows_the_certificate() {
+        let (status, detail) = judge_tls(
+            &refused(TlsFailureKind::UnknownIssuer, Some(cert(60))),
+            NOW,
+            false,
+        );
+        assert_eq!(status, Status::Fail);
+        assert!(detail.starts_with("GET https://front.test:8443/health (via 127.0.0.1:8443): "));
+        assert!(detail.contains("set ACME_CA_FILE to its root"), "{detail}");
+        assert!(
+            detail.contains("(invalid peer certificate: UnknownIssuer)"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("The server presents CN=front.test"),
+            "{detail}"
+        );
+        let (_, detail) = judge_tls(&refused(TlsFailureKind::UnknownIssuer, None), NOW, true);
+        assert!(detail.contains("neither a trusted root"), "{detail}");
+        assert!(!detail.contains("presents"));
+    }
+
+    #[test]
+    fn the_placeholder_is_recognised_as_nothing_issued_yet() {
+        let (pem, _) = tls::placeholder(&["front.test".to_string()], NOW);
+        let der = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .contents;
+        let (_, detail) = judge_tls(
+            &refused(TlsFailureKind::UnknownIssuer, Some(der)),
+            NOW,
+            false,
+        );
+        assert!(
+            detail.contains("still serves radar-deploy's self-signed placeholder"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn every_refusal_fails_with_its_own_advice() {
+        for (kind, words) in [
+            (TlsFailureKind::NameMismatch, "PUBLIC_HOSTS"),
+            (TlsFailureKind::Expired, "radar-deploy renew"),
+            (TlsFailureKind::NotYetValid, "clocks"),
+            (TlsFailureKind::Connect, "HTTPS_PORT"),
+            (TlsFailureKind::Timeout, "deadline"),
+            (TlsFailureKind::BadExtraRoots, "ACME_CA_FILE"),
+            (TlsFailureKind::BadCertificate, "refused"),
+            (TlsFailureKind::Other, "failed"),
+        ] {
+            let (status, detail) = judge_tls(&refused(kind, None), NOW, false);
+            assert_eq!(status, Status::Fail);
+            assert!(detail.contains(words), "{kind:?}: {detail}");
+        }
+    }
+
+    fn redirect(status: u16, location: Option<&str>) -> RedirectProbe {
+        RedirectProbe {
+            url: format!("http://front.test:8080{REDIRECT_PROBE_PATH}"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            result: Ok((status, location.map(str::to_string))),
+        }
+    }
+
+    #[test]
+    fn a_permanent_redirect_to_the_same_path_over_https_passes() {
+        let to = format!("https://front.test:8443{REDIRECT_PROBE_PATH}");
+        for status in [301, 308] {
+            let (s, detail) = judge_redirect(&redirect(status, Some(&to)), "front.test", 8443);
+            assert_eq!(s, Status::Pass, "{detail}");
+            assert!(detail.ends_with(&format!("→ {status} {to}")), "{detail}");
+        }
+        let default_port = format!("https://Front.Test{REDIRECT_PROBE_PATH}");
+        assert_eq!(
+            judge_redirect(&redirect(301, Some(&default_port)), "front.test", 443).0,
+            Status::Pass
+        );
+        let explicit_443 = format!("https://front.test:443{REDIRECT_PROBE_PATH}");
+        assert_eq!(
+            judge_redirect(&redirect(301, Some(&explicit_443)), "front.test", 443).0,
+            Status::Pass
+        );
+        assert_eq!(
+            judge_redirect(&redirect(302, Some(&to)), "front.test", 8443).0,
+            Status::Warn
+        );
+    }
+
+    #[test]
+    fn anything_but_a_redirect_to_https_here_fails() {
+        let wrong = [
+            (
+                301,
+                Some("http://front.test:8443/radar-deploy/redirect-probe?from=verify"),
+            ),
+            (
+                301,
+                Some("https://front.test/radar-deploy/redirect-probe?from=verify"),
+            ),
+            (
+                301,
+                Some("https://other.test:8443/radar-deploy/redirect-probe?from=verify"),
+            ),
+            (301, Some("https://front.test:8443/")),
+            (
+                301,
+                Some("https://front.test:x/radar-deploy/redirect-probe?from=verify"),
+            ),
+            (301, Some("/radar-deploy/redirect-probe?from=verify")),
+            (301, Some("https:")),
+            (301, None),
+            (200, None),
+            (404, None),
+        ];
+        for (status, location) in wrong {
+            let (s, detail) = judge_redirect(&redirect(status, location), "front.test", 8443);
+            assert_eq!(s, Status::Fail, "{status} {location:?}: {detail}");
+        }
+        let (_, detail) = judge_redirect(&redirect(200, None), "front.test", 8443);
+        assert!(detail.contains("not a redirect"), "{detail}");
+        let err = RedirectProbe {
+            result: Err(HttpError {
+                url: "http://front.test:8080/x".into(),
+                reason: "cannot connect (refused)".into(),
+            }),
+            ..redirect(0, None)
+        };
+        assert_eq!(
+            judge_redirect(&err, "front.test", 8443),
+            (
+                Status::Fail,
+                "GET http://front.test:8080/x: cannot connect (refused)".to_string()
+            )
+        );
     }
 }

@@ -24,11 +24,13 @@ use crate::http::{HttpClient, HttpError, HttpsRoute};
 use crate::templates::UPSTREAM_HEADER;
 use evaluate::{check, Distribution, InstanceHealth, ServedBy, SessionSample};
 
-/// Outcome of one check. A skipped check is reported as skipped, never as passed.
+/// Outcome of one check. A skipped check is reported as skipped, never as passed. A warning
+/// passes (exit status 0) but is shown: something will fail soon (a certificate near its end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
+    Warn,
     Fail,
     Skip,
 }
@@ -54,14 +56,16 @@ pub struct Report {
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.checks
-            .iter()
-            .filter(|c| c.status == Status::Fail)
-            .count()
+        self.count(Status::Fail)
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
     }
 }
 
 pub const GROUP_BALANCER: &str = "Load balancer";
+pub const GROUP_HTTPS: &str = "HTTPS";
 pub const GROUP_INSTANCES: &str = "Instances";
 pub const GROUP_HEALTH: &str = "Health";
 pub const GROUP_READINESS: &str = "Readiness";
@@ -74,6 +78,7 @@ pub const GROUP_HA: &str = "Redis HA";
 /// The order groups are shown in.
 pub const GROUPS: &[&str] = &[
     GROUP_BALANCER,
+    GROUP_HTTPS,
     GROUP_INSTANCES,
     GROUP_HEALTH,
     GROUP_READINESS,
@@ -105,6 +110,19 @@ pub struct Options {
     pub target: Target,
     /// TLS on: requests through the balancer go over HTTPS by this route (`url` is its base).
     pub https: Option<HttpsRoute>,
+    /// The HTTPS front door to check (`None`: TLS_MODE=off, no HTTPS checks).
+    pub tls: Option<TlsExpectations>,
+}
+
+/// What the HTTPS checks expect, from the configuration's TLS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsExpectations {
+    /// PUBLIC_HOSTS: each gets a handshake check; the first also the redirect check.
+    pub hosts: Vec<String>,
+    pub https_port: u16,
+    pub http_port: u16,
+    /// ACME_CA_FILE's text: PEM certificates trusted besides the platform's roots.
+    pub extra_roots_pem: Option<String>,
 }
 
 impl Options {
@@ -116,6 +134,15 @@ impl Options {
         docker: Option<DockerClient>,
     ) -> anyhow::Result<Options> {
         let https = certificates::balancer_route(cfg)?;
+        let tls = match (&cfg.tls, &https) {
+            (Some(t), Some(route)) => Some(TlsExpectations {
+                hosts: t.host_names(),
+                https_port: t.https_port.get(),
+                http_port: cfg.http_port.get(),
+                extra_roots_pem: route.extra_roots_pem.clone(),
+            }),
+            _ => None,
+        };
         Ok(Options {
             project: cfg.project.to_string(),
             url: https.as_ref().map_or_else(
@@ -132,6 +159,7 @@ impl Options {
             paths: cfg.app.paths.clone(),
             docker,
             target,
+            tls,
         })
     }
 }
@@ -230,10 +258,77 @@ async fn maintenance_check(opts: &Options) -> Option<Check> {
     })
 }
 
+/// The HTTPS front door, when the configuration has one: per public host a handshake (trusting
+/// the platform's roots and ACME_CA_FILE) and nginx's `/health` over it, and once the plain-HTTP
+/// redirect. Reached where the balancer's URL points (its host, the HTTPS port).
+async fn https_checks(
+    opts: &Options,
+    front: Option<Result<std::net::SocketAddr, HttpError>>,
+) -> Vec<Check> {
+    let (Some(t), Some(front)) = (&opts.tls, front) else {
+        return vec![];
+    };
+    let redirect_name = "HTTP redirects to HTTPS".to_string();
+    let Some(first) = t.hosts.first() else {
+        return vec![evaluate::check(
+            GROUP_HTTPS,
+            redirect_name,
+            (
+                Status::Fail,
+                "PUBLIC_HOSTS is empty: there is no host name to ask for (HTTPS needs one)".into(),
+            ),
+        )];
+    };
+    let addr = match front {
+        Ok(addr) => addr,
+        Err(e) => {
+            return vec![evaluate::check(
+                GROUP_HTTPS,
+                format!("TLS handshake and certificate for {first}"),
+                (Status::Fail, format!("cannot find the balancer: {e}")),
+            )]
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let extra = t.extra_roots_pem.as_deref();
+    let handshakes = futures_util::future::join_all(t.hosts.iter().map(|host| async move {
+        let probe = crate::http::tls_probe(addr, host, t.https_port, extra).await;
+        let ms = probe
+            .result
+            .as_ref()
+            .map_or(0, |a| a.elapsed.as_millis() as u64);
+        Check {
+            duration_ms: ms,
+            ..evaluate::check(
+                GROUP_HTTPS,
+                format!("TLS handshake and certificate for {host}"),
+                evaluate::judge_tls(&probe, now, extra.is_some()),
+            )
+        }
+    }));
+    let redirect = crate::http::redirect_probe(addr, first, t.http_port);
+    let (mut checks, redirect) = tokio::join!(handshakes, redirect);
+    checks.push(evaluate::check(
+        GROUP_HTTPS,
+        redirect_name,
+        evaluate::judge_redirect(&redirect, first, t.https_port),
+    ));
+    checks
+}
+
 /// Every check but the swarm's own: through the balancer, and (with Docker) inside each
 /// instance and Sentinel of the target's topology.
 async fn checks(opts: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
+    // The HTTPS checks connect where the balancer is: the route's address (localhost, as the
+    // plain default), else wherever the URL's host resolves.
+    let front = match (&opts.tls, opts.https.as_ref().and_then(|r| r.addr)) {
+        (None, _) => None,
+        (Some(_), Some(ip)) => Some(Ok(std::net::SocketAddr::new(ip, 0))),
+        (Some(_), None) => Some(crate::http::resolve_base(&opts.url).await),
+    };
     let http = HttpClient::with_route(REQUEST_TIMEOUT, false, opts.https.as_ref())?;
     let jar = HttpClient::with_route(REQUEST_TIMEOUT, true, opts.https.as_ref())?;
 
@@ -248,18 +343,20 @@ async fn checks(opts: &Options) -> anyhow::Result<Report> {
             }),
         }
     };
-    let ((instances, topology), balancer) = tokio::join!(
+    let ((instances, topology), balancer, https) = tokio::join!(
         async {
             let topology = topology.await;
             let evidence = opts.docker.as_ref().zip(topology.as_ref());
             (inside::instance_checks(opts, evidence).await, topology)
         },
         balancer_checks(opts, &http, &jar),
+        https_checks(opts, front),
     );
     let evidence = opts.docker.as_ref().zip(topology.as_ref());
     let mut checks = instances.checks;
     let (mut lb_checks, samples, answers) = balancer;
     checks.append(&mut lb_checks);
+    checks.extend(https);
     // An app that reports no instanceId is named by nginx's upstream address: the instance
     // Docker says has that address.
     let samples = samples.map(|r| {

@@ -12,6 +12,7 @@ use crate::ui::Ui;
 fn mark(ui: &Ui, s: Status) -> String {
     match s {
         Status::Pass => ui.green("✓"),
+        Status::Warn => ui.yellow("!"),
         Status::Fail => ui.red("✗"),
         Status::Skip => ui.yellow("-"),
     }
@@ -51,10 +52,10 @@ pub fn text(r: &Report, ui: &Ui) -> String {
             }
         }
         for c in checks {
-            let skipped = if c.status == Status::Skip {
-                " (skipped)"
-            } else {
-                ""
+            let skipped = match c.status {
+                Status::Skip => " (skipped)",
+                Status::Warn => " (warning)",
+                _ => "",
             };
             let _ = writeln!(
                 out,
@@ -79,6 +80,8 @@ pub fn text(r: &Report, ui: &Ui) -> String {
         }
         let s = if statuses.contains(&Status::Fail) {
             Status::Fail
+        } else if statuses.contains(&Status::Warn) {
+            Status::Warn
         } else if statuses.iter().all(|s| *s == Status::Skip) {
             Status::Skip
         } else {
@@ -86,20 +89,26 @@ pub fn text(r: &Report, ui: &Ui) -> String {
         };
         let _ = writeln!(out, "{} {group}", mark(ui, s));
     }
-    let passed = r.checks.iter().filter(|c| c.status == Status::Pass).count();
-    let skipped = r.checks.iter().filter(|c| c.status == Status::Skip).count();
+    let passed = r.count(Status::Pass);
+    let skipped = r.count(Status::Skip);
+    // Warnings pass (the exit status stays 0); the count is shown only when there are some.
+    let passed = match r.count(Status::Warn) {
+        0 => format!("{passed} passed"),
+        1 => format!("{passed} passed, 1 warning"),
+        n => format!("{passed} passed, {n} warnings"),
+    };
     let secs = r.duration_ms as f64 / 1000.0;
     let _ = writeln!(out);
     if r.passed {
         let _ = writeln!(
             out,
-            "{} All verification checks passed ({passed} passed, {skipped} skipped) in {secs:.2}s",
+            "{} All verification checks passed ({passed}, {skipped} skipped) in {secs:.2}s",
             ui.green("✓")
         );
     } else {
         let _ = writeln!(
             out,
-            "{} {} of {} checks failed ({passed} passed, {skipped} skipped) in {secs:.2}s",
+            "{} {} of {} checks failed ({passed}, {skipped} skipped) in {secs:.2}s",
             ui.red("✗"),
             r.failed(),
             r.checks.len()
@@ -117,7 +126,8 @@ pub fn junit(r: &Report) -> String {
     suite.set_time(Duration::from_millis(r.duration_ms));
     for c in &r.checks {
         let status = match c.status {
-            Status::Pass => TestCaseStatus::success(),
+            // JUnit has no warning: a passed case whose output says it.
+            Status::Pass | Status::Warn => TestCaseStatus::success(),
             Status::Skip => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message(c.detail.as_str());
@@ -136,8 +146,14 @@ pub fn junit(r: &Report) -> String {
             c.group.replace(' ', "_").to_lowercase()
         ));
         case.set_time(Duration::from_millis(c.duration_ms));
-        if c.status == Status::Pass {
-            case.set_system_out(c.detail.as_str());
+        match c.status {
+            Status::Pass => {
+                case.set_system_out(c.detail.as_str());
+            }
+            Status::Warn => {
+                case.set_system_out(format!("warning: {}", c.detail));
+            }
+            Status::Fail | Status::Skip => {}
         }
         suite.add_test_case(case);
     }
@@ -180,6 +196,13 @@ mod tests {
                     detail: "no Docker".into(),
                     duration_ms: 0,
                 },
+                Check {
+                    group: "HTTPS",
+                    name: "TLS handshake and certificate for a.test".into(),
+                    status: Status::Warn,
+                    detail: "only 3 days left".into(),
+                    duration_ms: 4,
+                },
             ],
             distribution: None,
             duration_ms: 12,
@@ -196,13 +219,35 @@ mod tests {
         let t = text(&report(), &ui);
         assert!(t.contains("- app-1 is healthy (skipped)"));
         assert!(t.contains("✗ app-2 is ready"));
-        assert!(t.contains("1 of 3 checks failed"));
+        assert!(t.contains("1 of 4 checks failed (1 passed, 1 warning, 1 skipped)"));
+        assert!(
+            t.contains("! TLS handshake and certificate for a.test (warning) — only 3 days left")
+        );
+        assert!(t.contains("! HTTPS\n"), "{t}");
+    }
+
+    #[test]
+    fn warnings_pass_and_are_counted_apart() {
+        let ui = Ui {
+            color: false,
+            quiet: false,
+            verbose: 0,
+        };
+        let mut r = report();
+        r.checks.retain(|c| c.status != Status::Fail);
+        r.passed = true;
+        let t = text(&r, &ui);
+        assert!(
+            t.contains("All verification checks passed (1 passed, 1 warning, 1 skipped)"),
+            "{t}"
+        );
     }
 
     #[test]
     fn junit_escapes_and_counts() {
         let x = junit(&report());
-        assert!(x.contains("tests=\"3\""));
+        assert!(x.contains("tests=\"4\""));
+        assert!(x.contains("warning: only 3 days left"));
         assert!(x.contains("failures=\"1\""));
         assert!(x.contains("skipped=\"1\""));
         assert!(x.contains("&lt;down&gt;"));
@@ -213,5 +258,6 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json(&report())).unwrap();
         assert_eq!(v["passed"], false);
         assert_eq!(v["checks"][1]["status"], "fail");
+        assert_eq!(v["checks"][3]["status"], "warn");
     }
 }

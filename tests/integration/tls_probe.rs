@@ -254,3 +254,189 @@ async fn the_plain_http_redirect_is_reported_with_its_location() {
         )
     );
 }
+
+/// verify's HTTPS group end to end: the Python pair stands in for nginx (its HTTP/1.1 only is a
+/// warning, its 301 a pass); the app's checks fail against it and are not looked at.
+#[tokio::test]
+async fn verify_reports_the_https_group_with_a_warning_that_keeps_it_passing() {
+    use radar_deploy::verify::{self, Status, TlsExpectations, GROUP_HTTPS};
+
+    let ca = TestCa::new();
+    let server = Server::start(&ca, "verify", &["front.test"], 60);
+    let route = radar_deploy::http::HttpsRoute {
+        host: "front.test".into(),
+        addr: Some("127.0.0.1".parse().unwrap()),
+        extra_roots_pem: Some(ca.cert_pem().to_string()),
+        https_port: server.https_port,
+    };
+    let opts = verify::Options {
+        project: "tls-probe-test".into(),
+        url: route.base_url(),
+        https: Some(route),
+        requests: 1,
+        ha: false,
+        app_port: 3000,
+        expected_instances: None,
+        lb_strategy: None,
+        master_name: "mymaster".into(),
+        paths: radar_deploy::config::AppPaths::reference(),
+        docker: None,
+        target: radar_deploy::config::Target::Single,
+        tls: Some(TlsExpectations {
+            hosts: vec!["front.test".into()],
+            https_port: server.https_port,
+            http_port: server.http_port,
+            extra_roots_pem: Some(ca.cert_pem().to_string()),
+        }),
+    };
+    let report = verify::run(&opts).await.expect("verify runs");
+    // The balancer's own checks go to the front door by name too, over HTTPS (the Python
+    // server answers 200 "ok" to every path, so its health check passes).
+    assert_eq!(
+        report.url,
+        format!("https://front.test:{}", server.https_port)
+    );
+    let lb = report
+        .checks
+        .iter()
+        .find(|c| c.name == "Load balancer is healthy")
+        .expect("the balancer's check");
+    assert_eq!(lb.status, Status::Pass, "{}", lb.detail);
+    let https: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.group == GROUP_HTTPS)
+        .collect();
+    assert_eq!(https.len(), 2, "{https:#?}");
+    assert_eq!(
+        https[0].name,
+        "TLS handshake and certificate for front.test"
+    );
+    assert_eq!(https[0].status, Status::Warn, "{}", https[0].detail);
+    assert!(
+        https[0]
+            .detail
+            .contains("issued by CN=radar-deploy test intermediate"),
+        "{}",
+        https[0].detail
+    );
+    assert!(https[0].detail.contains("did not offer HTTP/2"));
+    assert_eq!(https[1].name, "HTTP redirects to HTTPS");
+    assert_eq!(https[1].status, Status::Pass, "{}", https[1].detail);
+    let text = verify::report::text(&report, &radar_deploy::ui::Ui::new(true, false, 0));
+    assert!(text.contains("=== HTTPS ==="), "{text}");
+}
+
+/// nginx as the front door will be (the offline image's 1.22: `listen … ssl http2`; its default
+/// `ssl_protocols` stop at TLSv1.2 before 1.23.4), serving a test-PKI certificate: the probe
+/// negotiates TLSv1.3 and HTTP/2 (ALPN), and plain HTTP redirects.
+#[tokio::test]
+async fn nginx_negotiates_http2_and_redirects_plain_http() {
+    let _slot = crate::common::shared();
+    crate::common::require_docker();
+    let ca = TestCa::new();
+    let (cert, key) = ca.write("nginx", &["front.test"], 60);
+    let (https_port, http_port) = (crate::common::free_port(), crate::common::free_port());
+    let conf = ca.dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "events {{}}\n\
+             http {{\n\
+               server {{\n\
+                 listen 443 ssl http2;\n\
+                 ssl_protocols TLSv1.2 TLSv1.3;\n\
+                 ssl_certificate /etc/nginx/tls/cert.pem;\n\
+                 ssl_certificate_key /etc/nginx/tls/key.pem;\n\
+                 location = /health {{ return 200 \"ok\\n\"; }}\n\
+               }}\n\
+               server {{\n\
+                 listen 80;\n\
+                 location / {{ return 301 https://$host:{https_port}$request_uri; }}\n\
+               }}\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("radar-tls-probe-{}-{https_port}", std::process::id());
+    let container = Container(name.clone());
+    let created = crate::common::docker(&[
+        "create",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{https_port}:443"),
+        "-p",
+        &format!("127.0.0.1:{http_port}:80"),
+        "radar-offline/nginx:bookworm",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::common::text(&created)
+    );
+    for (from, to) in [
+        (&conf, "/etc/nginx/nginx.conf"),
+        (&cert, "/etc/nginx/tls/cert.pem"),
+        (&key, "/etc/nginx/tls/key.pem"),
+    ] {
+        if to.starts_with("/etc/nginx/tls/") {
+            // `docker cp` creates no parent directory.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("tls")).unwrap();
+            let out = crate::common::docker(&[
+                "cp",
+                dir.path().join("tls").to_str().unwrap(),
+                &format!("{name}:/etc/nginx/"),
+            ]);
+            assert!(out.status.success(), "{}", crate::common::text(&out));
+        }
+        let out = crate::common::docker(&["cp", from.to_str().unwrap(), &format!("{name}:{to}")]);
+        assert!(out.status.success(), "{}", crate::common::text(&out));
+    }
+    let started = crate::common::docker(&["start", &name]);
+    assert!(
+        started.status.success(),
+        "{}",
+        crate::common::text(&started)
+    );
+
+    let mut probe =
+        http::tls_probe(loopback(), "front.test", https_port, Some(ca.cert_pem())).await;
+    for _ in 0..50 {
+        if probe.result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        probe = http::tls_probe(loopback(), "front.test", https_port, Some(ca.cert_pem())).await;
+    }
+    let answer = probe.result.unwrap_or_else(|e| {
+        let logs = crate::common::docker(&["logs", &name]);
+        panic!("{e:?}\n{}", crate::common::text(&logs))
+    });
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.http_version, "HTTP/2");
+    assert_eq!(answer.tls_version.as_deref(), Some("TLSv1.3"));
+
+    let (status, location) = http::redirect_probe(loopback(), "front.test", http_port)
+        .await
+        .result
+        .expect("an answer");
+    assert_eq!(status, 301);
+    assert_eq!(
+        location,
+        Some(format!(
+            "https://front.test:{https_port}{REDIRECT_PROBE_PATH}"
+        ))
+    );
+    drop(container);
+}
+
+/// A container removed (by name) when dropped, also when the test fails.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = crate::common::docker(&["rm", "-f", &self.0]);
+    }
+}
