@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use futures_util::future::{try_join_all, BoxFuture};
 use tokio::sync::watch;
 
-use crate::desired::{Container, Deployment, Role};
+use crate::desired::{self, Container, Deployment, Role};
 use crate::docker::{self, ContainerFacts, DockerClient};
 use crate::observed::{ContainerState, Observed, ObservedContainer};
 use crate::plan::{self, Action, Plan, Step};
@@ -841,6 +841,18 @@ async fn reload<E: HostEngine>(
     client
         .upload(name, docker::reload_marker_tar(&hash))
         .await?;
+    if let Some(tls) = &d.tls {
+        // Best effort: a leftover directory costs nothing but disk and is pruned next time.
+        let argv = probes::prune_certificates_argv(desired::TLS_DIR, &tls.dir());
+        if let Ok((code, out)) = client.exec(name, &argv).await {
+            if code != 0 {
+                ui.detail(&format!(
+                    "  {name}: old certificates not removed: {}",
+                    out.trim()
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -36,6 +36,31 @@ pub fn nginx_reload_argv() -> Vec<String> {
     vec!["nginx".into(), "-s".into(), "reload".into()]
 }
 
+/// Removes every certificate directory under `parent` but `keep`, after nginx reloaded onto
+/// `keep`: an old certificate's private key is not left lying in the container. `find`, not a
+/// shell, so no path is ever spliced into a script.
+pub fn prune_certificates_argv(parent: &str, keep: &str) -> Vec<String> {
+    [
+        "find",
+        parent,
+        "-mindepth",
+        "1",
+        "-maxdepth",
+        "1",
+        "!",
+        "-path",
+        keep,
+        "-exec",
+        "rm",
+        "-rf",
+        "{}",
+        "+",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 // ---- a healthcheck's test, run by a wait between Docker's own probes ----
 
 /// The healthcheck test as an argv for exec: `CMD` runs as is, `CMD-SHELL` through `/bin/sh`.
