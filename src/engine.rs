@@ -16,7 +16,8 @@ use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
 use crate::observed::{ContainerState, ObservedContainer};
 use crate::plan;
-use crate::status::{ContainerStatus, HostStatus, PortStatus};
+use crate::probes;
+use crate::status::{CertificateStatus, ContainerStatus, HostStatus, PortStatus};
 use crate::ui::Ui;
 
 pub struct UpOptions<'a> {
@@ -360,6 +361,25 @@ pub async fn down<E: HostEngine>(
     })
 }
 
+/// The certificate nginx's running config names (`ssl_certificate`), read from its container;
+/// `None` without HTTPS, or when it cannot be read (status reports what it can).
+async fn served_certificate(client: &DockerClient, nginx: &str) -> Option<CertificateStatus> {
+    let conf = client
+        .read_file(nginx, "/etc/nginx/nginx.conf")
+        .await
+        .ok()??;
+    let path = probes::ssl_certificate_path(&String::from_utf8_lossy(&conf))?;
+    let chain = client.read_file(nginx, &path).await.ok()??;
+    let info = crate::tls::leaf_info(&String::from_utf8_lossy(&chain)).ok()?;
+    let now = crate::certificates::now_unix();
+    Some(CertificateStatus {
+        days_left: info.days_left(now),
+        expires: crate::tls::utc(info.not_after),
+        issuer: info.issuer,
+        names: info.names,
+    })
+}
+
 pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> {
     let (containers, networks, volumes) = tokio::try_join!(
         client.list_containers(project),
@@ -395,8 +415,13 @@ pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> 
         Some(c) => crate::maintenance::is_on(client, &c.name).await?,
         None => false,
     };
+    let certificate = match nginx {
+        Some(c) => served_certificate(client, &c.name).await,
+        None => None,
+    };
     Ok(HostStatus {
         maintenance,
+        certificate,
         project: project.to_string(),
         containers,
         networks: networks.into_iter().map(|n| n.name).collect(),

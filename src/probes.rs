@@ -36,6 +36,16 @@ pub fn nginx_reload_argv() -> Vec<String> {
     vec!["nginx".into(), "-s".into(), "reload".into()]
 }
 
+/// The certificate file an nginx.conf serves (its first `ssl_certificate`), if any.
+pub fn ssl_certificate_path(conf: &str) -> Option<String> {
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("ssl_certificate "))
+        .map(|rest| rest.trim_end_matches(';').trim().to_string())
+        .filter(|p| !p.is_empty())
+}
+
 /// Removes every certificate directory under `parent` but `keep`, after nginx reloaded onto
 /// `keep`: an old certificate's private key is not left lying in the container. `find`, not a
 /// shell, so no path is ever spliced into a script.
@@ -349,6 +359,16 @@ pub const SENTINEL_REPLICAS_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_certificate_is_the_first_ssl_certificate_line() {
+        let conf = "# ssl_certificate /commented;\n  ssl_certificate /etc/nginx/tls/ab/fullchain.pem;\n  ssl_certificate_key /k;\n";
+        assert_eq!(
+            ssl_certificate_path(conf).as_deref(),
+            Some("/etc/nginx/tls/ab/fullchain.pem")
+        );
+        assert_eq!(ssl_certificate_path("listen 80;\n"), None);
+    }
 
     #[test]
     fn script_output_splits_per_path() {

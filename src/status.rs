@@ -50,6 +50,19 @@ pub struct HostStatus {
     /// while it is.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub maintenance: bool,
+    /// The certificate nginx serves over HTTPS (`TLS_MODE` on), as read from its container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
+}
+
+/// What `status` says of the served certificate.
+#[derive(Debug, Serialize)]
+pub struct CertificateStatus {
+    pub names: Vec<String>,
+    pub issuer: String,
+    /// UTC, `2027-01-15 08:00:00 UTC`.
+    pub expires: String,
+    pub days_left: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +116,20 @@ impl HostStatus {
                 c.id,
                 ports.join(", ")
             ));
+        }
+        if let Some(c) = &self.certificate {
+            let line = format!(
+                "HTTPS certificate: {} issued by {}, expires {} ({} days left)\n",
+                c.names.join(", "),
+                c.issuer,
+                c.expires,
+                c.days_left
+            );
+            out.push_str(&match c.days_left {
+                d if d < 0 => ui.red(&line),
+                d if d < 14 => ui.yellow(&line),
+                _ => line,
+            });
         }
         if self.maintenance {
             out.push_str(&ui.yellow(&format!("{}\n", crate::templates::MAINTENANCE_ON_NOTE)));
@@ -237,6 +264,7 @@ mod tests {
             networks: vec!["demo_default".into()],
             volumes: vec![],
             maintenance: false,
+            certificate: None,
         });
         insta::assert_snapshot!(report.to_text(&plain()));
     }
@@ -249,6 +277,7 @@ mod tests {
             networks: vec![],
             volumes: vec![],
             maintenance: true,
+            certificate: None,
         };
         let text = host.to_text(&plain());
         assert!(
@@ -291,6 +320,7 @@ mod tests {
             networks: vec![],
             volumes: vec![],
             maintenance: false,
+            certificate: None,
         });
         assert_eq!(host.to_text(&plain()), "project demo: no containers\n");
         let swarm = Report::Swarm(SwarmStatus::new("demo", vec![]));
@@ -305,6 +335,7 @@ mod tests {
             networks: vec!["demo_default".into()],
             volumes: vec![],
             maintenance: false,
+            certificate: None,
         });
         let v: serde_json::Value = serde_json::from_str(&host.to_json().unwrap()).unwrap();
         assert_eq!(
