@@ -163,6 +163,11 @@ fn certificate_files_are_checked_first_served_over_https_and_replaced_by_a_reloa
         "200",
         "nginx's /health stays on HTTP"
     );
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains(&format!("HTTPS certificate: {HOST} issued by")),
+        "status names the served certificate:\n{status}"
+    );
     // The key is in nginx's container, 0600, and in nothing `docker inspect` shows.
     let inspect = docker(&["inspect", &format!("{}-nginx-1", p.name)]);
     let key_text = std::fs::read_to_string(&good_key).unwrap();
