@@ -25,6 +25,7 @@ mod rust_version;
 mod scale;
 mod swarm;
 mod swarm_three_nodes;
+mod swarm_tls;
 mod swarm_two_nodes;
 mod tls_probe;
 mod verify;
