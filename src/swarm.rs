@@ -44,6 +44,17 @@
 //!   would send everyone to one instance, and access logs lose the client), and it needs the
 //!   kernel's IPVS, missing on some hosts. Put the nodes' addresses (or a DNS name) in front,
 //!   as with any Swarm edge service.
+//! - HTTPS (`TLS_MODE` on): nginx publishes `HTTPS_PORT` in host mode beside `HTTP_PORT`, and
+//!   reads its certificate and key from the secrets `tls_fullchain` and `tls_privkey` (the key
+//!   0400, root's: nginx's master reads it before dropping privileges) — not from a directory
+//!   uploaded into the container as on one host, since a task's files are fixed when it starts
+//!   and a replaced task must find the certificate by itself. Both names carry a digest of
+//!   chain and key, so a new certificate (a renewal, new files) is two new secrets and a
+//!   stop-first update of nginx alone; its one task restarts, and the HTTPS and HTTP ports
+//!   refuse connections for that moment (measured by `tests/integration/swarm_tls.rs`: about
+//!   0.6 s on one node). A zero-gap change would need the new certificate copied into the
+//!   running task and a reload, with the secrets changed later — a restart then still comes.
+//!   The stack file reads both from the files `TLS_CERT_FILE` and `TLS_KEY_FILE` name.
 //! - Stateful services update stop-first (two Postgres on one data directory would corrupt
 //!   it), and so does nginx (its host port); the app starts the new task first; every update
 //!   is health-monitored and rolled back on failure.
@@ -824,6 +835,12 @@ fn nginx_tls_keys(st: &Stack) -> impl Iterator<Item = &str> {
         .filter(|k| [TLS_CHAIN_SECRET, TLS_KEY_SECRET].contains(k))
 }
 
+/// `${VAR}` for a file's path: `docker stack deploy` reads no env file, so the variable comes
+/// from the shell; unset, the deploy stops with this message instead of reading no file.
+fn file_var(var: &str) -> String {
+    format!("${{{var}:?export {var}, the absolute path the env file gives}}")
+}
+
 /// The stack file's secrets: those of the env file external (their values never reach a
 /// file), the certificate and key read from the files TLS_CERT_FILE and TLS_KEY_FILE name.
 /// Without the certificate at hand (`render`), those two are named without a digest.
@@ -834,7 +851,7 @@ fn file_secrets(st: &Stack) -> IndexMap<String, FileSecret> {
         .map(|s| {
             let (external, file) = match &s.source {
                 SecretSource::Env(_) => (true, None),
-                SecretSource::File(var) => (false, Some(format!("${{{var}}}"))),
+                SecretSource::File(var) => (false, Some(file_var(var))),
             };
             (
                 s.key.clone(),
@@ -855,7 +872,7 @@ fn file_secrets(st: &Stack) -> IndexMap<String, FileSecret> {
         out.entry(key.to_string()).or_insert_with(|| FileSecret {
             name: format!("{}_{key}", st.project),
             external: false,
-            file: Some(format!("${{{var}}}")),
+            file: Some(file_var(var)),
         });
     }
     out

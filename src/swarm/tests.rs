@@ -272,7 +272,7 @@ fn the_stack_file_with_a_certificate_at_hand_holds_neither_chain_nor_key() {
     // The same names `up` creates, read from the files.
     let name = &st.secret("tls_privkey").unwrap().name;
     assert!(
-        text.contains(&format!("name: {name}\n    file: ${{TLS_KEY_FILE}}")),
+        text.contains(&format!("name: {name}\n    file: ${{TLS_KEY_FILE:?")),
         "{text}"
     );
 }
