@@ -44,6 +44,17 @@
 //!   would send everyone to one instance, and access logs lose the client), and it needs the
 //!   kernel's IPVS, missing on some hosts. Put the nodes' addresses (or a DNS name) in front,
 //!   as with any Swarm edge service.
+//! - HTTPS (`TLS_MODE` on): nginx publishes `HTTPS_PORT` in host mode beside `HTTP_PORT`, and
+//!   reads its certificate and key from the secrets `tls_fullchain` and `tls_privkey` (the key
+//!   0400, root's: nginx's master reads it before dropping privileges) — not from a directory
+//!   uploaded into the container as on one host, since a task's files are fixed when it starts
+//!   and a replaced task must find the certificate by itself. Both names carry a digest of
+//!   chain and key, so a new certificate (a renewal, new files) is two new secrets and a
+//!   stop-first update of nginx alone; its one task restarts, and the HTTPS and HTTP ports
+//!   refuse connections for that moment (measured by `tests/integration/swarm_tls.rs`: about
+//!   0.6 s on one node). A zero-gap change would need the new certificate copied into the
+//!   running task and a reload, with the secrets changed later — a restart then still comes.
+//!   The stack file reads both from the files `TLS_CERT_FILE` and `TLS_KEY_FILE` name.
 //! - Stateful services update stop-first (two Postgres on one data directory would corrupt
 //!   it), and so does nginx (its host port); the app starts the new task first; every update
 //!   is health-monitored and rolled back on failure.
@@ -60,7 +71,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::desired::{Container, Deployment, Healthcheck, Role};
+use crate::desired::{
+    Container, Deployment, Healthcheck, Role, SECRETS_DIR, TLS_CHAIN_SECRET, TLS_KEY_SECRET,
+};
 use crate::labels::{placement_label, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_STACK, MANAGED_BY};
 use crate::templates;
 
@@ -136,8 +149,31 @@ pub struct SwarmConfig {
 pub struct SwarmSecret {
     pub key: String,
     pub name: String,
-    pub env_var: String,
+    /// Where its value comes from, for the stack file.
+    pub source: SecretSource,
     pub value: crate::config::Secret,
+}
+
+/// Where the stack file (and its reader) gets a secret's value from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A variable of the env file (`REDIS_PASSWORD`): an external secret, created by hand.
+    Env(String),
+    /// A file the env file names (`TLS_CERT_FILE`): the certificate and key nginx serves.
+    File(String),
+}
+
+impl SwarmSecret {
+    /// The mode of its file in the task: the TLS key is read by nginx's master process only
+    /// (root, before it drops privileges); the others by the services' own users.
+    pub fn mode(&self) -> u32 {
+        // The stack file says the same (`file_service`).
+        if self.key == TLS_KEY_SECRET {
+            0o400
+        } else {
+            0o444
+        }
+    }
 }
 
 impl Stack {
@@ -194,10 +230,17 @@ fn lost_peer_keepalive() -> BTreeMap<String, String> {
 pub fn build(d: &Deployment) -> Stack {
     let project = d.project.clone();
     // nginx balances over every task of the app service (see the module comment).
-    let nginx_conf = templates::nginx_conf(&templates::NginxVars {
+    let mut vars = templates::NginxVars {
         swarm: true,
         ..d.with_upstream(&[APP_TASKS_HOST.to_string()]).nginx
-    });
+    };
+    // The certificate and key are Swarm secrets on this target (the one-host engine uploads
+    // them into a directory of their own instead; a task's files cannot be changed).
+    if let Some(tls) = &mut vars.tls {
+        tls.certificate = format!("{SECRETS_DIR}/{TLS_CHAIN_SECRET}");
+        tls.key = format!("{SECRETS_DIR}/{TLS_KEY_SECRET}");
+    }
+    let nginx_conf = templates::nginx_conf(&vars);
 
     let mut services = Vec::new();
     let mut seen_app = false;
@@ -231,6 +274,10 @@ pub fn build(d: &Deployment) -> Stack {
                             .retain(|v| v.volume != crate::desired::MAINTENANCE_VOLUME);
                         spec.command = Some(nginx_command(c.command.as_deref()));
                         spec.sysctls = lost_peer_keepalive();
+                        if d.nginx.tls.is_some() {
+                            spec.secrets
+                                .extend([TLS_CHAIN_SECRET.into(), TLS_KEY_SECRET.into()]);
+                        }
                     }
                     Role::Redis | Role::RedisReplica => {
                         spec.healthcheck = Some(crate::desired::redis_healthcheck_matching(
@@ -271,7 +318,7 @@ pub fn build(d: &Deployment) -> Stack {
             }
         })
         .collect();
-    let secrets = d
+    let mut secrets: Vec<SwarmSecret> = d
         .secrets
         .iter()
         .map(|s| SwarmSecret {
@@ -283,10 +330,11 @@ pub fn build(d: &Deployment) -> Stack {
                 digest(&[project.as_bytes(), s.value.expose().as_bytes()])
             ),
             key: s.name.clone(),
-            env_var: s.env_var.clone(),
+            source: SecretSource::Env(s.env_var.clone()),
             value: s.value.clone(),
         })
         .collect();
+    secrets.extend(tls_secrets(d, &project));
     let volumes = services
         .iter()
         .flat_map(|s| s.spec.volumes.iter().map(|v| v.volume.clone()))
@@ -318,6 +366,38 @@ pub fn build(d: &Deployment) -> Stack {
         volumes,
         release,
     }
+}
+
+/// nginx's certificate and key as two secrets, when TLS is on and the certificate is at hand
+/// (`up`, `renew`; not `render`). Like every secret, each name carries a digest of its content,
+/// so a new certificate is two new objects and a rolling update of nginx, which is what gives
+/// it to nginx: a task's secrets are fixed when it starts.
+fn tls_secrets(d: &Deployment, project: &str) -> Vec<SwarmSecret> {
+    let Some(m) = d.tls.as_ref().filter(|_| d.nginx.tls.is_some()) else {
+        return vec![];
+    };
+    // Both names follow chain and key together: a key is never paired with another chain.
+    let digest = digest(&[
+        project.as_bytes(),
+        m.chain_pem.as_bytes(),
+        m.key_pem.expose().as_bytes(),
+    ]);
+    [
+        (
+            TLS_CHAIN_SECRET,
+            "TLS_CERT_FILE",
+            crate::config::Secret::new(m.chain_pem.clone()),
+        ),
+        (TLS_KEY_SECRET, "TLS_KEY_FILE", m.key_pem.clone()),
+    ]
+    .into_iter()
+    .map(|(key, var, value)| SwarmSecret {
+        name: format!("{project}_{key}_{digest}"),
+        key: key.into(),
+        source: SecretSource::File(var.into()),
+        value,
+    })
+    .collect()
 }
 
 /// nginx's own command line when the desired container names none: the official image's CMD.
@@ -440,10 +520,15 @@ struct FileConfig {
     file: String,
 }
 
+/// A secret of the stack file: external (created by hand from a variable of the env file), or
+/// read by `docker stack deploy` from a file (the TLS certificate and key).
 #[derive(Serialize)]
 struct FileSecret {
     name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -477,6 +562,10 @@ struct FileService {
 struct FileMount {
     source: String,
     target: String,
+    /// The file's mode when not the default 0444 (YAML reads it as a decimal number: 256 is
+    /// 0400, as `up` mounts the TLS key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -587,6 +676,7 @@ fn file_service(s: &Service) -> FileService {
             .map(|k| FileMount {
                 source: k.clone(),
                 target: k.clone(),
+                mode: (k == TLS_KEY_SECRET).then_some(0o400),
             })
             .collect(),
         configs: c
@@ -595,6 +685,7 @@ fn file_service(s: &Service) -> FileService {
             .map(|m| FileMount {
                 source: config_key(&m.file),
                 target: m.target.clone(),
+                mode: None,
             })
             .collect(),
         volumes: c
@@ -685,19 +776,7 @@ pub fn render(st: &Stack, env_file: &str) -> String {
                 )
             })
             .collect(),
-        secrets: st
-            .secrets
-            .iter()
-            .map(|s| {
-                (
-                    s.key.clone(),
-                    FileSecret {
-                        name: s.name.clone(),
-                        external: true,
-                    },
-                )
-            })
-            .collect(),
+        secrets: file_secrets(st),
     };
     let yaml = serde_norway::to_string(&file).expect("the stack model always serializes");
     let p = &st.project;
@@ -722,10 +801,20 @@ pub fn render(st: &Stack, env_file: &str) -> String {
         "#   2. create the secrets (external: their values are never written to a file), e.g.\n",
     );
     for s in &st.secrets {
-        header.push_str(&format!(
-            "#      printf %s \"${}\" | docker secret create {} -\n",
-            s.env_var, s.name
-        ));
+        if let SecretSource::Env(var) = &s.source {
+            header.push_str(&format!(
+                "#      printf %s \"${var}\" | docker secret create {} -\n",
+                s.name
+            ));
+        }
+    }
+    if nginx_tls_keys(st).next().is_some() {
+        header.push_str(
+            "#      and export TLS_CERT_FILE and TLS_KEY_FILE (absolute paths): `docker stack deploy` reads\n\
+             #      nginx's certificate and key from them into the secrets tls_fullchain and tls_privkey.\n\
+             #      A secret cannot change: for a new certificate, give both a new `name:` (or run\n\
+             #      `radar-deploy up --target swarm`, which names them by their content).\n",
+        );
     }
     header.push_str(&format!(
         "#   3. docker stack deploy -c {STACK_FILE_NAME} {p}\n\
@@ -735,6 +824,58 @@ pub fn render(st: &Stack, env_file: &str) -> String {
          # Secrets are files under /run/secrets/ inside the containers; none is in a service spec.\n"
     ));
     format!("{header}{yaml}")
+}
+
+/// The TLS secrets nginx mounts (none when TLS is off).
+fn nginx_tls_keys(st: &Stack) -> impl Iterator<Item = &str> {
+    st.services
+        .iter()
+        .filter(|s| s.spec.role == Role::Nginx)
+        .flat_map(|s| s.spec.secrets.iter().map(String::as_str))
+        .filter(|k| [TLS_CHAIN_SECRET, TLS_KEY_SECRET].contains(k))
+}
+
+/// `${VAR}` for a file's path: `docker stack deploy` reads no env file, so the variable comes
+/// from the shell; unset, the deploy stops with this message instead of reading no file.
+fn file_var(var: &str) -> String {
+    format!("${{{var}:?export {var}, the absolute path the env file gives}}")
+}
+
+/// The stack file's secrets: those of the env file external (their values never reach a
+/// file), the certificate and key read from the files TLS_CERT_FILE and TLS_KEY_FILE name.
+/// Without the certificate at hand (`render`), those two are named without a digest.
+fn file_secrets(st: &Stack) -> IndexMap<String, FileSecret> {
+    let mut out: IndexMap<String, FileSecret> = st
+        .secrets
+        .iter()
+        .map(|s| {
+            let (external, file) = match &s.source {
+                SecretSource::Env(_) => (true, None),
+                SecretSource::File(var) => (false, Some(file_var(var))),
+            };
+            (
+                s.key.clone(),
+                FileSecret {
+                    name: s.name.clone(),
+                    external,
+                    file,
+                },
+            )
+        })
+        .collect();
+    for key in nginx_tls_keys(st) {
+        let var = if key == TLS_KEY_SECRET {
+            "TLS_KEY_FILE"
+        } else {
+            "TLS_CERT_FILE"
+        };
+        out.entry(key.to_string()).or_insert_with(|| FileSecret {
+            name: format!("{}_{key}", st.project),
+            external: false,
+            file: Some(file_var(var)),
+        });
+    }
+    out
 }
 
 /// Every file `render --target swarm` writes, as (path relative to the output directory,

@@ -62,18 +62,18 @@ fn b64(s: &str) -> String {
 /// The service spec for one service of the stack; `ids` maps config and secret names to ids.
 fn service_spec(st: &Stack, s: &swarm::Service, ids: &HashMap<String, String>) -> ServiceSpec {
     let c = &s.spec;
-    let file = |name: &str| TaskSpecContainerSpecFile {
+    let file = |name: &str, mode: u32| TaskSpecContainerSpecFile {
         name: Some(name.into()),
         uid: Some("0".into()),
         gid: Some("0".into()),
-        mode: Some(0o444),
+        mode: Some(mode),
     };
     let secrets = c
         .secrets
         .iter()
         .filter_map(|k| st.secret(k))
         .map(|sec| TaskSpecContainerSpecSecrets {
-            file: Some(file(&sec.key)),
+            file: Some(file(&sec.key, sec.mode())),
             secret_id: ids.get(&sec.name).cloned(),
             secret_name: Some(sec.name.clone()),
         })

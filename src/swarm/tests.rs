@@ -148,3 +148,131 @@ fn nginx_watches_the_app_tasks_and_then_runs_nginx_itself() {
             .command
     );
 }
+
+const TLS_FILES: &str = "TLS_MODE=files\nPUBLIC_HOSTS=app.example.com,www.example.com\nTLS_CERT_FILE=tls/fullchain.pem\nTLS_KEY_FILE=tls/privkey.pem\nHTTPS_PORT=8443\nHSTS=true\n";
+
+fn material(chain: &str, key: &str) -> desired::TlsMaterial {
+    desired::TlsMaterial {
+        chain_pem: chain.into(),
+        key_pem: crate::config::Secret::new(key),
+        acme_thumbprint: None,
+    }
+}
+
+/// The stack as `up` builds it: the certificate at hand.
+fn tls_stack(m: &desired::TlsMaterial) -> Stack {
+    let cfg = config(TLS_FILES, false);
+    build(&desired::build_with(
+        &cfg,
+        &desired::ImageUser::without_daemon(&cfg),
+        Some(m),
+    ))
+}
+
+/// `render --target swarm` with TLS_MODE=files: no certificate at hand, so the stack file
+/// reads it from the files the env file names; nginx publishes HTTPS_PORT beside HTTP_PORT.
+#[test]
+fn stack_file_tls_files() {
+    for (path, content) in files(&stack(TLS_FILES, false), ".env.multi-instance") {
+        insta::assert_snapshot!(format!("tls_files__{}", path.replace('/', "__")), content);
+    }
+}
+
+#[test]
+fn nginx_reads_the_certificate_from_its_secrets_and_publishes_https_in_host_mode() {
+    let m = material("CHAIN", "KEY");
+    for st in [stack(TLS_FILES, false), tls_stack(&m)] {
+        let conf = &st.config("nginx_conf").unwrap().content;
+        assert!(
+            conf.contains("ssl_certificate /run/secrets/tls_fullchain;"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("ssl_certificate_key /run/secrets/tls_privkey;"),
+            "{conf}"
+        );
+        assert!(!conf.contains(desired::TLS_DIR), "{conf}");
+        let nginx = st.services.iter().find(|s| s.name == "nginx").unwrap();
+        assert!(nginx.spec.secrets.iter().any(|k| k == "tls_fullchain"));
+        assert!(nginx.spec.secrets.iter().any(|k| k == "tls_privkey"));
+        let ports: Vec<(u16, u16)> = nginx
+            .spec
+            .published
+            .iter()
+            .map(|p| (p.host, p.container))
+            .collect();
+        assert!(
+            ports.contains(&(8443, desired::NGINX_TLS_PORT)),
+            "{ports:?}"
+        );
+        // No other service sees the key.
+        for s in st.services.iter().filter(|s| s.name != "nginx") {
+            assert!(
+                !s.spec.secrets.iter().any(|k| k.starts_with("tls_")),
+                "{}",
+                s.name
+            );
+        }
+    }
+    let st = tls_stack(&m);
+    let key = st.secret("tls_privkey").unwrap();
+    assert_eq!(key.value.expose(), "KEY");
+    assert_eq!(key.mode(), 0o400);
+    assert_eq!(st.secret("tls_fullchain").unwrap().value.expose(), "CHAIN");
+    assert_eq!(st.secret("redis_password").unwrap().mode(), 0o444);
+}
+
+#[test]
+fn without_tls_nothing_of_it_is_in_the_stack() {
+    let st = stack("", false);
+    assert!(st.secrets.iter().all(|s| !s.key.starts_with("tls_")));
+    let text = render(&st, ".env.multi-instance");
+    assert!(!text.contains("tls_") && !text.contains("TLS_"), "{text}");
+}
+
+#[test]
+fn a_new_certificate_changes_the_tls_secret_names_and_nothing_else() {
+    let a = tls_stack(&material("CHAIN 1", "KEY 1"));
+    let b = tls_stack(&material("CHAIN 2", "KEY 2"));
+    for key in ["tls_fullchain", "tls_privkey"] {
+        assert_ne!(a.secret(key).unwrap().name, b.secret(key).unwrap().name);
+    }
+    // A new key alone (a re-keyed certificate) renames both: they travel together.
+    let c = tls_stack(&material("CHAIN 1", "KEY 3"));
+    assert_ne!(
+        a.secret("tls_fullchain").unwrap().name,
+        c.secret("tls_fullchain").unwrap().name
+    );
+    let others = |s: &Stack| {
+        let mut v: Vec<String> = s
+            .configs
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.content))
+            .collect();
+        v.extend(
+            s.secrets
+                .iter()
+                .filter(|s| !s.key.starts_with("tls_"))
+                .map(|s| s.name.clone()),
+        );
+        v.extend(s.services.iter().map(|s| format!("{:?}", s.spec)));
+        v
+    };
+    assert_eq!(others(&a), others(&b));
+}
+
+#[test]
+fn the_stack_file_with_a_certificate_at_hand_holds_neither_chain_nor_key() {
+    let st = tls_stack(&material(
+        "-----BEGIN CERTIFICATE-----XYZ",
+        "-----BEGIN PRIVATE KEY-----ABC",
+    ));
+    let text = render(&st, ".env.multi-instance");
+    assert!(!text.contains("XYZ") && !text.contains("ABC"));
+    // The same names `up` creates, read from the files.
+    let name = &st.secret("tls_privkey").unwrap().name;
+    assert!(
+        text.contains(&format!("name: {name}\n    file: ${{TLS_KEY_FILE:?")),
+        "{text}"
+    );
+}

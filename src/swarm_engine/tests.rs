@@ -304,3 +304,48 @@ async fn a_failed_release_job_leaves_the_app_service_untouched() {
         Some("remove service reporadar_release")
     );
 }
+
+fn tls_stack(chain: &str) -> Stack {
+    let cfg = config(
+        "TLS_MODE=files\nPUBLIC_HOSTS=app.example.com\nTLS_CERT_FILE=c.pem\nTLS_KEY_FILE=k.pem\n",
+        false,
+    );
+    let m = desired::TlsMaterial {
+        chain_pem: chain.into(),
+        key_pem: crate::config::Secret::new(format!("key of {chain}")),
+        acme_thumbprint: None,
+    };
+    swarm::build(&desired::build_with(
+        &cfg,
+        &desired::ImageUser::without_daemon(&cfg),
+        Some(&m),
+    ))
+}
+
+#[tokio::test]
+async fn a_new_certificate_creates_its_secrets_updates_nginx_alone_then_removes_the_old_ones() {
+    let fake = FakeSwarm::new();
+    up(&fake, &tls_stack("chain 1"), soon()).await.unwrap();
+    fake.take_calls();
+    let r = up(&fake, &tls_stack("chain 2"), soon()).await.unwrap();
+    let calls = verbs(&fake);
+    let at = |prefix: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {calls:?}"))
+    };
+    assert!(at("create secret tls_fullchain") < at("update service reporadar_nginx"));
+    assert!(at("create secret tls_privkey") < at("update service reporadar_nginx"));
+    assert!(at("update service reporadar_nginx") < at("remove secret"));
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("remove secret"))
+            .count(),
+        2,
+        "{calls:?}"
+    );
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 1, 3));
+    assert!(!r.nginx_reloaded, "nginx's new task loads the certificate");
+}

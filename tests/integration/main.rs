@@ -26,6 +26,7 @@ mod rust_version;
 mod scale;
 mod swarm;
 mod swarm_three_nodes;
+mod swarm_tls;
 mod swarm_two_nodes;
 mod tls;
 mod tls_probe;

@@ -663,3 +663,44 @@ fn release_job_runs_for_a_new_app_configuration_not_for_a_scale_or_an_unchanged_
         .release
         .is_none());
 }
+
+/// A stack with TLS on and a certificate at hand (`up`), which is `chain`.
+fn tls_stack(chain: &str) -> Stack {
+    let cfg = config(
+        "TLS_MODE=files\nPUBLIC_HOSTS=app.example.com\nTLS_CERT_FILE=tls/fullchain.pem\nTLS_KEY_FILE=tls/privkey.pem\nHTTPS_PORT=8443\n",
+        false,
+    );
+    let material = desired::TlsMaterial {
+        chain_pem: chain.into(),
+        key_pem: crate::config::Secret::new(format!("KEY OF {chain}")),
+        acme_thumbprint: None,
+    };
+    crate::swarm::build(&desired::build_with(
+        &cfg,
+        &desired::ImageUser::without_daemon(&cfg),
+        Some(&material),
+    ))
+}
+
+#[test]
+fn a_new_certificate_is_two_new_secrets_and_a_stop_first_update_of_nginx_only() {
+    let st = tls_stack("CHAIN 1");
+    let on_swarm = deployed(&st);
+    let st = tls_stack("CHAIN 2");
+    let p = plan(&st, &on_swarm, &hashes(&st)).unwrap();
+    assert_eq!(
+        text(&st, &on_swarm),
+        "\
+create  secret reporadar_tls_fullchain_#
+create  secret reporadar_tls_privkey_#
+keep    service reporadar_postgres (unchanged)
+keep    service reporadar_redis (unchanged)
+keep    service reporadar_app (unchanged)
+update  service reporadar_nginx (new secret reporadar_tls_fullchain_#, new secret reporadar_tls_privkey_#: Swarm's rolling update, stop-first)
+remove  secret reporadar_tls_fullchain_# (an earlier version no service uses)
+remove  secret reporadar_tls_privkey_# (an earlier version no service uses)"
+    );
+    assert!(!p.reload_nginx, "nginx restarts with the new secrets");
+    let pruned: Vec<&str> = p.prune.iter().map(|o| o.name.as_str()).collect();
+    assert!(pruned.iter().all(|n| n.contains("_tls_")), "{pruned:?}");
+}
