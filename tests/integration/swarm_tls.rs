@@ -59,10 +59,11 @@ fn under_https_load(
 ) -> (usize, usize, u128, String) {
     let route = HttpsRoute {
         host: HOST.into(),
-        addr: loopback(https_port).ip(),
+        addr: Some(loopback(https_port).ip()),
         extra_roots_pem: Some(ca.cert_pem().to_string()),
+        https_port,
     };
-    let url = format!("{}/health/backend", route.base_url(https_port));
+    let url = format!("{}/health/backend", route.base_url());
     let cmd = p.command(args);
     block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
