@@ -7,8 +7,8 @@
 //! the requests that failed meanwhile are counted and reported → `down` leaves nothing.
 //!
 //! A test of its own (not a phase of `swarm::`'s scenario): it needs only nginx, the app and
-//! the data stores once, with two instances. Verification of the HTTPS front door (`verify`'s
-//! TLS checks) is not asked here: `up` runs with `--no-verify`.
+//! the data stores once, with two instances. The first `up` ends with `verify`, over HTTPS
+//! with the test CA trusted (ACME_CA_FILE), its HTTPS group included.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,9 +160,19 @@ fn swarm_serves_https_redirects_http_and_rolls_a_new_certificate() {
     p.set_env("HTTPS_PORT", &https_port.to_string());
     p.set_env("TLS_CERT_FILE", &cert_file.display().to_string());
     p.set_env("TLS_KEY_FILE", &key_file.display().to_string());
+    p.set_env("ACME_CA_FILE", &ca.write_root().display().to_string());
 
     let t0 = Instant::now();
-    let out = p.ok(&["up", "--target", "swarm", "--no-verify", "--timeout", "120"]);
+    let out = p.ok(&["up", "--target", "swarm", "--timeout", "120"]);
+    for seen in [
+        format!("TLS handshake and certificate for {HOST}"),
+        "HTTP redirects to HTTPS".to_string(),
+    ] {
+        assert!(
+            out.contains(&seen),
+            "verify on the swarm lacks {seen:?}:\n{out}"
+        );
+    }
     eprintln!(
         "swarm_tls: up --target swarm with TLS in {:.1}s",
         t0.elapsed().as_secs_f64()
