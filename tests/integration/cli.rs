@@ -417,6 +417,34 @@ fn compose_v2_accepts_the_rendered_file() {
     }
 }
 
+/// With TLS_MODE=files the Compose file takes the certificate and key as secrets from the files
+/// the env file names, and Compose v2 accepts it and resolves them.
+#[test]
+fn compose_v2_accepts_the_rendered_tls_file() {
+    let d = Dir::new();
+    d.write_env(
+        "TLS_MODE=files\nPUBLIC_HOSTS=app.example.com\nHTTPS_PORT=8443\nTLS_CERT_FILE=tls/fullchain.pem\nTLS_KEY_FILE=tls/privkey.pem\n",
+    );
+    d.cmd().args(["render"]).assert().success();
+    let out = compose_v2()
+        .current_dir(d.path())
+        .args([
+            "--env-file",
+            ".env.multi-instance",
+            "-f",
+            "docker/docker-compose.multi-instance.yml",
+            "config",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compose refused the file: {stderr}");
+    let resolved = String::from_utf8_lossy(&out.stdout);
+    for seen in ["tls_fullchain", "tls_privkey", "tls/fullchain.pem", "8443"] {
+        assert!(resolved.contains(seen), "{seen} missing:\n{resolved}");
+    }
+}
+
 /// The real Docker CLI's stack loader (`docker stack config`, which needs no swarm) accepts the
 /// Swarm stack file as it is, with and without HA, and finds no secret value in it.
 #[test]
