@@ -69,7 +69,7 @@ impl Server {
             .expect("the server prints its ports");
         let ports: Vec<u16> = line
             .split_whitespace()
-            .map(|p| p.parse().expect("a port"))
+            .map(|p| p.parse::<u16>().expect("a port"))
             .collect();
         assert_eq!(ports.len(), 2, "the server printed {line:?}");
         Server {
