@@ -265,7 +265,11 @@ pub async fn renew(docker: &DockerClient, cfg: &Config, force: bool, ui: &Ui) ->
             };
             anyhow!("{e:#}\n  {keeps}")
         })?;
-    let info = tls::check_bundle(&issued.chain_pem, &issued.key_pem, &settings.hosts, now)
+    // Judged at the time it arrived, not when the order began: the CA dates a certificate
+    // from its issuance (to the second), which is after `now` — checked against `now`, a
+    // fresh certificate was "not valid before" a second later and refused.
+    let arrived = now_unix();
+    let info = tls::check_bundle(&issued.chain_pem, &issued.key_pem, &settings.hosts, arrived)
         .map_err(|e| anyhow!("the CA's certificate is not usable: {e}"))?;
     acme::save_certificate(docker, project, image, &issued).await?;
     Ok(Renewal::Renewed { info, reason })
