@@ -461,6 +461,7 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
     };
     let mut opts = LoadOptions::reference(route.base_url(), 8);
     opts.https = Some(route);
+    let retries_before = radar_deploy::http::closed_connection_retries();
     let load = rt
         .block_on(async { Load::start(&opts) })
         .expect("start the load");
@@ -470,14 +471,30 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
     let renew_took = started.elapsed();
     std::thread::sleep(Duration::from_millis(1500));
     let r = rt.block_on(load.stop());
-    let f = crate::scale::figures(&(r, 0));
+    let retried = radar_deploy::http::closed_connection_retries() - retries_before;
+    // `up`'s own account of the order (account, challenge, finalize), and its stack's.
+    let said = |marker: &str| {
+        up_text
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    eprintln!(
+        "up said: {:?}; {:?}",
+        said(" is up: "),
+        said("ACME: certificate for")
+    );
+    let f = crate::scale::figures(&(r, retried));
     let renewed_text = crate::common::text(&renewed);
     eprintln!(
-        "ACME full stack: up (with first certificate and verify) {:.1} s; renew --force under HTTPS load {:.1} s: {} requests, {} failed",
+        "ACME full stack: up (with first certificate and verify) {:.1} s; renew --force under HTTPS load {:.1} s: {} requests, {} failed, {} sent again (refused unprocessed by the reload)",
         up_took.as_secs_f64(),
         renew_took.as_secs_f64(),
         f.requests,
-        f.failed
+        f.failed,
+        retried
     );
     assert!(
         renewed.status.success(),
