@@ -13,12 +13,13 @@
 # 2. Time to first certificate with TLS_MODE=acme against Debian's pebble on this machine
 #    (validating through the stack's own nginx): a fresh `up --no-verify` with TLS_MODE=acme,
 #    its wall time, when (from its start) the certificate was issued, and the same fresh `up`
-#    with TLS off, as a ratio.
+#    with TLS off, as a ratio (medians of RUNS of each, alternated).
 #
 #   scripts/bench-https.sh
 #   RADAR_BIN=path/to/radar-deploy        use this binary instead of building a release one
 #   DURATION                              seconds of each wrk run (default 10)
 #   CONNECTIONS, THREADS                  wrk's -c and -t (default 16 and 2)
+#   RUNS                                  fresh `up`s of each kind for part 2 (default 3)
 #   NGINX_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, APP_IMAGE   images (default: the offline ones)
 #
 # Needs: docker, openssl, curl, bc, python3, wrk (Debian: `apt-get install wrk`) and, for the
@@ -35,6 +36,7 @@ for tool in wrk openssl curl bc python3 pebble pebble-challtestsrv; do
 done
 
 duration=${DURATION:-10}
+runs=${RUNS:-3}
 connections=${CONNECTIONS:-16}
 threads=${THREADS:-2}
 host=app.radar.test
@@ -128,7 +130,7 @@ compare() { # label https_name http_name
 echo "wrk -t$threads -c$connections -d${duration}s, $APP_INSTANCES instances, $(nproc) cores (shared: other load on this machine shows in the figures)"
 
 # --- 1. the same stack over HTTP, then over HTTPS ---
-off_up=$(timed rd up --no-verify)
+timed rd up --no-verify >/dev/null
 http=http://127.0.0.1:$port
 echo "HTTP (TLS_MODE=off):"
 measure "HTTP  /health          keep-alive" "$http/health"
@@ -208,26 +210,40 @@ HTTPS_PORT=$https_port
 ACME_DIRECTORY_URL=https://127.0.0.1:$dir_port/dir
 ACME_CA_FILE=$pebble_dir/trusted.pem
 EOT
-current_env=$env_acme
-# Each line of `up`'s output stamped with the seconds since it started.
-start=$(date +%s.%N)
-if ! rd up --no-verify 2>&1 | while IFS= read -r line; do
-  printf '%s %s\n' "$(echo "$(date +%s.%N) - $start" | bc -l)" "$line"
-done >"$work/acme-up.log" || ! grep -q "certificate issued" "$work/acme-up.log"; then
-  echo "error: up with TLS_MODE=acme failed:" >&2
-  cat "$work/acme-up.log" "$pebble_dir/pebble.log" >&2
-  exit 2
-fi
-acme_up=$(tail -1 "$work/acme-up.log" | awk '{print $1}')
-stack_up=$(awk '/ is up: / {print $1; exit}' "$work/acme-up.log")
-issued_at=$(awk '/certificate issued/ {print $1; exit}' "$work/acme-up.log")
-order=$(grep -o 'issued in [0-9.]*s' "$work/acme-up.log" | head -1)
-issuer=$(openssl s_client -connect "127.0.0.1:$https_port" -servername "$host" </dev/null 2>/dev/null |
-  openssl x509 -noout -issuer)
-rd --quiet down --volumes >/dev/null
-echo "Time to first certificate (TLS_MODE=acme, pebble on this machine, fresh stack, up --no-verify):"
-printf '  stack up (placeholder certificate) after   %6.1f s\n' "$stack_up"
-printf '  certificate issued and nginx reloaded after %6.1f s   (the ACME order itself: %s)\n' "$issued_at" "${order#issued in }"
-printf '  up with TLS_MODE=acme                      %6.1f s   (served: %s)\n' "$acme_up" "$issuer"
-printf '  the same fresh up with TLS off             %6.1f s\n' "$off_up"
-printf '  acme / off                                 %6sx\n' "$(ratio "$acme_up" "$off_up")"
+# Fresh `up --no-verify`s, alternately with TLS off and TLS_MODE=acme (each on new volumes, so
+# a new ACME account and the placeholder every time), RUNS of each; medians.
+: >"$work/off.times"
+: >"$work/acme.times"
+: >"$work/stack.times"
+: >"$work/issued.times"
+: >"$work/order.times"
+for _ in $(seq "$runs"); do
+  current_env=$env_file
+  timed rd up --no-verify >>"$work/off.times"
+  rd --quiet down --volumes >/dev/null
+  current_env=$env_acme
+  # Each line of `up`'s output stamped with the seconds since it started.
+  start=$(date +%s.%N)
+  if ! rd up --no-verify 2>&1 | while IFS= read -r line; do
+    printf '%s %s\n' "$(echo "$(date +%s.%N) - $start" | bc -l)" "$line"
+  done >"$work/acme-up.log" || ! grep -q "certificate issued" "$work/acme-up.log"; then
+    echo "error: up with TLS_MODE=acme failed:" >&2
+    cat "$work/acme-up.log" "$pebble_dir/pebble.log" >&2
+    exit 2
+  fi
+  tail -1 "$work/acme-up.log" | awk '{print $1}' >>"$work/acme.times"
+  awk '/ is up: / {print $1; exit}' "$work/acme-up.log" >>"$work/stack.times"
+  awk '/certificate issued/ {print $1; exit}' "$work/acme-up.log" >>"$work/issued.times"
+  grep -o 'issued in [0-9.]*s' "$work/acme-up.log" | head -1 | tr -dc '0-9.\n' >>"$work/order.times"
+  issuer=$(openssl s_client -connect "127.0.0.1:$https_port" -servername "$host" </dev/null 2>/dev/null |
+    openssl x509 -noout -issuer)
+  rd --quiet down --volumes >/dev/null
+done
+off_up=$(median <"$work/off.times")
+acme_up=$(median <"$work/acme.times")
+echo "Time to first certificate (TLS_MODE=acme, pebble on this machine, fresh stack, up --no-verify; medians of $runs):"
+printf '  stack up (placeholder certificate) after    %6.1f s\n' "$(median <"$work/stack.times")"
+printf '  certificate issued and nginx reloaded after %6.1f s   (the ACME order itself: %s s)\n' "$(median <"$work/issued.times")" "$(median <"$work/order.times")"
+printf '  up with TLS_MODE=acme                       %6.1f s   (served: %s)\n' "$acme_up" "$issuer"
+printf '  the same fresh up with TLS off              %6.1f s\n' "$off_up"
+printf '  acme / off                                  %6sx\n' "$(ratio "$acme_up" "$off_up")"

@@ -546,3 +546,67 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
         "the ACME volume {volume} outlived down --volumes"
     );
 }
+
+/// The first `up` of a deployment the CA cannot reach (port 80 closed to it, DNS elsewhere):
+/// the stack comes up on the self-signed placeholder, but `up` fails naming the host and the
+/// CA's problem; once the CA gets through, the next `up` issues the certificate (nothing
+/// recreated) and verifies over HTTPS.
+#[test]
+fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_and_the_next_up_issues() {
+    let _slot = crate::common::shared();
+    let p = crate::common::HostProject::new("rdacmefirst", 1);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let forwarder = rt.block_on(ChallengeForwarder::start(p.port));
+    forwarder.refuse(true);
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let issuing = rt.block_on(pebble.issuing_roots_pem());
+    let ca_file = p.dir.path().join("acme-ca.pem");
+    std::fs::write(&ca_file, format!("{}{issuing}", pebble.tls_ca_pem())).expect("write");
+    let https_port = crate::common::free_port();
+    p.set_env("TLS_MODE", "acme");
+    p.set_env("PUBLIC_HOSTS", FULL_STACK_HOST);
+    p.set_env("HTTPS_PORT", &https_port.to_string());
+    p.set_env("ACME_DIRECTORY_URL", &pebble.directory_url());
+    p.set_env("ACME_CA_FILE", &ca_file.display().to_string());
+
+    let refused = p.run(&["up"]);
+    let refused_text = crate::common::text(&refused);
+    eprintln!(
+        "first up, the CA refused (exit {:?}):\n{refused_text}",
+        refused.status.code()
+    );
+    assert!(
+        !refused.status.success(),
+        "up must fail while the CA cannot validate:\n{refused_text}"
+    );
+    for expected in [
+        FULL_STACK_HOST,
+        "urn:ietf:params:acme:error:connection",
+        "placeholder",
+    ] {
+        assert!(
+            refused_text.contains(expected),
+            "{expected:?} missing from:\n{refused_text}"
+        );
+    }
+    // The stack is up and serving HTTPS on the placeholder meanwhile.
+    let (_, issuer) = served_certificate(https_port);
+    assert!(!issuer.contains("Pebble"), "{issuer}");
+    let nginx = nginx_id(&p.name);
+
+    forwarder.refuse(false);
+    let up = p.run(&["up"]);
+    let up_text = crate::common::text(&up);
+    assert!(
+        up.status.success(),
+        "up failed:\n{up_text}\n{}",
+        pebble.logs()
+    );
+    assert!(up_text.contains("certificate issued"), "{up_text}");
+    let (_, issuer) = served_certificate(https_port);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up_text}");
+}
