@@ -586,6 +586,7 @@ fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_and_the_next_up_is
         FULL_STACK_HOST,
         "urn:ietf:params:acme:error:connection",
         "placeholder",
+        "`radar-deploy renew`",
     ] {
         assert!(
             refused_text.contains(expected),
