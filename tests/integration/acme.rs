@@ -550,9 +550,11 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
 /// The first `up` of a deployment the CA cannot reach (port 80 closed to it, DNS elsewhere):
 /// the stack comes up on the self-signed placeholder, but `up` fails naming the host and the
 /// CA's problem; once the CA gets through, the next `up` issues the certificate (nothing
-/// recreated) and verifies over HTTPS.
+/// recreated) and verifies over HTTPS. Then: `down` and `up` reuse the stored certificate; a
+/// host added to PUBLIC_HOSTS gets a new certificate covering both, by a reload.
 #[test]
-fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_and_the_next_up_issues() {
+fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_the_next_up_issues_and_a_new_host_reissues(
+) {
     let _slot = crate::common::shared();
     let p = crate::common::HostProject::new("rdacmefirst", 1);
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
@@ -607,7 +609,34 @@ fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_and_the_next_up_is
         pebble.logs()
     );
     assert!(up_text.contains("certificate issued"), "{up_text}");
-    let (_, issuer) = served_certificate(https_port);
+    let (issued_serial, issuer) = served_certificate(https_port);
     assert!(issuer.contains("Pebble"), "{issuer}");
     assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up_text}");
+
+    // `down` keeps the ACME volume: the next `up` serves the stored certificate and asks the
+    // CA for nothing (a real CA's rate limits count every certificate).
+    p.ok(&["down"]);
+    let up = p.ok(&["up", "--no-verify"]);
+    assert!(!up.contains("ACME: requesting"), "{up}");
+    assert_eq!(served_certificate(https_port).0, issued_serial, "{up}");
+
+    // Another public host: the certificate no longer covers PUBLIC_HOSTS, so `up` gets one
+    // that does, by a reload.
+    let nginx = nginx_id(&p.name);
+    p.set_env("PUBLIC_HOSTS", &format!("{FULL_STACK_HOST},www.radar.test"));
+    let up = p.ok(&["up"]);
+    assert!(up.contains("certificate issued"), "{up}");
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up}");
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{https_port} -servername www.radar.test </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    let san = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        san.contains("DNS:app.radar.test") && san.contains("DNS:www.radar.test"),
+        "{san}"
+    );
 }
