@@ -551,7 +551,8 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
 /// the stack comes up on the self-signed placeholder, but `up` fails naming the host and the
 /// CA's problem; once the CA gets through, the next `up` issues the certificate (nothing
 /// recreated) and verifies over HTTPS. Then: `down` and `up` reuse the stored certificate; a
-/// host added to PUBLIC_HOSTS gets a new certificate covering both, by a reload.
+/// host added to PUBLIC_HOSTS gets a new certificate covering both, by a reload; another
+/// ACME_DIRECTORY_URL gets one from that CA at once.
 #[test]
 fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_the_next_up_issues_and_a_new_host_reissues(
 ) {
@@ -639,4 +640,31 @@ fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_the_next_up_issues
         san.contains("DNS:app.radar.test") && san.contains("DNS:www.radar.test"),
         "{san}"
     );
+
+    // Another CA (staging to production): ACME_DIRECTORY_URL changed, `up` gets a certificate
+    // from the new one at once, though the old one has years left.
+    let (_, old_issuer) = served_certificate(https_port);
+    let other = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let other_issuing = rt.block_on(other.issuing_roots_pem());
+    std::fs::write(
+        &ca_file,
+        format!(
+            "{}{issuing}{}{other_issuing}",
+            pebble.tls_ca_pem(),
+            other.tls_ca_pem()
+        ),
+    )
+    .expect("write");
+    p.set_env("ACME_DIRECTORY_URL", &other.directory_url());
+    let up = p.ok(&["up"]);
+    assert!(up.contains("certificate issued"), "{up}");
+    let (_, new_issuer) = served_certificate(https_port);
+    assert_ne!(
+        new_issuer, old_issuer,
+        "still the old CA's certificate:\n{up}"
+    );
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up}");
 }
