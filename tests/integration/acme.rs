@@ -516,9 +516,15 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
 
     // The CA cannot reach the host: refused, named, and the certificate served stays.
     forwarder.refuse(true);
+    let started = Instant::now();
     let refused = p.run(&["renew", "--force"]);
+    let refused_took = started.elapsed();
     let refused_text = crate::common::text(&refused);
-    eprintln!("refused renewal:\n{refused_text}");
+    eprintln!(
+        "refused renewal, reported after {:.1} s (exit {:?}):\n{refused_text}",
+        refused_took.as_secs_f64(),
+        refused.status.code()
+    );
     assert!(
         !refused.status.success(),
         "renew --force must fail while the CA cannot reach the host:\n{refused_text}"
