@@ -542,6 +542,17 @@ fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_
     assert_eq!(served_certificate(https_port).0, second_serial);
     forwarder.refuse(false);
 
+    // With the stack stopped nothing can answer the CA: `renew` says so, and orders nothing.
+    p.ok(&["down"]);
+    let stopped = p.run(&["renew", "--force"]);
+    let stopped_text = crate::common::text(&stopped);
+    assert_eq!(stopped.status.code(), Some(2), "{stopped_text}");
+    assert!(
+        stopped_text.contains("nginx is not running") && stopped_text.contains("radar-deploy up"),
+        "{stopped_text}"
+    );
+    assert!(!stopped_text.contains("ACME: requesting"), "{stopped_text}");
+
     // `down --volumes`: the account key and certificate go with the project's other volumes.
     p.ok(&["down", "--volumes"]);
     let volume = acme::volume_name(&p.name);
