@@ -334,6 +334,8 @@ const ACCOUNT_KEY_FILE: &str = "account.key";
 const CHAIN_FILE: &str = "fullchain.pem";
 const KEY_FILE: &str = "privkey.pem";
 const META_FILE: &str = "meta.json";
+/// The directory the stored certificate came from (absent for the placeholder).
+const CERT_META_FILE: &str = "certificate.json";
 
 /// The `acme` volume's name on the daemon, as `desired::Deployment::volume_name` names them.
 pub fn volume_name(project: &str) -> String {
@@ -349,9 +351,20 @@ pub struct Store {
     pub key_pem: Option<Secret>,
     pub directory_url: Option<String>,
     pub email: Option<String>,
+    /// The directory that issued the stored certificate; `None` for the placeholder.
+    pub certificate_directory_url: Option<String>,
 }
 
 impl Store {
+    /// The directory the stored certificate came from, when that is not `directory_url`: a
+    /// changed ACME_DIRECTORY_URL (staging to production) wants a certificate of the new CA
+    /// now, not when the old one nears expiry.
+    pub fn certificate_from_another_directory(&self, directory_url: &str) -> Option<&str> {
+        self.certificate_directory_url
+            .as_deref()
+            .filter(|from| *from != directory_url)
+    }
+
     /// The stored account key when it belongs to `directory_url`; another directory (a changed
     /// ACME_DIRECTORY_URL) needs an account of its own.
     pub fn account_key_for(&self, directory_url: &str) -> Option<&Secret> {
@@ -365,6 +378,11 @@ impl Store {
 struct Meta {
     directory_url: String,
     email: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CertMeta {
+    directory_url: String,
 }
 
 /// Reads the project's `acme` volume through a helper container of `image` (any image on the
@@ -391,12 +409,19 @@ pub async fn load_store(client: &DockerClient, project: &str, image: &str) -> Re
         .map(|m| serde_json::from_str(&m))
         .transpose()
         .with_context(|| format!("{META_FILE} on the volume {name} is not valid (remove it)"))?;
+    let cert_meta: Option<CertMeta> = text(CERT_META_FILE)?
+        .map(|m| serde_json::from_str(&m))
+        .transpose()
+        .with_context(|| {
+            format!("{CERT_META_FILE} on the volume {name} is not valid (remove it)")
+        })?;
     Ok(Store {
         account_key,
         chain_pem,
         key_pem,
         directory_url: meta.as_ref().map(|m| m.directory_url.clone()),
         email: meta.and_then(|m| m.email),
+        certificate_directory_url: cert_meta.map(|m| m.directory_url),
     })
 }
 
@@ -435,19 +460,34 @@ pub async fn save_certificate(
     image: &str,
     issued: &Issued,
 ) -> Result<()> {
-    write(
-        client,
-        project,
-        image,
-        BTreeMap::from([
-            (CHAIN_FILE, (issued.chain_pem.as_bytes().to_vec(), 0o644)),
-            (
-                KEY_FILE,
-                (issued.key_pem.expose().as_bytes().to_vec(), 0o600),
-            ),
-        ]),
-    )
-    .await
+    write(client, project, image, certificate_files(issued)).await
+}
+
+/// [`save_certificate`] for a certificate of the CA at `directory_url`, recorded beside it in
+/// the same archive (see [`Store::certificate_from_another_directory`]).
+pub async fn save_issued_certificate(
+    client: &DockerClient,
+    project: &str,
+    image: &str,
+    issued: &Issued,
+    directory_url: &str,
+) -> Result<()> {
+    let mut files = certificate_files(issued);
+    let meta = serde_json::to_vec_pretty(&CertMeta {
+        directory_url: directory_url.to_string(),
+    })?;
+    files.insert(CERT_META_FILE, (meta, 0o644));
+    write(client, project, image, files).await
+}
+
+fn certificate_files(issued: &Issued) -> BTreeMap<&'static str, (Vec<u8>, u32)> {
+    BTreeMap::from([
+        (CHAIN_FILE, (issued.chain_pem.as_bytes().to_vec(), 0o644)),
+        (
+            KEY_FILE,
+            (issued.key_pem.expose().as_bytes().to_vec(), 0o600),
+        ),
+    ])
 }
 
 async fn write(
@@ -567,6 +607,27 @@ mod tests {
         assert!(store.account_key_for("https://b/dir").is_none());
         assert!(Store::default().account_key_for("https://a/dir").is_none());
         assert_eq!(volume_name("shop"), "shop_acme");
+    }
+
+    #[test]
+    fn a_certificate_of_another_directory_is_named_and_an_unrecorded_one_is_not() {
+        let store = Store {
+            certificate_directory_url: Some("https://staging/dir".into()),
+            ..Store::default()
+        };
+        assert_eq!(
+            store.certificate_from_another_directory("https://production/dir"),
+            Some("https://staging/dir")
+        );
+        assert_eq!(
+            store.certificate_from_another_directory("https://staging/dir"),
+            None
+        );
+        // The placeholder (or a store from before the record): nothing to compare.
+        assert_eq!(
+            Store::default().certificate_from_another_directory("https://production/dir"),
+            None
+        );
     }
 
     /// A throwaway key made for this test (openssl genpkey, P-256); it guards nothing.

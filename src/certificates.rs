@@ -214,8 +214,8 @@ pub enum Renewal {
 }
 
 /// `TLS_MODE=acme`: a certificate from the CA when one is due (none yet, the placeholder,
-/// fewer than 30 days left, PUBLIC_HOSTS changed) or `force`, saved in the store. On failure
-/// the store keeps the certificate nginx serves.
+/// fewer than 30 days left, PUBLIC_HOSTS changed, ACME_DIRECTORY_URL changed) or `force`,
+/// saved in the store. On failure the store keeps the certificate nginx serves.
 pub async fn renew(docker: &DockerClient, cfg: &Config, force: bool, ui: &Ui) -> Result<Renewal> {
     let Some(tls) = &cfg.tls else {
         bail!("TLS_MODE=off: there is no certificate to renew\n  fix: set TLS_MODE=acme and PUBLIC_HOSTS in the env file");
@@ -240,7 +240,18 @@ pub async fn renew(docker: &DockerClient, cfg: &Config, force: bool, ui: &Ui) ->
         })?),
         None => None,
     };
-    let Some(reason) = tls::renewal_due(current.as_ref(), &settings.hosts, now, force) else {
+    let other_ca = current
+        .as_ref()
+        .filter(|info| !force && !tls::is_placeholder(info))
+        .and(store.certificate_from_another_directory(&settings.directory_url))
+        .map(|from| {
+            format!(
+                "the certificate is from {from}, and ACME_DIRECTORY_URL is now {}",
+                settings.directory_url
+            )
+        });
+    let due = other_ca.or_else(|| tls::renewal_due(current.as_ref(), &settings.hosts, now, force));
+    let Some(reason) = due else {
         return match current {
             Some(info) => Ok(Renewal::NotDue { info }),
             None => bail!("no certificate is stored, yet none is due: a bug in tls::renewal_due"),
@@ -265,8 +276,12 @@ pub async fn renew(docker: &DockerClient, cfg: &Config, force: bool, ui: &Ui) ->
             };
             anyhow!("{e:#}\n  {keeps}")
         })?;
-    let info = tls::check_bundle(&issued.chain_pem, &issued.key_pem, &settings.hosts, now)
+    // Judged at the time it arrived, not when the order began: the CA dates a certificate
+    // from its issuance (to the second), which is after `now` — checked against `now`, a
+    // fresh certificate was "not valid before" a second later and refused.
+    let arrived = now_unix();
+    let info = tls::check_bundle(&issued.chain_pem, &issued.key_pem, &settings.hosts, arrived)
         .map_err(|e| anyhow!("the CA's certificate is not usable: {e}"))?;
-    acme::save_certificate(docker, project, image, &issued).await?;
+    acme::save_issued_certificate(docker, project, image, &issued, &settings.directory_url).await?;
     Ok(Renewal::Renewed { info, reason })
 }

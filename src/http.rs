@@ -31,7 +31,8 @@ pub struct HttpError {
 /// Bodies are evidence in reports, not data: keep them short.
 const MAX_BODY: usize = 64 * 1024;
 
-/// GETs sent again because the server closed their keep-alive connection as they went out.
+/// Requests sent again because the server closed their keep-alive connection as they went
+/// out, or (HTTP/2) refused them unprocessed.
 static CLOSED_CONNECTION_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// How many GETs this process has sent again on a new connection because the server closed
@@ -48,17 +49,30 @@ impl PartialEq<&str> for AnyHost {
     }
 }
 
-/// A request the server never processed because it was closing the connection: hyper's
-/// wording when an HTTP/1.1 connection closes before any response came back, and h2's when
-/// an HTTP/2 server's GOAWAY with NO_ERROR refuses a stream sent after its last processed one
-/// (nginx's old workers after a reload; RFC 9113 6.8 lets a client retry those).
+/// hyper's wording when a connection closes before any response came back.
 fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
+    any_cause(e, |text| {
+        text == "connection closed before message completed"
+    })
+}
+
+/// h2's wording when an HTTP/2 server refused a request it never processed: a graceful
+/// GOAWAY (NO_ERROR; nginx's old workers send it on every reload) naming a last stream below
+/// this one, or the stream reset with REFUSED_STREAM (RFC 9113 §8.7: safe to send again).
+/// reqwest's default policy retries exactly these; a custom policy replaces it, so ours must.
+fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    any_cause(e, |text| {
+        text.starts_with("connection error received: not a result of an error")
+            || text
+                == "stream error received: refused stream before processing any application logic"
+    })
+}
+
+/// Whether `e` or any of its causes displays as `matches` wants.
+fn any_cause(e: &(dyn std::error::Error + 'static), matches: impl Fn(&str) -> bool) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
-        let text = e.to_string();
-        if text == "connection closed before message completed"
-            || text == "connection error received: not a result of an error"
-        {
+        if matches(&e.to_string()) {
             return true;
         }
         cur = e.source();
@@ -141,14 +155,19 @@ impl HttpClient {
             // every reload (its old workers close their idle client connections). A GET that
             // went out on such a connection at that moment got no answer and is sent once
             // more on a new connection, as browsers, curl and Go's net/http do (RFC 9110
-            // 9.2.2 allows it for idempotent methods). Counted: `closed_connection_retries`.
+            // 9.2.2 allows it for idempotent methods). Over HTTP/2 the reload is a GOAWAY: a
+            // request it refused unprocessed is sent again too (`refused_unprocessed`).
+            // Counted: `closed_connection_retries`.
             .retry(
                 reqwest::retry::for_host(AnyHost)
                     .max_retries_per_request(1)
                     .classify_fn(|rr| {
                         let idempotent =
                             matches!(*rr.method(), reqwest::Method::GET | reqwest::Method::HEAD);
-                        if idempotent && rr.error().is_some_and(closed_before_response) {
+                        let resend = rr.error().is_some_and(|e| {
+                            (idempotent && closed_before_response(e)) || refused_unprocessed(e)
+                        });
+                        if resend {
                             CLOSED_CONNECTION_RETRIES.fetch_add(1, Ordering::Relaxed);
                             rr.retryable()
                         } else {
@@ -645,6 +664,49 @@ impl instant_acme::HttpClient for AcmeHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error with a cause, worded as hyper wraps h2's.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn http2_requests_refused_unprocessed_are_recognised_in_the_cause_chain() {
+        let chain = |inner: &'static str| {
+            Wrapped(
+                "error sending request",
+                Some(Box::new(Wrapped(
+                    "client error (SendRequest)",
+                    Some(Box::new(Wrapped(inner, None))),
+                ))),
+            )
+        };
+        assert!(refused_unprocessed(&chain(
+            "connection error received: not a result of an error"
+        )));
+        assert!(refused_unprocessed(&chain(
+            "stream error received: refused stream before processing any application logic"
+        )));
+        // Processed, or not known not to be: not sent again.
+        assert!(!refused_unprocessed(&chain(
+            "connection error received: unspecific protocol error detected"
+        )));
+        assert!(!refused_unprocessed(&chain(
+            "stream error received: unexpected internal error encountered"
+        )));
+        assert!(closed_before_response(&chain(
+            "connection closed before message completed"
+        )));
+    }
 
     #[test]
     fn rustls_refusals_are_classified_by_their_wording() {

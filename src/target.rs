@@ -69,6 +69,21 @@ pub async fn renew(
     timeout: std::time::Duration,
     ui: &Ui,
 ) -> Result<certificates::Renewal> {
+    if target == Target::Single {
+        // The CA's HTTP-01 request is answered by nginx: with it stopped, an order could only
+        // fail, and the CA's "connection refused" would send the operator to DNS and firewalls.
+        let observed = docker.observe(cfg.project.as_str()).await?;
+        let serving = observed.containers.iter().any(|c| {
+            c.role_kind() == Some(desired::Role::Nginx)
+                && c.state == crate::observed::ContainerState::Running
+        });
+        if !serving {
+            bail!(
+                "project {}'s nginx is not running: it answers the CA's HTTP-01 challenge and serves the certificate\n  fix: run `radar-deploy up` (it also renews the certificate when due)",
+                cfg.project
+            );
+        }
+    }
     let renewal = certificates::renew(docker, cfg, force, ui).await?;
     if let certificates::Renewal::Renewed { .. } = &renewal {
         let d = deployment(docker, cfg, false, ui).await?;

@@ -47,7 +47,15 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     // TLS_MODE=acme: nginx now answers the CA's challenge; a certificate when one is due.
     if matches!(&cfg.tls, Some(t) if matches!(t.source, CertSource::Acme { .. })) {
         let now = certificates::now_unix();
-        match target::renew(target, &docker, &cfg, false, opts.timeout, &g.ui).await? {
+        let renewal = target::renew(target, &docker, &cfg, false, opts.timeout, &g.ui)
+            .await
+            .map_err(|e| {
+                // The stack itself is up: say so, and how to finish, under the CA's reason.
+                anyhow::anyhow!(
+                    "{e:#}\n  the stack is up, but not verified; once the CA can validate, `radar-deploy renew` (or `up` again) gets the certificate"
+                )
+            })?;
+        match renewal {
             Renewal::Renewed { info, reason } => g.ui.success(&format!(
                 "certificate issued ({reason}): {}",
                 certificates::describe(&info, now)

@@ -1,9 +1,10 @@
 //! The ACME client against a real test CA (pebble, see `common::pebble`), and its store on a
 //! Docker volume against the real daemon.
 //!
-//! The HTTP-01 answer here comes from the test's own responder (`TOKEN.THUMBPRINT`, exactly what
-//! nginx's challenge location returns); the full stack (issuance through nginx, renewal under
-//! load) is tested where `up` and `renew` are.
+//! The HTTP-01 answer in the client-level tests comes from the test's own responder
+//! (`TOKEN.THUMBPRINT`, exactly what nginx's challenge location returns). The full-stack test
+//! ([`up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_the_certificate`])
+//! has pebble validate through nginx itself, by way of a [`ChallengeForwarder`] it can switch off.
 
 use std::time::Instant;
 
@@ -351,4 +352,336 @@ fn the_acme_store_round_trips_through_the_projects_volume() {
             "644 /v/meta.json"
         ]
     );
+}
+
+/// The subject's serial and issuer of the certificate served at 127.0.0.1:`port` for
+/// app.radar.test: (`serial=…`, `issuer=…`).
+fn served_certificate(port: u16) -> (String, String) {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername {FULL_STACK_HOST} </dev/null 2>/dev/null | openssl x509 -noout -serial -issuer"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |prefix: &str| {
+        printed
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no certificate served on {port}: {}",
+                    crate::common::text(&out)
+                )
+            })
+            .to_string()
+    };
+    (line("serial="), line("issuer="))
+}
+
+const FULL_STACK_HOST: &str = "app.radar.test";
+
+fn nginx_id(project: &str) -> String {
+    let out = crate::common::docker(&["inspect", "-f", "{{.Id}}", &format!("{project}-nginx-1")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `TLS_MODE=acme` end to end on one host, against pebble validating through the stack's own
+/// nginx (pebble's HTTP-01 port is a forwarder to HTTP_PORT; its mock DNS answers 127.0.0.1):
+/// - `up` starts nginx on a self-signed placeholder, gets a real certificate and verifies over
+///   HTTPS with it;
+/// - `renew` says it is not due; `renew --force` under HTTPS load reloads nginx (same
+///   container) with a new certificate and no request fails;
+/// - with the CA unable to reach the host, `renew --force` fails naming the host and the CA's
+///   problem, and the certificate served stays the same;
+/// - `down --volumes` removes the ACME volume (account key, certificate) too.
+#[test]
+fn up_issues_through_nginx_renew_reloads_under_load_and_a_refused_renewal_keeps_the_certificate() {
+    use radar_deploy::drill::load::{Load, LoadOptions};
+    use radar_deploy::http::HttpsRoute;
+    use std::time::Duration;
+
+    let _slot = crate::common::shared();
+    let p = crate::common::HostProject::new("rdacme", 2);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let forwarder = rt.block_on(ChallengeForwarder::start(p.port));
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    // One file trusted by the ACME client (pebble's directory) and by verify and the load
+    // (pebble's issuing CA).
+    let issuing = rt.block_on(pebble.issuing_roots_pem());
+    let trusted = format!("{}{issuing}", pebble.tls_ca_pem());
+    let ca_file = p.dir.path().join("acme-ca.pem");
+    std::fs::write(&ca_file, &trusted).expect("write ACME_CA_FILE");
+    let https_port = crate::common::free_port();
+    p.set_env("TLS_MODE", "acme");
+    p.set_env("PUBLIC_HOSTS", FULL_STACK_HOST);
+    p.set_env("HTTPS_PORT", &https_port.to_string());
+    p.set_env("ACME_DIRECTORY_URL", &pebble.directory_url());
+    p.set_env("ACME_CA_FILE", &ca_file.display().to_string());
+    p.set_env("ACME_EMAIL", "ops@radar.test");
+
+    // `up`: placeholder, nginx, the challenge answered by nginx, the certificate reloaded in,
+    // then verify over HTTPS.
+    let started = Instant::now();
+    let up = p.run(&["up"]);
+    let up_took = started.elapsed();
+    let up_text = crate::common::text(&up);
+    assert!(
+        up.status.success(),
+        "up failed:\n{up_text}\n{}",
+        pebble.logs()
+    );
+    assert!(up_text.contains("certificate issued"), "{up_text}");
+    assert!(
+        up_text.contains(&format!("https://{FULL_STACK_HOST}:{https_port}")),
+        "verify went over HTTPS:\n{up_text}"
+    );
+    let (first_serial, issuer) = served_certificate(https_port);
+    assert!(
+        issuer.contains("Pebble"),
+        "the served certificate is pebble's, not the placeholder: {issuer}"
+    );
+
+    // Not due: a certificate of pebble's lasts far longer than the 30-day renewal window.
+    let not_due = p.ok(&["renew"]);
+    assert!(not_due.contains("not due"), "{not_due}");
+    assert_eq!(served_certificate(https_port).0, first_serial);
+
+    // Forced, under load over HTTPS: a reload, not a recreate, and no failed request.
+    let before_id = nginx_id(&p.name);
+    let route = HttpsRoute {
+        host: FULL_STACK_HOST.into(),
+        addr: Some("127.0.0.1".parse().expect("an address")),
+        extra_roots_pem: Some(issuing.clone()),
+        https_port,
+    };
+    let mut opts = LoadOptions::reference(route.base_url(), 8);
+    opts.https = Some(route);
+    let retries_before = radar_deploy::http::closed_connection_retries();
+    let load = rt
+        .block_on(async { Load::start(&opts) })
+        .expect("start the load");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let renewed = p.run(&["renew", "--force"]);
+    let renew_took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = rt.block_on(load.stop());
+    let retried = radar_deploy::http::closed_connection_retries() - retries_before;
+    // `up`'s own account of the order (account, challenge, finalize), and its stack's.
+    let said = |marker: &str| {
+        up_text
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    eprintln!(
+        "up said: {:?}; {:?}",
+        said(" is up: "),
+        said("ACME: certificate for")
+    );
+    let f = crate::scale::figures(&(r, retried));
+    let renewed_text = crate::common::text(&renewed);
+    eprintln!(
+        "ACME full stack: up (with first certificate and verify) {:.1} s; renew --force under HTTPS load {:.1} s: {} requests, {} failed, {} sent again (refused unprocessed by the reload)",
+        up_took.as_secs_f64(),
+        renew_took.as_secs_f64(),
+        f.requests,
+        f.failed,
+        retried
+    );
+    assert!(
+        renewed.status.success(),
+        "renew --force failed:\n{renewed_text}\n{}",
+        pebble.logs()
+    );
+    assert!(f.requests > 50, "the load ran: {} requests", f.requests);
+    assert_eq!(f.failed, 0, "failed requests: {}", f.failures);
+    assert_eq!(
+        nginx_id(&p.name),
+        before_id,
+        "nginx was recreated, not reloaded"
+    );
+    let (second_serial, _) = served_certificate(https_port);
+    assert_ne!(
+        second_serial, first_serial,
+        "the new certificate is not served"
+    );
+
+    // The CA cannot reach the host: refused, named, and the certificate served stays.
+    forwarder.refuse(true);
+    let started = Instant::now();
+    let refused = p.run(&["renew", "--force"]);
+    let refused_took = started.elapsed();
+    let refused_text = crate::common::text(&refused);
+    eprintln!(
+        "refused renewal, reported after {:.1} s (exit {:?}):\n{refused_text}",
+        refused_took.as_secs_f64(),
+        refused.status.code()
+    );
+    assert!(
+        !refused.status.success(),
+        "renew --force must fail while the CA cannot reach the host:\n{refused_text}"
+    );
+    for expected in [
+        FULL_STACK_HOST,
+        "urn:ietf:params:acme:error:connection",
+        "keeps serving the current certificate",
+    ] {
+        assert!(
+            refused_text.contains(expected),
+            "{expected:?} missing from:\n{refused_text}"
+        );
+    }
+    assert_eq!(served_certificate(https_port).0, second_serial);
+    forwarder.refuse(false);
+
+    // With the stack stopped nothing can answer the CA: `renew` says so, and orders nothing.
+    p.ok(&["down"]);
+    let stopped = p.run(&["renew", "--force"]);
+    let stopped_text = crate::common::text(&stopped);
+    assert_eq!(stopped.status.code(), Some(2), "{stopped_text}");
+    assert!(
+        stopped_text.contains("nginx is not running") && stopped_text.contains("radar-deploy up"),
+        "{stopped_text}"
+    );
+    assert!(!stopped_text.contains("ACME: requesting"), "{stopped_text}");
+
+    // `down --volumes`: the account key and certificate go with the project's other volumes.
+    p.ok(&["down", "--volumes"]);
+    let volume = acme::volume_name(&p.name);
+    let out = crate::common::docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "the ACME volume {volume} outlived down --volumes"
+    );
+}
+
+/// The first `up` of a deployment the CA cannot reach (port 80 closed to it, DNS elsewhere):
+/// the stack comes up on the self-signed placeholder, but `up` fails naming the host and the
+/// CA's problem; once the CA gets through, the next `up` issues the certificate (nothing
+/// recreated) and verifies over HTTPS. Then: `down` and `up` reuse the stored certificate; a
+/// host added to PUBLIC_HOSTS gets a new certificate covering both, by a reload; another
+/// ACME_DIRECTORY_URL gets one from that CA at once.
+#[test]
+fn a_first_up_the_ca_cannot_validate_fails_on_the_placeholder_the_next_up_issues_and_a_new_host_reissues(
+) {
+    let _slot = crate::common::shared();
+    let p = crate::common::HostProject::new("rdacmefirst", 1);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let forwarder = rt.block_on(ChallengeForwarder::start(p.port));
+    forwarder.refuse(true);
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let issuing = rt.block_on(pebble.issuing_roots_pem());
+    let ca_file = p.dir.path().join("acme-ca.pem");
+    std::fs::write(&ca_file, format!("{}{issuing}", pebble.tls_ca_pem())).expect("write");
+    let https_port = crate::common::free_port();
+    p.set_env("TLS_MODE", "acme");
+    p.set_env("PUBLIC_HOSTS", FULL_STACK_HOST);
+    p.set_env("HTTPS_PORT", &https_port.to_string());
+    p.set_env("ACME_DIRECTORY_URL", &pebble.directory_url());
+    p.set_env("ACME_CA_FILE", &ca_file.display().to_string());
+
+    let refused = p.run(&["up"]);
+    let refused_text = crate::common::text(&refused);
+    eprintln!(
+        "first up, the CA refused (exit {:?}):\n{refused_text}",
+        refused.status.code()
+    );
+    assert!(
+        !refused.status.success(),
+        "up must fail while the CA cannot validate:\n{refused_text}"
+    );
+    for expected in [
+        FULL_STACK_HOST,
+        "urn:ietf:params:acme:error:connection",
+        "placeholder",
+        "`radar-deploy renew`",
+    ] {
+        assert!(
+            refused_text.contains(expected),
+            "{expected:?} missing from:\n{refused_text}"
+        );
+    }
+    // The stack is up and serving HTTPS on the placeholder meanwhile.
+    let (_, issuer) = served_certificate(https_port);
+    assert!(!issuer.contains("Pebble"), "{issuer}");
+    let nginx = nginx_id(&p.name);
+
+    forwarder.refuse(false);
+    let up = p.run(&["up"]);
+    let up_text = crate::common::text(&up);
+    assert!(
+        up.status.success(),
+        "up failed:\n{up_text}\n{}",
+        pebble.logs()
+    );
+    assert!(up_text.contains("certificate issued"), "{up_text}");
+    let (issued_serial, issuer) = served_certificate(https_port);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up_text}");
+
+    // `down` keeps the ACME volume: the next `up` serves the stored certificate and asks the
+    // CA for nothing (a real CA's rate limits count every certificate).
+    p.ok(&["down"]);
+    let up = p.ok(&["up", "--no-verify"]);
+    assert!(!up.contains("ACME: requesting"), "{up}");
+    assert_eq!(served_certificate(https_port).0, issued_serial, "{up}");
+
+    // Another public host: the certificate no longer covers PUBLIC_HOSTS, so `up` gets one
+    // that does, by a reload.
+    let nginx = nginx_id(&p.name);
+    p.set_env("PUBLIC_HOSTS", &format!("{FULL_STACK_HOST},www.radar.test"));
+    let up = p.ok(&["up"]);
+    assert!(up.contains("certificate issued"), "{up}");
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up}");
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{https_port} -servername www.radar.test </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    let san = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        san.contains("DNS:app.radar.test") && san.contains("DNS:www.radar.test"),
+        "{san}"
+    );
+
+    // Another CA (staging to production): ACME_DIRECTORY_URL changed, `up` gets a certificate
+    // from the new one at once, though the old one has years left.
+    let (_, old_issuer) = served_certificate(https_port);
+    let other = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let other_issuing = rt.block_on(other.issuing_roots_pem());
+    std::fs::write(
+        &ca_file,
+        format!(
+            "{}{issuing}{}{other_issuing}",
+            pebble.tls_ca_pem(),
+            other.tls_ca_pem()
+        ),
+    )
+    .expect("write");
+    p.set_env("ACME_DIRECTORY_URL", &other.directory_url());
+    let up = p.ok(&["up"]);
+    assert!(up.contains("certificate issued"), "{up}");
+    let (_, new_issuer) = served_certificate(https_port);
+    assert_ne!(
+        new_issuer, old_issuer,
+        "still the old CA's certificate:\n{up}"
+    );
+    assert_eq!(nginx_id(&p.name), nginx, "nginx was recreated:\n{up}");
 }
