@@ -101,14 +101,13 @@ pub async fn up(
 
 /// `renew` on one host: nginx reloaded with the certificate in `d` (checked by `nginx -t`
 /// first, like every reload), and nothing else changed. Returns what else the env file would
-/// change, for `up`.
+/// change, for `up`. The caller holds the project lock (it holds it from the order on).
 pub async fn install_certificate(
     client: &DockerClient,
     d: &Deployment,
     timeout: Duration,
     ui: &Ui,
 ) -> Result<Vec<String>> {
-    let _lock = ProjectLock::for_project(&client.endpoint.host, &d.project, ui).await?;
     let observed = client.observe(&d.project).await?;
     let (plan, left) = plan::certificate_only(d, &observed).map_err(|why| {
         anyhow!("cannot give nginx the new certificate by a reload: {why}\n  fix: run `radar-deploy up`, which installs it with the other changes")

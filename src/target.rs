@@ -15,6 +15,7 @@ use crate::config::{Config, Target};
 use crate::desired::{self, Deployment};
 use crate::docker::DockerClient;
 use crate::endpoint::Endpoint;
+use crate::lock::ProjectLock;
 use crate::engine::{self, UpOptions};
 use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
@@ -84,7 +85,14 @@ pub async fn renew(
             );
         }
     }
+    // One order at a time per project (a timer's `renew` beside an operator's `up`): the lock
+    // is held from the store's first look to nginx's reload (one host; Swarm's `up` takes it
+    // itself, after the order).
+    let lock = ProjectLock::for_project(&docker.endpoint.host, cfg.project.as_str(), ui).await?;
     let renewal = certificates::renew(docker, cfg, force, ui).await?;
+    if target == Target::Swarm {
+        drop(lock);
+    }
     if let certificates::Renewal::Renewed { .. } = &renewal {
         let d = deployment(docker, cfg, false, ui).await?;
         match target {
