@@ -35,7 +35,8 @@ use futures_util::{Stream, StreamExt};
 use crate::desired::{Container, Deployment, RELOAD_MARKER};
 use crate::endpoint::{DaemonFacts, Endpoint, Os, Transport};
 use crate::labels::{
-    LABEL_MANAGED_BY, LABEL_NETWORK, LABEL_PROJECT, LABEL_RELOAD_HASH, LABEL_VOLUME, MANAGED_BY,
+    LABEL_MANAGED_BY, LABEL_NETWORK, LABEL_PROJECT, LABEL_RELOAD_HASH, LABEL_STACK, LABEL_VOLUME,
+    MANAGED_BY,
 };
 use crate::observed::{
     ContainerState, Health, Observed, ObservedContainer, ObservedNetwork, ObservedVolume,
@@ -430,11 +431,23 @@ impl DockerClient {
     }
 
     pub async fn create_volume(&self, project: &str, volume: &str, name: &str) -> Result<()> {
-        let labels = HashMap::from([
+        self.create_volume_labelled(project, volume, name, &[])
+            .await
+    }
+
+    async fn create_volume_labelled(
+        &self,
+        project: &str,
+        volume: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut labels = HashMap::from([
             (LABEL_PROJECT.to_string(), project.to_string()),
             (LABEL_VOLUME.to_string(), volume.to_string()),
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         ]);
+        labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(name.to_string()),
@@ -734,7 +747,10 @@ impl DockerClient {
         files: &[VolumeFile],
     ) -> Result<()> {
         if !self.volume_exists(name).await? {
-            self.create_volume(project, volume, name).await?;
+            // Written on whichever target the project runs (on a swarm, the manager this CLI
+            // talks to): labelled for both, so `down --volumes` of either removes it.
+            self.create_volume_labelled(project, volume, name, &[(LABEL_STACK, project)])
+                .await?;
         }
         let mut tar = tar::Builder::new(Vec::new());
         for f in files {

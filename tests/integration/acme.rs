@@ -356,7 +356,7 @@ fn the_acme_store_round_trips_through_the_projects_volume() {
 
 /// The subject's serial and issuer of the certificate served at 127.0.0.1:`port` for
 /// app.radar.test: (`serial=…`, `issuer=…`).
-fn served_certificate(port: u16) -> (String, String) {
+pub(crate) fn served_certificate(port: u16) -> (String, String) {
     let script = format!(
         "openssl s_client -connect 127.0.0.1:{port} -servername {FULL_STACK_HOST} </dev/null 2>/dev/null | openssl x509 -noout -serial -issuer"
     );

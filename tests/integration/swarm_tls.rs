@@ -282,3 +282,64 @@ fn swarm_serves_https_redirects_http_and_rolls_a_new_certificate() {
     assert_eq!(names(&p, "secret"), Vec::<String>::new());
     assert_eq!(names(&p, "service"), Vec::<String>::new());
 }
+
+/// `TLS_MODE=acme` on the swarm: the store on the manager (the daemon radar-deploy talks to),
+/// the challenge answered by the nginx task (its thumbprint is in nginx.swarm.conf), the
+/// certificate issued by pebble and rolled in as new secrets; `verify` passes over HTTPS.
+#[test]
+fn swarm_gets_its_certificate_from_an_acme_ca() {
+    use crate::common::pebble::{ChallengeForwarder, Pebble, PebbleOptions};
+
+    let _slot = common::alone();
+    let p = SwarmProject::new();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let forwarder = rt.block_on(ChallengeForwarder::start(p.port));
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: forwarder.port,
+        nonce_reject_percent: 0,
+    });
+    let issuing = rt.block_on(pebble.issuing_roots_pem());
+    let ca_file = p.dir.path().join("acme-ca.pem");
+    std::fs::write(&ca_file, format!("{}{issuing}", pebble.tls_ca_pem())).unwrap();
+    let https_port = common::free_port();
+    p.set_env("APP_INSTANCES", "2");
+    p.set_env("TLS_MODE", "acme");
+    p.set_env("PUBLIC_HOSTS", HOST);
+    p.set_env("HTTPS_PORT", &https_port.to_string());
+    p.set_env("ACME_DIRECTORY_URL", &pebble.directory_url());
+    p.set_env("ACME_CA_FILE", &ca_file.display().to_string());
+
+    let t0 = Instant::now();
+    let up = p.run(&["up", "--target", "swarm", "--timeout", "120"]);
+    let out = text(&up);
+    assert!(up.status.success(), "up failed:\n{out}\n{}", pebble.logs());
+    eprintln!(
+        "swarm_tls: up --target swarm with an ACME certificate and verify in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("certificate issued"), "{out}");
+    assert!(
+        out.contains(&format!("TLS handshake and certificate for {HOST}")),
+        "{out}"
+    );
+    let (_, issuer) = crate::acme::served_certificate(https_port);
+    assert!(
+        issuer.contains("Pebble"),
+        "not pebble's certificate: {issuer}"
+    );
+    let not_due = p.ok(&["renew", "--target", "swarm"]);
+    assert!(not_due.contains("not due"), "{not_due}");
+    p.ok(&["down", "--target", "swarm", "--volumes"]);
+    let volumes = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}_acme", p.name),
+    ]);
+    assert_eq!(
+        text(&volumes).trim(),
+        "",
+        "the acme volume outlived down --volumes"
+    );
+}
