@@ -184,27 +184,33 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &str) -> Result<HttpResponse, HttpError> {
-        let started = Instant::now();
-        let fail = |e: reqwest::Error| HttpError {
-            url: url.to_string(),
-            reason: describe(&e),
-        };
-        let response = self.client.get(url).send().await.map_err(fail)?;
-        let status = response.status().as_u16();
-        let upstream = response
-            .headers()
-            .get(UPSTREAM_HEADER_LC)
-            .and_then(|v| v.to_str().ok())
-            .and_then(last_upstream);
-        let bytes = response.bytes().await.map_err(fail)?;
-        let end = bytes.len().min(MAX_BODY);
-        Ok(HttpResponse {
-            status,
-            body: String::from_utf8_lossy(&bytes[..end]).into_owned(),
-            elapsed: started.elapsed(),
-            upstream,
-        })
+        get_on(&self.client, url).await
     }
+}
+
+/// One GET on `client`: the status, the body (up to [`MAX_BODY`]), the time it took and the
+/// instance nginx names (`X-Radar-Upstream`, when the answer has it).
+async fn get_on(client: &reqwest::Client, url: &str) -> Result<HttpResponse, HttpError> {
+    let started = Instant::now();
+    let fail = |e: reqwest::Error| HttpError {
+        url: url.to_string(),
+        reason: describe(&e),
+    };
+    let response = client.get(url).send().await.map_err(fail)?;
+    let status = response.status().as_u16();
+    let upstream = response
+        .headers()
+        .get(UPSTREAM_HEADER_LC)
+        .and_then(|v| v.to_str().ok())
+        .and_then(last_upstream);
+    let bytes = response.bytes().await.map_err(fail)?;
+    let end = bytes.len().min(MAX_BODY);
+    Ok(HttpResponse {
+        status,
+        body: String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        elapsed: started.elapsed(),
+        upstream,
+    })
 }
 
 /// `X-Radar-Upstream` as HTTP/2 and reqwest's header names want it (lower case).
@@ -604,20 +610,7 @@ impl AcmeHttp {
 
     /// A plain GET with this client's trust (a test CA's management API, a directory check).
     pub async fn get(&self, url: &str) -> Result<HttpResponse, HttpError> {
-        let started = Instant::now();
-        let fail = |e: reqwest::Error| HttpError {
-            url: url.to_string(),
-            reason: describe(&e),
-        };
-        let response = self.client.get(url).send().await.map_err(fail)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(fail)?;
-        Ok(HttpResponse {
-            status,
-            body: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned(),
-            elapsed: started.elapsed(),
-            upstream: None,
-        })
+        get_on(&self.client, url).await
     }
 }
 
