@@ -660,6 +660,17 @@ impl Reader<'_> {
                 })
             }
             _ => {
+                // HTTP-01 proves control of one name by one HTTP request to it; a wildcard
+                // has no such name (RFC 8555 7.1.3: DNS-01 only), so the CA would refuse it.
+                if let Some(wild) = hosts.iter().flatten().find(|h| h.0.starts_with("*.")) {
+                    let origin = self.raw("PUBLIC_HOSTS").1;
+                    self.problem(
+                        "PUBLIC_HOSTS",
+                        origin,
+                        format!("names the wildcard {}, which an ACME CA issues only over DNS-01; radar-deploy answers HTTP-01", wild.0),
+                        "list each name (app.example.com,www.example.com), or use TLS_MODE=files with a wildcard certificate of your own".into(),
+                    );
+                }
                 let directory_url = self.parse::<DirectoryUrl>("ACME_DIRECTORY_URL");
                 let email = self.optional::<Email>("ACME_EMAIL");
                 Some(CertSource::Acme {

@@ -639,6 +639,11 @@ fn tls_modes_name_what_they_miss() {
     problem_for(&ps, "HTTPS_PORT");
     problem_for(&ps, "ACME_DIRECTORY_URL");
     problem_for(&ps, "ACME_EMAIL");
+    let ps = problems(&case(&format!(
+        "{}TLS_MODE=acme\nPUBLIC_HOSTS=*.example.com\n",
+        valid_file()
+    )));
+    assert!(problem_for(&ps, "PUBLIC_HOSTS").message.contains("DNS-01"));
     let cfg = resolve(
         &case(&format!(
             "{}TLS_MODE=acme\nPUBLIC_HOSTS=a.example.com\n",
