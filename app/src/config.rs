@@ -74,7 +74,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub session_secret: Secret,
     pub session_ttl: Duration,
-    /// Enables `GET /api/slow`, a diagnostics endpoint for drain tests. Off by default.
+    /// Enables the diagnostics endpoints: `GET /api/slow` (drain tests) and `POST /api/fault`
+    /// (this instance slow or failing, for `top`'s tests). Off by default.
     pub diagnostics: bool,
     /// `LOG_DIR`: where to keep a copy of the log, if anywhere.
     pub log_dir: Option<std::path::PathBuf>,

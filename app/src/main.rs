@@ -25,7 +25,8 @@
 //! - `SESSION_SECRET`* and `ENCRYPTION_KEY`* (required, at least 16 characters),
 //!   `SESSION_TTL_SECONDS` (86400, refreshed on every request)
 //! - `LOG_DIR`: also append the log to `LOG_DIR/radar-app.log` (if writable)
-//! - `RADAR_APP_DIAGNOSTICS=1` enables `GET /api/slow?ms=N` (off by default)
+//! - `RADAR_APP_DIAGNOSTICS=1` enables `GET /api/slow?ms=N` and `POST /api/fault?delay_ms=N&status=S`
+//!   (this instance slow and/or failing; without parameters: cleared) (off by default)
 //! - ignored: `GITHUB_TOKEN`, `LOG_LEVEL` (the app logs only startup, dependency changes and
 //!   shutdown)
 //!
@@ -151,6 +152,7 @@ async fn run(cfg: Config, started: Instant) -> ExitCode {
         session_ttl: cfg.session_ttl,
         deps: log::DependencyLog::default(),
         diagnostics: cfg.diagnostics,
+        fault: routes::Fault::default(),
     });
 
     // Probe the dependencies in the background, only so that outages and recoveries are logged

@@ -1,13 +1,15 @@
 //! The HTTP contract (docs/design.md §5): health endpoints and the Redis-backed session.
 
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request as HttpRequest, State};
 use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -32,6 +34,17 @@ pub struct AppState {
     pub session_ttl: Duration,
     pub deps: DependencyLog,
     pub diagnostics: bool,
+    /// This instance's injected fault (diagnostics only): see [`set_fault`].
+    pub fault: Fault,
+}
+
+/// A fault set on one instance by `POST /api/fault`: every answer but the probes' is delayed
+/// by `delay_ms` and, when `status` is not 0, replaced by that status. Atomics, because the
+/// middleware reads them on every request.
+#[derive(Debug, Default)]
+pub struct Fault {
+    delay_ms: AtomicU64,
+    status: AtomicU16,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -42,9 +55,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ready))
         .route("/api/session", get(session_view));
     if state.diagnostics {
-        router = router.route("/api/slow", get(slow));
+        router = router
+            .route("/api/slow", get(slow))
+            .route("/api/fault", post(set_fault))
+            .layer(middleware::from_fn_with_state(state.clone(), apply_fault));
     }
     router.fallback(not_found).with_state(state)
+}
+
+/// The paths a fault spares: Docker's healthcheck and the readiness probe, so an instance made
+/// slow or failing stays in service, as a real one whose handlers break while its probes pass.
+/// `/api/fault` itself, so the fault can be cleared.
+const FAULT_SPARES: [&str; 4] = ["/health", "/health/live", "/health/ready", "/api/fault"];
+
+#[derive(serde::Deserialize)]
+struct FaultParams {
+    delay_ms: Option<u64>,
+    status: Option<u16>,
+}
+
+/// Diagnostics only: `POST /api/fault?delay_ms=300&status=500` makes this instance slow and/or
+/// failing (what `top` and the drills are tested against); `POST /api/fault` clears it.
+async fn set_fault(State(st): State<Arc<AppState>>, Query(p): Query<FaultParams>) -> Response {
+    let delay_ms = p.delay_ms.unwrap_or(0).min(SLOW_MAX_MS);
+    let status = p.status.unwrap_or(0);
+    if status != 0 && StatusCode::from_u16(status).is_err() {
+        let body = json!({ "error": format!("status {status} is not an HTTP status (100..=999)") });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    st.fault.delay_ms.store(delay_ms, Ordering::Relaxed);
+    st.fault.status.store(status, Ordering::Relaxed);
+    Json(json!({ "instanceId": st.instance_id, "delayMs": delay_ms, "status": status }))
+        .into_response()
+}
+
+async fn apply_fault(State(st): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
+    if FAULT_SPARES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let delay_ms = st.fault.delay_ms.load(Ordering::Relaxed);
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    match StatusCode::from_u16(st.fault.status.load(Ordering::Relaxed)) {
+        Ok(status) => {
+            let body = json!({ "error": "fault injected (POST /api/fault)", "instanceId": st.instance_id });
+            (status, no_store(), Json(body)).into_response()
+        }
+        Err(_) => next.run(req).await,
+    }
 }
 
 async fn health() -> Json<Value> {

@@ -504,13 +504,17 @@ impl Response {
 }
 
 fn get(port: u16, path: &str, cookie: Option<&str>) -> std::io::Result<Response> {
+    request(port, "GET", path, cookie)
+}
+
+fn request(port: u16, method: &str, path: &str, cookie: Option<&str>) -> std::io::Result<Response> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{cookie}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{cookie}Content-Length: 0\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -830,6 +834,50 @@ fn sigterm_drains_an_in_flight_request_and_exits_in_time() {
 fn diagnostics_endpoint_is_off_by_default() {
     let app = spawn_app("nodiag", &app_env(None, None));
     assert_eq!(get(app.port, "/api/slow?ms=1", None).unwrap().status, 404);
+    let fault = request(app.port, "POST", "/api/fault?status=500", None).unwrap();
+    assert_eq!(fault.status, 404, "{fault:?}");
+    assert_eq!(get(app.port, "/health/backend", None).unwrap().status, 200);
+}
+
+#[test]
+fn a_fault_makes_this_instance_slow_and_failing_but_spares_its_probes_until_cleared() {
+    let mut env = app_env(None, None);
+    env.push(("RADAR_APP_DIAGNOSTICS".into(), "1".into()));
+    let app = spawn_app("faulty", &env);
+    let set = request(app.port, "POST", "/api/fault?delay_ms=300&status=500", None).unwrap();
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(set.json()["status"], 500, "{set:?}");
+
+    let start = Instant::now();
+    let r = get(app.port, "/health/backend", None).unwrap();
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(r.json()["instanceId"], "faulty", "{r:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+    // Docker's healthcheck and readiness are spared: the instance stays in service.
+    let start = Instant::now();
+    assert_eq!(get(app.port, "/health", None).unwrap().status, 200);
+    assert!(
+        start.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let bad = request(app.port, "POST", "/api/fault?status=42", None).unwrap();
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.body.contains("42"), "{bad:?}");
+
+    assert_eq!(
+        request(app.port, "POST", "/api/fault", None)
+            .unwrap()
+            .status,
+        200
+    );
+    let r = get(app.port, "/health/backend", None).unwrap();
+    assert_eq!(r.status, 200, "cleared: {r:?}");
 }
 
 #[test]
