@@ -85,6 +85,7 @@ pub mod swarm_engine;
 pub mod target;
 pub mod templates;
 pub mod tls;
+pub mod traffic;
 pub mod ui;
 pub mod verify;
 

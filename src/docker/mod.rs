@@ -13,6 +13,7 @@ mod spec;
 mod ssh;
 mod stream;
 mod swarm;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -52,6 +53,7 @@ pub use spec::{
     certificate_tar, executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar,
 };
 pub use stream::ExecEnd;
+pub use usage::UsageSample;
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,136 @@
+//! What `top` and `status` read of a running deployment: nginx's access log from a point in
+//! time (a container's or a Swarm task's stdout), one resource sample of a container (the
+//! stats API), and the daemon's clock, which the log's times are on.
+
+use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder, StatsOptionsBuilder};
+use futures_util::{Stream, StreamExt};
+
+use super::{log_lines, DockerClient, DockerError, LogLine, Result};
+
+/// One reading of a container's CPU and memory counters (Docker's stats API, one-shot).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageSample {
+    /// CPU time the container used since it started, in nanoseconds.
+    pub cpu_total_ns: u64,
+    /// CPU time of the whole host since boot, in nanoseconds (all CPUs).
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    /// Memory in use, the page cache Docker's CLI leaves out already left out.
+    pub memory_bytes: u64,
+    /// The container's memory limit (the host's memory when it has none).
+    pub memory_limit_bytes: u64,
+}
+
+fn stdout_since(since_unix: i64, follow: bool) -> LogsOptions {
+    LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(false)
+        .follow(follow)
+        .since(i32::try_from(since_unix.max(0)).unwrap_or(i32::MAX))
+        .build()
+}
+
+impl DockerClient {
+    /// A container's stdout from `since_unix` (seconds, the daemon's clock) on, as lines;
+    /// with `follow`, then every new line until the container stops.
+    pub fn stdout_since(
+        &self,
+        container: &str,
+        since_unix: i64,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        let raw = self
+            .docker
+            .logs(container, Some(stdout_since(since_unix, follow)));
+        log_lines(raw, "container", container)
+    }
+
+    /// A Swarm task's stdout from `since_unix` on, wherever the task runs (asked of a manager).
+    pub fn task_stdout_since(
+        &self,
+        task_id: &str,
+        since_unix: i64,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        let raw = self
+            .docker
+            .task_logs(task_id, Some(stdout_since(since_unix, follow)));
+        log_lines(raw, "task", task_id)
+    }
+
+    /// One sample of a container's CPU and memory counters, without waiting for a second one
+    /// (`one-shot`): the CPU share is the difference of two samples.
+    pub async fn usage(&self, container: &str) -> Result<UsageSample> {
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stats = Box::pin(self.docker.stats(container, Some(opts)));
+        let s = match stats.next().await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(DockerError::from_bollard("container", container, e)),
+            None => {
+                return Err(DockerError::Other {
+                    kind: "container",
+                    name: container.to_string(),
+                    message: "the daemon sent no stats sample".into(),
+                })
+            }
+        };
+        let cpu = s.cpu_stats.unwrap_or_default();
+        let memory = s.memory_stats.unwrap_or_default();
+        // As `docker stats` does: cgroup v2 reports the reclaimable cache as inactive_file,
+        // v1 as total_inactive_file.
+        let cache = memory
+            .stats
+            .as_ref()
+            .and_then(|m| {
+                m.get("inactive_file")
+                    .or_else(|| m.get("total_inactive_file"))
+            })
+            .copied()
+            .unwrap_or(0);
+        Ok(UsageSample {
+            cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+            system_ns: cpu.system_cpu_usage.unwrap_or(0),
+            online_cpus: cpu.online_cpus.unwrap_or(0),
+            memory_bytes: memory.usage.unwrap_or(0).saturating_sub(cache),
+            memory_limit_bytes: memory.limit.unwrap_or(0),
+        })
+    }
+
+    /// The daemon's clock, in milliseconds since the Unix epoch (`docker info`'s SystemTime):
+    /// nginx's log times are on it, and a remote daemon's may differ from this machine's.
+    pub async fn daemon_clock_ms(&self) -> Result<Option<i64>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| DockerError::from_bollard("daemon", &self.endpoint.host, e))?;
+        Ok(info.system_time.as_deref().and_then(parse_rfc3339_ms))
+    }
+}
+
+/// `2026-12-03T00:55:12.123456789Z` (or with an offset) → milliseconds since the epoch.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_clock_is_read_with_nanoseconds_and_offsets() {
+        assert_eq!(
+            parse_rfc3339_ms("2026-12-03T00:55:12.123456789Z"),
+            Some(1_796_259_312_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-12-03T01:55:12.5+01:00"),
+            Some(1_796_259_312_500)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+}
