@@ -146,3 +146,28 @@ impl Observed {
         self.volumes.iter().any(|v| v.name == name)
     }
 }
+
+/// One reading of a container's CPU and memory counters (Docker's stats API, one-shot).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageSample {
+    /// CPU time the container used since it started, in nanoseconds.
+    pub cpu_total_ns: u64,
+    /// CPU time of the whole host since boot, in nanoseconds (all CPUs).
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    /// Memory in use, the page cache Docker's CLI leaves out already left out.
+    pub memory_bytes: u64,
+    /// The container's memory limit (the host's memory when it has none).
+    pub memory_limit_bytes: u64,
+}
+
+impl UsageSample {
+    /// The CPU used between `earlier` and this sample, in CPUs (1.0 = one core busy), as
+    /// `docker stats` computes it; `None` without a difference to divide by.
+    pub fn cpus_since(&self, earlier: &UsageSample) -> Option<f64> {
+        let used = self.cpu_total_ns.checked_sub(earlier.cpu_total_ns)?;
+        let system = self.system_ns.checked_sub(earlier.system_ns)?;
+        (system > 0 && self.online_cpus > 0)
+            .then(|| used as f64 / system as f64 * f64::from(self.online_cpus))
+    }
+}

@@ -356,6 +356,47 @@ pub const SENTINEL_MASTER_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/red
 pub const SENTINEL_REPLICAS_SCRIPT: &str = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" \
      redis-cli -p 26379 sentinel replicas \"$1\"";
 
+// ---- nginx's own counters (`top`) ----
+
+/// What nginx's `stub_status` page says: connections now and requests since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StubStatus {
+    pub active: u64,
+    pub accepts: u64,
+    pub handled: u64,
+    pub requests: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
+/// The argv that asks nginx's `stub_status` from inside its own container (the location
+/// allows only the loopback address).
+pub fn stub_status_argv(port: u16) -> Vec<String> {
+    http_get_argv("127.0.0.1", port, &["/nginx_status"])
+}
+
+/// Parses the `stub_status` page:
+/// `Active connections: 2 \nserver accepts handled requests\n 10 10 12 \nReading: 0 Writing: 1 Waiting: 1 `.
+pub fn parse_stub_status(body: &str) -> Option<StubStatus> {
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let after = |label: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == label)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    let counters = words.iter().position(|w| *w == "requests")?;
+    let number = |i: usize| -> Option<u64> { words.get(counters + i)?.parse().ok() };
+    Some(StubStatus {
+        active: after("connections:")?,
+        accepts: number(1)?,
+        handled: number(2)?,
+        requests: number(3)?,
+        reading: after("Reading:")?,
+        writing: after("Writing:")?,
+        waiting: after("Waiting:")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +513,18 @@ $18\r\nmaster-link-status\r\n$2\r\nok\r\n$16\r\nradar-deploy-end\r\n";
         );
         assert_eq!(info_field(info, "master_host").as_deref(), Some("redis"));
         assert_eq!(info_field(info, "master_port"), None);
+    }
+
+    #[test]
+    fn nginx_stub_status_is_read() {
+        let page = "Active connections: 2 \nserver accepts handled requests\n 10 11 12 \nReading: 0 Writing: 1 Waiting: 1 \n";
+        let s = parse_stub_status(page).unwrap();
+        assert_eq!(
+            (s.active, s.accepts, s.handled, s.requests),
+            (2, 10, 11, 12)
+        );
+        assert_eq!((s.reading, s.writing, s.waiting), (0, 1, 1));
+        assert_eq!(parse_stub_status("<html>403 Forbidden</html>"), None);
+        assert_eq!(parse_stub_status(""), None);
     }
 }

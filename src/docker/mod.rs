@@ -53,7 +53,6 @@ pub use spec::{
     certificate_tar, executable_tar, file_tar, plain_file_tar, reload_marker_tar, secrets_tar,
 };
 pub use stream::ExecEnd;
-pub use usage::UsageSample;
 
 /// Docker failures in the project's terms, each naming the object involved.
 #[derive(Debug, thiserror::Error)]

@@ -20,9 +20,9 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    LeaveSwarmOptions, ListConfigsOptions, ListContainersOptions, ListNetworksOptions,
-    ListNodesOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions,
-    ListVolumesOptions, UpdateNodeOptionsBuilder, UpdateServiceOptions,
+    InspectNetworkOptions, LeaveSwarmOptions, ListConfigsOptions, ListContainersOptions,
+    ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
+    ListTasksOptions, ListVolumesOptions, UpdateNodeOptionsBuilder, UpdateServiceOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -605,6 +605,37 @@ impl DockerClient {
         self.tasks_of(service, true).await
     }
 
+    /// The tasks attached to a swarm network, as (task name, IP address): `demo_app.2.x1y2z3`,
+    /// `10.0.1.5`. From the network's verbose inspect, which a node knows once one of its
+    /// containers is attached (nginx's `$upstream_addr` names a task by this address).
+    pub async fn network_task_addresses(&self, network: &str) -> Result<Vec<(String, String)>> {
+        let opts = InspectNetworkOptions {
+            verbose: true,
+            scope: Some("swarm".into()),
+        };
+        let info = self
+            .docker
+            .inspect_network(network, Some(opts))
+            .await
+            .map_err(|e| DockerError::from_bollard("network", network, e))?;
+        let mut out: Vec<(String, String)> = info
+            .services
+            .unwrap_or_default()
+            .into_values()
+            .flat_map(|service| {
+                let tasks = service.get("Tasks").and_then(|t| t.as_array()).cloned();
+                tasks.unwrap_or_default()
+            })
+            .filter_map(|t| {
+                let name = t.get("Name")?.as_str()?.to_string();
+                let ip = t.get("EndpointIP")?.as_str()?.to_string();
+                Some((name, ip))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Every task of the service Swarm still knows, also those it is stopping.
     pub async fn all_service_tasks(&self, service: &str) -> Result<Vec<ObservedTask>> {
         self.tasks_of(service, false).await
@@ -626,6 +657,13 @@ impl DockerClient {
             .into_iter()
             .map(|t| {
                 let status = t.status.unwrap_or_default();
+                let cpu_limit = t
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.resources.as_ref())
+                    .and_then(|r| r.limits.as_ref())
+                    .and_then(|l| l.nano_cpus)
+                    .map_or(0.0, |n| n as f64 / 1e9);
                 let config_hash = t
                     .spec
                     .and_then(|s| s.container_spec)
@@ -641,6 +679,7 @@ impl DockerClient {
                     message: status.err.or(status.message).unwrap_or_default(),
                     container_id: status.container_status.and_then(|c| c.container_id),
                     config_hash,
+                    cpu_limit,
                 }
             })
             .collect())

@@ -6,20 +6,7 @@ use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder, StatsOptionsBui
 use futures_util::{Stream, StreamExt};
 
 use super::{log_lines, DockerClient, DockerError, LogLine, Result};
-
-/// One reading of a container's CPU and memory counters (Docker's stats API, one-shot).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct UsageSample {
-    /// CPU time the container used since it started, in nanoseconds.
-    pub cpu_total_ns: u64,
-    /// CPU time of the whole host since boot, in nanoseconds (all CPUs).
-    pub system_ns: u64,
-    pub online_cpus: u32,
-    /// Memory in use, the page cache Docker's CLI leaves out already left out.
-    pub memory_bytes: u64,
-    /// The container's memory limit (the host's memory when it has none).
-    pub memory_limit_bytes: u64,
-}
+use crate::observed::UsageSample;
 
 fn stdout_since(since_unix: i64, follow: bool) -> LogsOptions {
     LogsOptionsBuilder::default()

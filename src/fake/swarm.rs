@@ -159,6 +159,7 @@ impl FakeSwarm {
                 .into(),
                 container_id: Some(format!("{service}.1.0")),
                 config_hash: None,
+                ..ObservedTask::default()
             }];
         }
         let Some(f) = s.services.get(service) else {
@@ -176,6 +177,7 @@ impl FakeSwarm {
                 message: if starts { "started" } else { "preparing" }.into(),
                 container_id: Some(format!("{service}.{slot}.{}", f.generation)),
                 config_hash: Some(f.tasks_hash.clone()),
+                ..ObservedTask::default()
             })
             .collect()
     }

@@ -95,6 +95,7 @@ mod tests {
             .into(),
             container_id: Some(format!("c{slot}")),
             config_hash: Some(hash.into()),
+            ..ObservedTask::default()
         }
     }
 

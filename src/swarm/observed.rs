@@ -16,7 +16,7 @@ pub enum SwarmMembership {
 }
 
 /// One task of a service, as `status` and the waits need it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ObservedTask {
     pub id: String,
     pub slot: Option<i64>,
@@ -28,6 +28,9 @@ pub struct ObservedTask {
     pub container_id: Option<String>,
     /// The hash of the task template the task runs ([`SpecHash::tasks`]).
     pub config_hash: Option<String>,
+    /// Its CPU limit in CPUs (0: none).
+    #[serde(skip)]
+    pub cpu_limit: f64,
 }
 
 /// One service of the project's stack.
