@@ -106,6 +106,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Show container logs.
     Logs(LogsArgs),
+    /// Live per-instance traffic from nginx's log (requests/s, share, latency, errors,
+    /// retries) with each instance's health, CPU and memory; Ctrl-C ends it.
+    Top(TopArgs),
     /// Remove everything the project created (volumes only with --volumes).
     Down(DownArgs),
     /// Inject a fault under load (an instance, Redis, Postgres or nginx crashing, an instance
@@ -262,6 +265,19 @@ pub struct StatusArgs {
     pub target: TargetArgs,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// `json`: one snapshot of the last --window seconds, then exit (for scripts and CI).
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Seconds of traffic each figure covers (1..=3600).
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub window: u64,
 }
 
 #[derive(Debug, Args)]

@@ -28,7 +28,7 @@ pub const RELOAD_MARKER: &str = "/run/radar-deploy/reload-hash";
 pub(crate) const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
 const POSTGRES_PORT: u16 = 5432;
-const NGINX_PORT: u16 = 80;
+pub const NGINX_PORT: u16 = 80;
 /// nginx's HTTPS port inside its container (HTTPS_PORT is the published one).
 pub const NGINX_TLS_PORT: u16 = 443;
 /// Where radar-deploy uploads the certificate nginx serves, one directory per certificate

@@ -419,6 +419,7 @@ pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> 
         None => None,
     };
     Ok(HostStatus {
+        last_minute: Default::default(),
         maintenance,
         certificate,
         project: project.to_string(),

@@ -85,6 +85,7 @@ pub mod swarm_engine;
 pub mod target;
 pub mod templates;
 pub mod tls;
+pub mod top;
 pub mod traffic;
 pub mod ui;
 pub mod verify;
@@ -122,6 +123,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Scale(args) => commands::scale::run(&g, args).await,
         Command::Status(args) => commands::status::run(&g, args).await,
         Command::Logs(args) => commands::logs::run(&g, args).await,
+        Command::Top(args) => commands::top::run(&g, args).await,
         Command::Down(args) => commands::down::run(&g, args).await,
         Command::Drill(args) => commands::drill::run(&g, args).await,
         Command::Backup(args) => commands::backup::run(&g, args).await,

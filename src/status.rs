@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::desired::Role;
 use crate::observed::{ContainerState, Health};
 use crate::swarm::ObservedTask;
+use crate::traffic::Traffic;
 use crate::ui::Ui;
 
 /// The status of a project on either target.
@@ -37,6 +38,52 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
+
+    /// Adds the last minute's traffic from nginx's log, or why there is none.
+    pub fn set_traffic(&mut self, traffic: Result<Traffic, String>) {
+        let last = match self {
+            Report::Single(r) => &mut r.last_minute,
+            Report::Swarm(r) => &mut r.last_minute,
+        };
+        *last = LastMinute::from(traffic);
+    }
+}
+
+/// The last minute's traffic as `status` shows it: the figures, or why they could not be read.
+#[derive(Debug, Default, Serialize)]
+pub struct LastMinute {
+    #[serde(rename = "traffic", skip_serializing_if = "Option::is_none")]
+    pub figures: Option<Traffic>,
+    #[serde(
+        rename = "traffic_unavailable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unavailable: Option<String>,
+}
+
+impl From<Result<Traffic, String>> for LastMinute {
+    fn from(r: Result<Traffic, String>) -> LastMinute {
+        match r {
+            Ok(t) => LastMinute {
+                figures: Some(t),
+                unavailable: None,
+            },
+            Err(why) => LastMinute {
+                figures: None,
+                unavailable: Some(why),
+            },
+        }
+    }
+}
+
+impl LastMinute {
+    fn to_text(&self) -> String {
+        match (&self.figures, &self.unavailable) {
+            (Some(t), _) => crate::traffic::view::last_minute_text(t),
+            (None, Some(why)) => format!("Last minute: no figures ({why})\n"),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// A project's containers, networks and volumes on one Docker host.
@@ -53,6 +100,9 @@ pub struct HostStatus {
     /// The certificate nginx serves over HTTPS (`TLS_MODE` on), as read from its container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateStatus>,
+    /// `traffic`: requests per instance in the last minute, from nginx's log.
+    #[serde(flatten)]
+    pub last_minute: LastMinute,
 }
 
 /// What `status` says of the served certificate.
@@ -134,6 +184,7 @@ impl HostStatus {
         if self.maintenance {
             out.push_str(&ui.yellow(&format!("{}\n", crate::templates::MAINTENANCE_ON_NOTE)));
         }
+        out.push_str(&self.last_minute.to_text());
         out
     }
 }
@@ -145,6 +196,8 @@ pub struct SwarmStatus {
     /// Always `"swarm"`: tells a script reading the JSON which shape it has.
     pub target: &'static str,
     pub services: Vec<ServiceStatus>,
+    #[serde(flatten)]
+    pub last_minute: LastMinute,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,6 +219,7 @@ impl SwarmStatus {
             project: project.to_string(),
             target: "swarm",
             services,
+            last_minute: LastMinute::default(),
         }
     }
 
@@ -208,6 +262,7 @@ impl SwarmStatus {
                 }
             ));
         }
+        out.push_str(&self.last_minute.to_text());
         out
     }
 }
@@ -255,6 +310,7 @@ mod tests {
             container: 80,
         }];
         let report = Report::Single(HostStatus {
+            last_minute: Default::default(),
             project: "demo".into(),
             containers: vec![
                 container("app-1", ContainerState::Running, Health::Starting),
@@ -272,6 +328,7 @@ mod tests {
     #[test]
     fn maintenance_mode_is_said_under_the_table_and_in_the_json() {
         let host = HostStatus {
+            last_minute: Default::default(),
             project: "demo".into(),
             containers: vec![container("nginx", ContainerState::Running, Health::Healthy)],
             networks: vec![],
@@ -315,6 +372,7 @@ mod tests {
     #[test]
     fn an_empty_project_says_so_on_either_target() {
         let host = Report::Single(HostStatus {
+            last_minute: Default::default(),
             project: "demo".into(),
             containers: vec![],
             networks: vec![],
@@ -330,6 +388,7 @@ mod tests {
     #[test]
     fn the_json_keeps_each_targets_shape() {
         let host = Report::Single(HostStatus {
+            last_minute: Default::default(),
             project: "demo".into(),
             containers: vec![],
             networks: vec!["demo_default".into()],

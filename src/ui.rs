@@ -86,7 +86,7 @@ impl Ui {
 /// Whether the terminal turns ANSI codes into colours. Unix terminals do. A Windows console does
 /// once virtual terminal processing is switched on (Windows 10 and later, on stdout and stderr);
 /// a legacy console refuses, and would print the codes raw, so colour is off there.
-fn console_takes_ansi() -> bool {
+pub fn console_takes_ansi() -> bool {
     // `None` off Windows: nothing to switch on.
     anstyle_query::windows::enable_ansi_colors().unwrap_or(true)
 }

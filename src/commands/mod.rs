@@ -13,6 +13,7 @@ pub mod renew;
 pub mod restore;
 pub mod scale;
 pub mod status;
+pub mod top;
 pub mod up;
 pub mod verify;
 

@@ -1,9 +1,14 @@
+use std::time::Duration;
+
 use anyhow::Result;
 
 use super::Globals;
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::outcome::Outcome;
-use crate::target;
+use crate::{target, top};
+
+/// The span of traffic `status` sums up from nginx's log.
+const LAST_MINUTE: Duration = Duration::from_secs(60);
 
 pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let StatusArgs { target, format } = args;
@@ -12,7 +17,9 @@ pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     if format == StatusFormat::Text && g.ui.verbose == 0 {
         g.ui.info(&format!("daemon: {}", docker.describe()));
     }
-    let report = target::status(target.into(), &docker, &g.project).await?;
+    let target = target.into();
+    let mut report = target::status(target, &docker, &g.project).await?;
+    report.set_traffic(top::last(&docker, &g.project, target, LAST_MINUTE).await);
     match format {
         StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
         StatusFormat::Json => println!("{}", report.to_json()?),

@@ -24,6 +24,8 @@ pub struct ContainerFacts {
     pub health: Health,
     /// Its memory limit in bytes (0: none).
     pub memory_limit: i64,
+    /// Its CPU limit in billionths of a CPU (0: none).
+    pub nano_cpus: i64,
     /// Its address on each network it is attached to, by network name.
     pub addresses: Vec<(String, String)>,
     /// `no`, `always`, `unless-stopped`, `on-failure` (empty counts as `no`).
@@ -69,6 +71,7 @@ impl DockerClient {
         let host = info.host_config.unwrap_or_default();
         Ok(ContainerFacts {
             memory_limit: host.memory.unwrap_or(0),
+            nano_cpus: host.nano_cpus.unwrap_or(0),
             running: state.running.unwrap_or(false),
             status: state.status.map(|s| s.to_string()).unwrap_or_default(),
             restart_count: info.restart_count.unwrap_or(0),

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{InstanceTraffic, Percentiles, Totals};
+use super::{InstanceTraffic, Percentiles, Totals, Traffic};
 use crate::probes::StubStatus;
 use crate::ui::Ui;
 
@@ -24,6 +24,10 @@ pub struct Screen {
     /// What could not be read, and why (a node not reached, a log driver that cannot be read
     /// back).
     pub notes: Vec<String>,
+    /// How long gathering this screen took (ms).
+    pub refresh_ms: Option<f64>,
+    /// How late nginx's log lines reach `top` (p95, ms): how far behind the live view is.
+    pub log_lag_ms: Option<f64>,
 }
 
 /// The balancer as a whole.
@@ -146,7 +150,14 @@ impl Screen {
                 }
             })
             .collect();
-        out.push_str(&format!("services   {}\n\n", services.join(" · ")));
+        out.push_str(&format!("services   {}\n", services.join(" · ")));
+        if let Some(r) = self.refresh_ms {
+            let lag = self.log_lag_ms.map_or(String::new(), |l| {
+                format!(" · log lines {} late (p95)", ms(Some(l)))
+            });
+            out.push_str(&format!("top        refreshed in {}{lag}\n", ms(Some(r))));
+        }
+        out.push('\n');
         out.push_str(&ui.bold(&format!(
             "{:<16} {:<10} {:>8} {:>6} {:>7} {:>7} {:>7} {:>5} {:>5} {:>5} {:>5} {:>6}  {:<12} {}",
             "INSTANCE",
@@ -202,6 +213,31 @@ impl Screen {
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
+}
+
+/// `status`'s last minute: the balancer's line, then one line per instance.
+pub fn last_minute_text(t: &Traffic) -> String {
+    let totals = &t.totals;
+    let mut out = format!(
+        "Last minute (nginx's log): {:.1} req/s · 4xx {} · 5xx {} · retried {} · {}\n",
+        totals.per_sec,
+        totals.status_4xx,
+        totals.status_5xx,
+        totals.retried,
+        latency(&totals.request_ms)
+    );
+    for i in &t.instances {
+        out.push_str(&format!(
+            "  {:<16} {:>8.1} req/s {:>4.0}%  {}  5xx {}  failed {}\n",
+            i.name,
+            i.per_sec,
+            i.share * 100.0,
+            latency(&i.upstream_ms),
+            i.status_5xx,
+            i.failures
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -279,6 +315,8 @@ mod tests {
                 row("app-3", 100.0, 3.0, 1000),
             ],
             notes: vec!["app-4 runs on node n2, not the daemon reached: no CPU or memory".into()],
+            refresh_ms: Some(38.2),
+            log_lag_ms: Some(4.1),
         }
     }
 

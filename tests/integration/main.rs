@@ -30,5 +30,6 @@ mod swarm_tls;
 mod swarm_two_nodes;
 mod tls;
 mod tls_probe;
+mod top;
 mod verify;
 mod windows;
