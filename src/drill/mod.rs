@@ -32,10 +32,13 @@
 
 pub mod daemon;
 mod fault;
+#[cfg(test)]
+mod fixture;
 mod instance;
 pub mod load;
 mod memory;
 mod network;
+pub mod picture;
 pub(crate) mod redis;
 pub mod report;
 pub mod series;

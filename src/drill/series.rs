@@ -348,6 +348,37 @@ mod tests {
     }
 
     #[test]
+    fn the_markers_are_the_fault_clients_served_again_and_verified() {
+        let mut r = super::super::fixture::report();
+        let at = |r: &Report| -> Vec<(&'static str, i64)> {
+            markers(r).iter().map(|m| (m.label, m.at_ms)).collect()
+        };
+        // nginx: served again with the first success after its first refusal.
+        assert_eq!(
+            at(&r),
+            [("fault", 0), ("recovered", 3501), ("verified", 4300)]
+        );
+        assert!(markers(&r)[1].meaning.contains("first success"));
+        // An instance: when it answered through nginx again, not when it was healthy.
+        r.drill = Kind::Instance;
+        r.recovery.target = "app-3".into();
+        assert_eq!(markers(&r)[1].meaning, "app-3 answered through nginx again");
+        // A Redis failover: the sessions back.
+        r.drill = Kind::Redis;
+        r.recovery.serving_after_ms = None;
+        r.recovery.sessions_back_after_ms = Some(6500);
+        assert_eq!(at(&r)[1], ("recovered", 6500));
+        // Postgres: the drill's own recovery (back, healthy, the load served).
+        r.drill = Kind::Postgres;
+        r.recovery.sessions_back_after_ms = None;
+        assert_eq!(at(&r)[1], ("recovered", 4200));
+        // A moment not reached is not marked (on Swarm `drill instance` does not verify).
+        r.recovery.recovered_after_ms = None;
+        r.recovery.verified_after_ms = None;
+        assert_eq!(at(&r), [("fault", 0)]);
+    }
+
+    #[test]
     fn a_time_outside_the_load_counts_in_its_nearest_bin() {
         let bins = per_second(&[ok(0, 5000)], 1000, 3000);
         assert_eq!(bins.last().map(|b| b.ok), Some(1));
