@@ -854,6 +854,57 @@ mod tests {
         insta::assert_snapshot!("nginx.html", html(&fixture::report()).unwrap());
     }
 
+    /// Every `<text>` of an SVG, parsed as the XML it is.
+    fn svg_texts(svg: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| n.text().unwrap_or_default().trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_svg_is_xml_with_every_series_and_marker_on_every_chart() {
+        let texts = svg_texts(&svg(&fixture::report()).unwrap());
+        for t in [
+            "Requests per second",
+            "ok (successful answers)",
+            "failed (all kinds)",
+            "p50",
+            "p95",
+            "p99",
+            "HTTP 502",
+            "transport: cannot connect (…",
+        ] {
+            assert!(texts.iter().any(|x| x == t), "{t:?} in {texts:?}");
+        }
+        for marker in ["fault", "recovered", "verified"] {
+            let on_charts = texts.iter().filter(|x| *x == marker).count();
+            assert_eq!(on_charts, 3, "{marker}: {texts:?}");
+        }
+    }
+
+    #[test]
+    fn the_page_parses_cleanly_and_escapes_what_it_shows() {
+        let page = scraper::Html::parse_document(&html(&fixture::report()).unwrap());
+        assert!(page.errors.is_empty(), "{:?}", page.errors);
+        let one = |css: &str| {
+            let sel = scraper::Selector::parse(css).unwrap();
+            page.select(&sel)
+                .next()
+                .map(|e| e.text().collect::<String>())
+        };
+        assert_eq!(
+            one("#verdict").as_deref(),
+            Some("Failed: 1 budget exceeded.")
+        );
+        assert!(one("#chart-latency svg").is_some_and(|t| t.contains("p99")));
+        assert_eq!(
+            one("#notes li").as_deref(),
+            Some("a note with <markup> & \"quotes\"")
+        );
+    }
+
     #[test]
     fn html_escapes_what_it_shows() {
         assert_eq!(esc("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
