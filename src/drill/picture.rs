@@ -62,7 +62,7 @@ pub fn write(path: &Path, format: Format, r: &Report) -> Result<()> {
 }
 
 const WIDTH: u32 = 1000;
-const CHART_HEIGHT: u32 = 300;
+const CHART_HEIGHT: u32 = 310;
 /// The column right of each chart with its legend: series, then markers.
 const LEGEND_WIDTH: u32 = 250;
 const FONT: &str = "sans-serif";
@@ -77,6 +77,14 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
 const GREY: RGBColor = RGBColor(127, 127, 127);
 const INK: RGBColor = RGBColor(34, 34, 34);
+const MARGIN_LEFT: u32 = 8;
+const MARGIN_RIGHT: u32 = 16;
+/// The y axis's labels and description, left of the plot.
+const Y_LABELS: u32 = 64;
+/// The height of a row of marker labels above a plot.
+const LABEL_ROW: u32 = 18;
+/// Behind a note on a chart.
+const HALO: RGBAColor = RGBAColor(255, 255, 255, 0.85);
 /// Failure kinds, most frequent first; the rest are drawn together in grey.
 const KIND_COLORS: [RGBColor; 5] = [
     RED,
@@ -324,6 +332,31 @@ fn marker_style(label: &str) -> (ShapeStyle, u32, u32) {
     }
 }
 
+/// Where each marker's label goes (its pixel span): right of its line, unless that would
+/// cross another marker's line or leave the plot while the left side would not. `lines` are
+/// each marker's line position and label width.
+fn label_spans(lines: &[(i32, i32)], plot: Range<i32>) -> Vec<(i32, i32)> {
+    let crosses = |from: i32, to: i32, own: i32| {
+        lines
+            .iter()
+            .any(|&(px, _)| px != own && (from - 4..=to + 4).contains(&px))
+    };
+    lines
+        .iter()
+        .map(|&(px, w)| {
+            let right = (px + 4, px + 4 + w);
+            let left = (px - 4 - w, px - 4);
+            let right_fits = right.1 <= plot.end && !crosses(right.0, right.1, px);
+            let left_fits = left.0 >= plot.start && !crosses(left.0, left.1, px);
+            if right_fits || (!left_fits && right.1 <= plot.end) {
+                right
+            } else {
+                left
+            }
+        })
+        .collect()
+}
+
 /// The row each marker's label goes in, so that labels close together do not overlap:
 /// `spans` are the labels' pixel spans (from, to), in the markers' order.
 fn label_rows(spans: &[(i32, i32)]) -> Vec<usize> {
@@ -351,6 +384,31 @@ fn label_rows(spans: &[(i32, i32)]) -> Vec<usize> {
 /// lays the text out.
 fn text_width(text: &str, size: u32) -> i32 {
     (text.chars().count() as f64 * size as f64 / 1.24 * 0.62).ceil() as i32
+}
+
+/// `text` in lines of at most `width` characters, broken between words, at most `lines` of
+/// them (the last one shortened when the text goes on).
+fn wrap(text: &str, width: usize, lines: usize) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        let len = current.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    if out.len() > lines {
+        let rest = out.split_off(lines - 1).join(" ");
+        out.push(rest);
+    }
+    out.into_iter().map(|l| shorten(&l, width)).collect()
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -391,14 +449,40 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    // The title, then the rows of marker labels above the plot (never on the data): where
+    // each label goes is known before the plot is, from the x axis's pixel span.
+    let (width, _) = area.dim_in_pixel();
+    let left = area.get_base_pixel().0;
+    let plot = left + (MARGIN_LEFT + Y_LABELS) as i32..left + (width - MARGIN_RIGHT) as i32;
+    let to_px = |ms: i64| {
+        let share = (seconds(ms) - x.start) / (x.end - x.start).max(f64::EPSILON);
+        plot.start + (share * (plot.end - plot.start) as f64).round() as i32
+    };
+    let size = 15;
+    let lines: Vec<(i32, i32)> = markers
+        .iter()
+        .map(|m| (to_px(m.at_ms), text_width(m.label, size)))
+        .collect();
+    let spans = label_spans(&lines, plot);
+    let rows = label_rows(&spans);
+    let rows_above = rows.iter().max().map_or(1, |r| r + 1) as u32;
+    area.draw(&Text::new(
+        chart.title.as_str(),
+        ((width / 2) as i32, 6),
+        (FONT, 22)
+            .into_font()
+            .style(FontStyle::Bold)
+            .color(&INK)
+            .pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+    .map_err(drawing)?;
     let mut c = ChartBuilder::on(area)
-        .caption(&chart.title, (FONT, 22).into_font().style(FontStyle::Bold))
-        .margin_top(8)
-        .margin_left(8)
-        .margin_right(16)
+        .margin_top(30 + LABEL_ROW * rows_above)
+        .margin_left(MARGIN_LEFT)
+        .margin_right(MARGIN_RIGHT)
         .margin_bottom(4)
         .x_label_area_size(40)
-        .y_label_area_size(64)
+        .y_label_area_size(Y_LABELS)
         .build_cartesian_2d(x, y)
         .map_err(drawing)?;
     c.configure_mesh()
@@ -430,6 +514,15 @@ where
             (xr.start + xr.end) / 2 - base.0,
             (yr.start + yr.end) / 2 - base.1,
         );
+        let half = text_width(note, 16) / 2 + 6;
+        area.draw(&Rectangle::new(
+            [
+                (middle.0 - half, middle.1 - 11),
+                (middle.0 + half, middle.1 + 11),
+            ],
+            HALO.filled(),
+        ))
+        .map_err(drawing)?;
         area.draw(&Text::new(
             note,
             middle,
@@ -440,23 +533,9 @@ where
         ))
         .map_err(drawing)?;
     }
-    // The markers: a vertical line each, its label at the top, beside the line (left of it
-    // near the right edge), in rows where labels would overlap.
-    let right_edge = c.plotting_area().get_pixel_range().0.end;
-    let size = 15;
-    let spans: Vec<(i32, i32)> = markers
-        .iter()
-        .map(|m| {
-            let px = c.backend_coord(&(seconds(m.at_ms), ys.end)).0;
-            let w = text_width(m.label, size);
-            if px + 4 + w > right_edge {
-                (px - 4 - w, px - 4)
-            } else {
-                (px + 4, px + 4 + w)
-            }
-        })
-        .collect();
-    for ((m, row), (from, _)) in markers.iter().zip(label_rows(&spans)).zip(&spans) {
+    // The markers: a vertical line each, its label above the plot beside the line (left of it
+    // near the right edge), in rows where labels would overlap, the line led up to its row.
+    for ((m, row), (from, _)) in markers.iter().zip(rows).zip(&spans) {
         let at = seconds(m.at_ms);
         let (style, dash, gap) = marker_style(m.label);
         let ends = vec![(at, ys.start), (at, ys.end)];
@@ -470,13 +549,14 @@ where
             .map_err(drawing)?;
         }
         let px = c.backend_coord(&(at, ys.end)).0;
-        let dx = from - px;
-        let dy = 4 + 16 * row as i32;
+        // The label's top, in pixels above the plot's top edge.
+        let dy = -((LABEL_ROW * (row as u32 + 1)) as i32);
         c.draw_series(std::iter::once(
             EmptyElement::at((at, ys.end))
+                + PathElement::new(vec![(0, 0), (0, dy + 2)], INK.stroke_width(1))
                 + Text::new(
                     m.label,
-                    (dx, dy),
+                    (from - px, dy),
                     (FONT, size)
                         .into_font()
                         .style(FontStyle::Bold)
@@ -496,13 +576,16 @@ fn draw_legend(area: &Area, chart: &Chart, markers: &[Marker]) -> Result<()> {
     for line in &chart.lines {
         area.draw(&PathElement::new(swatch(y), line.color.stroke_width(3)))
             .map_err(drawing)?;
-        area.draw(&Text::new(
-            shorten(&line.name, LEGEND_CHARS),
-            (42, y),
-            font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-        .map_err(drawing)?;
-        y += 20;
+        for text in wrap(&line.name, LEGEND_CHARS, 2) {
+            area.draw(&Text::new(
+                text,
+                (42, y),
+                font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(drawing)?;
+            y += 17;
+        }
+        y += 3;
     }
     y += 8;
     for m in markers {
@@ -583,7 +666,7 @@ fn figures_lines(r: &Report) -> [String; 2] {
 pub fn svg(r: &Report) -> Result<String> {
     let markers = series::markers(r);
     let header_lines = 4 + markers.len() as u32;
-    let header = 16 + 20 * header_lines;
+    let header = 28 + 20 * header_lines;
     let height = header + 3 * CHART_HEIGHT;
     let mut out = String::new();
     {
@@ -834,6 +917,43 @@ mod tests {
     }
 
     #[test]
+    fn a_label_goes_left_of_its_line_when_the_right_would_cross_a_line_or_leave_the_plot() {
+        let plot = 0..1000;
+        // Far apart: both right of their lines.
+        assert_eq!(
+            label_spans(&[(100, 50), (500, 50)], plot.clone()),
+            [(104, 154), (504, 554)]
+        );
+        // The second line within the first label: the first label goes left.
+        assert_eq!(
+            label_spans(&[(500, 80), (530, 60)], plot.clone()),
+            [(416, 496), (534, 594)]
+        );
+        // At the right edge: left.
+        assert_eq!(label_spans(&[(980, 60)], plot.clone()), [(916, 976)]);
+        // Crowded on both sides: right, and the rows keep the labels apart.
+        assert_eq!(
+            label_spans(&[(20, 80), (50, 60)], plot),
+            [(24, 104), (54, 114)]
+        );
+    }
+
+    #[test]
+    fn a_long_legend_entry_wraps_between_words_onto_two_lines_at_most() {
+        assert_eq!(wrap("p95", 28, 2), ["p95"]);
+        assert_eq!(
+            wrap(
+                "transport: cannot connect (Connection refused (os error 111))",
+                28,
+                2
+            ),
+            ["transport: cannot connect", "(Connection refused (os err…"]
+        );
+        assert_eq!(wrap("", 28, 2), [""]);
+        assert_eq!(wrap("abcdefghij", 4, 2), ["abc…"]);
+    }
+
+    #[test]
     fn ticks_read_as_seconds_from_the_fault() {
         assert_eq!(tick(&0.0), "0");
         assert_eq!(tick(&-0.0), "0");
@@ -874,7 +994,8 @@ mod tests {
             "p95",
             "p99",
             "HTTP 502",
-            "transport: cannot connect (…",
+            "transport: cannot connect",
+            "(Connection refused)",
         ] {
             assert!(texts.iter().any(|x| x == t), "{t:?} in {texts:?}");
         }
