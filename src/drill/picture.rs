@@ -787,6 +787,20 @@ pub fn html(r: &Report) -> Result<String> {
         esc(&verdict(r))
     );
 
+    let _ = writeln!(o, "<table id=\"budgets\">");
+    for b in &r.budgets {
+        let _ = writeln!(
+            o,
+            "<tr><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>budget {}</td></tr>",
+            if b.passed { "pass" } else { "fail" },
+            if b.passed { "✓ PASS" } else { "✗ FAIL" },
+            esc(&b.name),
+            esc(&b.measured),
+            esc(&b.budget)
+        );
+    }
+    let _ = writeln!(o, "</table>");
+
     let _ = writeln!(o, "<h2>What the clients saw</h2>\n<table id=\"figures\">");
     let mut row = |name: &str, value: String| {
         let _ = writeln!(o, "<tr><th>{}</th><td>{value}</td></tr>", esc(name));
@@ -829,8 +843,9 @@ pub fn html(r: &Report) -> Result<String> {
         "longest gap, session client",
         esc(&gap_text(&r.session.longest_gap, f)),
     );
-    for m in &markers {
-        row(m.label, esc(&format!("{}: {}", rel_s(m.at_ms), m.meaning)));
+    // The fault is the first row; here when the clients were served again, and verified.
+    for m in markers.iter().filter(|m| m.label != "fault") {
+        row(m.label, esc(&format!("{} — {}", rel_s(m.at_ms), m.meaning)));
     }
     row(
         "time to full health",
@@ -849,20 +864,6 @@ pub fn html(r: &Report) -> Result<String> {
             chart_svg(&chart, x.clone(), &markers)?
         );
     }
-
-    let _ = writeln!(o, "<h2>Budgets</h2>\n<table id=\"budgets\">");
-    for b in &r.budgets {
-        let _ = writeln!(
-            o,
-            "<tr><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>budget {}</td></tr>",
-            if b.passed { "pass" } else { "fail" },
-            if b.passed { "✓ PASS" } else { "✗ FAIL" },
-            esc(&b.name),
-            esc(&b.measured),
-            esc(&b.budget)
-        );
-    }
-    let _ = writeln!(o, "</table>");
 
     let _ = writeln!(
         o,
