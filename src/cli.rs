@@ -363,6 +363,11 @@ pub struct DrillArgs {
     /// Base URL of the balancer (default: http://localhost:HTTP_PORT).
     #[arg(long)]
     pub url: Option<String>,
+    /// Also draw what the clients saw: requests/s, latency p50/p95/p99 and failures per
+    /// second, the fault, recovery and verification marked. FILE.html: a self-contained page
+    /// with the verdict and figures; FILE.svg: the charts. Written also when the drill fails.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub daemon: DrillDaemonArgs,
 }

@@ -7,7 +7,7 @@ use crate::cli::{self, DrillArgs, DrillDaemonArgs, DrillKind, StatusFormat};
 use crate::config::Overrides;
 use crate::config::Target;
 use crate::desired::{self, Role};
-use crate::drill::{self, report, Kind, Options};
+use crate::drill::{self, picture, report, Kind, Options};
 use crate::outcome::Outcome;
 use crate::readiness::Readiness;
 
@@ -24,8 +24,13 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         timeout,
         cut_secs,
         url,
+        report: report_file,
         daemon,
     } = args;
+    // Before anything runs: no fault is injected for a report that cannot be written.
+    let report_file = report_file
+        .map(|path| picture_target(&path).map(|format| (path, format)))
+        .transpose()?;
     if !(1..=3600).contains(&cut_secs) {
         bail!("--cut-secs {cut_secs} is out of range: use 1 to 3600 seconds");
     }
@@ -110,6 +115,16 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
         StatusFormat::Text => print!("{}", report::text(&r, &g.ui)),
         StatusFormat::Json => println!("{}", report::json(&r)),
     }
+    // Also after a failed drill: that is when the picture matters most.
+    if let Some((path, picture_format)) = &report_file {
+        picture::write(path, *picture_format, &r)?;
+        let line = format!("drill report written: {}", path.display());
+        match format {
+            StatusFormat::Text => g.ui.success(&line),
+            // stdout stays one JSON document.
+            StatusFormat::Json => eprintln!("{line}"),
+        }
+    }
     if r.interrupted {
         bail!("interrupted (Ctrl-C): the drill stopped early and put the deployment back; its figures are incomplete");
     }
@@ -118,6 +133,19 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     } else {
         Outcome::ChecksFailed
     })
+}
+
+/// The format `--report` asks for, and a path it can be written to (not a directory).
+fn picture_target(path: &std::path::Path) -> Result<picture::Format> {
+    let format = picture::Format::of(path)?;
+    if path.is_dir() {
+        bail!(
+            "--report {}: is a directory; name the file to write (e.g. {})",
+            path.display(),
+            path.join("drill.html").display()
+        );
+    }
+    Ok(format)
 }
 
 /// `drill daemon`'s flags, checked before anything else: without `--restart-command` it cannot

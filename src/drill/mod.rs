@@ -16,6 +16,8 @@
 //! - `daemon.rs`: restart the Docker daemon (`--restart-command`); every container comes back
 //!   by its restart policy and `verify` passes again.
 //! - `stats.rs`: pure figures and budget verdicts; `report.rs`: text and JSON.
+//! - `series.rs`: the load second by second and the moments to mark (pure);
+//!   `picture.rs`: those drawn as charts, the SVG or HTML file of `--report`.
 //!
 //! Every report names the fault, its timeline (fault, first failed request, recovered,
 //! verified: every container running and healthy, the balancer serving) and the failed
@@ -30,12 +32,16 @@
 
 pub mod daemon;
 mod fault;
+#[cfg(test)]
+mod fixture;
 mod instance;
 pub mod load;
 mod memory;
 mod network;
+pub mod picture;
 pub(crate) mod redis;
 pub mod report;
+pub mod series;
 mod service;
 pub mod stats;
 
@@ -273,6 +279,8 @@ pub struct Report {
     pub recovery: Recovery,
     pub timeline: Vec<Event>,
     pub budgets: Vec<Verdict>,
+    /// The load second by second, for the picture of `--report`.
+    pub series: Vec<series::Bin>,
     /// Things a person should know that are not a budget (e.g. a figure that could not be
     /// measured).
     pub notes: Vec<String>,
@@ -581,6 +589,7 @@ fn assemble(opts: &Options, m: Measured) -> Report {
         recovery,
         timeline,
         budgets: verdicts,
+        series: series::per_second(&result.samples, fault_at_ms, result.duration_ms),
         notes,
         interrupted: interrupted(),
     }

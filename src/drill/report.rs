@@ -8,7 +8,7 @@ use super::{Kind, Report};
 use crate::ui::Ui;
 
 /// Time relative to the fault: `-2.00 s`, `+0.13 s`.
-fn rel(at_ms: u64, fault_ms: u64) -> String {
+pub(super) fn rel(at_ms: u64, fault_ms: u64) -> String {
     if at_ms >= fault_ms {
         format!("+{}", secs(at_ms - fault_ms))
     } else {
@@ -16,7 +16,7 @@ fn rel(at_ms: u64, fault_ms: u64) -> String {
     }
 }
 
-fn gap_text(g: &Gap, fault_ms: u64) -> String {
+pub(super) fn gap_text(g: &Gap, fault_ms: u64) -> String {
     if g.ms == 0 {
         return "0.00 s".into();
     }
@@ -32,22 +32,26 @@ fn opt_secs(ms: Option<u64>) -> String {
     ms.map_or_else(|| "not reached".into(), secs)
 }
 
+/// What the drill was, as the report's heading says it: `Drill: an app instance crashes`.
+pub(super) fn title(r: &Report) -> &'static str {
+    match r.drill {
+        Kind::Instance => "Drill: an app instance crashes",
+        Kind::Redis if r.recovery.old_master_restarted_after_ms.is_some() => {
+            "Drill: the Redis master goes away"
+        }
+        Kind::Redis => "Drill: Redis crashes",
+        Kind::Postgres => "Drill: Postgres crashes",
+        Kind::Nginx => "Drill: nginx crashes",
+        Kind::Network => "Drill: an app instance loses its network",
+        Kind::Memory => "Drill: an app instance reaches its memory limit",
+        Kind::Daemon => "Drill: the Docker daemon restarts",
+    }
+}
+
 pub fn text(r: &Report, ui: &Ui) -> String {
     let mut out = String::new();
     let f = r.fault_at_ms;
-    let title = match r.drill {
-        Kind::Instance => "=== Drill: an app instance crashes ===",
-        Kind::Redis if r.recovery.old_master_restarted_after_ms.is_some() => {
-            "=== Drill: the Redis master goes away ==="
-        }
-        Kind::Redis => "=== Drill: Redis crashes ===",
-        Kind::Postgres => "=== Drill: Postgres crashes ===",
-        Kind::Nginx => "=== Drill: nginx crashes ===",
-        Kind::Network => "=== Drill: an app instance loses its network ===",
-        Kind::Memory => "=== Drill: an app instance reaches its memory limit ===",
-        Kind::Daemon => "=== Drill: the Docker daemon restarts ===",
-    };
-    let _ = writeln!(out, "{}", ui.bold(title));
+    let _ = writeln!(out, "{}", ui.bold(&format!("=== {} ===", title(r))));
     let _ = writeln!(out, "Project {} via {}", r.project, r.url);
     let _ = writeln!(out, "Fault:  {}", r.fault);
     let _ = writeln!(

@@ -306,6 +306,39 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn a_drill_report_of_an_unknown_kind_is_refused_before_any_docker_work() {
+    let d = Dir::new();
+    // No env file and no daemon: the flag is checked before either is read.
+    let out = d
+        .cmd()
+        .args(["drill", "instance", "--report", "drill.pdf"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--report drill.pdf"), "{stderr}");
+    assert!(
+        stderr.contains(".html") && stderr.contains(".svg"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("env file") && !stderr.contains("Docker"),
+        "{stderr}"
+    );
+    assert!(d.entries().is_empty(), "{:?}", d.entries());
+    // A directory is not a file to write.
+    std::fs::create_dir(d.path().join("out.html")).unwrap();
+    d.cmd()
+        .args([
+            "drill", "nginx", "--target", "swarm", "--report", "out.html",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a directory"));
+}
+
+#[test]
 fn garbage_env_file_is_an_error_not_a_panic() {
     let d = Dir::new();
     std::fs::write(d.env_file(), [0xff, 0xfe, 0x00, b'=', 0x80, b'\n']).unwrap();

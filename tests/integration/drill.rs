@@ -137,7 +137,10 @@ fn an_instance_crash_under_load_fails_no_request() {
     let _slot = common::alone();
     let s = Stack::up("inst", false);
 
-    let (code, r, out) = s.drill(&["instance", "--duration", "10"]);
+    // The picture of it too (in a directory `--report` creates).
+    let html = s.dir.path().join("reports").join("drill.html");
+    let html_arg = html.to_string_lossy().into_owned();
+    let (code, r, out) = s.drill(&["instance", "--duration", "10", "--report", &html_arg]);
     assert_eq!(code, 0, "drill instance:\n{out}");
     assert_eq!(r["passed"], true, "{out}");
     assert_eq!(r["failures"]["total"], 0, "{out}");
@@ -181,10 +184,12 @@ fn an_instance_crash_under_load_fails_no_request() {
         false,
         &["app-3 is healthy", "app-3 is ready", "Load distribution"],
     );
+    the_report_shows_what_the_clients_saw(&html, &r, &out);
 
     the_fault_catalog_leaves_the_stack_verified_and_loses_no_data(&s);
 
-    // A budget that cannot hold is a failed drill (exit 1), with the text report naming it.
+    // A budget that cannot hold is a failed drill (exit 1), with the text report naming it;
+    // its picture is written all the same (a path relative to the working directory).
     let out = s.run(&[
         "drill",
         "instance",
@@ -194,8 +199,20 @@ fn an_instance_crash_under_load_fails_no_request() {
         "0",
         "--max-failed",
         "100000",
+        "--report",
+        "failed-drill.svg",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let texts = common::report::assert_drill_report(&s.dir.path().join("failed-drill.svg"));
+    assert!(
+        texts.iter().any(|t| t.contains("Failed")),
+        "the SVG's heading says the drill failed: {texts:?}"
+    );
+    assert!(
+        text(&out).contains("drill report written: failed-drill.svg"),
+        "{}",
+        text(&out)
+    );
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         report
@@ -207,6 +224,38 @@ fn an_instance_crash_under_load_fails_no_request() {
         report.contains("Drill failed: 1 budget exceeded."),
         "{report}"
     );
+}
+
+/// `--report` of the drill above: the page parses, holds every chart with its series and the
+/// markers, and its figures are the JSON report's; stdout stayed one JSON document (the line
+/// saying where the report went is on stderr).
+fn the_report_shows_what_the_clients_saw(html: &std::path::Path, r: &serde_json::Value, out: &str) {
+    let texts = common::report::assert_drill_report(html);
+    assert!(
+        out.contains(&format!("drill report written: {}", html.display())),
+        "{out}"
+    );
+    // Killed and back: the recovery and verification are marked too.
+    for marker in ["recovered", "verified"] {
+        assert!(
+            texts.iter().any(|t| t == marker),
+            "no {marker} marker: {texts:?}"
+        );
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("failed requests") && t.ends_with('0')),
+        "{texts:?}"
+    );
+    // The series the charts are drawn from, second by second, in the JSON report as well.
+    let series = r["series"].as_array().expect("series in the JSON report");
+    assert!(series.len() >= 8, "{} bins for a 10 s drill", series.len());
+    let ok: u64 = series.iter().map(|b| b["ok"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(ok, r["load"]["succeeded"].as_u64().unwrap_or(0));
+    assert!(series
+        .iter()
+        .all(|b| b["failed"].as_object().is_some_and(|f| f.is_empty())));
 }
 
 #[test]
@@ -351,18 +400,35 @@ fn the_fault_catalog_leaves_the_stack_verified_and_loses_no_data(s: &Stack) {
     );
 
     // nginx: the front door is shut until its restart policy brings it back.
-    let (code, r, out) = s.drill(&["nginx", "--duration", "4", "--max-outage-ms", "20000"]);
+    let svg = s.dir.path().join("nginx.svg");
+    let (code, r, out) = s.drill(&[
+        "nginx",
+        "--duration",
+        "4",
+        "--max-outage-ms",
+        "20000",
+        "--report",
+        &svg.to_string_lossy(),
+    ]);
     summary("nginx", &r);
     assert_eq!(code, 0, "drill nginx:\n{out}");
     assert_verified_and_sessions_intact("nginx", &r, &out);
     assert!(r["recovery"]["serving_after_ms"].is_u64(), "{out}");
     assert!(r["longest_gap"]["ms"].as_u64() > Some(0), "{out}");
-    assert!(
-        r["failures"]["by_kind"]
-            .as_object()
-            .is_some_and(|k| !k.is_empty()),
-        "failures by kind: {out}"
-    );
+    let kinds = r["failures"]["by_kind"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!kinds.is_empty(), "failures by kind: {out}");
+    // Its picture has a line per failure kind (the legend shortens a long one).
+    let texts = common::report::assert_drill_report(&svg);
+    for kind in kinds.keys() {
+        let start: String = kind.chars().take(20).collect();
+        assert!(
+            texts.iter().any(|t| t.starts_with(&start)),
+            "no line for {kind:?}: {texts:?}"
+        );
+    }
 
     // network: app-3 off the network for 3 s, then attached again.
     let (code, r, out) = s.drill(&[

@@ -314,8 +314,20 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
     let (code, _, out) = p.drill(&["instance", "--target", "swarm", "--instance", "app-9"]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("no task in slot 9"), "{out}");
-    let (code, r, out) = p.drill(&["instance", "--target", "swarm", "--duration", "8"]);
+    let svg = p.dir.path().join("swarm-drill.svg");
+    let (code, r, out) = p.drill(&[
+        "instance",
+        "--target",
+        "swarm",
+        "--duration",
+        "8",
+        "--report",
+        &svg.to_string_lossy(),
+    ]);
     assert_eq!(code, Some(0), "drill instance --target swarm:\n{out}");
+    // The picture, as on one host (the Swarm drill does not verify: no verified marker).
+    let texts = common::report::assert_drill_report(&svg);
+    assert!(texts.iter().any(|t| t == "recovered"), "{texts:?}");
     let rec = &r["recovery"];
     eprintln!(
         "swarm: drill instance ({}): {} requests, {} failed; down after {} ms, a healthy new task after {} ms, serving through nginx after {} ms",

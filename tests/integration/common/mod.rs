@@ -6,6 +6,7 @@
 pub mod nodes;
 pub mod pebble;
 pub mod pki;
+pub mod report;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
