@@ -71,7 +71,10 @@ measure() {
   start=$(cpu_of "$pid")
   sleep "$secs"
   end=$(cpu_of "$pid")
+  # Ctrl-C for top (it leaves as it would for a person); docker stats ignores it off a terminal.
   kill -INT "$pid" 2>/dev/null || true
+  sleep 1
+  kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   echo "($end - $start) * 100 / $secs" | bc -l | xargs printf '%.1f'
 }
