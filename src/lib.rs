@@ -26,6 +26,7 @@
 //! | pure | [`observed`] | types: what Docker reports of a project's containers, networks, volumes |
 //! | pure | [`readiness`] | what "ready" means for a container, and the predicate that judges one look at it |
 //! | pure | [`plan`] | (desired, observed) → one-host steps with reasons (`up --dry-run` prints it) |
+//! | pure | [`traffic`] | nginx's JSON access log parsed and summed per instance over a window (requests/s, share, upstream percentiles, 4xx/5xx, failures, retries, in flight); [`traffic::view`]: `top`'s screen as text and JSON |
 //! | pure | [`status`] | what `status` reports: one model per target, one text and one JSON rendering |
 //! | seam | [`docker`] | the only bollard user: the Docker facade (unix, npipe, tcp, TLS, ssh), verbs only: it runs what it is given and converts desired and Swarm specs to the Engine API |
 //! | seam | [`http`] | the only reqwest user: GETs, and the HTTPS front door's probes (a handshake's certificate and versions, the plain-HTTP redirect) |
@@ -41,6 +42,7 @@
 //! | operation | [`scale`] | one host: add or remove instances with no failed request, save the count |
 //! | operation | [`swarm_engine`] | a swarm: observe, plan, apply with no decisions ([`swarm_engine::SwarmVerbs`]), wait for convergence; `up`/`scale`/`down`/`status`/`logs` |
 //! | operation | [`verify`] | the proof: checks through the balancer (over HTTPS, with the handshake, certificate and redirect checks, when TLS is on) and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
+//! | operation | [`top`] | follows nginx's log (container or Swarm task) through the Engine API, with the stats API and `stub_status`: `top`'s live view and snapshot, `status`'s last minute |
 //! | operation | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
 //! | dispatch | [`target`] | `up`/`down`/`scale`/`status`/`logs`/`render` on the chosen target |
 //! | front | [`cli`], [`commands`] | the command line as typed (names are a contract); one thin file per subcommand: arguments → operation → report |
