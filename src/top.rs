@@ -274,7 +274,7 @@ fn log_problem(source: &LogSource, e: &dyn std::fmt::Display) -> String {
 fn stream_of(
     docker: &DockerClient,
     source: &LogSource,
-    since_unix: i64,
+    since_unix: Option<i64>,
     follow: bool,
 ) -> BoxStream<'static, crate::docker::Result<LogLine>> {
     match source {
@@ -305,6 +305,13 @@ impl Log {
         }
     }
 
+    /// Adds lines read back (not followed: they say nothing of the lag).
+    fn extend(&self, more: impl Iterator<Item = Entry>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.extend(more);
+        }
+    }
+
     /// Drops entries that ended before `from_ms`; the window is all that is kept.
     fn prune(&self, from_ms: u64) {
         if let Ok(mut entries) = self.entries.lock() {
@@ -321,8 +328,10 @@ impl Log {
     }
 }
 
-/// Follows one source's log into `log` until aborted; when the stream ends (nginx restarted,
-/// the connection broke) it picks up again from the last line it saw.
+/// Follows one source's log into `log` until aborted: new lines only (`tail=0`, served at
+/// once), while the window's earlier lines are read back beside them and added up to the first
+/// line followed. When the stream ends (nginx restarted, the connection broke) it follows again
+/// from then.
 fn follow(
     docker: DockerClient,
     source: LogSource,
@@ -331,21 +340,29 @@ fn follow(
     log: Arc<Log>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last_ms = u64::try_from(since_ms).unwrap_or(0);
+        let first = Arc::new(Mutex::new(None::<u64>));
+        let backfill = {
+            let (docker, source, log, first) =
+                (docker.clone(), source.clone(), log.clone(), first.clone());
+            tokio::spawn(async move {
+                if let Ok(entries) = read_back(&docker, &source, since_ms).await {
+                    // Lines the follower already has are not added twice.
+                    let until = first.lock().ok().and_then(|f| *f).unwrap_or(u64::MAX);
+                    log.extend(entries.into_iter().filter(|e| e.at_ms < until));
+                }
+            })
+        };
         loop {
-            let since = i64::try_from(last_ms / 1000).unwrap_or(0);
-            let mut lines = stream_of(&docker, &source, since, true);
+            let mut lines = stream_of(&docker, &source, None, true);
             while let Some(line) = lines.next().await {
                 match line {
                     Ok(line) => {
                         let Some(e) = traffic::parse(&line.text) else {
                             continue;
                         };
-                        // `since` is in whole seconds: lines seen before come again.
-                        if e.at_ms <= last_ms {
-                            continue;
+                        if let Ok(mut f) = first.lock() {
+                            f.get_or_insert(e.at_ms);
                         }
-                        last_ms = e.at_ms;
                         let lag = (local_ms() + skew_ms) as f64 - e.at_ms as f64;
                         log.push(e, lag);
                         if let Ok(mut p) = log.problems.lock() {
@@ -361,6 +378,12 @@ fn follow(
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+            if backfill.is_finished() {
+                // Later reconnections need no history: the window keeps what was read.
+                if let Ok(mut f) = first.lock() {
+                    f.get_or_insert(0);
+                }
+            }
         }
     })
 }
@@ -371,7 +394,7 @@ async fn read_back(
     source: &LogSource,
     since_ms: i64,
 ) -> Result<Vec<Entry>, String> {
-    let mut lines = stream_of(docker, source, since_ms.div_euclid(1000), false);
+    let mut lines = stream_of(docker, source, Some(since_ms.div_euclid(1000)), false);
     let mut out = vec![];
     while let Some(line) = lines.next().await {
         match line {

@@ -8,22 +8,27 @@ use futures_util::{Stream, StreamExt};
 use super::{log_lines, DockerClient, DockerError, LogLine, Result};
 use crate::observed::UsageSample;
 
-fn stdout_since(since_unix: i64, follow: bool) -> LogsOptions {
-    LogsOptionsBuilder::default()
+/// stdout from `since_unix` on; `None`: only the lines written from now on (`tail=0`, which the
+/// daemon serves without scanning the log file from its start, as `since` makes it do).
+fn stdout_since(since_unix: Option<i64>, follow: bool) -> LogsOptions {
+    let b = LogsOptionsBuilder::default()
         .stdout(true)
         .stderr(false)
-        .follow(follow)
-        .since(i32::try_from(since_unix.max(0)).unwrap_or(i32::MAX))
-        .build()
+        .follow(follow);
+    match since_unix {
+        Some(since) => b.since(i32::try_from(since.max(0)).unwrap_or(i32::MAX)),
+        None => b.tail("0"),
+    }
+    .build()
 }
 
 impl DockerClient {
-    /// A container's stdout from `since_unix` (seconds, the daemon's clock) on, as lines;
-    /// with `follow`, then every new line until the container stops.
+    /// A container's stdout from `since_unix` (seconds, the daemon's clock; `None`: from now)
+    /// on, as lines; with `follow`, then every new line until the container stops.
     pub fn stdout_since(
         &self,
         container: &str,
-        since_unix: i64,
+        since_unix: Option<i64>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
         let raw = self
@@ -36,7 +41,7 @@ impl DockerClient {
     pub fn task_stdout_since(
         &self,
         task_id: &str,
-        since_unix: i64,
+        since_unix: Option<i64>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
         let raw = self
