@@ -312,19 +312,29 @@ impl Log {
         }
     }
 
-    /// Drops entries that ended before `from_ms`; the window is all that is kept.
-    fn prune(&self, from_ms: u64) {
-        if let Ok(mut entries) = self.entries.lock() {
-            // Lines of several nginx tasks interleave: prune by time, not by position.
-            entries.retain(|e| e.at_ms > from_ms);
-        }
+    /// The window ending at `to_ms`, summed under the lock (no copy of the entries); what
+    /// ended before it is dropped, as the window is all that is kept.
+    fn window(&self, found: &Found, to_ms: i64, window_ms: i64) -> Traffic {
+        let Ok(mut entries) = self.entries.lock() else {
+            return summarize(found, &[], to_ms, window_ms);
+        };
+        let from_ms = u64::try_from(to_ms - window_ms).unwrap_or(0);
+        // Lines of several nginx tasks interleave: dropped by time, not by position.
+        entries.retain(|e| e.at_ms > from_ms);
+        summarize(found, entries.make_contiguous(), to_ms, window_ms)
     }
 
-    fn snapshot(&self) -> Vec<Entry> {
-        self.entries
+    fn problems(&self) -> Vec<String> {
+        self.problems
             .lock()
-            .map(|e| e.iter().cloned().collect())
+            .map(|p| p.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    fn lag_p95(&self) -> Option<f64> {
+        let mut lags: Vec<f64> = self.lag_ms.lock().ok()?.iter().copied().collect();
+        lags.sort_by(f64::total_cmp);
+        traffic::percentile(&lags, 95.0)
     }
 }
 
@@ -341,7 +351,7 @@ fn follow(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let first = Arc::new(Mutex::new(None::<u64>));
-        let backfill = {
+        {
             let (docker, source, log, first) =
                 (docker.clone(), source.clone(), log.clone(), first.clone());
             tokio::spawn(async move {
@@ -350,24 +360,29 @@ fn follow(
                     let until = first.lock().ok().and_then(|f| *f).unwrap_or(u64::MAX);
                     log.extend(entries.into_iter().filter(|e| e.at_ms < until));
                 }
-            })
-        };
+            });
+        }
         loop {
             let mut lines = stream_of(&docker, &source, None, true);
+            let mut reading = false;
             while let Some(line) = lines.next().await {
                 match line {
                     Ok(line) => {
                         let Some(e) = traffic::parse(&line.text) else {
                             continue;
                         };
-                        if let Ok(mut f) = first.lock() {
-                            f.get_or_insert(e.at_ms);
+                        if !reading {
+                            // Once per stream, not per line: the log reads again.
+                            reading = true;
+                            if let Ok(mut p) = log.problems.lock() {
+                                p.remove(&source);
+                            }
+                            if let Ok(mut f) = first.lock() {
+                                f.get_or_insert(e.at_ms);
+                            }
                         }
                         let lag = (local_ms() + skew_ms) as f64 - e.at_ms as f64;
                         log.push(e, lag);
-                        if let Ok(mut p) = log.problems.lock() {
-                            p.remove(&source);
-                        }
                     }
                     Err(e) => {
                         if let Ok(mut p) = log.problems.lock() {
@@ -378,12 +393,6 @@ fn follow(
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if backfill.is_finished() {
-                // Later reconnections need no history: the window keeps what was read.
-                if let Ok(mut f) = first.lock() {
-                    f.get_or_insert(0);
-                }
-            }
         }
     })
 }
@@ -435,19 +444,31 @@ fn utc(ms: i64) -> String {
     crate::tls::utc(ms.div_euclid(1000))
 }
 
-/// Puts the pieces of one refresh together (pure).
-#[allow(clippy::too_many_arguments)]
-fn screen(
-    project: &str,
-    target: Target,
-    found: &Found,
+/// What one refresh read, beside the deployment it found.
+struct Reading<'a> {
     traffic: Traffic,
+    /// When the window ends (the daemon's clock, ms).
     to_ms: i64,
-    before: &HashMap<String, UsageSample>,
-    now: &HashMap<String, UsageSample>,
+    /// Each local instance container's usage at the previous reading and now.
+    before: &'a HashMap<String, UsageSample>,
+    now: &'a HashMap<String, UsageSample>,
     connections: Option<StubStatus>,
-    mut notes: Vec<String>,
-) -> Screen {
+    notes: Vec<String>,
+    /// When the refresh began: the screen says how long it took.
+    started: Instant,
+}
+
+/// Puts the pieces of one refresh together (pure but for the time the refresh took).
+fn screen(project: &str, target: Target, found: &Found, reading: Reading) -> Screen {
+    let Reading {
+        traffic,
+        to_ms,
+        before,
+        now,
+        connections,
+        mut notes,
+        started,
+    } = reading;
     let Traffic {
         window_secs,
         totals,
@@ -486,7 +507,8 @@ fn screen(
         services: found.services.clone(),
         instances,
         notes,
-        ..Screen::default()
+        refresh_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+        log_lag_ms: None,
     }
 }
 
@@ -587,20 +609,16 @@ pub async fn snapshot(
         tokio::time::sleep(rest).await;
     }
     let now = samples(docker, &found).await;
-    let traffic = summarize(&found, &entries, to_ms, window_ms(window));
-    let mut s = screen(
-        project,
-        target,
-        &found,
-        traffic,
+    let reading = Reading {
+        traffic: summarize(&found, &entries, to_ms, window_ms(window)),
         to_ms,
-        &before,
-        &now,
+        before: &before,
+        now: &now,
         connections,
         notes,
-    );
-    s.refresh_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    Ok(s)
+        started,
+    };
+    Ok(screen(project, target, &found, reading))
 }
 
 /// Writes to stdout; `false` when the reader went away (`top | head`): the view ends there,
@@ -668,29 +686,17 @@ pub async fn live(
         }
         let (now, connections) = tokio::join!(samples(docker, &found), stub_status(docker, &found));
         let to_ms = local_ms() + skew;
-        log.prune(u64::try_from(to_ms - window_ms).unwrap_or(0));
-        let traffic = summarize(&found, &log.snapshot(), to_ms, window_ms);
-        let notes = log
-            .problems
-            .lock()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default();
-        let mut s = screen(
-            project,
-            target,
-            &found,
-            traffic,
+        let reading = Reading {
+            traffic: log.window(&found, to_ms, window_ms),
             to_ms,
-            &before,
-            &now,
+            before: &before,
+            now: &now,
             connections,
-            notes,
-        );
-        s.refresh_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-        s.log_lag_ms =
-            log.lag_ms.lock().ok().and_then(|l| {
-                traffic::percentile(&mut l.iter().copied().collect::<Vec<_>>(), 95.0)
-            });
+            notes: log.problems(),
+            started,
+        };
+        let mut s = screen(project, target, &found, reading);
+        s.log_lag_ms = log.lag_p95();
         before = now;
         let text = s.to_text(ui);
         let shown = if in_place {
@@ -795,17 +801,16 @@ mod tests {
         };
         let before = HashMap::from([("c1".to_string(), sample(0, 0))]);
         let now = HashMap::from([("c1".to_string(), sample(100, 1000))]);
-        let s = screen(
-            "demo",
-            Target::Single,
-            &found,
-            t,
-            11_000,
-            &before,
-            &now,
-            None,
-            vec![],
-        );
+        let reading = Reading {
+            traffic: t,
+            to_ms: 11_000,
+            before: &before,
+            now: &now,
+            connections: None,
+            notes: vec![],
+            started: Instant::now(),
+        };
+        let s = screen("demo", Target::Single, &found, reading);
         assert_eq!(s.instances[0].cpus, Some(0.2));
         assert_eq!(s.instances[0].memory_limit_bytes, Some(256 << 20));
         assert_eq!(s.instances[1].health, "unknown");

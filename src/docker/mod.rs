@@ -672,8 +672,27 @@ impl DockerClient {
         tail: Option<u32>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-        let raw = self.docker.logs(container, Some(log_options(tail, follow)));
-        log_lines(raw, "container", container)
+        self.container_log_lines(container, log_options(tail, follow))
+    }
+
+    fn container_log_lines(
+        &self,
+        container: &str,
+        opts: bollard::query_parameters::LogsOptions,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        log_lines(
+            self.docker.logs(container, Some(opts)),
+            "container",
+            container,
+        )
+    }
+
+    fn task_log_lines(
+        &self,
+        task_id: &str,
+        opts: bollard::query_parameters::LogsOptions,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        log_lines(self.docker.task_logs(task_id, Some(opts)), "task", task_id)
     }
 
     /// A Swarm task's log as lines, wherever in the swarm the task runs (asked of a manager).
@@ -683,10 +702,7 @@ impl DockerClient {
         tail: Option<u32>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-        let raw = self
-            .docker
-            .task_logs(task_id, Some(log_options(tail, follow)));
-        log_lines(raw, "task", task_id)
+        self.task_log_lines(task_id, log_options(tail, follow))
     }
 
     /// Whether a named volume exists on the daemon.

@@ -5,7 +5,7 @@
 use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder, StatsOptionsBuilder};
 use futures_util::{Stream, StreamExt};
 
-use super::{log_lines, DockerClient, DockerError, LogLine, Result};
+use super::{DockerClient, DockerError, LogLine, Result};
 use crate::observed::UsageSample;
 
 /// stdout from `since_unix` on; `None`: only the lines written from now on (`tail=0`, which the
@@ -31,10 +31,7 @@ impl DockerClient {
         since_unix: Option<i64>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-        let raw = self
-            .docker
-            .logs(container, Some(stdout_since(since_unix, follow)));
-        log_lines(raw, "container", container)
+        self.container_log_lines(container, stdout_since(since_unix, follow))
     }
 
     /// A Swarm task's stdout from `since_unix` on, wherever the task runs (asked of a manager).
@@ -44,10 +41,7 @@ impl DockerClient {
         since_unix: Option<i64>,
         follow: bool,
     ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-        let raw = self
-            .docker
-            .task_logs(task_id, Some(stdout_since(since_unix, follow)));
-        log_lines(raw, "task", task_id)
+        self.task_log_lines(task_id, stdout_since(since_unix, follow))
     }
 
     /// One sample of a container's CPU and memory counters, without waiting for a second one

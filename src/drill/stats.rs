@@ -113,11 +113,7 @@ pub fn gaps(samples: &[Sample], clients: usize, window: (u64, u64)) -> (Vec<Gap>
 
 /// Nearest-rank percentile (`p` in 0..=100) of `sorted` values; 0 for no values.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::traffic::percentile(sorted, p).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -109,14 +109,11 @@ pub fn parse(line: &str) -> Option<Entry> {
     })
 }
 
-/// The `p`th percentile (0..=100) of `values` by nearest rank; `None` when there are none.
-pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values.get(rank.clamp(1, values.len()) - 1).copied()
+/// The `p`th percentile (0..=100) of `sorted` values by nearest rank; `None` when there are
+/// none. The drills' figures use it too.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 /// p50, p95 and p99 in milliseconds.
@@ -129,10 +126,11 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub fn of(mut values: Vec<f64>) -> Percentiles {
+        values.sort_by(f64::total_cmp);
         Percentiles {
-            p50: percentile(&mut values, 50.0),
-            p95: percentile(&mut values, 95.0),
-            p99: percentile(&mut values, 99.0),
+            p50: percentile(&values, 50.0),
+            p95: percentile(&values, 95.0),
+            p99: percentile(&values, 99.0),
         }
     }
 }
