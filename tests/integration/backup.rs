@@ -158,7 +158,7 @@ fn rows_and_sessions_survive_backup_down_up_restore_behind_maintenance_mode() {
         let probes: Vec<&str> = log.lines().filter(|l| l.contains("probe=m")).collect();
         assert_eq!(probes.len(), 10, "{log}");
         assert!(
-            probes.iter().all(|l| l.contains("upstream=-")),
+            probes.iter().all(|l| l.contains(r#""upstream":"""#)),
             "{probes:#?}"
         );
         assert!(p.ok(&["status"]).contains("maintenance mode is on"));
