@@ -18,7 +18,7 @@ use crate::observed::{ContainerState, ObservedContainer};
 use crate::plan;
 use crate::probes;
 use crate::status::{CertificateStatus, ContainerStatus, HostStatus, PortStatus};
-use crate::ui::Ui;
+use crate::ui::{self, Ui};
 
 pub struct UpOptions<'a> {
     pub timeout: Duration,
@@ -489,7 +489,7 @@ pub(crate) async fn print_logs(
         loop {
             tokio::select! {
                 line = merged.next() => match line {
-                    Some(line) => println!("{}", line?),
+                    Some(line) => if !ui::out(&format!("{}\n", line?))? { break },
                     None => break,
                 },
                 _ = tokio::signal::ctrl_c() => break,
@@ -498,7 +498,9 @@ pub(crate) async fn print_logs(
     } else {
         for mut s in streams {
             while let Some(line) = s.next().await {
-                println!("{}", line?);
+                if !ui::out(&format!("{}\n", line?))? {
+                    return Ok(());
+                }
             }
         }
     }

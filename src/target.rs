@@ -19,7 +19,7 @@ use crate::engine::{self, UpOptions};
 use crate::lock::ProjectLock;
 use crate::scale::{self, ScaleOptions};
 use crate::status::Report;
-use crate::ui::Ui;
+use crate::ui::{self, Ui};
 use crate::{certificates, envfile, fsutil, render, swarm, swarm_engine};
 
 /// The desired state of a deployment on the daemon: the configuration, and what the daemon
@@ -200,10 +200,11 @@ pub async fn up(
             let stack = swarm::build(d);
             if opts.dry_run {
                 // What would change on the swarm; the plan prints its own header.
-                print!(
-                    "{}",
-                    swarm_engine::plan(docker, &stack, &opts.app_builder_image).await?
-                );
+                ui::out(
+                    &swarm_engine::plan(docker, &stack, &opts.app_builder_image)
+                        .await?
+                        .to_string(),
+                )?;
                 return Ok(None);
             }
             let report =

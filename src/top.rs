@@ -28,7 +28,7 @@ use crate::observed::{ContainerState, Health, ObservedContainer, UsageSample};
 use crate::probes::{self, StubStatus};
 use crate::traffic::view::{Balancer, InstanceRow, Screen, ServiceState};
 use crate::traffic::{self, Entry, Traffic};
-use crate::ui::Ui;
+use crate::ui::{self, Ui};
 use crate::verify::topology;
 
 /// How often the live view is redrawn.
@@ -621,17 +621,6 @@ pub async fn snapshot(
     Ok(screen(project, target, &found, reading))
 }
 
-/// Writes to stdout; `false` when the reader went away (`top | head`): the view ends there,
-/// as other tools' output does, without an error.
-pub fn show(text: &str) -> Result<bool> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(anyhow!("cannot write to stdout: {e}")),
-    }
-}
-
 /// Enters the terminal's alternate screen for the live view and leaves it when dropped, also
 /// on Ctrl-C or an error, so the operator's scrollback is left as it was.
 struct AlternateScreen;
@@ -704,7 +693,7 @@ pub async fn live(
         } else {
             format!("{text}\n")
         };
-        if !show(&shown)? {
+        if !ui::out(&shown)? {
             break;
         }
         tokio::select! {

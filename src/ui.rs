@@ -2,7 +2,7 @@
 //! ANSI codes) and never with NO_COLOR or --no-color; quiet and verbose levels. Secrets never
 //! reach this module: callers pass text that holds none.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
@@ -51,13 +51,13 @@ impl Ui {
     /// A progress or informational line; hidden with --quiet.
     pub fn info(&self, text: &str) {
         if !self.quiet {
-            println!("{text}");
+            line(text);
         }
     }
 
     /// A result line: always shown.
     pub fn result(&self, text: &str) {
-        println!("{text}");
+        line(text);
     }
 
     pub fn success(&self, text: &str) {
@@ -78,9 +78,29 @@ impl Ui {
 
     pub fn detail(&self, text: &str) {
         if self.verbose > 0 {
-            println!("{text}");
+            line(text);
         }
     }
+}
+
+/// Writes `text` to stdout as is. `Ok(false)` when the reader went away (`status | head -3`):
+/// the output ends there without an error, as other tools' does, where `print!` would panic.
+pub fn out(text: &str) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("cannot write to stdout: {e}")),
+    }
+}
+
+/// A progress line. Unwritable stdout must not stop a deployment halfway (`up | head -1`
+/// closes it early): the line is dropped and the work goes on, its outcome in the exit code.
+fn line(text: &str) {
+    let _ = out(&format!("{text}\n"));
 }
 
 /// Whether the terminal turns ANSI codes into colours. Unix terminals do. A Windows console does

@@ -10,6 +10,7 @@ use crate::desired::{self, Role};
 use crate::drill::{self, picture, report, Kind, Options};
 use crate::outcome::Outcome;
 use crate::readiness::Readiness;
+use crate::ui;
 
 pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     let DrillArgs {
@@ -112,9 +113,9 @@ pub async fn run(g: &Globals, args: DrillArgs) -> Result<Outcome> {
     };
     let r = drill::run(&opts, &progress).await?;
     match format {
-        StatusFormat::Text => print!("{}", report::text(&r, &g.ui)),
-        StatusFormat::Json => println!("{}", report::json(&r)),
-    }
+        StatusFormat::Text => ui::out(&report::text(&r, &g.ui))?,
+        StatusFormat::Json => ui::out(&format!("{}\n", report::json(&r)))?,
+    };
     // Also after a failed drill: that is when the picture matters most.
     if let Some((path, picture_format)) = &report_file {
         picture::write(path, *picture_format, &r)?;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::Globals;
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::outcome::Outcome;
-use crate::{target, top};
+use crate::{target, top, ui};
 
 /// The span of traffic `status` sums up from nginx's log.
 const LAST_MINUTE: Duration = Duration::from_secs(60);
@@ -21,8 +21,8 @@ pub async fn run(g: &Globals, args: StatusArgs) -> Result<Outcome> {
     let mut report = target::status(target, &docker, &g.project).await?;
     report.set_traffic(top::last(&docker, &g.project, target, LAST_MINUTE).await);
     match format {
-        StatusFormat::Text => print!("{}", report.to_text(&g.ui)),
-        StatusFormat::Json => println!("{}", report.to_json()?),
-    }
+        StatusFormat::Text => ui::out(&report.to_text(&g.ui))?,
+        StatusFormat::Json => ui::out(&format!("{}\n", report.to_json()?))?,
+    };
     Ok(Outcome::Success)
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::Globals;
 use crate::cli::{StatusFormat, TopArgs};
 use crate::outcome::Outcome;
-use crate::top;
+use crate::{top, ui};
 
 pub async fn run(g: &Globals, args: TopArgs) -> Result<Outcome> {
     let TopArgs {
@@ -18,7 +18,7 @@ pub async fn run(g: &Globals, args: TopArgs) -> Result<Outcome> {
     match format {
         StatusFormat::Json => {
             let screen = top::snapshot(&docker, &g.project, target.into(), window).await?;
-            top::show(&format!("{}\n", screen.to_json()?))?;
+            ui::out(&format!("{}\n", screen.to_json()?))?;
         }
         StatusFormat::Text => top::live(&docker, &g.project, target.into(), window, &g.ui).await?,
     }

@@ -8,7 +8,7 @@ use crate::cli::UpArgs;
 use crate::config::{CertSource, Overrides};
 use crate::engine::UpOptions;
 use crate::outcome::Outcome;
-use crate::{backup, target, verify};
+use crate::{backup, target, ui, verify};
 use futures_util::{FutureExt, TryFutureExt};
 
 pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
@@ -71,7 +71,7 @@ pub async fn run(g: &Globals, args: UpArgs) -> Result<Outcome> {
     }
     // The stack is up; now prove it works. A failed check is exit 1, as with `verify`.
     let report = verify::run(&verify::Options::for_config(&cfg, target, Some(docker))?).await?;
-    print!("{}", verify::report::text(&report, &g.ui));
+    ui::out(&verify::report::text(&report, &g.ui))?;
     Ok(if report.passed {
         Outcome::Success
     } else {

@@ -4,6 +4,7 @@ use super::Globals;
 use crate::cli::{ReportFormat, VerifyArgs};
 use crate::config::{vars::lookup, Overrides};
 use crate::outcome::Outcome;
+use crate::ui;
 use crate::verify::{self, report, Options};
 
 pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
@@ -67,10 +68,10 @@ pub async fn run(g: &Globals, args: VerifyArgs) -> Result<Outcome> {
     }
     let r = verify::run(&opts).await?;
     match format {
-        ReportFormat::Text => print!("{}", report::text(&r, &g.ui)),
-        ReportFormat::Json => println!("{}", report::json(&r)),
-        ReportFormat::Junit => println!("{}", report::junit(&r)),
-    }
+        ReportFormat::Text => ui::out(&report::text(&r, &g.ui))?,
+        ReportFormat::Json => ui::out(&format!("{}\n", report::json(&r)))?,
+        ReportFormat::Junit => ui::out(&format!("{}\n", report::junit(&r)))?,
+    };
     Ok(if r.passed {
         Outcome::Success
     } else {

@@ -537,3 +537,22 @@ fn completions_are_printed_for_every_shell() {
     }
     d.cmd().args(["completions", "tcsh"]).assert().code(2);
 }
+
+/// `radar-deploy … | head` closes the pipe early: the output ends there, with no panic
+/// ("failed printing to stdout") and the command's own exit status. The read end is closed
+/// before the start, so every write meets the closed pipe, whatever the timing.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let d = Dir::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radar-deploy"))
+        .current_dir(d.path())
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
