@@ -15,6 +15,7 @@ use crate::config::{CertSource, Config, Secret, TlsConfig};
 use crate::desired::TlsMaterial;
 use crate::docker::DockerClient;
 use crate::http::HttpsRoute;
+use crate::status::CertificateStatus;
 use crate::tls::{self, CertInfo};
 use crate::ui::Ui;
 
@@ -23,6 +24,26 @@ pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The certificate nginx's running config names (`ssl_certificate`), read from its container
+/// (on a swarm, an nginx task's: the certificate is a secret there); `None` without HTTPS, or
+/// when it cannot be read (status reports what it can).
+pub async fn served(client: &DockerClient, nginx: &str) -> Option<CertificateStatus> {
+    let conf = client
+        .read_file(nginx, "/etc/nginx/nginx.conf")
+        .await
+        .ok()??;
+    let path = crate::probes::ssl_certificate_path(&String::from_utf8_lossy(&conf))?;
+    let chain = client.read_file(nginx, &path).await.ok()??;
+    let info = tls::leaf_info(&String::from_utf8_lossy(&chain)).ok()?;
+    let now = now_unix();
+    Some(CertificateStatus {
+        days_left: info.days_left(now),
+        expires: tls::utc(info.not_after),
+        issuer: info.issuer,
+        names: info.names,
+    })
 }
 
 /// The certificate for the desired state, `None` when TLS is off. With `prepare` (not for

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 
-use crate::app_image;
 use crate::apply::{self, ApplyOptions, HostEngine};
 use crate::config::Config;
 use crate::desired::{Deployment, ImageUser, Role};
@@ -16,9 +15,9 @@ use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
 use crate::observed::{ContainerState, ObservedContainer};
 use crate::plan;
-use crate::probes;
-use crate::status::{CertificateStatus, ContainerStatus, HostStatus, PortStatus};
+use crate::status::{ContainerStatus, HostStatus, PortStatus};
 use crate::ui::{self, Ui};
+use crate::{app_image, certificates};
 
 pub struct UpOptions<'a> {
     pub timeout: Duration,
@@ -360,25 +359,6 @@ pub async fn down<E: HostEngine>(
     })
 }
 
-/// The certificate nginx's running config names (`ssl_certificate`), read from its container;
-/// `None` without HTTPS, or when it cannot be read (status reports what it can).
-async fn served_certificate(client: &DockerClient, nginx: &str) -> Option<CertificateStatus> {
-    let conf = client
-        .read_file(nginx, "/etc/nginx/nginx.conf")
-        .await
-        .ok()??;
-    let path = probes::ssl_certificate_path(&String::from_utf8_lossy(&conf))?;
-    let chain = client.read_file(nginx, &path).await.ok()??;
-    let info = crate::tls::leaf_info(&String::from_utf8_lossy(&chain)).ok()?;
-    let now = crate::certificates::now_unix();
-    Some(CertificateStatus {
-        days_left: info.days_left(now),
-        expires: crate::tls::utc(info.not_after),
-        issuer: info.issuer,
-        names: info.names,
-    })
-}
-
 pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> {
     let (containers, networks, volumes) = tokio::try_join!(
         client.list_containers(project),
@@ -415,7 +395,7 @@ pub async fn status(client: &DockerClient, project: &str) -> Result<HostStatus> 
         None => false,
     };
     let certificate = match nginx {
-        Some(c) => served_certificate(client, &c.name).await,
+        Some(c) => certificates::served(client, &c.name).await,
         None => None,
     };
     Ok(HostStatus {

@@ -168,24 +168,31 @@ impl HostStatus {
             ));
         }
         if let Some(c) = &self.certificate {
-            let line = format!(
-                "HTTPS certificate: {} issued by {}, expires {} ({} days left)\n",
-                c.names.join(", "),
-                c.issuer,
-                c.expires,
-                c.days_left
-            );
-            out.push_str(&match c.days_left {
-                d if d < 0 => ui.red(&line),
-                d if d < 14 => ui.yellow(&line),
-                _ => line,
-            });
+            out.push_str(&c.to_text(ui));
         }
         if self.maintenance {
             out.push_str(&ui.yellow(&format!("{}\n", crate::templates::MAINTENANCE_ON_NOTE)));
         }
         out.push_str(&self.last_minute.to_text());
         out
+    }
+}
+
+impl CertificateStatus {
+    /// One line; yellow under 14 days left (verify warns then), red once expired.
+    fn to_text(&self, ui: &Ui) -> String {
+        let line = format!(
+            "HTTPS certificate: {} issued by {}, expires {} ({} days left)\n",
+            self.names.join(", "),
+            self.issuer,
+            self.expires,
+            self.days_left
+        );
+        match self.days_left {
+            d if d < 0 => ui.red(&line),
+            d if d < 14 => ui.yellow(&line),
+            _ => line,
+        }
     }
 }
 
@@ -196,6 +203,9 @@ pub struct SwarmStatus {
     /// Always `"swarm"`: tells a script reading the JSON which shape it has.
     pub target: &'static str,
     pub services: Vec<ServiceStatus>,
+    /// The certificate an nginx task on the node reached serves (`TLS_MODE` on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
     #[serde(flatten)]
     pub last_minute: LastMinute,
 }
@@ -219,6 +229,7 @@ impl SwarmStatus {
             project: project.to_string(),
             target: "swarm",
             services,
+            certificate: None,
             last_minute: LastMinute::default(),
         }
     }
@@ -261,6 +272,9 @@ impl SwarmStatus {
                     format!("  on {on}")
                 }
             ));
+        }
+        if let Some(c) = &self.certificate {
+            out.push_str(&c.to_text(ui));
         }
         out.push_str(&self.last_minute.to_text());
         out
@@ -362,10 +376,18 @@ mod tests {
         nginx.published = vec![8080];
         let mut app = service("demo_app", 3, 4, &[("node-a", 2), ("node-b", 1)]);
         app.update_state = Some("updating".into());
-        let report = Report::Swarm(SwarmStatus::new(
-            "demo",
-            vec![app, nginx, service("demo_redis", 1, 1, &[("node-b", 1)])],
-        ));
+        let report = Report::Swarm(SwarmStatus {
+            certificate: Some(CertificateStatus {
+                names: vec!["app.example.com".into()],
+                issuer: "CN=Test CA".into(),
+                expires: "2027-03-01 08:00:00 UTC".into(),
+                days_left: 88,
+            }),
+            ..SwarmStatus::new(
+                "demo",
+                vec![app, nginx, service("demo_redis", 1, 1, &[("node-b", 1)])],
+            )
+        });
         insta::assert_snapshot!(report.to_text(&plain()));
     }
 

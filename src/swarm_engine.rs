@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::app_image;
 use crate::desired::Role;
 use crate::docker::DockerClient;
 use crate::lock::ProjectLock;
@@ -25,6 +24,7 @@ use crate::swarm::observed::{
 use crate::swarm::plan::{ServiceAction, SwarmPlan};
 use crate::swarm::{self, Service, Stack, SwarmConfig, SwarmSecret};
 use crate::ui::Ui;
+use crate::{app_image, certificates};
 
 /// Config and secret name → id, for the specs that mount them.
 pub type ObjectIds = HashMap<String, String>;
@@ -676,8 +676,9 @@ pub async fn remove_stack(
 }
 
 pub async fn status(docker: &DockerClient, project: &str) -> Result<SwarmStatus> {
-    docker.swarm_manager().await?;
+    let node = docker.swarm_manager().await?;
     let mut services = Vec::new();
+    let mut certificate = None;
     let hosts = docker.node_states().await?;
     for s in docker.list_services(project).await? {
         let tasks = docker.service_tasks(&s.name).await?;
@@ -685,6 +686,15 @@ pub async fn status(docker: &DockerClient, project: &str) -> Result<SwarmStatus>
         for t in tasks.iter().filter(|t| t.running) {
             let host = hosts.get(&t.node_id).map_or(&t.node_id, |(h, _)| h);
             *nodes.entry(host.clone()).or_insert(0) += 1;
+        }
+        // The certificate as served: read from an nginx task on this node (the daemon reached
+        // can read only its own containers).
+        let nginx = format!("{project}_{}", Role::Nginx.service());
+        if s.name == nginx && certificate.is_none() {
+            let here = tasks.iter().filter(|t| t.running && t.node_id == node);
+            if let Some(id) = here.filter_map(|t| t.container_id.as_deref()).next() {
+                certificate = certificates::served(docker, id).await;
+            }
         }
         services.push(ServiceStatus {
             nodes,
@@ -697,7 +707,10 @@ pub async fn status(docker: &DockerClient, project: &str) -> Result<SwarmStatus>
             tasks,
         });
     }
-    Ok(SwarmStatus::new(project, services))
+    Ok(SwarmStatus {
+        certificate,
+        ..SwarmStatus::new(project, services)
+    })
 }
 
 /// `logs --target swarm`: the log of every task Swarm wants running, or of one service

@@ -2,7 +2,7 @@
 //! changes nothing → `scale 5` and `scale 2` under load with no failed request → a rolling
 //! update and a rolled-back one under load with no failed request → `down --target swarm
 //! --volumes` leaves no service, config, secret, network, volume or container → the same with
-//! the HA profile. Drills on the swarm: an app task SIGKILLed under load (Swarm replaces it,
+//! the HA profile. `top` reads the traffic per task. Drills on the swarm: an app task SIGKILLed under load (Swarm replaces it,
 //! nginx's `tasks.app` watcher follows the new address) with no failed request, and, on the HA
 //! stack, the Redis master's service taken to 0 replicas (failover, then it rejoins).
 //!
@@ -106,6 +106,61 @@ impl SwarmProject {
         (out.status.code(), report, text(&out))
     }
 
+    /// `top --target swarm` under the built-in load: a row per task slot (app-1…app-3) read
+    /// from the nginx task's log, the rows adding up to the balancer's total and that to what
+    /// the load generator sent, within 3 %; CPU and memory against the service's limits for
+    /// the tasks on this node (all of them, on one node). Then `status`'s last minute.
+    fn top_counts_per_task_what_the_load_sent(&self) {
+        // No earlier request (verify's) inside the window below.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let load = LoadOptions::reference(format!("http://127.0.0.1:{}", self.port), 8);
+        let started = Instant::now();
+        let result = block_on(async {
+            let running = Load::start(&load).expect("load starts");
+            tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+            running.stop().await
+        });
+        let sent = result.samples.len() as u64;
+        let failed = result.samples.iter().filter(|s| !s.ok()).count();
+        let window = (started.elapsed().as_secs() + 2).to_string();
+        let t0 = Instant::now();
+        let json = self.stdout(&[
+            "top", "--target", "swarm", "--format", "json", "--window", &window,
+        ]);
+        let took = t0.elapsed();
+        let snap: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        let context = format!("load sent {sent} ({failed} failed)\n{snap:#}");
+        assert_eq!(snap["target"], "swarm", "{context}");
+        let total = snap["balancer"]["requests"].as_u64().expect(&context);
+        eprintln!(
+            "swarm: top --format json --window {window} in {:.1}s: {total} requests counted, the load sent {sent}",
+            took.as_secs_f64()
+        );
+        assert!(sent > 500, "{context}");
+        let off = total.abs_diff(sent) as f64 / sent as f64;
+        assert!(
+            off < 0.03,
+            "top counted {total}, the load sent {sent}\n{context}"
+        );
+        let rows = snap["instances"].as_array().expect(&context);
+        let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+        assert_eq!(names, ["app-1", "app-2", "app-3"], "{context}");
+        let counted: u64 = rows.iter().filter_map(|r| r["requests"].as_u64()).sum();
+        assert_eq!(counted, total, "every request named by its task\n{context}");
+        for r in rows {
+            assert!(
+                r["requests"].as_u64() > Some(0),
+                "least_conn shares:\n{context}"
+            );
+            assert_eq!(r["status_5xx"], 0, "{context}");
+            assert_eq!(r["cpu_limit"].as_f64(), Some(0.5), "APP_CPUS\n{context}");
+            assert!(r["cpus"].as_f64().is_some(), "{context}");
+            assert_eq!(r["memory_limit_bytes"], 256 << 20, "APP_MEMORY\n{context}");
+        }
+        let status = self.ok(&["status", "--target", "swarm"]);
+        assert!(status.contains("Last minute"), "{status}");
+    }
+
     /// Everything of the project still on the daemon.
     fn leftovers(&self) -> Vec<String> {
         block_on(async {
@@ -206,6 +261,8 @@ fn swarm_up_verifies_green_scales_under_load_and_down_leaves_nothing() {
     // Nothing changed: nothing is touched.
     let out = p.ok(&["up", "--target", "swarm", "--no-verify"]);
     assert!(out.contains("0 created, 0 updated, 4 unchanged"), "{out}");
+
+    p.top_counts_per_task_what_the_load_sent();
 
     // Scale up, then down, under steady client load: no request may fail.
     for n in ["5", "2"] {

@@ -258,6 +258,13 @@ fn swarm_serves_https_redirects_http_and_rolls_a_new_certificate() {
         leaf_der(&chain),
         "the new leaf is served"
     );
+    // `status` names it, as read from the nginx task (the certificate is a secret there).
+    let status = p.ok(&["status", "--target", "swarm"]);
+    assert!(
+        status.contains(&format!("HTTPS certificate: {HOST} issued by"))
+            && (status.contains("(59 days left)") || status.contains("(60 days left)")),
+        "{status}"
+    );
     // nginx's stop-first update restarts its one task: the port is closed meanwhile. The test
     // reports the gap and bounds it; it is not zero (see swarm.rs's module comment).
     assert!(gap < 30_000, "outage {gap} ms:\n{out}");
