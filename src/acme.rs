@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, Problem,
+    RetryPolicy,
 };
 use sha2::{Digest, Sha256};
 
@@ -194,33 +195,24 @@ async fn issue_until(
     }
     ui.info(&format!("  ACME: validating {hosts} by HTTP-01"));
 
-    // Validation is the CA's work: poll the order until it is ready or refused.
-    let mut pause = Duration::from_millis(250);
-    loop {
-        let state = order
-            .refresh()
-            .await
-            .map_err(|e| anyhow!("{e}"))
-            .context("cannot fetch the order's state from the CA")?;
-        match state.status {
-            OrderStatus::Ready => break,
-            OrderStatus::Invalid => {
-                let order_problem = state.error.clone();
-                return Err(refusal(&mut order, order_problem, &thumb).await);
-            }
-            // Valid or processing would mean it was finalized already; not by us.
-            OrderStatus::Pending => {}
-            other => bail!("the order for {hosts} is {other:?} before it was finalized"),
+    // Validation is the CA's work: poll the order until it is ready or refused, as often as
+    // the CA's Retry-After asks (instant-acme's poll honours it), else backing off from 250 ms.
+    match order.poll_ready(&polling(deadline)).await {
+        Ok(OrderStatus::Ready) => {}
+        Ok(OrderStatus::Invalid) => {
+            let order_problem = order.state().error.clone();
+            return Err(refusal(&mut order, order_problem, &thumb).await);
         }
-        if Instant::now() + pause > deadline {
-            bail!(
-                "the CA at {dir} did not validate {hosts} within {}s\n  \
-                 check: that port 80 of each host is reachable from the CA",
-                ISSUE_DEADLINE.as_secs()
-            );
+        Ok(other) => bail!("the order for {hosts} is {other:?} before it was finalized"),
+        Err(instant_acme::Error::Api(problem)) => {
+            return Err(refusal(&mut order, Some(problem), &thumb).await)
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        Err(instant_acme::Error::Timeout(_)) => bail!(
+            "the CA at {dir} did not validate {hosts} within {}s\n  \
+             check: that port 80 of each host is reachable from the CA",
+            ISSUE_DEADLINE.as_secs()
+        ),
+        Err(e) => return Err(anyhow!("{e}")).context("cannot fetch the order's state from the CA"),
     }
 
     let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
@@ -236,26 +228,17 @@ async fn issue_until(
         .await
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("the CA at {dir} refused to finalize the order for {hosts}"))?;
-    let mut pause = Duration::from_millis(250);
-    let chain_pem = loop {
-        let chain = order
-            .certificate()
-            .await
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| {
+    let chain_pem = match order.poll_certificate(&polling(deadline)).await {
+        Ok(chain) => chain,
+        Err(instant_acme::Error::Timeout(_)) => bail!(
+            "the CA at {dir} did not issue the certificate for {hosts} within {}s",
+            ISSUE_DEADLINE.as_secs()
+        ),
+        Err(e) => {
+            return Err(anyhow!("{e}")).with_context(|| {
                 format!("the CA at {dir} did not issue the certificate for {hosts}")
-            })?;
-        if let Some(chain) = chain {
-            break chain;
+            })
         }
-        if Instant::now() + pause > deadline {
-            bail!(
-                "the CA at {dir} did not issue the certificate for {hosts} within {}s",
-                ISSUE_DEADLINE.as_secs()
-            );
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
     };
     ui.info(&format!(
         "  ACME: certificate for {hosts} issued in {:.1}s",
@@ -269,6 +252,15 @@ async fn issue_until(
 
 /// Why the CA refused the order, host by host: each invalid authorization's challenge problem
 /// (type and detail), and what to check on this side.
+/// How the order is polled: from 250 ms, half as long again each time (validation takes a
+/// CA about a second), or when the CA's Retry-After says; never past `deadline`.
+fn polling(deadline: Instant) -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(deadline.saturating_duration_since(Instant::now()))
+}
+
 async fn refusal(
     order: &mut instant_acme::Order,
     order_problem: Option<Problem>,
