@@ -290,6 +290,9 @@ struct Log {
     /// Receive time minus nginx's time of the recent lines (ms): how stale the view is.
     lag_ms: Mutex<VecDeque<f64>>,
     problems: Mutex<HashMap<LogSource, String>>,
+    /// The window's earlier lines, read back beside the follower: a source is here while its
+    /// history is being read (`None`) or when that failed (why); the figures are partial then.
+    history: Mutex<HashMap<LogSource, Option<String>>>,
 }
 
 impl Log {
@@ -324,11 +327,36 @@ impl Log {
         summarize(found, entries.make_contiguous(), to_ms, window_ms)
     }
 
+    /// A source no longer followed (nginx recreated, a task replaced): what was said of it goes.
+    fn forget(&self, source: &LogSource) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.remove(source);
+        }
+        if let Ok(mut h) = self.history.lock() {
+            h.remove(source);
+        }
+    }
+
     fn problems(&self) -> Vec<String> {
-        self.problems
+        let mut all: Vec<String> = self
+            .problems
             .lock()
             .map(|p| p.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(history) = self.history.lock() {
+            let reading = history.values().filter(|h| h.is_none()).count();
+            if reading > 0 {
+                all.push(
+                    "reading the window's earlier lines from nginx's log: the figures are \
+                     partial until they are in"
+                        .into(),
+                );
+            }
+            all.extend(history.values().flatten().map(|why| {
+                format!("{why}: the figures count only the requests since top started")
+            }));
+        }
+        all
     }
 
     fn lag_p95(&self) -> Option<f64> {
@@ -349,51 +377,64 @@ fn follow(
     skew_ms: i64,
     log: Arc<Log>,
 ) -> JoinHandle<()> {
+    if let Ok(mut h) = log.history.lock() {
+        h.insert(source.clone(), None);
+    }
     tokio::spawn(async move {
-        let first = Arc::new(Mutex::new(None::<u64>));
-        {
-            let (docker, source, log, first) =
-                (docker.clone(), source.clone(), log.clone(), first.clone());
-            tokio::spawn(async move {
-                if let Ok(entries) = read_back(&docker, &source, since_ms).await {
-                    // Lines the follower already has are not added twice.
+        // The first followed line's time: history up to it is the read-back's, after it the
+        // follower's. Both halves run in this one task, so aborting it ends both.
+        let first = Mutex::new(None::<u64>);
+        let history = async {
+            let failed = match read_back(&docker, &source, since_ms).await {
+                Ok(entries) => {
                     let until = first.lock().ok().and_then(|f| *f).unwrap_or(u64::MAX);
                     log.extend(entries.into_iter().filter(|e| e.at_ms < until));
+                    None
                 }
-            });
-        }
-        loop {
-            let mut lines = stream_of(&docker, &source, None, true);
-            let mut reading = false;
-            while let Some(line) = lines.next().await {
-                match line {
-                    Ok(line) => {
-                        let Some(e) = traffic::parse(&line.text) else {
-                            continue;
-                        };
-                        if !reading {
-                            // Once per stream, not per line: the log reads again.
-                            reading = true;
-                            if let Ok(mut p) = log.problems.lock() {
-                                p.remove(&source);
-                            }
-                            if let Ok(mut f) = first.lock() {
-                                f.get_or_insert(e.at_ms);
-                            }
-                        }
-                        let lag = (local_ms() + skew_ms) as f64 - e.at_ms as f64;
-                        log.push(e, lag);
-                    }
-                    Err(e) => {
-                        if let Ok(mut p) = log.problems.lock() {
-                            p.insert(source.clone(), log_problem(&source, &e));
-                        }
-                        break;
-                    }
-                }
+                Err(why) => Some(why),
+            };
+            if let Ok(mut h) = log.history.lock() {
+                match failed {
+                    None => h.remove(&source),
+                    Some(why) => h.insert(source.clone(), Some(why)),
+                };
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        };
+        let followed = async {
+            loop {
+                let mut lines = stream_of(&docker, &source, None, true);
+                let mut reading = false;
+                while let Some(line) = lines.next().await {
+                    match line {
+                        Ok(line) => {
+                            let Some(e) = traffic::parse(&line.text) else {
+                                continue;
+                            };
+                            if !reading {
+                                // Once per stream, not per line: the log reads again.
+                                reading = true;
+                                if let Ok(mut p) = log.problems.lock() {
+                                    p.remove(&source);
+                                }
+                                if let Ok(mut f) = first.lock() {
+                                    f.get_or_insert(e.at_ms);
+                                }
+                            }
+                            let lag = (local_ms() + skew_ms) as f64 - e.at_ms as f64;
+                            log.push(e, lag);
+                        }
+                        Err(e) => {
+                            if let Ok(mut p) = log.problems.lock() {
+                                p.insert(source.clone(), log_problem(&source, &e));
+                            }
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::join!(history, followed);
     })
 }
 
@@ -665,6 +706,7 @@ pub async fn live(
             let keep = found.logs.contains(source);
             if !keep {
                 reader.abort();
+                log.forget(source);
             }
             keep
         });
@@ -711,6 +753,28 @@ pub async fn live(
 mod tests {
     use super::*;
     use crate::swarm::ObservedTask;
+
+    #[test]
+    fn the_view_says_while_its_history_is_partial_and_forgets_a_source_gone() {
+        let log = Log::default();
+        let nginx = LogSource::Container("demo-nginx-1".into());
+        let task = LogSource::Task("t1".into());
+        assert!(log.problems().is_empty());
+        log.history.lock().unwrap().insert(nginx.clone(), None);
+        log.history
+            .lock()
+            .unwrap()
+            .insert(task.clone(), Some("task t1: no such task".into()));
+        let said = log.problems();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said.iter().any(|p| p.contains("partial until they are in")));
+        assert!(said
+            .iter()
+            .any(|p| p.starts_with("task t1: no such task: the figures count only")));
+        log.forget(&nginx);
+        log.forget(&task);
+        assert!(log.problems().is_empty());
+    }
 
     fn task(id: &str, slot: i64, node: &str, running: bool) -> ObservedTask {
         ObservedTask {
