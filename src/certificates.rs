@@ -30,12 +30,9 @@ pub fn now_unix() -> i64 {
 /// (on a swarm, an nginx task's: the certificate is a secret there); `None` without HTTPS, or
 /// when it cannot be read (status reports what it can).
 pub async fn served(client: &DockerClient, nginx: &str) -> Option<CertificateStatus> {
-    let conf = client
-        .read_file(nginx, "/etc/nginx/nginx.conf")
-        .await
-        .ok()??;
+    let conf = read_inside(client, nginx, "/etc/nginx/nginx.conf").await?;
     let path = crate::probes::ssl_certificate_path(&String::from_utf8_lossy(&conf))?;
-    let chain = client.read_file(nginx, &path).await.ok()??;
+    let chain = read_inside(client, nginx, &path).await?;
     let info = tls::leaf_info(&String::from_utf8_lossy(&chain)).ok()?;
     let now = now_unix();
     Some(CertificateStatus {
@@ -44,6 +41,18 @@ pub async fn served(client: &DockerClient, nginx: &str) -> Option<CertificateSta
         issuer: info.issuer,
         names: info.names,
     })
+}
+
+/// A file as the container sees it, by `cat` in it: on a swarm, nginx.conf is a config and the
+/// certificate a secret, mounted where the archive API (`docker cp`) does not look.
+async fn read_inside(client: &DockerClient, container: &str, path: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let cat = ["cat".to_string(), path.to_string()];
+    let (_, end) = client
+        .exec_output(container, &cat, &[], &mut bytes)
+        .await
+        .ok()?;
+    (end.code == 0).then_some(bytes)
 }
 
 /// The certificate for the desired state, `None` when TLS is off. With `prepare` (not for
