@@ -467,6 +467,23 @@ async fn samples(docker: &DockerClient, found: &Found) -> HashMap<String, UsageS
         .collect()
 }
 
+/// Keeps `latest[container]` at the container's last resource sample, streamed by the daemon
+/// (one a second), until the stream ends or the task is aborted.
+fn watch_usage(
+    docker: DockerClient,
+    container: String,
+    latest: Arc<Mutex<HashMap<String, UsageSample>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut samples = Box::pin(docker.usage_stream(&container));
+        while let Some(Ok(sample)) = samples.next().await {
+            if let Ok(mut l) = latest.lock() {
+                l.insert(container.clone(), sample);
+            }
+        }
+    })
+}
+
 async fn stub_status(docker: &DockerClient, found: &Found) -> Option<StubStatus> {
     let nginx = found.nginx.as_ref()?;
     let (code, out) = docker
@@ -696,6 +713,8 @@ pub async fn live(
     let mut readers: HashMap<LogSource, JoinHandle<()>> = HashMap::new();
     let mut limits = HashMap::new();
     let mut before: HashMap<String, UsageSample> = HashMap::new();
+    let latest: Arc<Mutex<HashMap<String, UsageSample>>> = Arc::default();
+    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
     let in_place = std::io::stdout().is_terminal() && crate::ui::console_takes_ansi();
     let _screen = in_place.then(AlternateScreen::enter);
     loop {
@@ -715,7 +734,29 @@ pub async fn live(
                 follow(docker.clone(), source.clone(), start_ms, skew, log.clone())
             });
         }
-        let (now, connections) = tokio::join!(samples(docker, &found), stub_status(docker, &found));
+        let containers: Vec<&String> = found
+            .instances
+            .iter()
+            .filter_map(|i| i.container.as_ref())
+            .collect();
+        watchers.retain(|c, w| {
+            // A container gone, or a stream that ended (it restarts next time round).
+            let keep = containers.contains(&c) && !w.is_finished();
+            if !keep {
+                w.abort();
+                if let Ok(mut l) = latest.lock() {
+                    l.remove(c);
+                }
+            }
+            keep
+        });
+        for c in containers {
+            watchers
+                .entry(c.clone())
+                .or_insert_with(|| watch_usage(docker.clone(), c.clone(), latest.clone()));
+        }
+        let connections = stub_status(docker, &found).await;
+        let now = latest.lock().map(|l| l.clone()).unwrap_or_default();
         let to_ms = local_ms() + skew;
         let reading = Reading {
             traffic: log.window(&found, to_ms, window_ms),
@@ -743,8 +784,8 @@ pub async fn live(
             _ = tokio::time::sleep(REFRESH.saturating_sub(started.elapsed())) => {}
         }
     }
-    for reader in readers.values() {
-        reader.abort();
+    for task in readers.values().chain(watchers.values()) {
+        task.abort();
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! What `top` and `status` read of a running deployment: nginx's access log from a point in
-//! time (a container's or a Swarm task's stdout), one resource sample of a container (the
-//! stats API), and the daemon's clock, which the log's times are on.
+//! time (a container's or a Swarm task's stdout), a container's resource samples (the stats
+//! API, one or as a stream), and the daemon's clock, which the log's times are on.
 
+use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder, StatsOptionsBuilder};
 use futures_util::{Stream, StreamExt};
 
@@ -52,36 +53,29 @@ impl DockerClient {
             .one_shot(true)
             .build();
         let mut stats = Box::pin(self.docker.stats(container, Some(opts)));
-        let s = match stats.next().await {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => return Err(DockerError::from_bollard("container", container, e)),
-            None => {
-                return Err(DockerError::Other {
-                    kind: "container",
-                    name: container.to_string(),
-                    message: "the daemon sent no stats sample".into(),
-                })
-            }
-        };
-        let cpu = s.cpu_stats.unwrap_or_default();
-        let memory = s.memory_stats.unwrap_or_default();
-        // As `docker stats` does: cgroup v2 reports the reclaimable cache as inactive_file,
-        // v1 as total_inactive_file.
-        let cache = memory
-            .stats
-            .as_ref()
-            .and_then(|m| {
-                m.get("inactive_file")
-                    .or_else(|| m.get("total_inactive_file"))
-            })
-            .copied()
-            .unwrap_or(0);
-        Ok(UsageSample {
-            cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
-            system_ns: cpu.system_cpu_usage.unwrap_or(0),
-            online_cpus: cpu.online_cpus.unwrap_or(0),
-            memory_bytes: memory.usage.unwrap_or(0).saturating_sub(cache),
-            memory_limit_bytes: memory.limit.unwrap_or(0),
+        match stats.next().await {
+            Some(Ok(s)) => Ok(sample_of(s)),
+            Some(Err(e)) => Err(DockerError::from_bollard("container", container, e)),
+            None => Err(DockerError::Other {
+                kind: "container",
+                name: container.to_string(),
+                message: "the daemon sent no stats sample".into(),
+            }),
+        }
+    }
+
+    /// A container's samples as the daemon sends them (one a second) until it stops, as
+    /// `docker stats` reads them: a live view takes the latest at once, where a one-shot ask
+    /// can wait up to a second for the daemon's collector once a container is watched.
+    pub fn usage_stream(
+        &self,
+        container: &str,
+    ) -> impl Stream<Item = Result<UsageSample>> + Send + 'static {
+        let opts = StatsOptionsBuilder::default().stream(true).build();
+        let name = container.to_string();
+        self.docker.stats(container, Some(opts)).map(move |s| {
+            s.map(sample_of)
+                .map_err(|e| DockerError::from_bollard("container", &name, e))
         })
     }
 
@@ -94,6 +88,30 @@ impl DockerClient {
             .await
             .map_err(|e| DockerError::from_bollard("daemon", &self.endpoint.host, e))?;
         Ok(info.system_time.as_deref().and_then(parse_rfc3339_ms))
+    }
+}
+
+/// The counters `top` shows, from one stats answer.
+fn sample_of(s: ContainerStatsResponse) -> UsageSample {
+    let cpu = s.cpu_stats.unwrap_or_default();
+    let memory = s.memory_stats.unwrap_or_default();
+    // As `docker stats` does: cgroup v2 reports the reclaimable cache as inactive_file,
+    // v1 as total_inactive_file.
+    let cache = memory
+        .stats
+        .as_ref()
+        .and_then(|m| {
+            m.get("inactive_file")
+                .or_else(|| m.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    UsageSample {
+        cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+        system_ns: cpu.system_cpu_usage.unwrap_or(0),
+        online_cpus: cpu.online_cpus.unwrap_or(0),
+        memory_bytes: memory.usage.unwrap_or(0).saturating_sub(cache),
+        memory_limit_bytes: memory.limit.unwrap_or(0),
     }
 }
 

@@ -133,7 +133,7 @@ fn top_names_the_slow_and_the_failing_instance_and_counts_what_the_load_sent() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("top starts");
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(7));
     let _ = live.kill();
     let _ = live.wait();
     let mut shown = String::new();
@@ -151,6 +151,11 @@ fn top_names_the_slow_and_the_failing_instance_and_counts_what_the_load_sent() {
     for n in ["app-1", "app-2", "app-3", "nginx", "postgres", "redis"] {
         assert!(shown.contains(n), "{n} missing:\n{shown}");
     }
+    // CPU and memory against the limits, from the samples the daemon streams.
+    assert!(
+        shown.contains("% of 0.5") && shown.contains("of 256MiB"),
+        "{shown}"
+    );
 
     // `status` adds the last minute's figures.
     let status = p.ok(&["status"]);
