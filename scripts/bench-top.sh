@@ -115,6 +115,9 @@ if lag:
     print(f"  nginx's log lines reached top (p95 per screen): median {statistics.median(lag):.1f} ms, max {max(lag):.1f} ms")
 PY
 
+# The paced load does not hold its rate on a busy 2-core machine: its rate now, beside the
+# snapshots' counts (and top's median above), says which figure moved.
+echo "== load through nginx now: $(rps_now) requests/s"
 for w in 10 60; do
   start=$(date +%s.%N)
   rd top --format json --window "$w" >"$work/snap.json"
