@@ -14,7 +14,7 @@
 //! | layer | module | job |
 //! |---|---|---|
 //! | host | [`endpoint`] | which daemon: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the docker CLI's current context, the default; TLS material; the advice when it does not answer |
-//! | host | [`ui`], [`outcome`], [`fsutil`], [`lock`] | colour and verbosity; exit status 0/1/2; atomic and private files (0600, an owner-only ACL on Windows); the per-project OS file lock |
+//! | host | [`ui`], [`outcome`], [`fsutil`], [`lock`] | colour and verbosity, stdout that ends quietly when its reader goes away; exit status 0/1/2; atomic and private files (0600, an owner-only ACL on Windows); the per-project OS file lock |
 //! | pure | [`config`] | env file < environment < flags → one validated, typed [`config::Config`]; [`config::vars`]: every variable, its default and documentation |
 //! | pure | [`tls`] | certificates without IO: what a PEM chain says, whether a certificate file and key can be served for the public hosts (key, chain order and signatures, dates, names), ACME's self-signed placeholder, when to renew |
 //! | pure | [`labels`] | every label key the tool writes or reads, and who reads it |
@@ -35,14 +35,14 @@
 //! | operation | [`maintenance`] | one host: nginx's maintenance flag (503 + Retry-After, instances get nothing), on, off, asked; Swarm refused |
 //! | operation | [`sentinels`] | asks the Redis Sentinels (an exec in their containers) which Redis is the master |
 //! | operation | [`acme`] | certificates from an ACME CA by HTTP-01 (answered by nginx statelessly with the account key's thumbprint); the account key and certificate kept on the project's `acme` volume |
-//! | operation | [`certificates`] | the certificate nginx serves: the operator's files read and checked before anything is created, or the ACME store (account key, placeholder, renewal when due) |
+//! | operation | [`certificates`] | the certificate nginx serves: the operator's files read and checked before anything is created, or the ACME store (account key, placeholder, renewal when due); the one nginx serves, for `status` |
 //! | operation | [`backup`] | one host: Postgres dump and Redis keys streamed through execs into one checked file, written atomically ([`backup::archive`]); restore behind maintenance mode |
 //! | operation | [`apply`] | executes a one-host plan, parallel where independent, ordered by readiness; [`apply::HostEngine`] names the verbs it, `engine` and `scale` use |
 //! | operation | [`engine`] | one host: `up`/`down`/`status`/`logs` (preflight, lock, plan, apply) |
 //! | operation | [`scale`] | one host: add or remove instances with no failed request, save the count |
 //! | operation | [`swarm_engine`] | a swarm: observe, plan, apply with no decisions ([`swarm_engine::SwarmVerbs`]), wait for convergence; `up`/`scale`/`down`/`status`/`logs` |
 //! | operation | [`verify`] | the proof: checks through the balancer (over HTTPS, with the handshake, certificate and redirect checks, when TLS is on) and, via Docker, each instance and Sentinel (`verify::topology`: who is asked, on either target) |
-//! | operation | [`top`] | follows nginx's log (container or Swarm task) through the Engine API, with the stats API and `stub_status`: `top`'s live view and snapshot, `status`'s last minute |
+//! | operation | [`top`] | follows nginx's log (container or Swarm task) through the Engine API, with the stats API (streamed for the live view) and `stub_status`: `top`'s live view and snapshot, `status`'s last minute |
 //! | operation | [`drill`] | a fault under load (instance, redis, postgres, nginx, network, memory, daemon), measured, judged and verified |
 //! | dispatch | [`target`] | `up`/`down`/`scale`/`status`/`logs`/`render` on the chosen target |
 //! | front | [`cli`], [`commands`] | the command line as typed (names are a contract); one thin file per subcommand: arguments → operation → report |
