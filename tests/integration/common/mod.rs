@@ -54,8 +54,13 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 /// Like every Docker test here it FAILS when the daemon is unreachable.
 pub struct SwarmGuard {
     joined: bool,
+    /// `swarm init` makes the bridge `docker_gwbridge`, and leaving keeps it: removed on drop
+    /// when the guard's init made it, so the daemon is left as it was found.
+    made_gwbridge: bool,
     _machine_lock: ProjectLock,
 }
+
+const GWBRIDGE: &str = "docker_gwbridge";
 
 impl SwarmGuard {
     pub fn acquire() -> SwarmGuard {
@@ -77,6 +82,7 @@ impl SwarmGuard {
             )
             .await
             .expect("the machine-wide swarm test lock");
+            let mut made_gwbridge = false;
             let joined = match d.swarm_membership().await.expect("docker info") {
                 SwarmMembership::Manager { .. } => false,
                 SwarmMembership::Worker => {
@@ -84,6 +90,7 @@ impl SwarmGuard {
                 }
                 SwarmMembership::NotInSwarm => {
                     outside();
+                    made_gwbridge = !docker(&["network", "inspect", GWBRIDGE]).status.success();
                     match d.init_swarm_loopback().await {
                         Ok(()) => true,
                         // Another process initialised one meanwhile: use it, and leave it.
@@ -100,6 +107,7 @@ impl SwarmGuard {
             };
             SwarmGuard {
                 joined,
+                made_gwbridge: joined && made_gwbridge,
                 _machine_lock: lock,
             }
         })
@@ -110,6 +118,9 @@ impl Drop for SwarmGuard {
     fn drop(&mut self) {
         if self.joined {
             let _ = block_on(async { connect_local().await?.leave_swarm().await });
+        }
+        if self.made_gwbridge {
+            let _ = docker(&["network", "rm", GWBRIDGE]);
         }
     }
 }
